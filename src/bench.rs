@@ -1,0 +1,179 @@
+//! `s5 bench kernels`: each custom op against its reference, timed in one run on one device.
+//!
+//! Every measurement: `warmup` untimed runs, then `reps` timed runs, each ended by a device
+//! sync so the time is the GPU's, and the median is reported. Outputs stay alive until the
+//! sync so lazy backends cannot skip the work.
+
+use std::time::{Duration, Instant};
+
+use burn::tensor::{Device, Distribution, Int, Tensor};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::kernels::{MoeWeights, moe_ffn, moe_ffn_reference, pixel_stats, pixel_stats_reference};
+
+/// How many runs each measurement takes.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchConfig {
+    pub warmup: usize,
+    pub reps: usize,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        Self { warmup: 2, reps: 7 }
+    }
+}
+
+/// One timed operation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing {
+    /// Group the row belongs to (`pixel_stats`, `moe_ffn`).
+    pub group: &'static str,
+    pub name: &'static str,
+    pub shape: String,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    /// Name of the row the ratio is taken against, within the same group.
+    pub baseline: Option<&'static str>,
+    /// `median_ms / baseline's median_ms`, filled in by [`with_ratios`].
+    pub ratio: Option<f64>,
+}
+
+fn time<T>(device: &Device, config: BenchConfig, mut run: impl FnMut() -> T) -> Result<(f64, f64)> {
+    let sync = |device: &Device| {
+        device
+            .sync()
+            .map_err(|e| Error::DeviceInit(format!("device sync failed during benchmark: {e}")))
+    };
+    for _ in 0..config.warmup {
+        let out = run();
+        sync(device)?;
+        drop(out);
+    }
+    let mut samples: Vec<Duration> = Vec::with_capacity(config.reps);
+    for _ in 0..config.reps.max(1) {
+        sync(device)?;
+        let start = Instant::now();
+        let out = run();
+        sync(device)?;
+        samples.push(start.elapsed());
+        drop(out);
+    }
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    Ok((ms(samples[samples.len() / 2]), ms(samples[0])))
+}
+
+/// Shapes of the kernel benchmark (defaults: the issue's; tests use tiny ones).
+#[derive(Debug, Clone, Copy)]
+pub struct KernelShapes {
+    /// pixel_stats logits `[B, K, H, W]`.
+    pub logits: [usize; 4],
+    /// MoE FFN: images, tokens per image (rows N = images · tokens), F (= 4D), C, P, T.
+    pub moe_images: usize,
+    pub moe_tokens: usize,
+    pub moe_hidden: usize,
+    pub moe_out: usize,
+    pub moe_expert: usize,
+    pub moe_datasets: usize,
+}
+
+impl Default for KernelShapes {
+    fn default() -> Self {
+        Self {
+            logits: [8, 16, 256, 256],
+            moe_images: 8,
+            moe_tokens: 1024,
+            moe_hidden: 1536,
+            moe_out: 384,
+            moe_expert: 96,
+            moe_datasets: 4,
+        }
+    }
+}
+
+/// Times `pixel_stats` against its reference and burn's `sum`, and `moe_ffn` against a dense
+/// `Linear(F -> C)` and the naive composition.
+pub fn bench_kernels(device: &Device, shapes: KernelShapes, config: BenchConfig) -> Result<Vec<Timing>> {
+    let mut rows = Vec::new();
+
+    let [b, k, h, w] = shapes.logits;
+    let logits = Tensor::<4>::random([b, k, h, w], Distribution::Normal(0.0, 2.0), device);
+    let shape = format!("[{b}, {k}, {h}, {w}]");
+    let mut row = |group, name, shape: &String, baseline, (median_ms, min_ms)| {
+        rows.push(Timing { group, name, shape: shape.clone(), median_ms, min_ms, baseline, ratio: None });
+    };
+    row("pixel_stats", "sum (burn, memory floor)", &shape, None,
+        time(device, config, || logits.clone().sum())?);
+    row("pixel_stats", "pixel_stats reference (tensor ops)", &shape, None,
+        time(device, config, || pixel_stats_reference(logits.clone(), None, Some(0)))?);
+    let kernel = "pixel_stats (WGSL)";
+    let kernel_time = time(device, config, || pixel_stats(logits.clone(), None, Some(0)))?;
+    row("pixel_stats", kernel, &shape, Some("pixel_stats reference (tensor ops)"), kernel_time);
+    row("pixel_stats", kernel, &shape, Some("sum (burn, memory floor)"), kernel_time);
+    drop(logits);
+
+    let n = shapes.moe_images * shapes.moe_tokens;
+    let (f, c, p, t) = (shapes.moe_hidden, shapes.moe_out, shapes.moe_expert, shapes.moe_datasets);
+    let normal = Distribution::Normal(0.0, 0.02);
+    let hidden = Tensor::<2>::random([n, f], Distribution::Normal(0.0, 1.0), device);
+    let weights = MoeWeights {
+        w_shared: Tensor::random([f, c - p], normal, device),
+        b_shared: Tensor::random([c - p], normal, device),
+        w_expert: Tensor::random([t, f, p], normal, device),
+        b_expert: Tensor::random([t, p], normal, device),
+    };
+    // Each image's tokens belong to one dataset, images cycling through the datasets.
+    let ids: Vec<i32> = (0..n).map(|row| ((row / shapes.moe_tokens) % t) as i32).collect();
+    let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), device);
+    let dense_w = Tensor::<2>::random([f, c], normal, device);
+    let dense_b = Tensor::<1>::random([c], normal, device);
+    let shape = format!("N={n} F={f} C={c} P={p} T={t}");
+    let dense = "dense Linear (burn matmul + bias)";
+    row("moe_ffn", dense, &shape, None,
+        time(device, config, || hidden.clone().matmul(dense_w.clone()) + dense_b.clone().unsqueeze())?);
+    let naive = "naive composition (every expert, select)";
+    row("moe_ffn", naive, &shape, None,
+        time(device, config, || moe_ffn_reference(hidden.clone(), &weights, ids.clone()))?);
+    let kernel = "moe_ffn (WGSL)";
+    let kernel_time = time(device, config, || moe_ffn(hidden.clone(), &weights, ids.clone()))?;
+    row("moe_ffn", kernel, &shape, Some(dense), kernel_time);
+    row("moe_ffn", kernel, &shape, Some(naive), kernel_time);
+
+    Ok(with_ratios(rows))
+}
+
+/// Fills each row's `ratio` from its baseline row in the same group.
+pub fn with_ratios(mut rows: Vec<Timing>) -> Vec<Timing> {
+    let medians: Vec<(&'static str, &'static str, f64)> =
+        rows.iter().map(|r| (r.group, r.name, r.median_ms)).collect();
+    for row in &mut rows {
+        row.ratio = row.baseline.and_then(|base| {
+            medians
+                .iter()
+                .find(|(g, n, _)| *g == row.group && *n == base)
+                .map(|(_, _, m)| row.median_ms / m)
+        });
+    }
+    rows
+}
+
+/// The table `s5 bench kernels` prints.
+pub fn format_table(rows: &[Timing]) -> String {
+    let mut out = format!(
+        "{:<12} {:<42} {:<30} {:>11} {:>11}  {}\n",
+        "group", "op", "shape", "median ms", "min ms", "ratio"
+    );
+    for r in rows {
+        let ratio = match (r.ratio, r.baseline) {
+            (Some(x), Some(base)) => format!("{x:.2}x {base}"),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "{:<12} {:<42} {:<30} {:>11.2} {:>11.2}  {}\n",
+            r.group, r.name, r.shape, r.median_ms, r.min_ms, ratio
+        ));
+    }
+    out
+}

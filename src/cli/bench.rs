@@ -1,0 +1,65 @@
+//! `s5 bench`: speed measured, not guessed.
+
+use anyhow::Result;
+use s5::bench::{BenchConfig, KernelShapes, bench_kernels, format_table};
+use s5::device::{self, GpuBackend};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Each custom kernel against its reference, in one run on the current adapter.
+    Kernels(KernelArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KernelArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Untimed runs before measuring.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Timed runs; the median is reported.
+    #[arg(long, default_value_t = 7)]
+    reps: usize,
+    /// Use tiny shapes (a smoke test of the benchmark itself, not a measurement).
+    #[arg(long)]
+    tiny: bool,
+}
+
+pub fn run(backend: Option<GpuBackend>, cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Kernels(args) => kernels(backend, args),
+    }
+}
+
+fn kernels(backend: Option<GpuBackend>, args: KernelArgs) -> Result<()> {
+    let gpu = device::gpu(backend)?;
+    let shapes = if args.tiny {
+        KernelShapes {
+            logits: [2, 5, 33, 31],
+            moe_images: 2,
+            moe_tokens: 40,
+            moe_hidden: 48,
+            moe_out: 24,
+            moe_expert: 8,
+            moe_datasets: 3,
+        }
+    } else {
+        KernelShapes::default()
+    };
+    let config = BenchConfig { warmup: args.warmup, reps: args.reps };
+    if !args.json {
+        eprintln!(
+            "benchmarking on {} ({}, {}): {} warm-up + {} timed runs each",
+            gpu.adapter.name, gpu.adapter.backend, gpu.adapter.device_type, config.warmup, config.reps
+        );
+    }
+    let rows = bench_kernels(&gpu.device, shapes, config)?;
+    if args.json {
+        let doc = serde_json::json!({ "adapter": gpu.adapter, "rows": rows });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", format_table(&rows));
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! `s5 info`: every adapter wgpu sees, and the one s5 will use.
+
+use anyhow::Result;
+use s5::device::{self, AdapterSummary, GpuBackend};
+
+#[derive(Debug, clap::Args)]
+pub struct InfoArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(backend: Option<GpuBackend>, args: InfoArgs) -> Result<()> {
+    let backend = GpuBackend::resolve(backend)?;
+    let all = device::list_adapters(None);
+    // Enumerate first: with no adapter we can say so without touching burn's runtime.
+    let chosen = device::gpu(backend)?;
+    if args.json {
+        let doc = serde_json::json!({ "adapters": all, "selected": chosen.adapter });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!("adapters wgpu sees:");
+    for a in &all {
+        println!("  - {} [{}] {} ({} {})", a.name, a.backend, a.device_type, a.driver, a.driver_info);
+    }
+    let pinned = backend.map_or("automatic".to_string(), |b| format!("pinned to {}", b.name()));
+    println!("\ns5 will use ({pinned}):");
+    print_adapter(&chosen.adapter);
+    Ok(())
+}
+
+fn print_adapter(a: &AdapterSummary) {
+    println!("  name:                     {}", a.name);
+    println!("  backend:                  {}", a.backend);
+    println!("  device type:              {}", a.device_type);
+    println!("  driver:                   {} {}", a.driver, a.driver_info);
+    println!("  workgroup storage:        {} KiB", a.max_workgroup_storage_bytes / 1024);
+    println!("  invocations / workgroup:  {}", a.max_invocations_per_workgroup);
+    println!("  storage binding:          {} MiB", a.max_storage_buffer_binding_bytes >> 20);
+    let subgroups = if a.subgroups {
+        format!("yes ({}..{} lanes)", a.subgroup_size_min, a.subgroup_size_max)
+    } else {
+        "no".to_string()
+    };
+    println!("  subgroups:                {subgroups}");
+    println!("  shader f16:               {}", yes_no(a.shader_f16));
+    println!("  timestamp queries:        {}", yes_no(a.timestamp_queries));
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}

@@ -1,0 +1,49 @@
+//! The `s5` command line: one file per subcommand, errors printed once by [`main`].
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use s5::device::GpuBackend;
+
+mod bench;
+mod info;
+
+#[derive(Debug, Parser)]
+#[command(name = "s5", version, about = "S5 semi-supervised segmentation for remote sensing, on any GPU")]
+struct Cli {
+    /// Graphics API to run on (default: wgpu's choice; also S5_BACKEND).
+    #[arg(long, global = true, value_enum)]
+    backend: Option<GpuBackend>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the GPU adapters wgpu sees and the one s5 will use.
+    Info(info::InfoArgs),
+    /// Measure kernels against their references.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Exit code for "no usable GPU adapter".
+const EXIT_NO_ADAPTER: u8 = 2;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(args) => info::run(cli.backend, args),
+        Command::Bench(cmd) => bench::run(cli.backend, cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            let no_adapter = err
+                .chain()
+                .any(|e| matches!(e.downcast_ref::<s5::Error>(), Some(s5::Error::NoAdapter { .. })));
+            ExitCode::from(if no_adapter { EXIT_NO_ADAPTER } else { 1 })
+        }
+    }
+}

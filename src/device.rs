@@ -1,0 +1,201 @@
+//! GPU adapter choice and `s5 info`: the one place that picks a backend.
+//!
+//! s5 runs on whatever wgpu offers: Vulkan, Metal, DX12 or GL. [`gpu`] initialises burn's wgpu
+//! runtime once per process, on the backend named by `--backend` / `S5_BACKEND` or, without
+//! one, wgpu's automatic choice (a discrete or integrated GPU first, a software adapter such as
+//! lavapipe last). `CUBECL_WGPU_DEFAULT_DEVICE` (e.g. `DiscreteGpu(1)`, `Cpu`) picks among
+//! several adapters of one backend.
+
+use std::sync::{Mutex, OnceLock};
+
+use burn::backend::wgpu::{WgpuBackend, WgpuInitError};
+use burn::tensor::Device;
+
+use crate::error::{Error, Result};
+
+/// Environment variable naming the GPU backend when `--backend` is not given.
+pub const BACKEND_ENV: &str = "S5_BACKEND";
+
+/// What to install when no adapter exists, per platform.
+pub const NO_ADAPTER_HINT: &str = if cfg!(target_os = "linux") {
+    "Install a Vulkan driver: your GPU vendor's, or Mesa's (`apt-get install mesa-vulkan-drivers` \
+     on Debian/Ubuntu, which includes the lavapipe software adapter that works without a GPU). \
+     `s5 info` lists what wgpu sees."
+} else if cfg!(target_os = "macos") {
+    "Metal should always be present on macOS 10.15+; check that the process may access the GPU. \
+     `s5 info` lists what wgpu sees."
+} else {
+    "Install or update your GPU driver (DX12 or Vulkan). `s5 info` lists what wgpu sees."
+};
+
+/// A graphics API wgpu can run s5's WGSL kernels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GpuBackend {
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl GpuBackend {
+    /// Parses `vulkan`, `metal`, `dx12` or `gl` (any case).
+    pub fn parse(name: &str) -> Result<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "vulkan" | "vk" => Ok(Self::Vulkan),
+            "metal" | "mtl" => Ok(Self::Metal),
+            "dx12" | "d3d12" => Ok(Self::Dx12),
+            "gl" | "gles" | "opengl" => Ok(Self::Gl),
+            _ => Err(Error::UnknownBackend(name.to_string())),
+        }
+    }
+
+    /// The backend named by `explicit`, else by `S5_BACKEND`, else none (automatic).
+    pub fn resolve(explicit: Option<Self>) -> Result<Option<Self>> {
+        match explicit {
+            Some(b) => Ok(Some(b)),
+            None => match std::env::var(BACKEND_ENV) {
+                Ok(name) if !name.trim().is_empty() && name.trim() != "auto" => {
+                    Self::parse(&name).map(Some)
+                }
+                _ => Ok(None),
+            },
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Vulkan => "vulkan",
+            Self::Metal => "metal",
+            Self::Dx12 => "dx12",
+            Self::Gl => "gl",
+        }
+    }
+
+    fn wgpu_backends(self) -> wgpu::Backends {
+        match self {
+            Self::Vulkan => wgpu::Backends::VULKAN,
+            Self::Metal => wgpu::Backends::METAL,
+            Self::Dx12 => wgpu::Backends::DX12,
+            Self::Gl => wgpu::Backends::GL,
+        }
+    }
+
+    fn burn_backend(self) -> WgpuBackend {
+        match self {
+            Self::Vulkan => WgpuBackend::Vulkan,
+            Self::Metal => WgpuBackend::Metal,
+            Self::Dx12 => WgpuBackend::Dx12,
+            Self::Gl => WgpuBackend::Gl,
+        }
+    }
+}
+
+/// What `s5 info` prints about one adapter.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub max_workgroup_storage_bytes: u32,
+    pub max_invocations_per_workgroup: u32,
+    pub max_storage_buffer_binding_bytes: u64,
+    pub subgroups: bool,
+    pub subgroup_size_min: u32,
+    pub subgroup_size_max: u32,
+    pub shader_f16: bool,
+    pub timestamp_queries: bool,
+}
+
+impl AdapterSummary {
+    pub fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let features = adapter.features();
+        Self {
+            name: info.name,
+            backend: format!("{:?}", info.backend).to_lowercase(),
+            device_type: format!("{:?}", info.device_type),
+            driver: info.driver,
+            driver_info: info.driver_info,
+            max_workgroup_storage_bytes: limits.max_compute_workgroup_storage_size,
+            max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_storage_buffer_binding_bytes: limits.max_storage_buffer_binding_size as u64,
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroup_size_min: info.subgroup_min_size,
+            subgroup_size_max: info.subgroup_max_size,
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            timestamp_queries: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+        }
+    }
+}
+
+/// Every adapter wgpu sees on the given backend (all backends when `None`).
+pub fn list_adapters(backend: Option<GpuBackend>) -> Vec<AdapterSummary> {
+    let backends = backend.map_or(wgpu::Backends::all(), GpuBackend::wgpu_backends);
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc);
+    pollster::block_on(instance.enumerate_adapters(backends))
+        .iter()
+        .map(AdapterSummary::of)
+        .collect()
+}
+
+/// The process's GPU: burn's device and the adapter it runs on.
+#[derive(Debug, Clone)]
+pub struct Gpu {
+    pub device: Device,
+    pub adapter: AdapterSummary,
+    pub backend: Option<GpuBackend>,
+}
+
+static GPU: OnceLock<Gpu> = OnceLock::new();
+static INIT: Mutex<()> = Mutex::new(());
+
+/// Initialises burn's wgpu runtime once for this process and returns it.
+///
+/// `backend` (or `S5_BACKEND`) pins a graphics API; otherwise wgpu chooses. A later call with
+/// a different backend is an error: a process runs on one GPU runtime. A failed attempt is
+/// not cached.
+pub fn gpu(backend: Option<GpuBackend>) -> Result<&'static Gpu> {
+    let backend = GpuBackend::resolve(backend)?;
+    let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let gpu = match GPU.get() {
+        Some(gpu) => gpu,
+        None => {
+            let gpu = init(backend)?;
+            GPU.get_or_init(|| gpu)
+        }
+    };
+    if backend.is_some() && gpu.backend != backend {
+        return Err(Error::BackendConflict {
+            current: gpu.backend.map_or("auto", GpuBackend::name).to_string(),
+            requested: backend.map_or("auto", GpuBackend::name).to_string(),
+        });
+    }
+    Ok(gpu)
+}
+
+fn init(backend: Option<GpuBackend>) -> Result<Gpu> {
+    // Ask wgpu first: cubecl panics deep inside when there is no adapter at all.
+    if list_adapters(backend).is_empty() {
+        return Err(Error::NoAdapter {
+            backend: backend.map(|b| b.name().to_string()),
+            hint: NO_ADAPTER_HINT,
+        });
+    }
+    let mut options = Device::wgpu_options();
+    if let Some(b) = backend {
+        options = options.graphics_api(b.burn_backend());
+    }
+    let (device, setup) = options.init_with_setup().map_err(|e: WgpuInitError| {
+        Error::DeviceInit(format!("{e}"))
+    })?;
+    Ok(Gpu {
+        device,
+        adapter: AdapterSummary::of(&setup.adapter),
+        backend,
+    })
+}

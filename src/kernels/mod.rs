@@ -1,0 +1,14 @@
+//! s5's custom GPU ops: the only module that names cubecl / burn-wgpu internals.
+//!
+//! Each op has one public function taking and returning `Tensor`s, a WGSL launch for
+//! `CubeBackend`, a backward for `Autodiff`, and a `*_reference` twin in plain tensor ops
+//! that the parity tests and `s5 bench` compare against.
+
+mod moe_ffn;
+mod ops;
+mod pixel_stats;
+pub mod shader;
+
+pub use moe_ffn::{MoeWeights, moe_ffn, moe_ffn_reference};
+pub use ops::{PixelStatsPrimitive, S5Ops};
+pub use pixel_stats::{PixelStats, pixel_stats, pixel_stats_reference};

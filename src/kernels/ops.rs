@@ -1,0 +1,110 @@
+//! The backend extension that carries s5's custom ops.
+//!
+//! One trait, [`S5Ops`], implemented for burn's `CubeBackend` (WGSL launches), generated for
+//! `Fusion<B>` by the macro, and implemented for `Autodiff<B, C>` with hand-written backward
+//! passes. Callers never use this trait directly: they call [`super::pixel_stats`] and
+//! [`super::moe_ffn`], which take and return ordinary `Tensor`s.
+
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::fusion::custom::TensorSpec;
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::wgpu::CubeBackend;
+use burn::backend::{Autodiff, Backend, ExtensionType, backend_extension};
+use burn::tensor::{DType, Shape};
+
+/// The raw outputs of `pixel_stats` on one backend.
+#[derive(ExtensionType)]
+#[extension_type(fusion)]
+pub struct PixelStatsPrimitive<B: Backend> {
+    /// `[B, H, W]` i32: argmax class.
+    pub labels: IntTensor<B>,
+    /// `[B, H, W]`: softmax probability of the argmax class.
+    pub confidence: FloatTensor<B>,
+    /// `[B]`: mean pixel entropy over valid pixels (0 for an image without any).
+    pub entropy: FloatTensor<B>,
+}
+
+fn pixel_stats_meta(
+    logits: &TensorSpec,
+    _mask: &TensorSpec,
+    _background: &Option<u32>,
+) -> PixelStatsPrimitiveMetadata {
+    let [b, _, h, w] = logits.shape.dims::<4>();
+    PixelStatsPrimitiveMetadata {
+        labels: TensorSpec::new(Shape::new([b, h, w]), DType::I32),
+        confidence: TensorSpec::new(Shape::new([b, h, w]), logits.dtype),
+        entropy: TensorSpec::new(Shape::new([b]), logits.dtype),
+    }
+}
+
+fn moe_ffn_shape(h: &Shape, w_shared: &Shape, w_expert: &Shape) -> Shape {
+    Shape::new([h[0], w_shared[1] + w_expert[2]])
+}
+
+/// s5's custom ops. See [`super::pixel_stats`] and [`super::moe_ffn`] for their contracts.
+#[backend_extension(Cube, Fusion, Autodiff)]
+pub trait S5Ops: Backend {
+    /// # Shapes
+    /// logits `[B, K, H, W]`, mask `[B, H, W]` (1 = valid) or `[1]` meaning "all valid".
+    #[fusion(meta = pixel_stats_meta)]
+    fn pixel_stats(
+        logits: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+        background: Option<u32>,
+    ) -> PixelStatsPrimitive<Self>;
+
+    /// # Shapes
+    /// h `[N, F]`, w_shared `[F, C-P]`, b_shared `[C-P]`, w_expert `[T, F, P]`,
+    /// b_expert `[T, P]`, ids `[N]` → `[N, C]`.
+    #[fusion(dtype = h, shape = moe_ffn_shape(h, w_shared, w_expert))]
+    fn moe_ffn(
+        h: FloatTensor<Self>,
+        w_shared: FloatTensor<Self>,
+        b_shared: FloatTensor<Self>,
+        w_expert: FloatTensor<Self>,
+        b_expert: FloatTensor<Self>,
+        ids: IntTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+impl S5Ops for CubeBackend {
+    fn pixel_stats(
+        logits: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+        background: Option<u32>,
+    ) -> PixelStatsPrimitive<Self> {
+        super::pixel_stats::launch(logits, mask, background)
+    }
+
+    fn moe_ffn(
+        h: FloatTensor<Self>,
+        w_shared: FloatTensor<Self>,
+        b_shared: FloatTensor<Self>,
+        w_expert: FloatTensor<Self>,
+        b_expert: FloatTensor<Self>,
+        ids: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
+        super::moe_ffn::launch(h, w_shared, b_shared, w_expert, b_expert, ids)
+    }
+}
+
+impl<B: Backend + S5Ops, C: CheckpointStrategy> S5Ops for Autodiff<B, C> {
+    fn pixel_stats(
+        logits: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+        background: Option<u32>,
+    ) -> PixelStatsPrimitive<Self> {
+        super::pixel_stats::autodiff::<B, C>(logits, mask, background)
+    }
+
+    fn moe_ffn(
+        h: FloatTensor<Self>,
+        w_shared: FloatTensor<Self>,
+        b_shared: FloatTensor<Self>,
+        w_expert: FloatTensor<Self>,
+        b_expert: FloatTensor<Self>,
+        ids: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
+        super::moe_ffn::autodiff::<B, C>(h, w_shared, b_shared, w_expert, b_expert, ids)
+    }
+}

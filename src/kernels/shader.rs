@@ -1,0 +1,64 @@
+//! The registry of WGSL shaders: one entry per file in `shaders/`, with the template values
+//! the runtime renders it with. Runtime launches and the naga tests render through the same
+//! [`Shader::render`], so what naga validates is exactly what the GPU receives.
+
+use burn::backend::wgpu::SourceTemplate;
+
+/// One WGSL compute shader (entry point `main`) and the values of its `{{ name }}` placeholders.
+#[derive(Debug, Clone, Copy)]
+pub struct Shader {
+    /// Short name, as printed by `s5 bench` and the tests.
+    pub name: &'static str,
+    /// Path relative to the repository root.
+    pub file: &'static str,
+    /// The template text, embedded at compile time.
+    pub template: &'static str,
+    /// Invocations per workgroup, rendered into `{{ workgroup_size }}` and used at launch.
+    pub workgroup_size: u32,
+    /// Other placeholder values used at runtime.
+    pub values: &'static [(&'static str, &'static str)],
+}
+
+impl Shader {
+    /// The template with its placeholders registered, ready for a `SourceKernel`.
+    pub fn source_template(&self) -> SourceTemplate {
+        let template = SourceTemplate::new(self.template)
+            .register("workgroup_size", self.workgroup_size.to_string());
+        self.values
+            .iter()
+            .fold(template, |t, (k, v)| t.register(*k, *v))
+    }
+
+    /// The WGSL text the GPU receives.
+    pub fn render(&self) -> String {
+        self.source_template().complete()
+    }
+}
+
+pub const PIXEL_STATS: Shader = Shader {
+    name: "pixel_stats",
+    file: "shaders/pixel_stats.wgsl",
+    template: include_str!("../../shaders/pixel_stats.wgsl"),
+    workgroup_size: 256,
+    values: &[],
+};
+
+pub const PIXEL_STATS_REDUCE: Shader = Shader {
+    name: "pixel_stats_reduce",
+    file: "shaders/pixel_stats_reduce.wgsl",
+    template: include_str!("../../shaders/pixel_stats_reduce.wgsl"),
+    workgroup_size: 64,
+    values: &[],
+};
+
+pub const MOE_FFN: Shader = Shader {
+    name: "moe_ffn",
+    file: "shaders/moe_ffn.wgsl",
+    template: include_str!("../../shaders/moe_ffn.wgsl"),
+    // Fixed by the 64 × 64 tile computed as 4 × 4 blocks.
+    workgroup_size: 256,
+    values: &[("tile_k", "16")],
+};
+
+/// Every shader the crate launches.
+pub const SHADERS: &[Shader] = &[PIXEL_STATS, PIXEL_STATS_REDUCE, MOE_FFN];

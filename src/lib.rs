@@ -1,0 +1,26 @@
+//! # s5: S5-style semi-supervised segmentation for remote sensing, on any GPU
+//!
+//! s5 trains remote-sensing segmentation models the S5 way (data curation by entropy,
+//! FixMatch pre-training, MoE multi-dataset fine-tuning) with burn on wgpu, so the same code
+//! runs on Vulkan, Metal and DX12 GPUs. Hot spots are custom WGSL compute shaders in
+//! `shaders/`, each with a reference in plain tensor ops.
+//!
+//! ## Code map
+//! - [`kernels`]: the custom GPU ops (`pixel_stats`, `moe_ffn`); the only module that names
+//!   cubecl / burn-wgpu internals.
+//! - [`device`]: adapter enumeration and the one place that picks a GPU backend.
+//! - [`bench`]: timings of each op against its reference.
+//! - [`error`]: the library's error type.
+//! - `cli` (binary only): one file per subcommand.
+//!
+//! ## Invariants
+//! - Every shader has one binding in [`kernels`], one entry in [`kernels::shader::SHADERS`]
+//!   and one parity test against its reference (forward and gradients).
+//! - Never enable burn's `vulkan` or `metal` features: they make those GPUs reject WGSL.
+
+pub mod bench;
+pub mod device;
+pub mod error;
+pub mod kernels;
+
+pub use error::{Error, Result};

@@ -1,0 +1,96 @@
+//! Shared test helpers: the process's GPU, seeded random data, error measures.
+
+use std::sync::Once;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// A hung GPU driver must not eat CI's time: the whole binary gets this long.
+const WATCHDOG: Duration = Duration::from_secs(20 * 60);
+
+/// The GPU every test uses (initialised once per process).
+pub fn device() -> Device {
+    static WATCHDOG_ONCE: Once = Once::new();
+    WATCHDOG_ONCE.call_once(|| {
+        std::thread::spawn(|| {
+            std::thread::sleep(WATCHDOG);
+            eprintln!("test binary still running after {WATCHDOG:?}: a GPU call hung; aborting");
+            std::process::exit(3);
+        });
+    });
+    match s5::device::gpu(None) {
+        Ok(gpu) => gpu.device.clone(),
+        Err(e) => panic!(
+            "{e}\nThe tests run on a real wgpu adapter. Without a GPU install lavapipe: \
+             `apt-get install mesa-vulkan-drivers` (Debian/Ubuntu), then run the tests again."
+        ),
+    }
+}
+
+/// A small seeded generator (xorshift64*) so failures can be replayed with `S5_TEST_SEED`.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Fresh seed per call (time-based) unless `S5_TEST_SEED` is set; the seed is printed.
+    pub fn fresh(test: &str) -> Self {
+        let seed = std::env::var("S5_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+            });
+        eprintln!("{test}: S5_TEST_SEED={seed}");
+        Self(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Approximately normal (sum of uniforms), scaled.
+    pub fn normal(&mut self, std: f32) -> f32 {
+        let s: f32 = (0..4).map(|_| self.uniform()).sum();
+        (s - 2.0) * std * (3.0f32).sqrt()
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    pub fn tensor<const D: usize>(&mut self, shape: [usize; D], std: f32, device: &Device) -> Tensor<D> {
+        let n = shape.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| self.normal(std)).collect();
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+}
+
+pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().into_vec::<f32>().expect("f32 data")
+}
+
+/// max |a - b| / max |b|: the norm-wise relative error the parity tests bound.
+pub fn rel_err<const D: usize>(actual: Tensor<D>, expected: Tensor<D>) -> f32 {
+    assert_eq!(actual.dims(), expected.dims(), "shape mismatch");
+    let a = to_vec(actual);
+    let b = to_vec(expected);
+    assert!(a.iter().all(|x| x.is_finite()), "kernel output has NaN or inf");
+    let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    let scale = b.iter().map(|y| y.abs()).fold(0.0f32, f32::max).max(1e-6);
+    diff / scale
+}
+
+/// Parity bound from the issue.
+pub const TOLERANCE: f32 = 1e-4;
+
+pub fn assert_close<const D: usize>(what: &str, actual: Tensor<D>, expected: Tensor<D>) {
+    let err = rel_err(actual, expected);
+    assert!(err < TOLERANCE, "{what}: relative error {err:e} >= {TOLERANCE:e}");
+}

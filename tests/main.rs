@@ -1,0 +1,8 @@
+//! The one integration-test binary: naga validation of every shader, parity of every kernel
+//! with its reference (forward and gradients) on the GPU, and the real `s5` binary.
+
+mod cli;
+mod common;
+mod moe_ffn;
+mod pixel_stats;
+mod shaders;

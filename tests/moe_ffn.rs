@@ -1,0 +1,122 @@
+//! `moe_ffn` (WGSL) against `moe_ffn_reference` (every expert on every row, then select):
+//! forward and every gradient, with mixed dataset ids and sizes that do not divide the tiles.
+
+use burn::tensor::{Device, Int, Tensor};
+use s5::kernels::{MoeWeights, moe_ffn, moe_ffn_reference};
+
+use crate::common::{Rng, assert_close, device, to_vec};
+
+struct Case {
+    n: usize,
+    f: usize,
+    c: usize,
+    p: usize,
+    t: usize,
+}
+
+fn weights(rng: &mut Rng, case: &Case, device: &Device) -> MoeWeights {
+    let Case { f, c, p, t, .. } = *case;
+    MoeWeights {
+        w_shared: rng.tensor([f, c - p], 0.3, device),
+        b_shared: rng.tensor([c - p], 0.3, device),
+        w_expert: rng.tensor([t, f, p], 0.3, device),
+        b_expert: rng.tensor([t, p], 0.3, device),
+    }
+}
+
+fn ids(values: &[i32], device: &Device) -> Tensor<1, Int> {
+    Tensor::from_ints(values, device)
+}
+
+fn random_ids(rng: &mut Rng, n: usize, t: usize) -> Vec<i32> {
+    (0..n).map(|_| rng.below(t) as i32).collect()
+}
+
+fn check_forward(case: Case, ids_of: impl Fn(&mut Rng, usize, usize) -> Vec<i32>) {
+    let mut rng = Rng::fresh(&format!("moe_ffn forward n={} f={} c={} p={} t={}", case.n, case.f, case.c, case.p, case.t));
+    let device = device();
+    let h = rng.tensor([case.n, case.f], 1.0, &device);
+    let w = weights(&mut rng, &case, &device);
+    let ids = ids(&ids_of(&mut rng, case.n, case.t), &device);
+    let got = moe_ffn(h.clone(), &w, ids.clone());
+    let want = moe_ffn_reference(h, &w, ids);
+    assert_eq!(got.dims(), [case.n, case.c]);
+    assert_close("moe_ffn output", got, want);
+}
+
+#[test]
+fn forward_odd_sizes_mixed_ids() {
+    check_forward(Case { n: 37, f: 45, c: 23, p: 7, t: 3 }, random_ids);
+    check_forward(Case { n: 150, f: 70, c: 130, p: 33, t: 4 }, random_ids);
+    check_forward(Case { n: 5, f: 3, c: 2, p: 1, t: 1 }, random_ids);
+}
+
+#[test]
+fn forward_contiguous_runs_of_ids() {
+    // A sample's tokens are contiguous; runs of 50 cross the 64-row tile boundaries.
+    check_forward(Case { n: 200, f: 96, c: 72, p: 24, t: 3 }, |_, n, t| {
+        (0..n).map(|i| ((i / 50) % t) as i32).collect()
+    });
+}
+
+#[test]
+fn ids_outside_the_datasets_get_a_zero_expert_part() {
+    let mut rng = Rng::fresh("moe_ffn out-of-range ids");
+    let device = device();
+    let case = Case { n: 6, f: 10, c: 9, p: 4, t: 2 };
+    let h = rng.tensor([case.n, case.f], 1.0, &device);
+    let w = weights(&mut rng, &case, &device);
+    let ids = ids(&[0, 1, -1, 2, 7, 1], &device);
+    let got = moe_ffn(h.clone(), &w, ids.clone());
+    let want = moe_ffn_reference(h, &w, ids);
+    let expert = to_vec(got.clone().slice([2..3, 5..9]));
+    assert_eq!(expert, vec![0.0; 4]);
+    assert_close("moe_ffn with out-of-range ids", got, want);
+}
+
+fn check_gradients(case: Case) {
+    let mut rng = Rng::fresh(&format!("moe_ffn grads n={} f={} c={} p={} t={}", case.n, case.f, case.c, case.p, case.t));
+    let device = device().autodiff();
+    let h = rng.tensor([case.n, case.f], 1.0, &device);
+    let w = weights(&mut rng, &case, &device);
+    // Dataset t-1 has no rows at all: its gradients must be exactly zero.
+    let ids = ids(&random_ids(&mut rng, case.n, case.t - 1), &device);
+    let r = rng.tensor([case.n, case.c], 1.0, &device);
+
+    type Op = fn(Tensor<2>, &MoeWeights, Tensor<1, Int>) -> Tensor<2>;
+    let run = |op: Op| {
+        let h = h.clone().detach().require_grad();
+        let w = MoeWeights {
+            w_shared: w.w_shared.clone().detach().require_grad(),
+            b_shared: w.b_shared.clone().detach().require_grad(),
+            w_expert: w.w_expert.clone().detach().require_grad(),
+            b_expert: w.b_expert.clone().detach().require_grad(),
+        };
+        let grads = (op(h.clone(), &w, ids.clone()) * r.clone()).sum().backward();
+        (
+            h.grad(&grads).expect("dh"),
+            w.w_shared.grad(&grads).expect("dw_shared"),
+            w.b_shared.grad(&grads).expect("db_shared"),
+            w.w_expert.grad(&grads).expect("dw_expert"),
+            w.b_expert.grad(&grads).expect("db_expert"),
+        )
+    };
+    let got = run(moe_ffn);
+    let want = run(moe_ffn_reference);
+    let absent = case.t - 1;
+    let absent_w = to_vec(got.3.clone().slice([absent..absent + 1, 0..case.f, 0..case.p]));
+    assert!(absent_w.iter().all(|&g| g == 0.0), "expert of a dataset without rows got a gradient");
+    let absent_b = to_vec(got.4.clone().slice([absent..absent + 1, 0..case.p]));
+    assert!(absent_b.iter().all(|&g| g == 0.0), "expert bias of a dataset without rows got a gradient");
+    assert_close("dh", got.0, want.0);
+    assert_close("dw_shared", got.1, want.1);
+    assert_close("db_shared", got.2, want.2);
+    assert_close("dw_expert", got.3, want.3);
+    assert_close("db_expert", got.4, want.4);
+}
+
+#[test]
+fn gradients_match_reference() {
+    check_gradients(Case { n: 37, f: 45, c: 23, p: 7, t: 4 });
+    check_gradients(Case { n: 130, f: 66, c: 70, p: 9, t: 3 });
+}
