@@ -30,29 +30,38 @@ struct Params {
     datasets: u32,    // T
 }
 
-@group(0) @binding(0) var<storage, read> h: array<f32>;
-@group(0) @binding(1) var<storage, read> w_shared: array<f32>;
-@group(0) @binding(2) var<storage, read> b_shared: array<f32>;
-@group(0) @binding(3) var<storage, read> w_expert: array<f32>;
-@group(0) @binding(4) var<storage, read> b_expert: array<f32>;
-@group(0) @binding(5) var<storage, read> ids: array<i32>;
-@group(0) @binding(6) var<storage, read> params: Params;
+// Every binding is read_write: cubecl sub-allocates tensors from shared wgpu buffers, and a
+// buffer bound read-only and read-write in one dispatch is a wgpu usage conflict.
+@group(0) @binding(0) var<storage, read_write> h: array<f32>;
+@group(0) @binding(1) var<storage, read_write> w_shared: array<f32>;
+@group(0) @binding(2) var<storage, read_write> b_shared: array<f32>;
+@group(0) @binding(3) var<storage, read_write> w_expert: array<f32>;
+@group(0) @binding(4) var<storage, read_write> b_expert: array<f32>;
+@group(0) @binding(5) var<storage, read_write> ids: array<i32>;
+@group(0) @binding(6) var<storage, read_write> params: Params;
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
 
 var<workgroup> a_tile: array<f32, TK * TM>;   // [k][row]
 var<workgroup> b_tile: array<f32, TK * TN>;   // [k][col]
 var<workgroup> tile_ids: array<i32, TM>;
 var<workgroup> present: u32;
+var<workgroup> uniform_params: Params;
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let rows = params.rows;
-    let depth = params.depth;
-    let shared_cols = params.shared_cols;
-    let expert_cols = params.expert_cols;
+    // Loop bounds around barriers must be uniform: read the sizes through workgroup memory.
+    if (lid == 0u) {
+        uniform_params = params;
+    }
+    let sizes = workgroupUniformLoad(&uniform_params);
+    let rows = sizes.rows;
+    let depth = sizes.depth;
+    let shared_cols = sizes.shared_cols;
+    let expert_cols = sizes.expert_cols;
+    let datasets = sizes.datasets;
     let out_cols = shared_cols + expert_cols;
     let shared_tiles = (shared_cols + TN - 1u) / TN;
 
@@ -60,7 +69,7 @@ fn main(
     let col_tile = select(wid.x, wid.x - shared_tiles, is_expert);
     let col0 = col_tile * TN;                        // within its block
     let block_cols = select(shared_cols, expert_cols, is_expert);
-    let out_col0 = select(0u, shared_cols, is_expert) + col0;
+    let block_offset = select(0u, shared_cols, is_expert); // first output column of the block
     let row0 = wid.y * TM;
 
     let tr = lid / (TN / RN);                        // 0..16: row group
@@ -79,7 +88,7 @@ fn main(
     var acc3 = vec4<f32>(0.0);
 
     // Shared tiles make one sweep; expert tiles one sweep per dataset present.
-    let passes = select(1u, params.datasets, is_expert);
+    let passes = select(1u, datasets, is_expert);
     for (var t = 0u; t < passes; t++) {
         if (lid == 0u) {
             var found = 0u;
@@ -164,10 +173,10 @@ fn main(
             var bias = 0.0;
             if (!is_expert) {
                 bias = b_shared[c];
-            } else if (id >= 0 && u32(id) < params.datasets) {
+            } else if (id >= 0 && u32(id) < datasets) {
                 bias = b_expert[u32(id) * expert_cols + c];
             }
-            out[r * out_cols + out_col0 + c] = acc[i][j] + bias;
+            out[r * out_cols + block_offset + c] = acc[i][j] + bias;
         }
     }
 }

@@ -21,9 +21,11 @@ struct Params {
     background: u32, // class whose p log p term is left out, or NO_BACKGROUND
 }
 
-@group(0) @binding(0) var<storage, read> logits: array<f32>;
-@group(0) @binding(1) var<storage, read> mask: array<f32>;
-@group(0) @binding(2) var<storage, read> params: Params;
+// Every binding is read_write: cubecl sub-allocates tensors from shared wgpu buffers, and a
+// buffer bound read-only and read-write in one dispatch is a wgpu usage conflict.
+@group(0) @binding(0) var<storage, read_write> logits: array<f32>;
+@group(0) @binding(1) var<storage, read_write> mask: array<f32>;
+@group(0) @binding(2) var<storage, read_write> params: Params;
 @group(0) @binding(3) var<storage, read_write> labels: array<i32>;
 @group(0) @binding(4) var<storage, read_write> confidence: array<f32>;
 @group(0) @binding(5) var<storage, read_write> partials: array<f32>;

@@ -9,8 +9,10 @@ struct Params {
     groups: u32,
 }
 
-@group(0) @binding(0) var<storage, read> partials: array<f32>;
-@group(0) @binding(1) var<storage, read> params: Params;
+// Every binding is read_write: cubecl sub-allocates tensors from shared wgpu buffers, and a
+// buffer bound read-only and read-write in one dispatch is a wgpu usage conflict.
+@group(0) @binding(0) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(1) var<storage, read_write> params: Params;
 @group(0) @binding(2) var<storage, read_write> entropy: array<f32>;
 
 var<workgroup> sum_shared: array<f32, WG>;

@@ -73,7 +73,7 @@ impl Rng {
 }
 
 pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().into_vec::<f32>().expect("f32 data")
+    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 data")
 }
 
 /// max |a - b| / max |b|: the norm-wise relative error the parity tests bound.

@@ -11,8 +11,8 @@ fn random_mask(rng: &mut Rng, [b, h, w]: [usize; 3], keep: f32) -> Tensor<3, Boo
 }
 
 fn assert_same_labels(kernel: Tensor<3, Int>, reference: Tensor<3, Int>) {
-    let a = kernel.into_data().convert::<i64>().into_vec::<i64>().unwrap();
-    let b = reference.into_data().convert::<i64>().into_vec::<i64>().unwrap();
+    let a = kernel.into_data().convert::<i64>().try_into_vec::<i64>().unwrap();
+    let b = reference.into_data().convert::<i64>().try_into_vec::<i64>().unwrap();
     let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
     assert_eq!(differ, 0, "{differ} of {} pseudo-labels differ", a.len());
 }
@@ -70,7 +70,7 @@ fn confident_pixels_have_zero_entropy_and_full_confidence() {
     let out = pixel_stats(logits, None, None);
     assert!(to_vec(out.confidence).iter().all(|c| (c - 1.0).abs() < 1e-6));
     assert!(to_vec(out.entropy).iter().all(|e| e.abs() < 1e-6));
-    let labels = out.labels.into_data().convert::<i64>().into_vec::<i64>().unwrap();
+    let labels = out.labels.into_data().convert::<i64>().try_into_vec::<i64>().unwrap();
     assert!(labels.iter().all(|&l| l == 1));
 }
 

@@ -16,7 +16,7 @@ struct Viewer;
 
 impl eframe::App for Viewer {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        egui::CentralPanel::default().show_inside(ui, |ui| {
+        egui::CentralPanel::default().show(ui, |ui| {
             ui.heading("s5 viewer");
             ui.label(format!("version {}", env!("CARGO_PKG_VERSION")));
             ui.label("Training-run views (pseudo-labels, confidence, curation) arrive with the training issues.");

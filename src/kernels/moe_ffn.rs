@@ -12,13 +12,14 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::wgpu::{
-    CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous,
+    CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous,
 };
 use burn::backend::{
     Autodiff, Backend, Dispatch, TensorMetadata, get_or_init_device_settings,
 };
 use burn::cubecl::server::KernelArguments;
-use burn::cubecl::{CubeCount, CubeDim, KernelId};
+use burn::cubecl::prelude::KernelId;
+use burn::cubecl::{CubeCount, CubeDim};
 use burn::tensor::{DType, Int, IntDType, Shape, Slice, Tensor};
 
 use super::ops::S5Ops;
@@ -198,7 +199,7 @@ impl<B: Backend> Backward<B, 5> for MoeFfnBackward {
         let [n, f] = h.shape().dims::<2>();
         let [_, c_shared] = w_shared.shape().dims::<2>();
         let [t, _, p] = w_expert.shape().dims::<3>();
-        let device = B::float_device(&h);
+        let device = h.device();
         let settings = get_or_init_device_settings::<B>(&device);
 
         let g_shared = B::float_slice(grad.clone(), &[Slice::from(0..n), Slice::from(0..c_shared)]);

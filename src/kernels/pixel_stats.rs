@@ -16,7 +16,8 @@ use burn::backend::wgpu::{
 };
 use burn::backend::{Autodiff, Backend, Dispatch, TensorMetadata};
 use burn::cubecl::server::KernelArguments;
-use burn::cubecl::{CubeCount, CubeDim, KernelId};
+use burn::cubecl::prelude::KernelId;
+use burn::cubecl::{CubeCount, CubeDim};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, DType, IndexingUpdateOp, Int, Shape, Tensor, TensorData};
 
@@ -290,7 +291,7 @@ impl<B: Backend> Backward<B, 1> for EntropyBackward {
         let Some(parent) = parent else { return };
         let (x, mask, background) = ops.state;
         let [b, k, h, w] = x.shape().dims::<4>();
-        let device = B::float_device(&x);
+        let device = x.device();
         let dtype = x.dtype();
 
         let log_p = log_softmax_classes::<B>(x);
