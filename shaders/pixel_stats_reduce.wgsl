@@ -1,12 +1,12 @@
 // pixel_stats_reduce: per-image mean entropy from the partials of `pixel_stats.wgsl`.
 //
-// Shapes:  partials [B, G, 2] = (entropy sum, valid count), entropy [B].
+// Shapes:  partials [B, S, 2] = (entropy sum, valid count), entropy [B].
 // Dispatch: (B, 1, 1) workgroups. An image with no valid pixel gets entropy 0, not NaN.
 
 const WG: u32 = {{ workgroup_size }}u;
 
 struct Params {
-    groups: u32,
+    slots: u32, // S: partials per image
 }
 
 // Every binding is read_write: cubecl sub-allocates tensors from shared wgpu buffers, and a
@@ -26,8 +26,8 @@ fn main(
     let b = wid.x;
     var total = 0.0;
     var count = 0.0;
-    for (var g = lid; g < params.groups; g += WG) {
-        let at = (b * params.groups + g) * 2u;
+    for (var i = lid; i < params.slots; i += WG) {
+        let at = (b * params.slots + i) * 2u;
         total += partials[at];
         count += partials[at + 1u];
     }

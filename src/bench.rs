@@ -93,27 +93,74 @@ impl Default for KernelShapes {
     }
 }
 
-/// Times `pixel_stats` against its reference and burn's `sum`, and `moe_ffn` against a dense
-/// `Linear(F -> C)` and the naive composition.
-pub fn bench_kernels(device: &Device, shapes: KernelShapes, config: BenchConfig) -> Result<Vec<Timing>> {
-    let mut rows = Vec::new();
+/// Which kernel groups to time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KernelGroup {
+    PixelStats,
+    MoeFfn,
+}
 
+/// Times `pixel_stats` against its reference and burn's `sum`, and `moe_ffn` against a dense
+/// `Linear(F -> C)` and the naive composition (the groups in `groups`, all when empty).
+pub fn bench_kernels(
+    device: &Device,
+    shapes: KernelShapes,
+    config: BenchConfig,
+    groups: &[KernelGroup],
+) -> Result<Vec<Timing>> {
+    let wanted = |g| groups.is_empty() || groups.contains(&g);
+    let mut rows = Vec::new();
+    if wanted(KernelGroup::PixelStats) {
+        bench_pixel_stats(device, shapes, config, &mut rows)?;
+    }
+    if wanted(KernelGroup::MoeFfn) {
+        bench_moe_ffn(device, shapes, config, &mut rows)?;
+    }
+    Ok(with_ratios(rows))
+}
+
+/// Appends one row; `baseline` names the row its ratio is taken against.
+fn push(
+    rows: &mut Vec<Timing>,
+    group: &'static str,
+    name: &'static str,
+    shape: &str,
+    baseline: Option<&'static str>,
+    (median_ms, min_ms): (f64, f64),
+) {
+    rows.push(Timing { group, name, shape: shape.to_string(), median_ms, min_ms, baseline, ratio: None });
+}
+
+fn bench_pixel_stats(
+    device: &Device,
+    shapes: KernelShapes,
+    config: BenchConfig,
+    rows: &mut Vec<Timing>,
+) -> Result<()> {
+    let group = "pixel_stats";
     let [b, k, h, w] = shapes.logits;
     let logits = Tensor::<4>::random([b, k, h, w], Distribution::Normal(0.0, 2.0), device);
     let shape = format!("[{b}, {k}, {h}, {w}]");
-    let mut row = |group, name, shape: &String, baseline, (median_ms, min_ms)| {
-        rows.push(Timing { group, name, shape: shape.clone(), median_ms, min_ms, baseline, ratio: None });
-    };
-    row("pixel_stats", "sum (burn, memory floor)", &shape, None,
-        time(device, config, || logits.clone().sum())?);
-    row("pixel_stats", "pixel_stats reference (tensor ops)", &shape, None,
-        time(device, config, || pixel_stats_reference(logits.clone(), None, Some(0)))?);
+    let floor = "sum (burn, memory floor)";
+    push(rows, group, floor, &shape, None, time(device, config, || logits.clone().sum())?);
+    let reference = "pixel_stats reference (tensor ops)";
+    let reference_time =
+        time(device, config, || pixel_stats_reference(logits.clone(), None, Some(0)))?;
+    push(rows, group, reference, &shape, None, reference_time);
     let kernel = "pixel_stats (WGSL)";
     let kernel_time = time(device, config, || pixel_stats(logits.clone(), None, Some(0)))?;
-    row("pixel_stats", kernel, &shape, Some("pixel_stats reference (tensor ops)"), kernel_time);
-    row("pixel_stats", kernel, &shape, Some("sum (burn, memory floor)"), kernel_time);
-    drop(logits);
+    push(rows, group, kernel, &shape, Some(reference), kernel_time);
+    push(rows, group, kernel, &shape, Some(floor), kernel_time);
+    Ok(())
+}
 
+fn bench_moe_ffn(
+    device: &Device,
+    shapes: KernelShapes,
+    config: BenchConfig,
+    rows: &mut Vec<Timing>,
+) -> Result<()> {
+    let group = "moe_ffn";
     let n = shapes.moe_images * shapes.moe_tokens;
     let (f, c, p, t) = (shapes.moe_hidden, shapes.moe_out, shapes.moe_expert, shapes.moe_datasets);
     let normal = Distribution::Normal(0.0, 0.02);
@@ -131,17 +178,19 @@ pub fn bench_kernels(device: &Device, shapes: KernelShapes, config: BenchConfig)
     let dense_b = Tensor::<1>::random([c], normal, device);
     let shape = format!("N={n} F={f} C={c} P={p} T={t}");
     let dense = "dense Linear (burn matmul + bias)";
-    row("moe_ffn", dense, &shape, None,
-        time(device, config, || hidden.clone().matmul(dense_w.clone()) + dense_b.clone().unsqueeze())?);
+    let dense_time = time(device, config, || {
+        hidden.clone().matmul(dense_w.clone()) + dense_b.clone().unsqueeze()
+    })?;
+    push(rows, group, dense, &shape, None, dense_time);
     let naive = "naive composition (every expert, select)";
-    row("moe_ffn", naive, &shape, None,
-        time(device, config, || moe_ffn_reference(hidden.clone(), &weights, ids.clone()))?);
+    let naive_time =
+        time(device, config, || moe_ffn_reference(hidden.clone(), &weights, ids.clone()))?;
+    push(rows, group, naive, &shape, None, naive_time);
     let kernel = "moe_ffn (WGSL)";
     let kernel_time = time(device, config, || moe_ffn(hidden.clone(), &weights, ids.clone()))?;
-    row("moe_ffn", kernel, &shape, Some(dense), kernel_time);
-    row("moe_ffn", kernel, &shape, Some(naive), kernel_time);
-
-    Ok(with_ratios(rows))
+    push(rows, group, kernel, &shape, Some(dense), kernel_time);
+    push(rows, group, kernel, &shape, Some(naive), kernel_time);
+    Ok(())
 }
 
 /// Fills each row's `ratio` from its baseline row in the same group.

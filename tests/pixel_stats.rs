@@ -36,6 +36,9 @@ fn forward_odd_sizes_match_reference() {
     check_forward([3, 7, 13, 13], true, Some(0));
     check_forward([2, 5, 37, 41], true, Some(3));
     check_forward([1, 1, 9, 7], false, None);
+    // H * W a multiple of 4: the vec4 variant of the shader.
+    check_forward([3, 7, 12, 20], false, None);
+    check_forward([3, 7, 12, 20], true, Some(2));
 }
 
 #[test]
@@ -114,9 +117,11 @@ fn gradients_match_reference() {
     check_gradients([3, 7, 13, 13], false, None, false);
     check_gradients([2, 5, 17, 19], true, Some(0), false);
     check_gradients([2, 4, 11, 7], true, Some(3), false);
+    check_gradients([2, 6, 8, 10], true, Some(5), false);
 }
 
 #[test]
 fn gradients_with_empty_mask_are_finite() {
     check_gradients([2, 5, 6, 7], true, Some(0), true);
+    check_gradients([2, 5, 6, 8], true, Some(0), true);
 }

@@ -1,7 +1,7 @@
 //! `s5 bench`: speed measured, not guessed.
 
 use anyhow::Result;
-use s5::bench::{BenchConfig, KernelShapes, bench_kernels, format_table};
+use s5::bench::{BenchConfig, KernelGroup, KernelShapes, bench_kernels, format_table};
 use s5::device::{self, GpuBackend};
 
 #[derive(Debug, clap::Subcommand)]
@@ -21,6 +21,9 @@ pub struct KernelArgs {
     /// Timed runs; the median is reported.
     #[arg(long, default_value_t = 7)]
     reps: usize,
+    /// Only these kernels (repeatable); all by default.
+    #[arg(long = "op", value_enum)]
+    ops: Vec<KernelGroup>,
     /// Use tiny shapes (a smoke test of the benchmark itself, not a measurement).
     #[arg(long)]
     tiny: bool,
@@ -54,7 +57,7 @@ fn kernels(backend: Option<GpuBackend>, args: KernelArgs) -> Result<()> {
             gpu.adapter.name, gpu.adapter.backend, gpu.adapter.device_type, config.warmup, config.reps
         );
     }
-    let rows = bench_kernels(&gpu.device, shapes, config)?;
+    let rows = bench_kernels(&gpu.device, shapes, config, &args.ops)?;
     if args.json {
         let doc = serde_json::json!({ "adapter": gpu.adapter, "rows": rows });
         println!("{}", serde_json::to_string_pretty(&doc)?);

@@ -35,12 +35,32 @@ impl Shader {
     }
 }
 
+/// `pixel_stats.wgsl` with one pixel per invocation lane (any H * W).
 pub const PIXEL_STATS: Shader = Shader {
     name: "pixel_stats",
     file: "shaders/pixel_stats.wgsl",
     template: include_str!("../../shaders/pixel_stats.wgsl"),
     workgroup_size: 256,
-    values: &[],
+    values: &[
+        ("lanes", "1"),
+        ("float_type", "f32"),
+        ("int_type", "i32"),
+        ("uint_type", "u32"),
+        ("horizontal_sum", "v"),
+    ],
+};
+
+/// `pixel_stats.wgsl` with four adjacent pixels per invocation (H * W a multiple of 4).
+pub const PIXEL_STATS_VEC4: Shader = Shader {
+    name: "pixel_stats_vec4",
+    values: &[
+        ("lanes", "4"),
+        ("float_type", "vec4<f32>"),
+        ("int_type", "vec4<i32>"),
+        ("uint_type", "vec4<u32>"),
+        ("horizontal_sum", "v.x + v.y + v.z + v.w"),
+    ],
+    ..PIXEL_STATS
 };
 
 pub const PIXEL_STATS_REDUCE: Shader = Shader {
@@ -61,4 +81,4 @@ pub const MOE_FFN: Shader = Shader {
 };
 
 /// Every shader the crate launches.
-pub const SHADERS: &[Shader] = &[PIXEL_STATS, PIXEL_STATS_REDUCE, MOE_FFN];
+pub const SHADERS: &[Shader] = &[PIXEL_STATS, PIXEL_STATS_VEC4, PIXEL_STATS_REDUCE, MOE_FFN];
