@@ -4,48 +4,50 @@
 //   out[n, C-P .. C]  = h[n] · w_expert[t(n)] + b_expert[t(n)]
 //
 // written straight into the concatenated layout. Rows of one batch may belong to different
-// datasets. Each workgroup owns a TM × TN output tile that lies wholly in the shared or the
-// expert column block; an expert tile runs one K-sweep per dataset present among its rows
-// (rows of other datasets contribute zeros), so tiles of a single dataset, the usual case
-// when a sample's tokens are contiguous, cost the same as a dense GEMM. A row whose id is
-// outside [0, T) gets a zero expert part (no bias), as the reference does.
+// datasets. A workgroup owns ROWS rows and WG * LANES columns of one column block (shared or
+// expert); each invocation owns LANES adjacent columns (`{{ lanes }}`: 4, one vec4, when both
+// blocks' widths are multiples of 4, else 1) of all ROWS rows. The ROWS × TK slice of `h` is
+// staged in workgroup memory and read at addresses that are the same for every invocation
+// (a broadcast); weights stream from global memory, adjacent invocations reading adjacent
+// columns. An expert tile sweeps the depth once per dataset present among its rows (rows of
+// other datasets contribute zeros), so a tile of a single dataset, the usual case when a
+// sample's tokens are contiguous, costs what a dense GEMM does. A row whose id is outside
+// [0, T) gets a zero expert part (no bias), as the reference does.
 //
 // Shapes:  h [N, F] (F = 4D), w_shared [F, C-P], b_shared [C-P], w_expert [T, F, P],
-//          b_expert [T, P], ids [N] i32, out [N, C].
-// Dispatch: (tiles(C-P) + tiles(P), tiles(N), 1), tiles(x) = ceil(x / TN) or ceil(x / TM).
+//          b_expert [T, P], ids [N] i32, out [N, C]; weights, biases and out in LANES units.
+// Dispatch: (tiles(C-P) + tiles(P), ceil(N / ROWS), 1), tiles(x) = ceil(x / (WG * LANES)).
 // No size needs to divide the tile sizes.
 
-const TM: u32 = 64u;          // rows per tile
-const TN: u32 = 64u;          // columns per tile
-const TK: u32 = {{ tile_k }}u; // depth per step
-const RM: u32 = 4u;           // rows per invocation
-const RN: u32 = 4u;           // columns per invocation
-const WG: u32 = {{ workgroup_size }}u; // must be (TM / RM) * (TN / RN) = 256
+const WG: u32 = {{ workgroup_size }}u; // invocations, one LANES-column unit each
+const ROWS: u32 = {{ rows }}u;         // rows per workgroup (the accumulators of a lane)
+const TK: u32 = {{ tile_k }}u;         // depth staged per step
+
+alias F = {{ float_type }};            // f32 or vec4<f32>
 
 struct Params {
     rows: u32,        // N
     depth: u32,       // F
-    shared_cols: u32, // C - P
-    expert_cols: u32, // P
+    shared_units: u32, // (C - P) / LANES
+    expert_units: u32, // P / LANES
     datasets: u32,    // T
 }
 
 // Every binding is read_write: cubecl sub-allocates tensors from shared wgpu buffers, and a
 // buffer bound read-only and read-write in one dispatch is a wgpu usage conflict.
 @group(0) @binding(0) var<storage, read_write> h: array<f32>;
-@group(0) @binding(1) var<storage, read_write> w_shared: array<f32>;
-@group(0) @binding(2) var<storage, read_write> b_shared: array<f32>;
-@group(0) @binding(3) var<storage, read_write> w_expert: array<f32>;
-@group(0) @binding(4) var<storage, read_write> b_expert: array<f32>;
+@group(0) @binding(1) var<storage, read_write> w_shared: array<F>;
+@group(0) @binding(2) var<storage, read_write> b_shared: array<F>;
+@group(0) @binding(3) var<storage, read_write> w_expert: array<F>;
+@group(0) @binding(4) var<storage, read_write> b_expert: array<F>;
 @group(0) @binding(5) var<storage, read_write> ids: array<i32>;
 @group(0) @binding(6) var<storage, read_write> params: Params;
-@group(0) @binding(7) var<storage, read_write> out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out: array<F>;
 
-var<workgroup> a_tile: array<f32, TK * TM>;   // [k][row]
-var<workgroup> b_tile: array<f32, TK * TN>;   // [k][col]
-var<workgroup> tile_ids: array<i32, TM>;
-var<workgroup> present: u32;
+var<workgroup> h_tile: array<f32, ROWS * TK>;  // [row][k]
+var<workgroup> tile_ids: array<i32, ROWS>;
 var<workgroup> uniform_params: Params;
+var<workgroup> present: u32;
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(
@@ -59,96 +61,65 @@ fn main(
     let sizes = workgroupUniformLoad(&uniform_params);
     let rows = sizes.rows;
     let depth = sizes.depth;
-    let shared_cols = sizes.shared_cols;
-    let expert_cols = sizes.expert_cols;
-    let datasets = sizes.datasets;
-    let out_cols = shared_cols + expert_cols;
-    let shared_tiles = (shared_cols + TN - 1u) / TN;
+    let shared_units = sizes.shared_units;
+    let expert_units = sizes.expert_units;
+    let out_units = shared_units + expert_units;
 
+    let shared_tiles = (shared_units + WG - 1u) / WG;
     let is_expert = wid.x >= shared_tiles;
-    let col_tile = select(wid.x, wid.x - shared_tiles, is_expert);
-    let col0 = col_tile * TN;                        // within its block
-    let block_cols = select(shared_cols, expert_cols, is_expert);
-    let block_offset = select(0u, shared_cols, is_expert); // first output column of the block
-    let row0 = wid.y * TM;
+    let unit = select(wid.x, wid.x - shared_tiles, is_expert) * WG + lid; // within the block
+    let block_units = select(shared_units, expert_units, is_expert);
+    let in_block = unit < block_units;
+    let safe_unit = min(unit, block_units - 1u); // loads stay in bounds; stores are guarded
+    let row0 = wid.y * ROWS;
 
-    let tr = lid / (TN / RN);                        // 0..16: row group
-    let tc = lid % (TN / RN);                        // 0..16: column group
-
-    if (lid < TM) {
-        let r = row0 + lid;
-        tile_ids[lid] = select(-1, ids[min(r, rows - 1u)], r < rows);
+    for (var i = lid; i < ROWS; i += WG) {
+        let r = row0 + i;
+        tile_ids[i] = select(-1, ids[min(r, rows - 1u)], r < rows);
     }
     workgroupBarrier();
 
-    // One vec4 accumulator per row of the invocation's RM x RN block (RN == 4).
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
+    var acc: array<F, ROWS>;
+    for (var i = 0u; i < ROWS; i++) {
+        acc[i] = F(0.0);
+    }
 
     // Shared tiles make one sweep; expert tiles one sweep per dataset present.
-    let passes = select(1u, datasets, is_expert);
+    let passes = select(1u, sizes.datasets, is_expert);
     for (var t = 0u; t < passes; t++) {
         if (lid == 0u) {
-            var found = 0u;
-            for (var i = 0u; i < TM; i++) {
-                found = found | select(0u, 1u, tile_ids[i] == i32(t));
+            var found = !is_expert;
+            for (var i = 0u; i < ROWS; i++) {
+                found = found || tile_ids[i] == i32(t);
             }
-            present = select(1u, found, is_expert);
+            present = select(0u, 1u, found);
         }
-        let run = workgroupUniformLoad(&present);
-        if (run != 0u) {
-            let w_base = t * depth * expert_cols;
-
+        if (workgroupUniformLoad(&present) != 0u) {
+            let w_base = t * depth * expert_units;
             for (var k0 = 0u; k0 < depth; k0 += TK) {
-                // Load A: TK x TM values, rows of other datasets as zeros.
-                for (var i = lid; i < TK * TM; i += WG) {
-                    let kk = i / TM;
-                    let rr = i % TM;
+                for (var i = lid; i < ROWS * TK; i += WG) {
+                    let rr = i / TK;
                     let r = row0 + rr;
-                    let k = k0 + kk;
+                    let k = k0 + i % TK;
                     var v = 0.0;
-                    let keep = !is_expert || tile_ids[rr] == i32(t);
-                    if (r < rows && k < depth && keep) {
+                    if (r < rows && k < depth && (!is_expert || tile_ids[rr] == i32(t))) {
                         v = h[r * depth + k];
                     }
-                    a_tile[kk * TM + rr] = v;
-                }
-                // Load B: TK x TN values of the block's weight.
-                for (var i = lid; i < TK * TN; i += WG) {
-                    let kk = i / TN;
-                    let cc = i % TN;
-                    let c = col0 + cc;
-                    let k = k0 + kk;
-                    var v = 0.0;
-                    if (c < block_cols && k < depth) {
-                        if (is_expert) {
-                            v = w_expert[w_base + k * expert_cols + c];
-                        } else {
-                            v = w_shared[k * shared_cols + c];
-                        }
-                    }
-                    b_tile[kk * TN + cc] = v;
+                    h_tile[i] = v;
                 }
                 workgroupBarrier();
-                for (var kk = 0u; kk < TK; kk++) {
-                    let a = vec4<f32>(
-                        a_tile[kk * TM + tr * RM],
-                        a_tile[kk * TM + tr * RM + 1u],
-                        a_tile[kk * TM + tr * RM + 2u],
-                        a_tile[kk * TM + tr * RM + 3u],
-                    );
-                    let bv = vec4<f32>(
-                        b_tile[kk * TN + tc * RN],
-                        b_tile[kk * TN + tc * RN + 1u],
-                        b_tile[kk * TN + tc * RN + 2u],
-                        b_tile[kk * TN + tc * RN + 3u],
-                    );
-                    acc0 = fma(vec4<f32>(a.x), bv, acc0);
-                    acc1 = fma(vec4<f32>(a.y), bv, acc1);
-                    acc2 = fma(vec4<f32>(a.z), bv, acc2);
-                    acc3 = fma(vec4<f32>(a.w), bv, acc3);
+                let steps = min(TK, depth - k0);
+                for (var kk = 0u; kk < steps; kk++) {
+                    let k = k0 + kk;
+                    var w: F;
+                    if (is_expert) {
+                        w = w_expert[w_base + k * expert_units + safe_unit];
+                    } else {
+                        w = w_shared[k * shared_units + safe_unit];
+                    }
+                    for (var i = 0u; i < ROWS; i++) {
+                        acc[i] = fma(F(h_tile[i * TK + kk]), w, acc[i]);
+                    }
                 }
                 workgroupBarrier();
             }
@@ -156,27 +127,23 @@ fn main(
         // Every invocation has read `present` before invocation 0 rewrites it.
         workgroupBarrier();
     }
-    let acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
 
-    for (var i = 0u; i < RM; i++) {
-        let rr = tr * RM + i;
-        let r = row0 + rr;
+    if (!in_block) {
+        return;
+    }
+    let block_offset = select(0u, shared_units, is_expert); // first output unit of the block
+    for (var i = 0u; i < ROWS; i++) {
+        let r = row0 + i;
         if (r >= rows) {
-            continue;
+            break;
         }
-        let id = tile_ids[rr];
-        for (var j = 0u; j < RN; j++) {
-            let c = col0 + tc * RN + j;
-            if (c >= block_cols) {
-                continue;
-            }
-            var bias = 0.0;
-            if (!is_expert) {
-                bias = b_shared[c];
-            } else if (id >= 0 && u32(id) < datasets) {
-                bias = b_expert[u32(id) * expert_cols + c];
-            }
-            out[r * out_cols + block_offset + c] = acc[i][j] + bias;
+        let id = tile_ids[i];
+        var bias = F(0.0);
+        if (!is_expert) {
+            bias = b_shared[unit];
+        } else if (id >= 0 && u32(id) < sizes.datasets) {
+            bias = b_expert[u32(id) * expert_units + unit];
         }
+        out[r * out_units + block_offset + unit] = acc[i] + bias;
     }
 }

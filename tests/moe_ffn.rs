@@ -53,6 +53,14 @@ fn forward_odd_sizes_mixed_ids() {
 }
 
 #[test]
+fn forward_vec4_fast_path_partial_tiles() {
+    // F, C-P and P multiples of 4 take moe_ffn_vec4.wgsl; nothing divides its tiles.
+    check_forward(Case { n: 37, f: 44, c: 28, p: 8, t: 3 }, random_ids); // 64-wide tiles
+    check_forward(Case { n: 131, f: 100, c: 384, p: 96, t: 4 }, random_ids); // 48-wide tiles
+    check_forward(Case { n: 70, f: 36, c: 200, p: 72, t: 2 }, random_ids);
+}
+
+#[test]
 fn forward_contiguous_runs_of_ids() {
     // A sample's tokens are contiguous; runs of 50 cross the 64-row tile boundaries.
     check_forward(Case { n: 200, f: 96, c: 72, p: 24, t: 3 }, |_, n, t| {
@@ -120,4 +128,5 @@ fn check_gradients(case: Case) {
 fn gradients_match_reference() {
     check_gradients(Case { n: 37, f: 45, c: 23, p: 7, t: 4 });
     check_gradients(Case { n: 130, f: 66, c: 170, p: 69, t: 3 });
+    check_gradients(Case { n: 75, f: 68, c: 144, p: 48, t: 3 });
 }

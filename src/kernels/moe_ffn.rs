@@ -23,10 +23,20 @@ use burn::cubecl::{CubeCount, CubeDim};
 use burn::tensor::{DType, Int, IntDType, Shape, Slice, Tensor};
 
 use super::ops::S5Ops;
-use super::shader::MOE_FFN;
+use super::shader::{MOE_FFN, MOE_FFN_VEC4, MOE_FFN_VEC4_N48, Shader};
 
-/// Rows and columns of one output tile in `moe_ffn.wgsl`.
-const TILE: usize = 64;
+/// Rows of one output tile of `moe_ffn_vec4.wgsl` (its columns: the workgroup size).
+const VEC4_TILE_ROWS: usize = 64;
+
+/// Rows of one workgroup in `moe_ffn.wgsl` (its `rows` template value).
+fn general_tile_rows(shader: &Shader) -> usize {
+    shader
+        .values
+        .iter()
+        .find(|(k, _)| *k == "rows")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("moe_ffn shaders declare their rows")
+}
 
 /// The weights of an FFN-MoE output projection: a shared expert and one expert per dataset.
 ///
@@ -95,14 +105,14 @@ fn check_shapes(h: &Tensor<2>, weights: &MoeWeights, ids: &Tensor<1, Int>) {
     );
 }
 
-struct MoeFfnKernel;
+struct MoeFfnKernel(Shader);
 
 impl KernelSource for MoeFfnKernel {
     fn source(&self) -> SourceTemplate {
-        MOE_FFN.source_template()
+        self.0.source_template()
     }
     fn id(&self) -> KernelId {
-        KernelId::new::<Self>()
+        KernelId::new::<Self>().info(self.0.name)
     }
     fn lang(&self) -> &'static str {
         "wgsl"
@@ -125,14 +135,28 @@ pub(super) fn launch(
     let [t, _, p] = w_expert.shape().dims::<3>();
     let client = h.client.clone();
 
-    let params = [n as u32, f as u32, c_shared as u32, p as u32, t as u32];
+    let vec4 = f % 4 == 0 && c_shared % 4 == 0 && p % 4 == 0;
+    let padded = |tile: usize| c_shared.div_ceil(tile) * tile + p.div_ceil(tile) * tile;
+    let (shader, lanes) = match vec4 {
+        true if padded(48) < padded(64) => (MOE_FFN_VEC4_N48, 4),
+        true => (MOE_FFN_VEC4, 4),
+        false => (MOE_FFN, 1),
+    };
+    let params = [n as u32, (f / lanes) as u32, (c_shared / lanes) as u32, (p / lanes) as u32, t as u32];
     let params = client.create_from_slice(bytemuck::cast_slice(&params));
     let out_shape = Shape::new([n, c_shared + p]);
     let out = client.empty(out_shape.num_elements() * std::mem::size_of::<f32>());
-    let col_tiles = c_shared.div_ceil(TILE) + p.div_ceil(TILE);
+    let (tile_rows, tile_cols) = if vec4 {
+        // 8 invocations down the 64 rows, each owning 8 columns.
+        (VEC4_TILE_ROWS, shader.workgroup_size as usize)
+    } else {
+        (general_tile_rows(&shader), shader.workgroup_size as usize)
+    };
+    let col_tiles = c_shared.div_ceil(tile_cols) + p.div_ceil(tile_cols);
+    let row_tiles = n.div_ceil(tile_rows);
     client.launch(
-        Box::new(SourceKernel::new(MoeFfnKernel, CubeDim::new_1d(MOE_FFN.workgroup_size))),
-        CubeCount::Static(col_tiles as u32, n.div_ceil(TILE) as u32, 1),
+        Box::new(SourceKernel::new(MoeFfnKernel(shader), CubeDim::new_1d(shader.workgroup_size))),
+        CubeCount::Static(col_tiles as u32, row_tiles as u32, 1),
         KernelArguments::new().with_buffers(vec![
             h.handle.clone().binding(),
             w_shared.handle.clone().binding(),

@@ -71,14 +71,33 @@ pub const PIXEL_STATS_REDUCE: Shader = Shader {
     values: &[],
 };
 
+/// `moe_ffn.wgsl` with one column per invocation (any widths).
 pub const MOE_FFN: Shader = Shader {
     name: "moe_ffn",
     file: "shaders/moe_ffn.wgsl",
     template: include_str!("../../shaders/moe_ffn.wgsl"),
-    // Fixed by the 64 × 64 tile computed as 4 × 4 blocks.
-    workgroup_size: 256,
-    values: &[("tile_k", "16")],
+    workgroup_size: 64,
+    values: &[("lanes", "1"), ("float_type", "f32"), ("rows", "4"), ("tile_k", "64")],
+};
+
+/// `moe_ffn_vec4.wgsl`: the fast path (F, C-P and P multiples of 4), 64 × 64 tiles.
+pub const MOE_FFN_VEC4: Shader = Shader {
+    name: "moe_ffn_vec4",
+    file: "shaders/moe_ffn_vec4.wgsl",
+    template: include_str!("../../shaders/moe_ffn_vec4.wgsl"),
+    workgroup_size: 64,
+    values: &[("tile_x", "8"), ("tile_k", "32")],
+};
+
+/// `moe_ffn_vec4.wgsl` with 64 × 48 tiles, for column blocks that 48 pads less than 64
+/// (e.g. ViT-S: C-P = 288, P = 96).
+pub const MOE_FFN_VEC4_N48: Shader = Shader {
+    name: "moe_ffn_vec4_n48",
+    workgroup_size: 48,
+    values: &[("tile_x", "6"), ("tile_k", "64")],
+    ..MOE_FFN_VEC4
 };
 
 /// Every shader the crate launches.
-pub const SHADERS: &[Shader] = &[PIXEL_STATS, PIXEL_STATS_VEC4, PIXEL_STATS_REDUCE, MOE_FFN];
+pub const SHADERS: &[Shader] =
+    &[PIXEL_STATS, PIXEL_STATS_VEC4, PIXEL_STATS_REDUCE, MOE_FFN, MOE_FFN_VEC4, MOE_FFN_VEC4_N48];
