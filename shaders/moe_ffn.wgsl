@@ -4,9 +4,9 @@
 //   out[n, C-P .. C]  = h[n] · w_expert[t(n)] + b_expert[t(n)]
 //
 // written straight into the concatenated layout. Rows of one batch may belong to different
-// datasets. A workgroup owns ROWS rows and WG * LANES columns of one column block (shared or
-// expert); each invocation owns LANES adjacent columns (`{{ lanes }}`: 4, one vec4, when both
-// blocks' widths are multiples of 4, else 1) of all ROWS rows. The ROWS × TK slice of `h` is
+// datasets. This is the general kernel, for any widths; `moe_ffn_vec4.wgsl` is the fast path
+// when F, C-P and P are multiples of 4. A workgroup owns ROWS rows and WG columns of one
+// column block (shared or expert); each invocation owns one column of all ROWS rows. The ROWS × TK slice of `h` is
 // staged in workgroup memory and read at addresses that are the same for every invocation
 // (a broadcast); weights stream from global memory, adjacent invocations reading adjacent
 // columns. An expert tile sweeps the depth once per dataset present among its rows (rows of
@@ -15,34 +15,32 @@
 // [0, T) gets a zero expert part (no bias), as the reference does.
 //
 // Shapes:  h [N, F] (F = 4D), w_shared [F, C-P], b_shared [C-P], w_expert [T, F, P],
-//          b_expert [T, P], ids [N] i32, out [N, C]; weights, biases and out in LANES units.
-// Dispatch: (tiles(C-P) + tiles(P), ceil(N / ROWS), 1), tiles(x) = ceil(x / (WG * LANES)).
+//          b_expert [T, P], ids [N] i32, out [N, C].
+// Dispatch: (tiles(C-P) + tiles(P), ceil(N / ROWS), 1), tiles(x) = ceil(x / WG).
 // No size needs to divide the tile sizes.
 
-const WG: u32 = {{ workgroup_size }}u; // invocations, one LANES-column unit each
+const WG: u32 = {{ workgroup_size }}u; // invocations, one column each
 const ROWS: u32 = {{ rows }}u;         // rows per workgroup (the accumulators of a lane)
 const TK: u32 = {{ tile_k }}u;         // depth staged per step
-
-alias F = {{ float_type }};            // f32 or vec4<f32>
 
 struct Params {
     rows: u32,        // N
     depth: u32,       // F
-    shared_units: u32, // (C - P) / LANES
-    expert_units: u32, // P / LANES
+    shared_units: u32, // C - P
+    expert_units: u32, // P
     datasets: u32,    // T
 }
 
 // Every binding is read_write: cubecl sub-allocates tensors from shared wgpu buffers, and a
 // buffer bound read-only and read-write in one dispatch is a wgpu usage conflict.
 @group(0) @binding(0) var<storage, read_write> h: array<f32>;
-@group(0) @binding(1) var<storage, read_write> w_shared: array<F>;
-@group(0) @binding(2) var<storage, read_write> b_shared: array<F>;
-@group(0) @binding(3) var<storage, read_write> w_expert: array<F>;
-@group(0) @binding(4) var<storage, read_write> b_expert: array<F>;
+@group(0) @binding(1) var<storage, read_write> w_shared: array<f32>;
+@group(0) @binding(2) var<storage, read_write> b_shared: array<f32>;
+@group(0) @binding(3) var<storage, read_write> w_expert: array<f32>;
+@group(0) @binding(4) var<storage, read_write> b_expert: array<f32>;
 @group(0) @binding(5) var<storage, read_write> ids: array<i32>;
 @group(0) @binding(6) var<storage, read_write> params: Params;
-@group(0) @binding(7) var<storage, read_write> out: array<F>;
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;
 
 var<workgroup> h_tile: array<f32, ROWS * TK>;  // [row][k]
 var<workgroup> tile_ids: array<i32, ROWS>;
@@ -79,9 +77,9 @@ fn main(
     }
     workgroupBarrier();
 
-    var acc: array<F, ROWS>;
+    var acc: array<f32, ROWS>;
     for (var i = 0u; i < ROWS; i++) {
-        acc[i] = F(0.0);
+        acc[i] = 0.0;
     }
 
     // Shared tiles make one sweep; expert tiles one sweep per dataset present.
@@ -111,14 +109,14 @@ fn main(
                 let steps = min(TK, depth - k0);
                 for (var kk = 0u; kk < steps; kk++) {
                     let k = k0 + kk;
-                    var w: F;
+                    var w: f32;
                     if (is_expert) {
                         w = w_expert[w_base + k * expert_units + safe_unit];
                     } else {
                         w = w_shared[k * shared_units + safe_unit];
                     }
                     for (var i = 0u; i < ROWS; i++) {
-                        acc[i] = fma(F(h_tile[i * TK + kk]), w, acc[i]);
+                        acc[i] = fma(h_tile[i * TK + kk], w, acc[i]);
                     }
                 }
                 workgroupBarrier();
@@ -138,7 +136,7 @@ fn main(
             break;
         }
         let id = tile_ids[i];
-        var bias = F(0.0);
+        var bias = 0.0;
         if (!is_expert) {
             bias = b_shared[unit];
         } else if (id >= 0 && u32(id) < sizes.datasets) {

@@ -26,7 +26,7 @@ use super::ops::S5Ops;
 use super::shader::{MOE_FFN, MOE_FFN_VEC4, MOE_FFN_VEC4_N48, Shader};
 
 /// Rows of one output tile of `moe_ffn_vec4.wgsl` (its columns: the workgroup size).
-const VEC4_TILE_ROWS: usize = 64;
+const VEC4_TILE_ROWS: usize = 128;
 
 /// Rows of one workgroup in `moe_ffn.wgsl` (its `rows` template value).
 fn general_tile_rows(shader: &Shader) -> usize {

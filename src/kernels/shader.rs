@@ -71,13 +71,13 @@ pub const PIXEL_STATS_REDUCE: Shader = Shader {
     values: &[],
 };
 
-/// `moe_ffn.wgsl` with one column per invocation (any widths).
+/// `moe_ffn.wgsl`: the general kernel, one column per invocation (any widths).
 pub const MOE_FFN: Shader = Shader {
     name: "moe_ffn",
     file: "shaders/moe_ffn.wgsl",
     template: include_str!("../../shaders/moe_ffn.wgsl"),
     workgroup_size: 64,
-    values: &[("lanes", "1"), ("float_type", "f32"), ("rows", "4"), ("tile_k", "64")],
+    values: &[("rows", "8"), ("tile_k", "64")],
 };
 
 /// `moe_ffn_vec4.wgsl`: the fast path (F, C-P and P multiples of 4), 64 × 64 tiles.
@@ -94,7 +94,7 @@ pub const MOE_FFN_VEC4: Shader = Shader {
 pub const MOE_FFN_VEC4_N48: Shader = Shader {
     name: "moe_ffn_vec4_n48",
     workgroup_size: 48,
-    values: &[("tile_x", "6"), ("tile_k", "64")],
+    values: &[("tile_x", "6"), ("tile_k", "32")],
     ..MOE_FFN_VEC4
 };
 
