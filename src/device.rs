@@ -133,14 +133,29 @@ impl AdapterSummary {
 
 /// Every adapter wgpu sees on the given backend (all backends when `None`).
 pub fn list_adapters(backend: Option<GpuBackend>) -> Vec<AdapterSummary> {
-    let backends = backend.map_or(wgpu::Backends::all(), GpuBackend::wgpu_backends);
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    adapters(backend.map_or(wgpu::Backends::all(), GpuBackend::wgpu_backends))
+}
+
+fn adapters(backends: wgpu::Backends) -> Vec<AdapterSummary> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
     let instance = wgpu::Instance::new(desc);
     pollster::block_on(instance.enumerate_adapters(backends))
         .iter()
         .map(AdapterSummary::of)
         .collect()
+}
+
+/// wgpu's automatic choice, made explicit: the API of the first hardware adapter among
+/// Vulkan, Metal and DX12, else of the first software one, else GL (probed last).
+fn auto_backend() -> Option<GpuBackend> {
+    let primary = adapters(wgpu::Backends::PRIMARY);
+    let pick = primary
+        .iter()
+        .find(|a| a.device_type != "Cpu")
+        .or(primary.first())
+        .and_then(|a| GpuBackend::parse(&a.backend).ok());
+    pick.or_else(|| (!adapters(wgpu::Backends::GL).is_empty()).then_some(GpuBackend::Gl))
 }
 
 /// The process's GPU: burn's device and the adapter it runs on.
@@ -179,17 +194,21 @@ pub fn gpu(backend: Option<GpuBackend>) -> Result<&'static Gpu> {
 }
 
 fn init(backend: Option<GpuBackend>) -> Result<Gpu> {
-    // Ask wgpu first: cubecl panics deep inside when there is no adapter at all.
-    if list_adapters(backend).is_empty() {
+    // Ask wgpu first: cubecl panics deep inside when there is no adapter at all. Then pin the
+    // API ourselves: left on "auto", cubecl probes GL too, whose EGL probe prints Wayland noise
+    // on headless machines.
+    let api = match backend {
+        Some(b) if adapters(b.wgpu_backends()).is_empty() => None,
+        Some(b) => Some(b),
+        None => auto_backend(),
+    };
+    let Some(api) = api else {
         return Err(Error::NoAdapter {
             backend: backend.map(|b| b.name().to_string()),
             hint: NO_ADAPTER_HINT,
         });
-    }
-    let mut options = Device::wgpu_options();
-    if let Some(b) = backend {
-        options = options.graphics_api(b.burn_backend());
-    }
+    };
+    let options = Device::wgpu_options().graphics_api(api.burn_backend());
     let (device, setup) = options.init_with_setup().map_err(|e: WgpuInitError| {
         Error::DeviceInit(format!("{e}"))
     })?;

@@ -98,7 +98,10 @@ fn check_shapes(h: &Tensor<2>, weights: &MoeWeights, ids: &Tensor<1, Int>) {
     assert_eq!(weights.b_shared.dims(), [c_shared], "moe_ffn: b_shared must be [C-P]");
     assert_eq!(weights.b_expert.dims(), [t, p], "moe_ffn: b_expert must be [T, P]");
     assert_eq!(ids.dims(), [n], "moe_ffn: ids must be [N]");
-    assert!(n > 0 && f > 0 && c_shared + p > 0 && t > 0, "moe_ffn: empty operand");
+    assert!(
+        n > 0 && f > 0 && c_shared > 0 && p > 0 && t > 0,
+        "moe_ffn: empty operand (the shared and the expert part both need columns)"
+    );
     assert!(
         n * f <= u32::MAX as usize && t * f * p <= u32::MAX as usize,
         "moe_ffn: operands exceed the kernel's 32-bit indexing"
@@ -142,12 +145,13 @@ pub(super) fn launch(
         true => (MOE_FFN_VEC4, 4),
         false => (MOE_FFN, 1),
     };
-    let params = [n as u32, (f / lanes) as u32, (c_shared / lanes) as u32, (p / lanes) as u32, t as u32];
+    let units = |x: usize| (x / lanes) as u32;
+    let params = [n as u32, units(f), units(c_shared), units(p), t as u32];
     let params = client.create_from_slice(bytemuck::cast_slice(&params));
     let out_shape = Shape::new([n, c_shared + p]);
     let out = client.empty(out_shape.num_elements() * std::mem::size_of::<f32>());
     let (tile_rows, tile_cols) = if vec4 {
-        // 8 invocations down the 64 rows, each owning 8 columns.
+        // 8 invocations down the rows, each owning 8 columns.
         (VEC4_TILE_ROWS, shader.workgroup_size as usize)
     } else {
         (general_tile_rows(&shader), shader.workgroup_size as usize)
