@@ -212,7 +212,7 @@ pub fn with_ratios(mut rows: Vec<Timing>) -> Vec<Timing> {
 pub fn format_table(rows: &[Timing]) -> String {
     let mut out = format!(
         "{:<12} {:<42} {:<30} {:>11} {:>11}  {}\n",
-        "group", "op", "shape", "median ms", "min ms", "ratio"
+        "group", "op", "shape", "median ms", "min ms", "time ratio vs"
     );
     for r in rows {
         let ratio = match (r.ratio, r.baseline) {
