@@ -1,8 +1,9 @@
 //! `s5 bench kernels`: each custom op against its reference, timed in one run on one device.
 //!
 //! Every measurement: `warmup` untimed runs, then `reps` timed runs, each ended by a device
-//! sync so the time is the GPU's, and the median is reported. Outputs stay alive until the
-//! sync so lazy backends cannot skip the work.
+//! sync so the time is the GPU's, and the median is reported. The ops of one group run
+//! interleaved, so their ratio is taken under the same conditions. Outputs stay alive until
+//! the sync so lazy backends cannot skip the work.
 
 use std::time::{Duration, Instant};
 
@@ -40,29 +41,48 @@ pub struct Timing {
     pub ratio: Option<f64>,
 }
 
-fn time<T>(device: &Device, config: BenchConfig, mut run: impl FnMut() -> T) -> Result<(f64, f64)> {
-    let sync = |device: &Device| {
+/// One operation under measurement; its output is kept alive until the device sync.
+type Op<'a> = Box<dyn FnMut() -> Box<dyn std::any::Any> + 'a>;
+
+fn op<'a, T: 'static>(mut run: impl FnMut() -> T + 'a) -> Op<'a> {
+    Box::new(move || Box::new(run()) as Box<dyn std::any::Any>)
+}
+
+/// Times `ops` interleaved (each repetition runs every op once, in turn), so a slow spell of
+/// the machine hits all of them alike and their ratios stay meaningful. Returns
+/// (median ms, min ms) per op.
+fn time_interleaved(device: &Device, config: BenchConfig, ops: &mut [Op<'_>]) -> Result<Vec<(f64, f64)>> {
+    let sync = || {
         device
             .sync()
             .map_err(|e| Error::DeviceInit(format!("device sync failed during benchmark: {e}")))
     };
     for _ in 0..config.warmup {
-        let out = run();
-        sync(device)?;
-        drop(out);
+        for run in ops.iter_mut() {
+            let out = run();
+            sync()?;
+            drop(out);
+        }
     }
-    let mut samples: Vec<Duration> = Vec::with_capacity(config.reps);
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(config.reps); ops.len()];
     for _ in 0..config.reps.max(1) {
-        sync(device)?;
-        let start = Instant::now();
-        let out = run();
-        sync(device)?;
-        samples.push(start.elapsed());
-        drop(out);
+        for (run, samples) in ops.iter_mut().zip(&mut samples) {
+            sync()?;
+            let start = Instant::now();
+            let out = run();
+            sync()?;
+            samples.push(start.elapsed());
+            drop(out);
+        }
     }
-    samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    Ok((ms(samples[samples.len() / 2]), ms(samples[0])))
+    Ok(samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort();
+            (ms(s[s.len() / 2]), ms(s[0]))
+        })
+        .collect())
 }
 
 /// Shapes of the kernel benchmark (defaults: the issue's; tests use tiny ones).
@@ -142,15 +162,17 @@ fn bench_pixel_stats(
     let logits = Tensor::<4>::random([b, k, h, w], Distribution::Normal(0.0, 2.0), device);
     let shape = format!("[{b}, {k}, {h}, {w}]");
     let floor = "sum (burn, memory floor)";
-    push(rows, group, floor, &shape, None, time(device, config, || logits.clone().sum())?);
     let reference = "pixel_stats reference (tensor ops)";
-    let reference_time =
-        time(device, config, || pixel_stats_reference(logits.clone(), None, Some(0)))?;
-    push(rows, group, reference, &shape, None, reference_time);
     let kernel = "pixel_stats (WGSL)";
-    let kernel_time = time(device, config, || pixel_stats(logits.clone(), None, Some(0)))?;
-    push(rows, group, kernel, &shape, Some(reference), kernel_time);
-    push(rows, group, kernel, &shape, Some(floor), kernel_time);
+    let times = time_interleaved(device, config, &mut [
+        op(|| logits.clone().sum()),
+        op(|| pixel_stats_reference(logits.clone(), None, Some(0))),
+        op(|| pixel_stats(logits.clone(), None, Some(0))),
+    ])?;
+    push(rows, group, floor, &shape, None, times[0]);
+    push(rows, group, reference, &shape, None, times[1]);
+    push(rows, group, kernel, &shape, Some(reference), times[2]);
+    push(rows, group, kernel, &shape, Some(floor), times[2]);
     Ok(())
 }
 
@@ -178,18 +200,17 @@ fn bench_moe_ffn(
     let dense_b = Tensor::<1>::random([c], normal, device);
     let shape = format!("N={n} F={f} C={c} P={p} T={t}");
     let dense = "dense Linear (burn matmul + bias)";
-    let dense_time = time(device, config, || {
-        hidden.clone().matmul(dense_w.clone()) + dense_b.clone().unsqueeze()
-    })?;
-    push(rows, group, dense, &shape, None, dense_time);
     let naive = "naive composition (every expert, select)";
-    let naive_time =
-        time(device, config, || moe_ffn_reference(hidden.clone(), &weights, ids.clone()))?;
-    push(rows, group, naive, &shape, None, naive_time);
     let kernel = "moe_ffn (WGSL)";
-    let kernel_time = time(device, config, || moe_ffn(hidden.clone(), &weights, ids.clone()))?;
-    push(rows, group, kernel, &shape, Some(dense), kernel_time);
-    push(rows, group, kernel, &shape, Some(naive), kernel_time);
+    let times = time_interleaved(device, config, &mut [
+        op(|| hidden.clone().matmul(dense_w.clone()) + dense_b.clone().unsqueeze()),
+        op(|| moe_ffn_reference(hidden.clone(), &weights, ids.clone())),
+        op(|| moe_ffn(hidden.clone(), &weights, ids.clone())),
+    ])?;
+    push(rows, group, dense, &shape, None, times[0]);
+    push(rows, group, naive, &shape, None, times[1]);
+    push(rows, group, kernel, &shape, Some(dense), times[2]);
+    push(rows, group, kernel, &shape, Some(naive), times[2]);
     Ok(())
 }
 
