@@ -76,6 +76,10 @@ fn main(
     let row0 = wid.y * TM;
     let ty = lid / TX; // rows ty*RM .. ty*RM+RM
     let tx = lid % TX; // vec4 columns tx*2, tx*2+1
+    let w_row = lid / TN4;           // first weight row this invocation stages
+    let w_col = lid % TN4;           // the vec4 column it stages
+    let w_unit = unit0 + w_col;
+    let w_unit_ok = w_unit < block_units;
 
     for (var i = lid; i < TM; i += WG) {
         let r = row0 + i;
@@ -142,20 +146,19 @@ fn main(
                     }
                     a_tile[i] = v;
                 }
-                // Stage w: TK rows of the block's weight × TN4 vec4 columns.
-                for (var i = lid; i < TK * TN4; i += WG) {
-                    let kk = i / TN4;
-                    let u = unit0 + i % TN4;
+                // Stage w: TK rows of the block's weight × TN4 vec4 columns. WG = 4 · TN4,
+                // so an invocation keeps its column and steps 4 rows (no division in the loop).
+                for (var kk = w_row; kk < TK; kk += WG / TN4) {
                     let k = k0 + kk;
                     var v = vec4<f32>(0.0);
-                    if (u < block_units && k < depth4 * 4u) {
+                    if (w_unit_ok && k < depth4 * 4u) {
                         if (is_expert) {
-                            v = w_expert[w_base + k * expert_units + u];
+                            v = w_expert[w_base + k * expert_units + w_unit];
                         } else {
-                            v = w_shared[k * shared_units + u];
+                            v = w_shared[k * shared_units + w_unit];
                         }
                     }
-                    b_tile[i] = v;
+                    b_tile[kk * TN4 + w_col] = v;
                 }
                 workgroupBarrier();
                 for (var k4 = 0u; k4 < TK / 4u; k4++) {
