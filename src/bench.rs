@@ -51,7 +51,11 @@ fn op<'a, T: 'static>(mut run: impl FnMut() -> T + 'a) -> Op<'a> {
 /// Times `ops` interleaved (each repetition runs every op once, in turn), so a slow spell of
 /// the machine hits all of them alike and their ratios stay meaningful. Returns
 /// (median ms, min ms) per op.
-fn time_interleaved(device: &Device, config: BenchConfig, ops: &mut [Op<'_>]) -> Result<Vec<(f64, f64)>> {
+fn time_interleaved(
+    device: &Device,
+    config: BenchConfig,
+    ops: &mut [Op<'_>],
+) -> Result<Vec<(f64, f64)>> {
     let sync = || {
         device
             .sync()
@@ -148,7 +152,15 @@ fn push(
     baseline: Option<&'static str>,
     (median_ms, min_ms): (f64, f64),
 ) {
-    rows.push(Timing { group, name, shape: shape.to_string(), median_ms, min_ms, baseline, ratio: None });
+    rows.push(Timing {
+        group,
+        name,
+        shape: shape.to_string(),
+        median_ms,
+        min_ms,
+        baseline,
+        ratio: None,
+    });
 }
 
 fn bench_pixel_stats(
@@ -164,11 +176,15 @@ fn bench_pixel_stats(
     let floor = "sum (burn, memory floor)";
     let reference = "pixel_stats reference (tensor ops)";
     let kernel = "pixel_stats (WGSL)";
-    let times = time_interleaved(device, config, &mut [
-        op(|| logits.clone().sum()),
-        op(|| pixel_stats_reference(logits.clone(), None, Some(0))),
-        op(|| pixel_stats(logits.clone(), None, Some(0))),
-    ])?;
+    let times = time_interleaved(
+        device,
+        config,
+        &mut [
+            op(|| logits.clone().sum()),
+            op(|| pixel_stats_reference(logits.clone(), None, Some(0))),
+            op(|| pixel_stats(logits.clone(), None, Some(0))),
+        ],
+    )?;
     push(rows, group, floor, &shape, None, times[0]);
     push(rows, group, reference, &shape, None, times[1]);
     push(rows, group, kernel, &shape, Some(reference), times[2]);
@@ -184,7 +200,12 @@ fn bench_moe_ffn(
 ) -> Result<()> {
     let group = "moe_ffn";
     let n = shapes.moe_images * shapes.moe_tokens;
-    let (f, c, p, t) = (shapes.moe_hidden, shapes.moe_out, shapes.moe_expert, shapes.moe_datasets);
+    let (f, c, p, t) = (
+        shapes.moe_hidden,
+        shapes.moe_out,
+        shapes.moe_expert,
+        shapes.moe_datasets,
+    );
     let normal = Distribution::Normal(0.0, 0.02);
     let hidden = Tensor::<2>::random([n, f], Distribution::Normal(0.0, 1.0), device);
     let weights = MoeWeights {
@@ -194,7 +215,9 @@ fn bench_moe_ffn(
         b_expert: Tensor::random([t, p], normal, device),
     };
     // Each image's tokens belong to one dataset, images cycling through the datasets.
-    let ids: Vec<i32> = (0..n).map(|row| ((row / shapes.moe_tokens) % t) as i32).collect();
+    let ids: Vec<i32> = (0..n)
+        .map(|row| ((row / shapes.moe_tokens) % t) as i32)
+        .collect();
     let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), device);
     let dense_w = Tensor::<2>::random([f, c], normal, device);
     let dense_b = Tensor::<1>::random([c], normal, device);
@@ -202,11 +225,15 @@ fn bench_moe_ffn(
     let dense = "dense Linear (burn matmul + bias)";
     let naive = "naive composition (every expert, select)";
     let kernel = "moe_ffn (WGSL)";
-    let times = time_interleaved(device, config, &mut [
-        op(|| hidden.clone().matmul(dense_w.clone()) + dense_b.clone().unsqueeze()),
-        op(|| moe_ffn_reference(hidden.clone(), &weights, ids.clone())),
-        op(|| moe_ffn(hidden.clone(), &weights, ids.clone())),
-    ])?;
+    let times = time_interleaved(
+        device,
+        config,
+        &mut [
+            op(|| hidden.clone().matmul(dense_w.clone()) + dense_b.clone().unsqueeze()),
+            op(|| moe_ffn_reference(hidden.clone(), &weights, ids.clone())),
+            op(|| moe_ffn(hidden.clone(), &weights, ids.clone())),
+        ],
+    )?;
     push(rows, group, dense, &shape, None, times[0]);
     push(rows, group, naive, &shape, None, times[1]);
     push(rows, group, kernel, &shape, Some(dense), times[2]);
@@ -216,8 +243,10 @@ fn bench_moe_ffn(
 
 /// Fills each row's `ratio` from its baseline row in the same group.
 pub fn with_ratios(mut rows: Vec<Timing>) -> Vec<Timing> {
-    let medians: Vec<(&'static str, &'static str, f64)> =
-        rows.iter().map(|r| (r.group, r.name, r.median_ms)).collect();
+    let medians: Vec<(&'static str, &'static str, f64)> = rows
+        .iter()
+        .map(|r| (r.group, r.name, r.median_ms))
+        .collect();
     for row in &mut rows {
         row.ratio = row.baseline.and_then(|base| {
             medians

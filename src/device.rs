@@ -209,9 +209,9 @@ fn init(backend: Option<GpuBackend>) -> Result<Gpu> {
         });
     };
     let options = Device::wgpu_options().graphics_api(api.burn_backend());
-    let (device, setup) = options.init_with_setup().map_err(|e: WgpuInitError| {
-        Error::DeviceInit(format!("{e}"))
-    })?;
+    let (device, setup) = options
+        .init_with_setup()
+        .map_err(|e: WgpuInitError| Error::DeviceInit(format!("{e}")))?;
     Ok(Gpu {
         device,
         adapter: AdapterSummary::of(&setup.adapter),

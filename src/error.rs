@@ -23,7 +23,9 @@ pub enum Error {
     #[error("unknown GPU backend `{0}`: use one of vulkan, metal, dx12, gl")]
     UnknownBackend(String),
     /// The process already initialised its GPU with another backend.
-    #[error("the GPU was already initialised with backend {current}; cannot switch to {requested} in the same process")]
+    #[error(
+        "the GPU was already initialised with backend {current}; cannot switch to {requested} in the same process"
+    )]
     BackendConflict { current: String, requested: String },
 
     // ---- files ----

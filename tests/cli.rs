@@ -42,7 +42,11 @@ fn info_without_any_driver_explains_and_exits_2() {
 
 #[test]
 fn unknown_backend_in_env_is_a_clear_error() {
-    let out = s5().arg("info").env("S5_BACKEND", "cuda").output().expect("run s5");
+    let out = s5()
+        .arg("info")
+        .env("S5_BACKEND", "cuda")
+        .output()
+        .expect("run s5");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("unknown GPU backend `cuda`"), "{stderr}");
@@ -51,10 +55,16 @@ fn unknown_backend_in_env_is_a_clear_error() {
 #[test]
 fn bench_kernels_prints_ratios() {
     let out = s5()
-        .args(["bench", "kernels", "--tiny", "--warmup", "0", "--reps", "1", "--json"])
+        .args([
+            "bench", "kernels", "--tiny", "--warmup", "0", "--reps", "1", "--json",
+        ])
         .output()
         .expect("run s5");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let rows = doc["rows"].as_array().expect("rows");
     for name in ["pixel_stats (WGSL)", "moe_ffn (WGSL)"] {
@@ -64,6 +74,9 @@ fn bench_kernels_prints_ratios() {
             .filter_map(|r| r["ratio"].as_f64())
             .collect();
         assert_eq!(ratios.len(), 2, "{name}: two baselines");
-        assert!(ratios.iter().all(|r| r.is_finite() && *r > 0.0), "{name}: {ratios:?}");
+        assert!(
+            ratios.iter().all(|r| r.is_finite() && *r > 0.0),
+            "{name}: {ratios:?}"
+        );
     }
 }

@@ -37,7 +37,9 @@ impl Rng {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| {
-                SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
             });
         eprintln!("{test}: S5_TEST_SEED={seed}");
         Self(seed.max(1))
@@ -65,7 +67,12 @@ impl Rng {
         (self.next_u64() % n as u64) as usize
     }
 
-    pub fn tensor<const D: usize>(&mut self, shape: [usize; D], std: f32, device: &Device) -> Tensor<D> {
+    pub fn tensor<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        std: f32,
+        device: &Device,
+    ) -> Tensor<D> {
         let n = shape.iter().product();
         let values: Vec<f32> = (0..n).map(|_| self.normal(std)).collect();
         Tensor::from_data(TensorData::new(values, shape), device)
@@ -73,7 +80,10 @@ impl Rng {
 }
 
 pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 data")
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data")
 }
 
 /// max |a - b| / max |b|: the norm-wise relative error the parity tests bound.
@@ -81,8 +91,15 @@ pub fn rel_err<const D: usize>(actual: Tensor<D>, expected: Tensor<D>) -> f32 {
     assert_eq!(actual.dims(), expected.dims(), "shape mismatch");
     let a = to_vec(actual);
     let b = to_vec(expected);
-    assert!(a.iter().all(|x| x.is_finite()), "kernel output has NaN or inf");
-    let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(
+        a.iter().all(|x| x.is_finite()),
+        "kernel output has NaN or inf"
+    );
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
     let scale = b.iter().map(|y| y.abs()).fold(0.0f32, f32::max).max(1e-6);
     diff / scale
 }
@@ -92,5 +109,8 @@ pub const TOLERANCE: f32 = 1e-4;
 
 pub fn assert_close<const D: usize>(what: &str, actual: Tensor<D>, expected: Tensor<D>) {
     let err = rel_err(actual, expected);
-    assert!(err < TOLERANCE, "{what}: relative error {err:e} >= {TOLERANCE:e}");
+    assert!(
+        err < TOLERANCE,
+        "{what}: relative error {err:e} >= {TOLERANCE:e}"
+    );
 }

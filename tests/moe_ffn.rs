@@ -33,7 +33,10 @@ fn random_ids(rng: &mut Rng, n: usize, t: usize) -> Vec<i32> {
 }
 
 fn check_forward(case: Case, ids_of: impl Fn(&mut Rng, usize, usize) -> Vec<i32>) {
-    let label = format!("moe_ffn forward n={} f={} c={} p={} t={}", case.n, case.f, case.c, case.p, case.t);
+    let label = format!(
+        "moe_ffn forward n={} f={} c={} p={} t={}",
+        case.n, case.f, case.c, case.p, case.t
+    );
     let mut rng = Rng::fresh(&label);
     let device = device();
     let h = rng.tensor([case.n, case.f], 1.0, &device);
@@ -47,32 +50,99 @@ fn check_forward(case: Case, ids_of: impl Fn(&mut Rng, usize, usize) -> Vec<i32>
 
 #[test]
 fn forward_odd_sizes_mixed_ids() {
-    check_forward(Case { n: 37, f: 45, c: 23, p: 7, t: 3 }, random_ids);
-    check_forward(Case { n: 150, f: 70, c: 130, p: 33, t: 4 }, random_ids);
-    check_forward(Case { n: 5, f: 3, c: 2, p: 1, t: 1 }, random_ids);
+    check_forward(
+        Case {
+            n: 37,
+            f: 45,
+            c: 23,
+            p: 7,
+            t: 3,
+        },
+        random_ids,
+    );
+    check_forward(
+        Case {
+            n: 150,
+            f: 70,
+            c: 130,
+            p: 33,
+            t: 4,
+        },
+        random_ids,
+    );
+    check_forward(
+        Case {
+            n: 5,
+            f: 3,
+            c: 2,
+            p: 1,
+            t: 1,
+        },
+        random_ids,
+    );
 }
 
 #[test]
 fn forward_vec4_fast_path_partial_tiles() {
     // F, C-P and P multiples of 4 take moe_ffn_vec4.wgsl; nothing divides its tiles.
-    check_forward(Case { n: 37, f: 44, c: 28, p: 8, t: 3 }, random_ids); // 64-wide tiles
-    check_forward(Case { n: 131, f: 100, c: 384, p: 96, t: 4 }, random_ids); // 48-wide tiles
-    check_forward(Case { n: 70, f: 36, c: 200, p: 72, t: 2 }, random_ids);
+    check_forward(
+        Case {
+            n: 37,
+            f: 44,
+            c: 28,
+            p: 8,
+            t: 3,
+        },
+        random_ids,
+    ); // 64-wide tiles
+    check_forward(
+        Case {
+            n: 131,
+            f: 100,
+            c: 384,
+            p: 96,
+            t: 4,
+        },
+        random_ids,
+    ); // 48-wide tiles
+    check_forward(
+        Case {
+            n: 70,
+            f: 36,
+            c: 200,
+            p: 72,
+            t: 2,
+        },
+        random_ids,
+    );
 }
 
 #[test]
 fn forward_contiguous_runs_of_ids() {
     // A sample's tokens are contiguous; runs of 50 cross the 64-row tile boundaries.
-    check_forward(Case { n: 200, f: 96, c: 72, p: 24, t: 3 }, |_, n, t| {
-        (0..n).map(|i| ((i / 50) % t) as i32).collect()
-    });
+    check_forward(
+        Case {
+            n: 200,
+            f: 96,
+            c: 72,
+            p: 24,
+            t: 3,
+        },
+        |_, n, t| (0..n).map(|i| ((i / 50) % t) as i32).collect(),
+    );
 }
 
 #[test]
 fn ids_outside_the_datasets_get_a_zero_expert_part() {
     let mut rng = Rng::fresh("moe_ffn out-of-range ids");
     let device = device();
-    let case = Case { n: 6, f: 10, c: 9, p: 4, t: 2 };
+    let case = Case {
+        n: 6,
+        f: 10,
+        c: 9,
+        p: 4,
+        t: 2,
+    };
     let h = rng.tensor([case.n, case.f], 1.0, &device);
     let w = weights(&mut rng, &case, &device);
     let ids = ids(&[0, 1, -1, 2, 7, 1], &device);
@@ -84,7 +154,10 @@ fn ids_outside_the_datasets_get_a_zero_expert_part() {
 }
 
 fn check_gradients(case: Case) {
-    let mut rng = Rng::fresh(&format!("moe_ffn grads n={} f={} c={} p={} t={}", case.n, case.f, case.c, case.p, case.t));
+    let mut rng = Rng::fresh(&format!(
+        "moe_ffn grads n={} f={} c={} p={} t={}",
+        case.n, case.f, case.c, case.p, case.t
+    ));
     let device = device().autodiff();
     let h = rng.tensor([case.n, case.f], 1.0, &device);
     let w = weights(&mut rng, &case, &device);
@@ -101,7 +174,9 @@ fn check_gradients(case: Case) {
             w_expert: w.w_expert.clone().detach().require_grad(),
             b_expert: w.b_expert.clone().detach().require_grad(),
         };
-        let grads = (op(h.clone(), &w, ids.clone()) * r.clone()).sum().backward();
+        let grads = (op(h.clone(), &w, ids.clone()) * r.clone())
+            .sum()
+            .backward();
         (
             h.grad(&grads).expect("dh"),
             w.w_shared.grad(&grads).expect("dw_shared"),
@@ -113,10 +188,20 @@ fn check_gradients(case: Case) {
     let got = run(moe_ffn);
     let want = run(moe_ffn_reference);
     let absent = case.t - 1;
-    let absent_w = to_vec(got.3.clone().slice([absent..absent + 1, 0..case.f, 0..case.p]));
-    assert!(absent_w.iter().all(|&g| g == 0.0), "expert of a dataset without rows got a gradient");
+    let absent_w = to_vec(
+        got.3
+            .clone()
+            .slice([absent..absent + 1, 0..case.f, 0..case.p]),
+    );
+    assert!(
+        absent_w.iter().all(|&g| g == 0.0),
+        "expert of a dataset without rows got a gradient"
+    );
     let absent_b = to_vec(got.4.clone().slice([absent..absent + 1, 0..case.p]));
-    assert!(absent_b.iter().all(|&g| g == 0.0), "expert bias of a dataset without rows got a gradient");
+    assert!(
+        absent_b.iter().all(|&g| g == 0.0),
+        "expert bias of a dataset without rows got a gradient"
+    );
     assert_close("dh", got.0, want.0);
     assert_close("dw_shared", got.1, want.1);
     assert_close("db_shared", got.2, want.2);
@@ -126,7 +211,25 @@ fn check_gradients(case: Case) {
 
 #[test]
 fn gradients_match_reference() {
-    check_gradients(Case { n: 37, f: 45, c: 23, p: 7, t: 4 });
-    check_gradients(Case { n: 130, f: 66, c: 170, p: 69, t: 3 });
-    check_gradients(Case { n: 75, f: 68, c: 144, p: 48, t: 3 });
+    check_gradients(Case {
+        n: 37,
+        f: 45,
+        c: 23,
+        p: 7,
+        t: 4,
+    });
+    check_gradients(Case {
+        n: 130,
+        f: 66,
+        c: 170,
+        p: 69,
+        t: 3,
+    });
+    check_gradients(Case {
+        n: 75,
+        f: 68,
+        c: 144,
+        p: 48,
+        t: 3,
+    });
 }

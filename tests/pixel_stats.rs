@@ -11,14 +11,24 @@ fn random_mask(rng: &mut Rng, [b, h, w]: [usize; 3], keep: f32) -> Tensor<3, Boo
 }
 
 fn assert_same_labels(kernel: Tensor<3, Int>, reference: Tensor<3, Int>) {
-    let a = kernel.into_data().convert::<i64>().try_into_vec::<i64>().unwrap();
-    let b = reference.into_data().convert::<i64>().try_into_vec::<i64>().unwrap();
+    let a = kernel
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .unwrap();
+    let b = reference
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .unwrap();
     let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
     assert_eq!(differ, 0, "{differ} of {} pseudo-labels differ", a.len());
 }
 
 fn check_forward(shape: [usize; 4], masked: bool, background: Option<usize>) {
-    let mut rng = Rng::fresh(&format!("pixel_stats forward {shape:?} mask={masked} bg={background:?}"));
+    let mut rng = Rng::fresh(&format!(
+        "pixel_stats forward {shape:?} mask={masked} bg={background:?}"
+    ));
     let device = device();
     let [b, _, h, w] = shape;
     let logits = rng.tensor(shape, 2.0, &device);
@@ -55,7 +65,10 @@ fn background_exclusion_changes_entropy() {
     let all = to_vec(pixel_stats(logits.clone(), None, None).entropy);
     let no_bg = to_vec(pixel_stats(logits, None, Some(2)).entropy);
     for (a, n) in all.iter().zip(&no_bg) {
-        assert!(n < a, "leaving a class out must lower the entropy: {n} vs {a}");
+        assert!(
+            n < a,
+            "leaving a class out must lower the entropy: {n} vs {a}"
+        );
     }
 }
 
@@ -71,9 +84,18 @@ fn confident_pixels_have_zero_entropy_and_full_confidence() {
     }
     let logits = Tensor::<4>::from_data(TensorData::new(values, [2, 3, 5, 5]), &device);
     let out = pixel_stats(logits, None, None);
-    assert!(to_vec(out.confidence).iter().all(|c| (c - 1.0).abs() < 1e-6));
+    assert!(
+        to_vec(out.confidence)
+            .iter()
+            .all(|c| (c - 1.0).abs() < 1e-6)
+    );
     assert!(to_vec(out.entropy).iter().all(|e| e.abs() < 1e-6));
-    let labels = out.labels.into_data().convert::<i64>().try_into_vec::<i64>().unwrap();
+    let labels = out
+        .labels
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .unwrap();
     assert!(labels.iter().all(|&l| l == 1));
 }
 
@@ -82,7 +104,8 @@ fn empty_mask_gives_zero_entropy_not_nan() {
     let mut rng = Rng::fresh("empty mask");
     let device = device();
     let logits = rng.tensor([2, 6, 7, 9], 1.0, &device);
-    let none = Tensor::<3, Bool>::from_data(TensorData::new(vec![false; 2 * 7 * 9], [2, 7, 9]), &device);
+    let none =
+        Tensor::<3, Bool>::from_data(TensorData::new(vec![false; 2 * 7 * 9], [2, 7, 9]), &device);
     let out = pixel_stats(logits.clone(), Some(none.clone()), Some(0));
     let want = pixel_stats_reference(logits, Some(none), Some(0));
     assert_eq!(to_vec(out.entropy), vec![0.0, 0.0]);
@@ -91,7 +114,9 @@ fn empty_mask_gives_zero_entropy_not_nan() {
 
 /// loss = Σ conf · r1 + Σ entropy · r2 through both paths; compares d loss / d logits.
 fn check_gradients(shape: [usize; 4], masked: bool, background: Option<usize>, empty: bool) {
-    let mut rng = Rng::fresh(&format!("pixel_stats grads {shape:?} mask={masked} bg={background:?}"));
+    let mut rng = Rng::fresh(&format!(
+        "pixel_stats grads {shape:?} mask={masked} bg={background:?}"
+    ));
     let device = device().autodiff();
     let [b, _, h, w] = shape;
     let logits = rng.tensor(shape, 2.0, &device);
@@ -108,7 +133,10 @@ fn check_gradients(shape: [usize; 4], masked: bool, background: Option<usize>, e
     let got = run(pixel_stats);
     let want = run(pixel_stats_reference);
     let got_values = to_vec(got.clone());
-    assert!(got_values.iter().all(|g| g.is_finite()), "gradient has NaN or inf");
+    assert!(
+        got_values.iter().all(|g| g.is_finite()),
+        "gradient has NaN or inf"
+    );
     assert_close("d loss / d logits", got, want);
 }
 

@@ -20,12 +20,29 @@ fn every_shader_has_a_compute_entry_point_named_main() {
     assert!(!SHADERS.is_empty());
     for shader in SHADERS {
         let (module, _) = validated(shader.name, &shader.render());
-        let entry: Vec<_> = module.entry_points.iter().map(|e| (e.name.as_str(), e.stage)).collect();
-        assert_eq!(entry, [("main", naga::ShaderStage::Compute)], "{}", shader.name);
+        let entry: Vec<_> = module
+            .entry_points
+            .iter()
+            .map(|e| (e.name.as_str(), e.stage))
+            .collect();
+        assert_eq!(
+            entry,
+            [("main", naga::ShaderStage::Compute)],
+            "{}",
+            shader.name
+        );
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(shader.file);
         let on_disk = std::fs::read_to_string(&path).expect("shader file listed in SHADERS");
-        assert_eq!(on_disk, shader.template, "{}: registry out of date", shader.file);
-        assert!(!shader.render().contains("{{"), "{}: unfilled placeholder", shader.name);
+        assert_eq!(
+            on_disk, shader.template,
+            "{}: registry out of date",
+            shader.file
+        );
+        assert!(
+            !shader.render().contains("{{"),
+            "{}: unfilled placeholder",
+            shader.name
+        );
     }
 }
 
@@ -43,11 +60,18 @@ fn every_shader_translates_to_spirv() {
 fn every_shader_translates_to_msl() {
     for shader in SHADERS {
         let (module, info) = validated(shader.name, &shader.render());
-        let options = msl::Options { lang_version: (2, 1), ..Default::default() };
+        let options = msl::Options {
+            lang_version: (2, 1),
+            ..Default::default()
+        };
         let pipeline = msl::PipelineOptions::default();
         let (text, _) = msl::write_string(&module, &info, &options, &pipeline)
             .unwrap_or_else(|e| panic!("{}: MSL: {e}", shader.name));
-        assert!(text.contains("kernel void"), "{}: no MSL kernel", shader.name);
+        assert!(
+            text.contains("kernel void"),
+            "{}: no MSL kernel",
+            shader.name
+        );
     }
 }
 
@@ -55,12 +79,19 @@ fn every_shader_translates_to_msl() {
 fn every_shader_translates_to_hlsl() {
     for shader in SHADERS {
         let (module, info) = validated(shader.name, &shader.render());
-        let options = hlsl::Options { fake_missing_bindings: true, ..Default::default() };
+        let options = hlsl::Options {
+            fake_missing_bindings: true,
+            ..Default::default()
+        };
         let pipeline = hlsl::PipelineOptions::default();
         let mut text = String::new();
         hlsl::Writer::new(&mut text, &options, &pipeline)
             .write(&module, &info, None)
             .unwrap_or_else(|e| panic!("{}: HLSL: {e}", shader.name));
-        assert!(text.contains("[numthreads("), "{}: no HLSL compute entry", shader.name);
+        assert!(
+            text.contains("[numthreads("),
+            "{}: no HLSL compute entry",
+            shader.name
+        );
     }
 }

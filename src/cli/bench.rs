@@ -50,11 +50,18 @@ fn kernels(backend: Option<GpuBackend>, args: KernelArgs) -> Result<()> {
     } else {
         KernelShapes::default()
     };
-    let config = BenchConfig { warmup: args.warmup, reps: args.reps };
+    let config = BenchConfig {
+        warmup: args.warmup,
+        reps: args.reps,
+    };
     if !args.json {
         eprintln!(
             "benchmarking on {} ({}, {}): {} warm-up + {} timed runs each",
-            gpu.adapter.name, gpu.adapter.backend, gpu.adapter.device_type, config.warmup, config.reps
+            gpu.adapter.name,
+            gpu.adapter.backend,
+            gpu.adapter.device_type,
+            config.warmup,
+            config.reps
         );
     }
     let rows = bench_kernels(&gpu.device, shapes, config, &args.ops)?;

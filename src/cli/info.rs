@@ -22,9 +22,14 @@ pub fn run(backend: Option<GpuBackend>, args: InfoArgs) -> Result<()> {
     }
     println!("adapters wgpu sees:");
     for a in &all {
-        println!("  - {} [{}] {} ({} {})", a.name, a.backend, a.device_type, a.driver, a.driver_info);
+        println!(
+            "  - {} [{}] {} ({} {})",
+            a.name, a.backend, a.device_type, a.driver, a.driver_info
+        );
     }
-    let pinned = backend.map_or("automatic".to_string(), |b| format!("pinned to {}", b.name()));
+    let pinned = backend.map_or("automatic".to_string(), |b| {
+        format!("pinned to {}", b.name())
+    });
     println!("\ns5 will use ({pinned}):");
     print_adapter(&chosen.adapter);
     Ok(())
@@ -35,17 +40,32 @@ fn print_adapter(a: &AdapterSummary) {
     println!("  backend:                  {}", a.backend);
     println!("  device type:              {}", a.device_type);
     println!("  driver:                   {} {}", a.driver, a.driver_info);
-    println!("  workgroup storage:        {} KiB", a.max_workgroup_storage_bytes / 1024);
-    println!("  invocations / workgroup:  {}", a.max_invocations_per_workgroup);
-    println!("  storage binding:          {} MiB", a.max_storage_buffer_binding_bytes >> 20);
+    println!(
+        "  workgroup storage:        {} KiB",
+        a.max_workgroup_storage_bytes / 1024
+    );
+    println!(
+        "  invocations / workgroup:  {}",
+        a.max_invocations_per_workgroup
+    );
+    println!(
+        "  storage binding:          {} MiB",
+        a.max_storage_buffer_binding_bytes >> 20
+    );
     let subgroups = if a.subgroups {
-        format!("yes ({}..{} lanes)", a.subgroup_size_min, a.subgroup_size_max)
+        format!(
+            "yes ({}..{} lanes)",
+            a.subgroup_size_min, a.subgroup_size_max
+        )
     } else {
         "no".to_string()
     };
     println!("  subgroups:                {subgroups}");
     println!("  shader f16:               {}", yes_no(a.shader_f16));
-    println!("  timestamp queries:        {}", yes_no(a.timestamp_queries));
+    println!(
+        "  timestamp queries:        {}",
+        yes_no(a.timestamp_queries)
+    );
 }
 
 fn yes_no(b: bool) -> &'static str {

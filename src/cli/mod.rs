@@ -9,7 +9,11 @@ mod bench;
 mod info;
 
 #[derive(Debug, Parser)]
-#[command(name = "s5", version, about = "S5 semi-supervised segmentation for remote sensing, on any GPU")]
+#[command(
+    name = "s5",
+    version,
+    about = "S5 semi-supervised segmentation for remote sensing, on any GPU"
+)]
 struct Cli {
     /// Graphics API to run on (default: wgpu's choice; also S5_BACKEND).
     #[arg(long, global = true, value_enum)]
@@ -40,9 +44,12 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            let no_adapter = err
-                .chain()
-                .any(|e| matches!(e.downcast_ref::<s5::Error>(), Some(s5::Error::NoAdapter { .. })));
+            let no_adapter = err.chain().any(|e| {
+                matches!(
+                    e.downcast_ref::<s5::Error>(),
+                    Some(s5::Error::NoAdapter { .. })
+                )
+            });
             ExitCode::from(if no_adapter { EXIT_NO_ADAPTER } else { 1 })
         }
     }

@@ -11,19 +11,14 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::wgpu::{
-    CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous,
-};
-use burn::backend::{
-    Autodiff, Backend, Dispatch, TensorMetadata, get_or_init_device_settings,
-};
+use burn::backend::wgpu::{CubeTensor, SourceKernel, into_contiguous};
+use burn::backend::{Autodiff, Backend, Dispatch, TensorMetadata, get_or_init_device_settings};
 use burn::cubecl::server::KernelArguments;
-use burn::cubecl::prelude::KernelId;
 use burn::cubecl::{CubeCount, CubeDim};
 use burn::tensor::{DType, Int, IntDType, Shape, Slice, Tensor};
 
 use super::ops::S5Ops;
-use super::shader::{MOE_FFN, MOE_FFN_VEC4, MOE_FFN_VEC4_N48, Shader};
+use super::shader::{MOE_FFN, MOE_FFN_VEC4, MOE_FFN_VEC4_N48, Shader, ShaderKernel};
 
 /// Rows of one output tile of `moe_ffn_vec4.wgsl` (its columns: the workgroup size).
 const VEC4_TILE_ROWS: usize = 128;
@@ -61,7 +56,11 @@ pub struct MoeWeights {
 /// On inconsistent shapes: a programming error.
 pub fn moe_ffn(h: Tensor<2>, weights: &MoeWeights, ids: Tensor<1, Int>) -> Tensor<2> {
     check_shapes(&h, weights, &ids);
-    let ids = if ids.dtype() == DType::I32 { ids } else { ids.cast(IntDType::I32) };
+    let ids = if ids.dtype() == DType::I32 {
+        ids
+    } else {
+        ids.cast(IntDType::I32)
+    };
     Tensor::from_dispatch(Dispatch::moe_ffn(
         h.into_dispatch(),
         weights.w_shared.clone().into_dispatch(),
@@ -81,7 +80,11 @@ pub fn moe_ffn_reference(h: Tensor<2>, weights: &MoeWeights, ids: Tensor<1, Int>
     let shared = h.clone().matmul(weights.w_shared.clone()) + weights.b_shared.clone().unsqueeze();
     let mut expert = Tensor::<2>::zeros([n, p], &h.device());
     for d in 0..t {
-        let w = weights.w_expert.clone().slice_dim(0, d..d + 1).squeeze_dim::<2>(0);
+        let w = weights
+            .w_expert
+            .clone()
+            .slice_dim(0, d..d + 1)
+            .squeeze_dim::<2>(0);
         let b = weights.b_expert.clone().slice_dim(0, d..d + 1);
         let rows = ids.clone().equal_elem(d as i64).float().reshape([n, 1]);
         expert = expert + (h.clone().matmul(w) + b) * rows;
@@ -93,10 +96,24 @@ fn check_shapes(h: &Tensor<2>, weights: &MoeWeights, ids: &Tensor<1, Int>) {
     let [n, f] = h.dims();
     let [f_shared, c_shared] = weights.w_shared.dims();
     let [t, f_expert, p] = weights.w_expert.dims();
-    assert_eq!(f_shared, f, "moe_ffn: w_shared must be [F, C-P] with F = {f}");
-    assert_eq!(f_expert, f, "moe_ffn: w_expert must be [T, F, P] with F = {f}");
-    assert_eq!(weights.b_shared.dims(), [c_shared], "moe_ffn: b_shared must be [C-P]");
-    assert_eq!(weights.b_expert.dims(), [t, p], "moe_ffn: b_expert must be [T, P]");
+    assert_eq!(
+        f_shared, f,
+        "moe_ffn: w_shared must be [F, C-P] with F = {f}"
+    );
+    assert_eq!(
+        f_expert, f,
+        "moe_ffn: w_expert must be [T, F, P] with F = {f}"
+    );
+    assert_eq!(
+        weights.b_shared.dims(),
+        [c_shared],
+        "moe_ffn: b_shared must be [C-P]"
+    );
+    assert_eq!(
+        weights.b_expert.dims(),
+        [t, p],
+        "moe_ffn: b_expert must be [T, P]"
+    );
     assert_eq!(ids.dims(), [n], "moe_ffn: ids must be [N]");
     assert!(
         n > 0 && f > 0 && c_shared > 0 && p > 0 && t > 0,
@@ -106,20 +123,6 @@ fn check_shapes(h: &Tensor<2>, weights: &MoeWeights, ids: &Tensor<1, Int>) {
         n * f <= u32::MAX as usize && t * f * p <= u32::MAX as usize,
         "moe_ffn: operands exceed the kernel's 32-bit indexing"
     );
-}
-
-struct MoeFfnKernel(Shader);
-
-impl KernelSource for MoeFfnKernel {
-    fn source(&self) -> SourceTemplate {
-        self.0.source_template()
-    }
-    fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info(self.0.name)
-    }
-    fn lang(&self) -> &'static str {
-        "wgsl"
-    }
 }
 
 /// The WGSL launch.
@@ -159,7 +162,10 @@ pub(super) fn launch(
     let col_tiles = c_shared.div_ceil(tile_cols) + p.div_ceil(tile_cols);
     let row_tiles = n.div_ceil(tile_rows);
     client.launch(
-        Box::new(SourceKernel::new(MoeFfnKernel(shader), CubeDim::new_1d(shader.workgroup_size))),
+        Box::new(SourceKernel::new(
+            ShaderKernel(shader),
+            CubeDim::new_1d(shader.workgroup_size),
+        )),
         CubeCount::Static(col_tiles as u32, row_tiles as u32, 1),
         KernelArguments::new().with_buffers(vec![
             h.handle.clone().binding(),
@@ -184,7 +190,13 @@ pub(super) fn autodiff<B: Backend + S5Ops, C: CheckpointStrategy>(
     b_expert: FloatTensor<Autodiff<B, C>>,
     ids: IntTensor<Autodiff<B, C>>,
 ) -> FloatTensor<Autodiff<B, C>> {
-    let nodes = [h.node(), w_shared.node(), b_shared.node(), w_expert.node(), b_expert.node()];
+    let nodes = [
+        h.node(),
+        w_shared.node(),
+        b_shared.node(),
+        w_expert.node(),
+        b_expert.node(),
+    ];
     let forward = |ids| {
         B::moe_ffn(
             h.primitive().clone(),
@@ -195,7 +207,11 @@ pub(super) fn autodiff<B: Backend + S5Ops, C: CheckpointStrategy>(
             ids,
         )
     };
-    match MoeFfnBackward.prepare::<C>(nodes).compute_bound().stateful() {
+    match MoeFfnBackward
+        .prepare::<C>(nodes)
+        .compute_bound()
+        .stateful()
+    {
         OpsKind::Tracked(prep) => {
             let out = forward(ids.clone());
             let state = (
@@ -231,11 +247,17 @@ impl<B: Backend> Backward<B, 5> for MoeFfnBackward {
         let settings = get_or_init_device_settings::<B>(&device);
 
         let g_shared = B::float_slice(grad.clone(), &[Slice::from(0..n), Slice::from(0..c_shared)]);
-        let g_expert = B::float_slice(grad, &[Slice::from(0..n), Slice::from(c_shared..c_shared + p)]);
+        let g_expert = B::float_slice(
+            grad,
+            &[Slice::from(0..n), Slice::from(c_shared..c_shared + p)],
+        );
 
         // One-hot [N, T, 1] of the ids (all zeros for an id outside [0, T)).
         let datasets = B::int_arange(0..t as i64, &device, settings.int_dtype);
-        let datasets = B::int_expand(B::int_reshape(datasets, Shape::new([1, t])), Shape::new([n, t]));
+        let datasets = B::int_expand(
+            B::int_reshape(datasets, Shape::new([1, t])),
+            Shape::new([n, t]),
+        );
         let ids = B::int_cast(ids, settings.int_dtype);
         let ids = B::int_expand(B::int_reshape(ids, Shape::new([n, 1])), Shape::new([n, t]));
         let one_hot = B::bool_into_float(
@@ -248,10 +270,8 @@ impl<B: Backend> Backward<B, 5> for MoeFfnBackward {
 
         if let Some(node) = node_h {
             // W_e as [F, T·P]: swap [T, F, P] → [F, T, P].
-            let w_expert_flat = B::float_reshape(
-                B::float_swap_dims(w_expert, 0, 1),
-                Shape::new([f, t * p]),
-            );
+            let w_expert_flat =
+                B::float_reshape(B::float_swap_dims(w_expert, 0, 1), Shape::new([f, t * p]));
             let dh = B::float_add(
                 B::float_matmul(g_shared.clone(), B::float_transpose(w_shared)),
                 B::float_matmul(g_grouped.clone(), B::float_transpose(w_expert_flat)),

@@ -11,18 +11,15 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::wgpu::{
-    CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous,
-};
+use burn::backend::wgpu::{CubeBackend, CubeTensor, SourceKernel, into_contiguous};
 use burn::backend::{Autodiff, Backend, Dispatch, TensorMetadata};
 use burn::cubecl::server::KernelArguments;
-use burn::cubecl::prelude::KernelId;
 use burn::cubecl::{CubeCount, CubeDim};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, DType, IndexingUpdateOp, Int, Shape, Tensor, TensorData};
 
 use super::ops::{PixelStatsPrimitive, S5Ops};
-use super::shader::{PIXEL_STATS, PIXEL_STATS_REDUCE, PIXEL_STATS_VEC4, Shader};
+use super::shader::{PIXEL_STATS, PIXEL_STATS_REDUCE, PIXEL_STATS_VEC4, ShaderKernel};
 
 /// Most workgroups one image is split over; each takes a grid-stride share of its pixels.
 const MAX_GROUPS_PER_IMAGE: usize = 256;
@@ -87,14 +84,17 @@ pub fn pixel_stats_reference(
     if let Some(bg) = background {
         let mut keep = vec![1.0f32; k];
         keep[bg] = 0.0;
-        p_log_p = p_log_p * Tensor::<1>::from_floats(keep.as_slice(), &device).reshape([1, k, 1, 1]);
+        p_log_p =
+            p_log_p * Tensor::<1>::from_floats(keep.as_slice(), &device).reshape([1, k, 1, 1]);
     }
     let pixel_entropy = p_log_p.sum_dim(1).neg().reshape([b, h, w]);
     let valid = match valid {
         Some(valid) => valid.float(),
         None => Tensor::ones([b, h, w], &device),
     };
-    let total = (pixel_entropy * valid.clone()).reshape([b, h * w]).sum_dim(1);
+    let total = (pixel_entropy * valid.clone())
+        .reshape([b, h * w])
+        .sum_dim(1);
     let count = valid.reshape([b, h * w]).sum_dim(1).clamp_min(1.0);
     PixelStats {
         labels: labels.reshape([b, h, w]),
@@ -116,29 +116,22 @@ fn check_args(
         "pixel_stats: empty logits [{b}, {k}, {h}, {w}]"
     );
     if let Some(valid) = valid {
-        assert_eq!(valid.dims(), [b, h, w], "pixel_stats: mask shape must be [B, H, W]");
+        assert_eq!(
+            valid.dims(),
+            [b, h, w],
+            "pixel_stats: mask shape must be [B, H, W]"
+        );
     }
     if let Some(bg) = background {
-        assert!(bg < k, "pixel_stats: background class {bg} out of range for {k} classes");
+        assert!(
+            bg < k,
+            "pixel_stats: background class {bg} out of range for {k} classes"
+        );
     }
     assert!(
         b * k * h * w <= u32::MAX as usize,
         "pixel_stats: {b}x{k}x{h}x{w} logits exceed the kernel's 32-bit indexing"
     );
-}
-
-struct PixelStatsKernel(Shader);
-
-impl KernelSource for PixelStatsKernel {
-    fn source(&self) -> SourceTemplate {
-        self.0.source_template()
-    }
-    fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info(self.0.name)
-    }
-    fn lang(&self) -> &'static str {
-        "wgsl"
-    }
 }
 
 /// The WGSL launch: the pass over the logits, then the per-image reduction of its partials.
@@ -153,7 +146,11 @@ pub(super) fn launch(
     let has_mask = mask.shape().num_dims() == 3;
     let pixels = h * w;
     let wg = PIXEL_STATS.workgroup_size as usize;
-    let (shader, lanes) = if pixels % 4 == 0 { (PIXEL_STATS_VEC4, 4) } else { (PIXEL_STATS, 1) };
+    let (shader, lanes) = if pixels % 4 == 0 {
+        (PIXEL_STATS_VEC4, 4)
+    } else {
+        (PIXEL_STATS, 1)
+    };
     let units = pixels / lanes;
     // One unit per invocation up to MAX_GROUPS_PER_IMAGE workgroups (measured fastest on
     // lavapipe: longer grid-stride loops were ~3x slower there), grid-stride beyond.
@@ -176,7 +173,7 @@ pub(super) fn launch(
     let partials = client.empty(b * slots * 2 * f32_size);
     client.launch(
         Box::new(SourceKernel::new(
-            PixelStatsKernel(shader),
+            ShaderKernel(shader),
             CubeDim::new_1d(shader.workgroup_size),
         )),
         CubeCount::Static(groups as u32, b as u32, 1),
@@ -184,7 +181,10 @@ pub(super) fn launch(
             logits.handle.clone().binding(),
             // Without a mask the shader never reads binding 1; the logits stand in for it
             // (the `[1]` sentinel is too small to bind as vec4s).
-            if has_mask { &mask } else { &logits }.handle.clone().binding(),
+            if has_mask { &mask } else { &logits }
+                .handle
+                .clone()
+                .binding(),
             params.binding(),
             labels.clone().binding(),
             confidence.clone().binding(),
@@ -196,7 +196,7 @@ pub(super) fn launch(
     let entropy = client.empty(b * f32_size);
     client.launch(
         Box::new(SourceKernel::new(
-            PixelStatsKernel(PIXEL_STATS_REDUCE),
+            ShaderKernel(PIXEL_STATS_REDUCE),
             CubeDim::new_1d(PIXEL_STATS_REDUCE.workgroup_size),
         )),
         CubeCount::Static(b as u32, 1, 1),
@@ -248,7 +248,11 @@ pub(super) fn autodiff<B: Backend + S5Ops, C: CheckpointStrategy>(
         OpsKind::Tracked(prep) => prep.finish((x, mask, background), out.entropy),
         OpsKind::UnTracked(prep) => prep.finish(out.entropy),
     };
-    PixelStatsPrimitive { labels: out.labels, confidence, entropy }
+    PixelStatsPrimitive {
+        labels: out.labels,
+        confidence,
+        entropy,
+    }
 }
 
 /// `log_softmax` over the class axis of `[B, K, H, W]` logits, in backend ops.

@@ -2,7 +2,8 @@
 //! the runtime renders it with. Runtime launches and the naga tests render through the same
 //! [`Shader::render`], so what naga validates is exactly what the GPU receives.
 
-use burn::backend::wgpu::SourceTemplate;
+use burn::backend::wgpu::{KernelSource, SourceTemplate};
+use burn::cubecl::prelude::KernelId;
 
 /// One WGSL compute shader (entry point `main`) and the values of its `{{ name }}` placeholders.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +33,21 @@ impl Shader {
     /// The WGSL text the GPU receives.
     pub fn render(&self) -> String {
         self.source_template().complete()
+    }
+}
+
+/// A [`Shader`] as cubecl launches it (wrapped in a `SourceKernel`); cached by shader name.
+pub struct ShaderKernel(pub Shader);
+
+impl KernelSource for ShaderKernel {
+    fn source(&self) -> SourceTemplate {
+        self.0.source_template()
+    }
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info(self.0.name)
+    }
+    fn lang(&self) -> &'static str {
+        "wgsl"
     }
 }
 
@@ -99,5 +115,11 @@ pub const MOE_FFN_VEC4_N48: Shader = Shader {
 };
 
 /// Every shader the crate launches.
-pub const SHADERS: &[Shader] =
-    &[PIXEL_STATS, PIXEL_STATS_VEC4, PIXEL_STATS_REDUCE, MOE_FFN, MOE_FFN_VEC4, MOE_FFN_VEC4_N48];
+pub const SHADERS: &[Shader] = &[
+    PIXEL_STATS,
+    PIXEL_STATS_VEC4,
+    PIXEL_STATS_REDUCE,
+    MOE_FFN,
+    MOE_FFN_VEC4,
+    MOE_FFN_VEC4_N48,
+];
