@@ -53,9 +53,20 @@ pub struct MoeWeights {
 /// h `[N, F]`, ids `[N]` → `[N, C]` with `C = (C-P) + P`.
 ///
 /// # Panics
-/// On inconsistent shapes: a programming error.
+/// On inconsistent shapes or non-f32 operands: programming errors.
 pub fn moe_ffn(h: Tensor<2>, weights: &MoeWeights, ids: Tensor<1, Int>) -> Tensor<2> {
     check_shapes(&h, weights, &ids);
+    let dtypes = [
+        h.dtype(),
+        weights.w_shared.dtype(),
+        weights.b_shared.dtype(),
+        weights.w_expert.dtype(),
+        weights.b_expert.dtype(),
+    ];
+    assert!(
+        dtypes.iter().all(|d| *d == DType::F32),
+        "moe_ffn: the kernel reads f32 operands"
+    );
     let ids = if ids.dtype() == DType::I32 {
         ids
     } else {

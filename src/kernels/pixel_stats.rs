@@ -47,7 +47,8 @@ pub struct PixelStats {
 /// entropy `[B]`.
 ///
 /// # Panics
-/// On a shape mismatch, an empty tensor, or a background index `>= K`: programming errors.
+/// On a shape mismatch, an empty tensor, non-f32 logits or a background index `>= K`:
+/// programming errors.
 pub fn pixel_stats(
     logits: Tensor<4>,
     valid: Option<Tensor<3, Bool>>,
@@ -55,6 +56,11 @@ pub fn pixel_stats(
 ) -> PixelStats {
     let [b, k, h, w] = logits.dims();
     check_args(b, k, h, w, valid.as_ref(), background);
+    assert_eq!(
+        logits.dtype(),
+        DType::F32,
+        "pixel_stats: the kernel reads f32 logits"
+    );
     let device = logits.device();
     let mask = match valid {
         Some(valid) => valid.float().into_dispatch(),
@@ -145,12 +151,12 @@ pub(super) fn launch(
     let [b, k, h, w] = logits.shape().dims::<4>();
     let has_mask = mask.shape().num_dims() == 3;
     let pixels = h * w;
-    let wg = PIXEL_STATS.workgroup_size as usize;
     let (shader, lanes) = if pixels % 4 == 0 {
         (PIXEL_STATS_VEC4, 4)
     } else {
         (PIXEL_STATS, 1)
     };
+    let wg = shader.workgroup_size as usize;
     let units = pixels / lanes;
     // One unit per invocation up to MAX_GROUPS_PER_IMAGE workgroups (measured fastest on
     // lavapipe: longer grid-stride loops were ~3x slower there), grid-stride beyond.
