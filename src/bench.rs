@@ -59,7 +59,7 @@ fn time_interleaved(
     let sync = || {
         device
             .sync()
-            .map_err(|e| Error::DeviceInit(format!("device sync failed during benchmark: {e}")))
+            .map_err(|e| Error::Execution(format!("device sync during the benchmark: {e}")))
     };
     for _ in 0..config.warmup {
         for run in ops.iter_mut() {

@@ -163,6 +163,7 @@ fn auto_backend() -> Option<GpuBackend> {
 pub struct Gpu {
     pub device: Device,
     pub adapter: AdapterSummary,
+    /// The backend that was asked for; `None` when s5 chose automatically.
     pub backend: Option<GpuBackend>,
 }
 
@@ -195,8 +196,7 @@ pub fn gpu(backend: Option<GpuBackend>) -> Result<&'static Gpu> {
 
 fn init(backend: Option<GpuBackend>) -> Result<Gpu> {
     // Ask wgpu first: cubecl panics deep inside when there is no adapter at all. Then pin the
-    // API ourselves: left on "auto", cubecl probes GL too, whose EGL probe prints Wayland noise
-    // on headless machines.
+    // API ourselves, so the choice is the documented one and GL is only probed as a last resort.
     let api = match backend {
         Some(b) if adapters(b.wgpu_backends()).is_empty() => None,
         Some(b) => Some(b),

@@ -19,6 +19,9 @@ pub enum Error {
     /// The adapter exists but the device could not be created.
     #[error("could not initialise the GPU device: {0}")]
     DeviceInit(String),
+    /// Work on the GPU failed after the device was up.
+    #[error("GPU execution failed: {0}")]
+    Execution(String),
     /// An unknown name in `--backend` or `S5_BACKEND`.
     #[error("unknown GPU backend `{0}`: use one of vulkan, metal, dx12, gl")]
     UnknownBackend(String),

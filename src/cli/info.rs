@@ -13,7 +13,7 @@ pub struct InfoArgs {
 pub fn run(backend: Option<GpuBackend>, args: InfoArgs) -> Result<()> {
     let backend = GpuBackend::resolve(backend)?;
     let all = device::list_adapters(None);
-    // Enumerate first: with no adapter we can say so without touching burn's runtime.
+    // Fails with the "how to get an adapter" message (exit code 2) when there is none.
     let chosen = device::gpu(backend)?;
     if args.json {
         let doc = serde_json::json!({ "adapters": all, "selected": chosen.adapter });
