@@ -1,6 +1,7 @@
 //! `moe_ffn`: the second half of an FFN-MoE block (paper §3, MoE-MDF) as one grouped GEMM
-//! (`shaders/moe_ffn.wgsl`): the shared expert and each row's dataset expert written straight
-//! into the concatenated `[N, C]` output.
+//! (`shaders/moe_ffn_vec4.wgsl` when F, C-P and P are multiples of 4, `shaders/moe_ffn.wgsl`
+//! otherwise): the shared expert and each row's dataset expert written straight into the
+//! concatenated `[N, C]` output.
 //!
 //! [`launch`] runs the WGSL kernel for `CubeBackend`, [`autodiff`] adds a backward in backend
 //! ops (each expert's weight gradient sums only its own rows), and [`moe_ffn_reference`] is the
