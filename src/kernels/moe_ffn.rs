@@ -19,20 +19,10 @@ use burn::cubecl::{CubeCount, CubeDim};
 use burn::tensor::{DType, Int, IntDType, Shape, Slice, Tensor};
 
 use super::ops::S5Ops;
-use super::shader::{MOE_FFN, MOE_FFN_VEC4, MOE_FFN_VEC4_N48, Shader, ShaderKernel};
-
-/// Rows of one output tile of `moe_ffn_vec4.wgsl` (its columns: the workgroup size).
-const VEC4_TILE_ROWS: usize = 128;
-
-/// Rows of one workgroup in `moe_ffn.wgsl` (its `rows` template value).
-fn general_tile_rows(shader: &Shader) -> usize {
-    shader
-        .values
-        .iter()
-        .find(|(k, _)| *k == "rows")
-        .and_then(|(_, v)| v.parse().ok())
-        .expect("moe_ffn shaders declare their rows")
-}
+use super::shader::{
+    MOE_FFN, MOE_FFN_TILE_ROWS, MOE_FFN_VEC4, MOE_FFN_VEC4_N48, MOE_FFN_VEC4_TILE_ROWS,
+    ShaderKernel,
+};
 
 /// The weights of an FFN-MoE output projection: a shared expert and one expert per dataset.
 ///
@@ -165,12 +155,13 @@ pub(super) fn launch(
     let params = client.create_from_slice(bytemuck::cast_slice(&params));
     let out_shape = Shape::new([n, c_shared + p]);
     let out = client.empty(out_shape.num_elements() * std::mem::size_of::<f32>());
-    let (tile_rows, tile_cols) = if vec4 {
-        // 8 invocations down the rows, each owning 8 columns.
-        (VEC4_TILE_ROWS, shader.workgroup_size as usize)
+    // In both kernels a tile is as many columns wide as the workgroup has invocations.
+    let tile_rows = if vec4 {
+        MOE_FFN_VEC4_TILE_ROWS
     } else {
-        (general_tile_rows(&shader), shader.workgroup_size as usize)
+        MOE_FFN_TILE_ROWS
     };
+    let tile_cols = shader.workgroup_size as usize;
     let col_tiles = c_shared.div_ceil(tile_cols) + p.div_ceil(tile_cols);
     let row_tiles = n.div_ceil(tile_rows);
     client.launch(

@@ -87,6 +87,9 @@ pub const PIXEL_STATS_REDUCE: Shader = Shader {
     values: &[],
 };
 
+/// Rows per workgroup of `moe_ffn.wgsl`: the value of its `rows` placeholder below.
+pub const MOE_FFN_TILE_ROWS: usize = 8;
+
 /// `moe_ffn.wgsl`: the general kernel, one column per invocation (any widths).
 pub const MOE_FFN: Shader = Shader {
     name: "moe_ffn",
@@ -96,7 +99,11 @@ pub const MOE_FFN: Shader = Shader {
     values: &[("rows", "8"), ("tile_k", "64")],
 };
 
-/// `moe_ffn_vec4.wgsl`: the fast path (F, C-P and P multiples of 4), 64 × 64 tiles.
+/// Rows per workgroup of `moe_ffn_vec4.wgsl`: `TM = 8 * RM` in the shader. A tile is this many
+/// rows × `8 * TX` = workgroup-size columns.
+pub const MOE_FFN_VEC4_TILE_ROWS: usize = 128;
+
+/// `moe_ffn_vec4.wgsl`: the fast path (F, C-P and P multiples of 4), 128 × 64 tiles.
 pub const MOE_FFN_VEC4: Shader = Shader {
     name: "moe_ffn_vec4",
     file: "shaders/moe_ffn_vec4.wgsl",
@@ -105,7 +112,7 @@ pub const MOE_FFN_VEC4: Shader = Shader {
     values: &[("tile_x", "8"), ("tile_k", "32")],
 };
 
-/// `moe_ffn_vec4.wgsl` with 64 × 48 tiles, for column blocks that 48 pads less than 64
+/// `moe_ffn_vec4.wgsl` with 128 × 48 tiles, for column blocks that 48 pads less than 64
 /// (e.g. ViT-S: C-P = 288, P = 96).
 pub const MOE_FFN_VEC4_N48: Shader = Shader {
     name: "moe_ffn_vec4_n48",
