@@ -11,7 +11,9 @@ use burn::tensor::{Device, Distribution, Int, Tensor};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::kernels::{MoeWeights, moe_ffn, moe_ffn_reference, pixel_stats, pixel_stats_reference};
+use crate::kernels::{
+    MoeKernel, MoeWeights, moe_ffn_reference, moe_ffn_with, pixel_stats, pixel_stats_reference,
+};
 
 /// How many runs each measurement takes.
 #[derive(Debug, Clone, Copy)]
@@ -224,20 +226,39 @@ fn bench_moe_ffn(
     let shape = format!("N={n} F={f} C={c} P={p} T={t}");
     let dense = "dense Linear (burn matmul + bias)";
     let naive = "naive composition (every expert, select)";
-    let kernel = "moe_ffn (WGSL)";
+    // Both tilings run on every adapter; `moe_ffn` itself picks one (MoeKernel::Auto).
+    let auto = MoeKernel::Auto.resolve();
+    let kernels = [
+        (
+            MoeKernel::WorkgroupTiles,
+            "moe_ffn (WGSL, workgroup tiles)",
+            "moe_ffn (WGSL, workgroup tiles) [auto]",
+        ),
+        (
+            MoeKernel::RegisterTiles,
+            "moe_ffn (WGSL, register tiles)",
+            "moe_ffn (WGSL, register tiles) [auto]",
+        ),
+    ]
+    .map(|(kernel, name, auto_name)| (if kernel == auto { auto_name } else { name }, kernel));
+    let (hidden, weights, ids) = (&hidden, &weights, &ids);
+    let run = |kernel| move || moe_ffn_with(hidden.clone(), weights, ids.clone(), kernel);
     let times = time_interleaved(
         device,
         config,
         &mut [
             op(|| hidden.clone().matmul(dense_w.clone()) + dense_b.clone().unsqueeze()),
-            op(|| moe_ffn_reference(hidden.clone(), &weights, ids.clone())),
-            op(|| moe_ffn(hidden.clone(), &weights, ids.clone())),
+            op(|| moe_ffn_reference(hidden.clone(), weights, ids.clone())),
+            op(run(kernels[0].1)),
+            op(run(kernels[1].1)),
         ],
     )?;
     push(rows, group, dense, &shape, None, times[0]);
     push(rows, group, naive, &shape, None, times[1]);
-    push(rows, group, kernel, &shape, Some(dense), times[2]);
-    push(rows, group, kernel, &shape, Some(naive), times[2]);
+    for ((name, _), time) in kernels.into_iter().zip(&times[2..]) {
+        push(rows, group, name, &shape, Some(dense), *time);
+        push(rows, group, name, &shape, Some(naive), *time);
+    }
     Ok(())
 }
 

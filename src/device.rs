@@ -194,6 +194,13 @@ pub fn gpu(backend: Option<GpuBackend>) -> Result<&'static Gpu> {
     Ok(gpu)
 }
 
+/// Whether the process's GPU ([`gpu`]) is initialised and is a CPU adapter (lavapipe, WARP,
+/// llvmpipe), where kernels prefer registers and caches to workgroup memory and barriers.
+pub fn runs_on_cpu_adapter() -> bool {
+    GPU.get()
+        .is_some_and(|gpu| gpu.adapter.device_type == format!("{:?}", wgpu::DeviceType::Cpu))
+}
+
 fn init(backend: Option<GpuBackend>) -> Result<Gpu> {
     // Ask wgpu first: cubecl panics deep inside when there is no adapter at all. Then pin the
     // API ourselves, so the choice is the documented one and GL is only probed as a last resort.

@@ -67,10 +67,15 @@ fn bench_kernels_prints_ratios() {
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let rows = doc["rows"].as_array().expect("rows");
-    for name in ["pixel_stats (WGSL)", "moe_ffn (WGSL)"] {
+    let name_of = |r: &serde_json::Value| r["name"].as_str().unwrap_or_default().to_string();
+    for name in [
+        "pixel_stats (WGSL)",
+        "moe_ffn (WGSL, workgroup tiles)",
+        "moe_ffn (WGSL, register tiles)",
+    ] {
         let ratios: Vec<f64> = rows
             .iter()
-            .filter(|r| r["name"] == name)
+            .filter(|r| name_of(r).starts_with(name))
             .filter_map(|r| r["ratio"].as_f64())
             .collect();
         assert_eq!(ratios.len(), 2, "{name}: two baselines");
@@ -79,4 +84,10 @@ fn bench_kernels_prints_ratios() {
             "{name}: {ratios:?}"
         );
     }
+    // The tiling `moe_ffn` picks on this adapter is marked, on its two rows.
+    let auto = rows
+        .iter()
+        .filter(|r| name_of(r).ends_with("[auto]"))
+        .count();
+    assert_eq!(auto, 2, "one moe_ffn tiling marked [auto]");
 }

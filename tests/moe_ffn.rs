@@ -1,8 +1,9 @@
 //! `moe_ffn` (WGSL) against `moe_ffn_reference` (every expert on every row, then select):
-//! forward and every gradient, with mixed dataset ids and sizes that do not divide the tiles.
+//! forward and every gradient, with mixed dataset ids and sizes that do not divide the tiles,
+//! for each tiling (workgroup memory for GPUs, registers for CPU adapters) whatever the adapter.
 
 use burn::tensor::{Device, Int, Tensor};
-use s5::kernels::{MoeWeights, moe_ffn, moe_ffn_reference};
+use s5::kernels::{MoeKernel, MoeWeights, moe_ffn_reference, moe_ffn_with};
 
 use crate::common::{Rng, assert_close, device, to_vec};
 
@@ -32,6 +33,13 @@ fn random_ids(rng: &mut Rng, n: usize, t: usize) -> Vec<i32> {
     (0..n).map(|_| rng.below(t) as i32).collect()
 }
 
+/// Both tilings of the vec4 path, explicitly, and whatever `Auto` picks on this adapter.
+const KERNELS: [MoeKernel; 3] = [
+    MoeKernel::WorkgroupTiles,
+    MoeKernel::RegisterTiles,
+    MoeKernel::Auto,
+];
+
 fn check_forward(case: Case, ids_of: impl Fn(&mut Rng, usize, usize) -> Vec<i32>) {
     let label = format!(
         "moe_ffn forward n={} f={} c={} p={} t={}",
@@ -42,10 +50,12 @@ fn check_forward(case: Case, ids_of: impl Fn(&mut Rng, usize, usize) -> Vec<i32>
     let h = rng.tensor([case.n, case.f], 1.0, &device);
     let w = weights(&mut rng, &case, &device);
     let ids = ids(&ids_of(&mut rng, case.n, case.t), &device);
-    let got = moe_ffn(h.clone(), &w, ids.clone());
-    let want = moe_ffn_reference(h, &w, ids);
-    assert_eq!(got.dims(), [case.n, case.c]);
-    assert_close(&label, got, want);
+    let want = moe_ffn_reference(h.clone(), &w, ids.clone());
+    for kernel in KERNELS {
+        let got = moe_ffn_with(h.clone(), &w, ids.clone(), kernel);
+        assert_eq!(got.dims(), [case.n, case.c]);
+        assert_close(&format!("{label} {kernel:?}"), got, want.clone());
+    }
 }
 
 #[test]
@@ -94,7 +104,7 @@ fn forward_vec4_fast_path_partial_tiles() {
             t: 3,
         },
         random_ids,
-    ); // 64-wide tiles
+    ); // 64-wide workgroup tiles
     check_forward(
         Case {
             n: 131,
@@ -105,6 +115,16 @@ fn forward_vec4_fast_path_partial_tiles() {
         },
         random_ids,
     ); // 48-wide tiles
+    check_forward(
+        Case {
+            n: 300,
+            f: 132,
+            c: 164,
+            p: 52,
+            t: 3,
+        },
+        random_ids,
+    ); // several row tiles, columns that leave every tiling a partial tile
     check_forward(
         Case {
             n: 70,
@@ -134,26 +154,37 @@ fn forward_contiguous_runs_of_ids() {
 
 #[test]
 fn ids_outside_the_datasets_get_a_zero_expert_part() {
-    let mut rng = Rng::fresh("moe_ffn out-of-range ids");
-    let device = device();
-    let case = Case {
-        n: 6,
-        f: 10,
-        c: 9,
-        p: 4,
-        t: 2,
-    };
-    let h = rng.tensor([case.n, case.f], 1.0, &device);
-    let w = weights(&mut rng, &case, &device);
-    let ids = ids(&[0, 1, -1, 2, 7, 1], &device);
-    let got = moe_ffn(h.clone(), &w, ids.clone());
-    let want = moe_ffn_reference(h, &w, ids);
-    let expert = to_vec(got.clone().slice([2..3, 5..9]));
-    assert_eq!(expert, vec![0.0; 4]);
-    assert_close("moe_ffn with out-of-range ids", got, want);
+    // Widths 10/5/4 take the general kernel; 12/8/4 the vec4 tilings.
+    for (f, c) in [(10, 9), (12, 12)] {
+        let mut rng = Rng::fresh(&format!("moe_ffn out-of-range ids f={f}"));
+        let device = device();
+        let case = Case {
+            n: 6,
+            f,
+            c,
+            p: 4,
+            t: 2,
+        };
+        let h = rng.tensor([case.n, case.f], 1.0, &device);
+        let w = weights(&mut rng, &case, &device);
+        let ids = ids(&[0, 1, -1, 2, 7, 1], &device);
+        let want = moe_ffn_reference(h.clone(), &w, ids.clone());
+        for kernel in KERNELS {
+            let got = moe_ffn_with(h.clone(), &w, ids.clone(), kernel);
+            for row in [2, 3, 4] {
+                let expert = to_vec(got.clone().slice([row..row + 1, c - 4..c]));
+                assert_eq!(expert, vec![0.0; 4], "{kernel:?} f={f} row {row}");
+            }
+            assert_close(
+                &format!("moe_ffn with out-of-range ids f={f} {kernel:?}"),
+                got,
+                want.clone(),
+            );
+        }
+    }
 }
 
-fn check_gradients(case: Case) {
+fn check_gradients(case: Case, kernel: MoeKernel) {
     let mut rng = Rng::fresh(&format!(
         "moe_ffn grads n={} f={} c={} p={} t={}",
         case.n, case.f, case.c, case.p, case.t
@@ -165,8 +196,7 @@ fn check_gradients(case: Case) {
     let ids = ids(&random_ids(&mut rng, case.n, case.t - 1), &device);
     let r = rng.tensor([case.n, case.c], 1.0, &device);
 
-    type Op = fn(Tensor<2>, &MoeWeights, Tensor<1, Int>) -> Tensor<2>;
-    let run = |op: Op| {
+    let run = |op: &dyn Fn(Tensor<2>, &MoeWeights, Tensor<1, Int>) -> Tensor<2>| {
         let h = h.clone().detach().require_grad();
         let w = MoeWeights {
             w_shared: w.w_shared.clone().detach().require_grad(),
@@ -185,8 +215,8 @@ fn check_gradients(case: Case) {
             w.b_expert.grad(&grads).expect("db_expert"),
         )
     };
-    let got = run(moe_ffn);
-    let want = run(moe_ffn_reference);
+    let got = run(&|h, w, ids| moe_ffn_with(h, w, ids, kernel));
+    let want = run(&moe_ffn_reference);
     let absent = case.t - 1;
     let absent_w = to_vec(
         got.3
@@ -211,25 +241,36 @@ fn check_gradients(case: Case) {
 
 #[test]
 fn gradients_match_reference() {
-    check_gradients(Case {
-        n: 37,
-        f: 45,
-        c: 23,
-        p: 7,
-        t: 4,
-    });
-    check_gradients(Case {
-        n: 130,
-        f: 66,
-        c: 170,
-        p: 69,
-        t: 3,
-    });
-    check_gradients(Case {
-        n: 75,
-        f: 68,
-        c: 144,
-        p: 48,
-        t: 3,
-    });
+    for kernel in KERNELS {
+        check_gradients(
+            Case {
+                n: 37,
+                f: 45,
+                c: 23,
+                p: 7,
+                t: 4,
+            },
+            kernel,
+        );
+        check_gradients(
+            Case {
+                n: 130,
+                f: 66,
+                c: 170,
+                p: 69,
+                t: 3,
+            },
+            kernel,
+        );
+        check_gradients(
+            Case {
+                n: 75,
+                f: 68,
+                c: 144,
+                p: 48,
+                t: 3,
+            },
+            kernel,
+        );
+    }
 }

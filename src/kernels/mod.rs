@@ -9,6 +9,6 @@ mod ops;
 mod pixel_stats;
 pub mod shader;
 
-pub use moe_ffn::{MoeWeights, moe_ffn, moe_ffn_reference};
+pub use moe_ffn::{MoeKernel, MoeWeights, moe_ffn, moe_ffn_reference, moe_ffn_with};
 pub use ops::{PixelStatsPrimitive, S5Ops};
 pub use pixel_stats::{PixelStats, pixel_stats, pixel_stats_reference};

@@ -1,7 +1,8 @@
-//! `moe_ffn`: the second half of an FFN-MoE block (paper §3, MoE-MDF) as one grouped GEMM
-//! (`shaders/moe_ffn_vec4.wgsl` when F, C-P and P are multiples of 4, `shaders/moe_ffn.wgsl`
-//! otherwise): the shared expert and each row's dataset expert written straight into the
-//! concatenated `[N, C]` output.
+//! `moe_ffn`: the second half of an FFN-MoE block (paper §3, MoE-MDF) as one grouped GEMM:
+//! the shared expert and each row's dataset expert written straight into the concatenated
+//! `[N, C]` output. When F, C-P and P are multiples of 4 it runs `shaders/moe_ffn_vec4.wgsl`
+//! (tiles in workgroup memory, for GPUs) or `shaders/moe_ffn_vec4_regs.wgsl` (tiles in
+//! registers, for CPU adapters), see [`MoeKernel`]; otherwise `shaders/moe_ffn.wgsl`.
 //!
 //! [`launch`] runs the WGSL kernel for `CubeBackend`, [`autodiff`] adds a backward in backend
 //! ops (each expert's weight gradient sums only its own rows), and [`moe_ffn_reference`] is the
@@ -20,9 +21,36 @@ use burn::tensor::{DType, Int, IntDType, Shape, Slice, Tensor};
 
 use super::ops::S5Ops;
 use super::shader::{
-    MOE_FFN, MOE_FFN_TILE_ROWS, MOE_FFN_VEC4, MOE_FFN_VEC4_N48, MOE_FFN_VEC4_TILE_ROWS,
+    MOE_FFN, MOE_FFN_TILE_ROWS, MOE_FFN_VEC4, MOE_FFN_VEC4_N48, MOE_FFN_VEC4_REGS,
+    MOE_FFN_VEC4_REGS_TILE_COLS, MOE_FFN_VEC4_REGS_TILE_ROWS, MOE_FFN_VEC4_TILE_ROWS, Shader,
     ShaderKernel,
 };
+
+/// Which tiling `moe_ffn` uses when F, C-P and P are multiples of 4 (other widths always run
+/// the general `moe_ffn.wgsl`). Every choice computes the same result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MoeKernel {
+    /// Register tiles on a CPU adapter (lavapipe, WARP, llvmpipe), workgroup tiles elsewhere.
+    #[default]
+    Auto,
+    /// `moe_ffn_vec4.wgsl`: h and weight tiles staged in workgroup memory, as GPUs want.
+    WorkgroupTiles,
+    /// `moe_ffn_vec4_regs.wgsl`: no workgroup memory or barriers, each invocation keeps a
+    /// 16 × 12 output block in registers and reads through the caches, as CPUs want.
+    RegisterTiles,
+}
+
+impl MoeKernel {
+    /// `Auto` resolved against the adapter s5 runs on ([`crate::device::gpu`]); a process
+    /// that never initialised it gets workgroup tiles.
+    pub fn resolve(self) -> Self {
+        match self {
+            Self::Auto if crate::device::runs_on_cpu_adapter() => Self::RegisterTiles,
+            Self::Auto => Self::WorkgroupTiles,
+            chosen => chosen,
+        }
+    }
+}
 
 /// The weights of an FFN-MoE output projection: a shared expert and one expert per dataset.
 ///
@@ -46,6 +74,16 @@ pub struct MoeWeights {
 /// # Panics
 /// On inconsistent shapes or non-f32 operands: programming errors.
 pub fn moe_ffn(h: Tensor<2>, weights: &MoeWeights, ids: Tensor<1, Int>) -> Tensor<2> {
+    moe_ffn_with(h, weights, ids, MoeKernel::Auto)
+}
+
+/// [`moe_ffn`] with the tiling chosen by the caller (tests and `s5 bench` run each).
+pub fn moe_ffn_with(
+    h: Tensor<2>,
+    weights: &MoeWeights,
+    ids: Tensor<1, Int>,
+    kernel: MoeKernel,
+) -> Tensor<2> {
     check_shapes(&h, weights, &ids);
     let dtypes = [
         h.dtype(),
@@ -70,6 +108,7 @@ pub fn moe_ffn(h: Tensor<2>, weights: &MoeWeights, ids: Tensor<1, Int>) -> Tenso
         weights.w_expert.clone().into_dispatch(),
         weights.b_expert.clone().into_dispatch(),
         ids.into_dispatch(),
+        kernel.resolve(),
     ))
 }
 
@@ -135,6 +174,7 @@ pub(super) fn launch(
     w_expert: CubeTensor,
     b_expert: CubeTensor,
     ids: CubeTensor,
+    kernel: MoeKernel,
 ) -> CubeTensor {
     let [h, w_shared, b_shared, w_expert, b_expert, ids] =
         [h, w_shared, b_shared, w_expert, b_expert, ids].map(into_contiguous);
@@ -145,23 +185,32 @@ pub(super) fn launch(
 
     let vec4 = f % 4 == 0 && c_shared % 4 == 0 && p % 4 == 0;
     let padded = |tile: usize| c_shared.div_ceil(tile) * tile + p.div_ceil(tile) * tile;
-    let (shader, lanes) = match vec4 {
-        true if padded(48) < padded(64) => (MOE_FFN_VEC4_N48, 4),
-        true => (MOE_FFN_VEC4, 4),
-        false => (MOE_FFN, 1),
+    // (shader, tile rows, tile columns); a tile lies wholly in one column block.
+    let (shader, tile_rows, tile_cols): (Shader, usize, usize) = match kernel.resolve() {
+        _ if !vec4 => (MOE_FFN, MOE_FFN_TILE_ROWS, MOE_FFN.workgroup_size as usize),
+        MoeKernel::RegisterTiles => (
+            MOE_FFN_VEC4_REGS,
+            MOE_FFN_VEC4_REGS_TILE_ROWS,
+            MOE_FFN_VEC4_REGS_TILE_COLS,
+        ),
+        // Workgroup tiles are as many columns wide as the workgroup has invocations.
+        _ if padded(48) < padded(64) => (
+            MOE_FFN_VEC4_N48,
+            MOE_FFN_VEC4_TILE_ROWS,
+            MOE_FFN_VEC4_N48.workgroup_size as usize,
+        ),
+        _ => (
+            MOE_FFN_VEC4,
+            MOE_FFN_VEC4_TILE_ROWS,
+            MOE_FFN_VEC4.workgroup_size as usize,
+        ),
     };
+    let lanes = if vec4 { 4 } else { 1 };
     let units = |x: usize| (x / lanes) as u32;
     let params = [n as u32, units(f), units(c_shared), units(p), t as u32];
     let params = client.create_from_slice(bytemuck::cast_slice(&params));
     let out_shape = Shape::new([n, c_shared + p]);
     let out = client.empty(out_shape.num_elements() * std::mem::size_of::<f32>());
-    // In both kernels a tile is as many columns wide as the workgroup has invocations.
-    let tile_rows = if vec4 {
-        MOE_FFN_VEC4_TILE_ROWS
-    } else {
-        MOE_FFN_TILE_ROWS
-    };
-    let tile_cols = shader.workgroup_size as usize;
     let col_tiles = c_shared.div_ceil(tile_cols) + p.div_ceil(tile_cols);
     let row_tiles = n.div_ceil(tile_rows);
     client.launch(
@@ -192,6 +241,7 @@ pub(super) fn autodiff<B: Backend + S5Ops, C: CheckpointStrategy>(
     w_expert: FloatTensor<Autodiff<B, C>>,
     b_expert: FloatTensor<Autodiff<B, C>>,
     ids: IntTensor<Autodiff<B, C>>,
+    kernel: MoeKernel,
 ) -> FloatTensor<Autodiff<B, C>> {
     let nodes = [
         h.node(),
@@ -208,6 +258,7 @@ pub(super) fn autodiff<B: Backend + S5Ops, C: CheckpointStrategy>(
             w_expert.primitive().clone(),
             b_expert.primitive().clone(),
             ids,
+            kernel,
         )
     };
     match MoeFfnBackward

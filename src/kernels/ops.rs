@@ -12,6 +12,8 @@ use burn::backend::wgpu::CubeBackend;
 use burn::backend::{Autodiff, Backend, ExtensionType, backend_extension};
 use burn::tensor::{DType, Shape};
 
+use super::moe_ffn::MoeKernel;
+
 /// The raw outputs of `pixel_stats` on one backend.
 #[derive(ExtensionType)]
 #[extension_type(fusion)]
@@ -64,6 +66,7 @@ pub trait S5Ops: Backend {
         w_expert: FloatTensor<Self>,
         b_expert: FloatTensor<Self>,
         ids: IntTensor<Self>,
+        kernel: MoeKernel,
     ) -> FloatTensor<Self>;
 }
 
@@ -83,8 +86,9 @@ impl S5Ops for CubeBackend {
         w_expert: FloatTensor<Self>,
         b_expert: FloatTensor<Self>,
         ids: IntTensor<Self>,
+        kernel: MoeKernel,
     ) -> FloatTensor<Self> {
-        super::moe_ffn::launch(h, w_shared, b_shared, w_expert, b_expert, ids)
+        super::moe_ffn::launch(h, w_shared, b_shared, w_expert, b_expert, ids, kernel)
     }
 }
 
@@ -104,7 +108,8 @@ impl<B: Backend + S5Ops, C: CheckpointStrategy> S5Ops for Autodiff<B, C> {
         w_expert: FloatTensor<Self>,
         b_expert: FloatTensor<Self>,
         ids: IntTensor<Self>,
+        kernel: MoeKernel,
     ) -> FloatTensor<Self> {
-        super::moe_ffn::autodiff::<B, C>(h, w_shared, b_shared, w_expert, b_expert, ids)
+        super::moe_ffn::autodiff::<B, C>(h, w_shared, b_shared, w_expert, b_expert, ids, kernel)
     }
 }

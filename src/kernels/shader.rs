@@ -121,6 +121,22 @@ pub const MOE_FFN_VEC4_N48: Shader = Shader {
     ..MOE_FFN_VEC4
 };
 
+/// Rows per workgroup of `moe_ffn_vec4_regs.wgsl` (`TM = 8 * RM`).
+pub const MOE_FFN_VEC4_REGS_TILE_ROWS: usize = 128;
+
+/// Columns per workgroup of `moe_ffn_vec4_regs.wgsl` (`4 * CN * TX`).
+pub const MOE_FFN_VEC4_REGS_TILE_COLS: usize = 48;
+
+/// `moe_ffn_vec4_regs.wgsl` (written by `moe_ffn_vec4_regs.py`): the fast path on CPU
+/// adapters, 128 × 48 tiles held in registers, no workgroup memory.
+pub const MOE_FFN_VEC4_REGS: Shader = Shader {
+    name: "moe_ffn_vec4_regs",
+    file: "shaders/moe_ffn_vec4_regs.wgsl",
+    template: include_str!("../../shaders/moe_ffn_vec4_regs.wgsl"),
+    workgroup_size: 32,
+    values: &[],
+};
+
 /// Every shader the crate launches.
 pub const SHADERS: &[Shader] = &[
     PIXEL_STATS,
@@ -129,4 +145,5 @@ pub const SHADERS: &[Shader] = &[
     MOE_FFN,
     MOE_FFN_VEC4,
     MOE_FFN_VEC4_N48,
+    MOE_FFN_VEC4_REGS,
 ];
