@@ -31,6 +31,43 @@ pub enum Error {
     )]
     BackendConflict { current: String, requested: String },
 
+    // ---- data ----
+    /// A dataset spec (RON) that does not parse or is inconsistent.
+    #[error("{path}: bad dataset spec: {reason}")]
+    Spec { path: PathBuf, reason: String },
+    /// A file the dataset lists is not there.
+    #[error("{path}: missing file{context}", context = .context.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    MissingFile {
+        path: PathBuf,
+        context: Option<String>,
+    },
+    /// An image or mask that cannot be decoded (corrupt, truncated, unsupported format).
+    #[error("{path}: cannot read image: {reason}")]
+    ImageRead { path: PathBuf, reason: String },
+    /// A mask whose size differs from its image.
+    #[error(
+        "{path}: mask is {mask_w}x{mask_h} px but its image {image} is {image_w}x{image_h} px",
+        image = .image.display()
+    )]
+    MaskSize {
+        path: PathBuf,
+        image: PathBuf,
+        mask_w: u32,
+        mask_h: u32,
+        image_w: u32,
+        image_h: u32,
+    },
+    /// A label value outside the dataset's classes that is not its ignore value.
+    #[error("{path}: label {value} at pixel ({x}, {y}) is outside the {classes} classes {hint}")]
+    LabelOutOfRange {
+        path: PathBuf,
+        value: String,
+        x: u32,
+        y: u32,
+        classes: usize,
+        hint: &'static str,
+    },
+
     // ---- files ----
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]

@@ -8,9 +8,11 @@
 //! ## Code map
 //! - [`kernels`]: the custom GPU ops (`pixel_stats`, `moe_ffn`); the only module that names
 //!   cubecl / burn-wgpu internals.
+//! - [`data`]: dataset specs, readers, tiling, augmentation, the batch loader, synthetic scenes.
 //! - [`device`]: adapter enumeration and the one place that picks a GPU backend.
 //! - [`bench`]: timings of each op against its reference.
 //! - [`error`]: the library's error type.
+//! - [`fsutil`]: atomic file writes.
 //! - `cli` (binary only): one file per subcommand.
 //!
 //! ## Invariants
@@ -19,8 +21,10 @@
 //! - Never enable burn's `vulkan` or `metal` features: they make those GPUs reject WGSL.
 
 pub mod bench;
+pub mod data;
 pub mod device;
 pub mod error;
+pub mod fsutil;
 pub mod kernels;
 
 pub use error::{Error, Result};

@@ -8,6 +8,21 @@ use s5::device::{self, GpuBackend};
 pub enum BenchCommand {
     /// Each custom kernel against its reference, in one run on the current adapter.
     Kernels(KernelArgs),
+    /// Augmentation throughput (images/s) on this CPU.
+    Data(DataArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DataArgs {
+    /// Crop side.
+    #[arg(long, default_value_t = 512)]
+    crop_px: u32,
+    /// Images per measurement (on all threads; a quarter of them on one thread).
+    #[arg(long, default_value_t = 64)]
+    images: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -32,7 +47,27 @@ pub struct KernelArgs {
 pub fn run(backend: Option<GpuBackend>, cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Kernels(args) => kernels(backend, args),
+        BenchCommand::Data(args) => data(args),
     }
+}
+
+fn data(args: DataArgs) -> Result<()> {
+    let rows = s5::data::throughput::augment_throughput(args.crop_px, args.images.max(1));
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<36} {:>8} {:>7} {:>8} {:>10}",
+        "pipeline", "crop px", "images", "threads", "images/s"
+    );
+    for r in rows {
+        println!(
+            "{:<36} {:>8} {:>7} {:>8} {:>10.1}",
+            r.pipeline, r.crop_px, r.images, r.threads, r.images_per_s
+        );
+    }
+    Ok(())
 }
 
 fn kernels(backend: Option<GpuBackend>, args: KernelArgs) -> Result<()> {

@@ -6,7 +6,9 @@ use clap::{Parser, Subcommand};
 use s5::device::GpuBackend;
 
 mod bench;
+mod data;
 mod info;
+mod synth;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +31,11 @@ enum Command {
     /// Measure kernels against their references.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Write the synthetic aerial dataset (two domains and an unlabeled pool) with its specs.
+    Synth(synth::SynthArgs),
+    /// Inspect datasets.
+    #[command(subcommand)]
+    Data(data::DataCommand),
 }
 
 /// Exit code for "no usable GPU adapter".
@@ -39,6 +46,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info(args) => info::run(cli.backend, args),
         Command::Bench(cmd) => bench::run(cli.backend, cmd),
+        Command::Synth(args) => synth::run(args),
+        Command::Data(cmd) => data::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,225 @@
+//! Reading images (PNG, JPEG, TIFF; 8/16-bit; gray, RGB, RGBA) and masks in a dataset's
+//! label encoding, with errors that name the file.
+
+use std::path::Path;
+
+use image::{DynamicImage, GrayImage, RgbImage};
+
+use super::IGNORE;
+use super::spec::{DatasetSpec, LabelEncoding};
+use crate::error::{Error, Result};
+
+fn missing_or(path: &Path, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => Error::MissingFile {
+            path: path.to_path_buf(),
+            context: None,
+        },
+        _ => Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        },
+    }
+}
+
+fn decode(path: &Path) -> Result<DynamicImage> {
+    let reader = image::ImageReader::open(path).map_err(|e| missing_or(path, e))?;
+    let reader = reader
+        .with_guessed_format()
+        .map_err(|e| missing_or(path, e))?;
+    reader.decode().map_err(|e| Error::ImageRead {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Width and height from the file header, without decoding the pixels.
+pub fn image_size(path: &Path) -> Result<(u32, u32)> {
+    let reader = image::ImageReader::open(path).map_err(|e| missing_or(path, e))?;
+    let reader = reader
+        .with_guessed_format()
+        .map_err(|e| missing_or(path, e))?;
+    reader.into_dimensions().map_err(|e| Error::ImageRead {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// An image as 8-bit RGB: gray is replicated, alpha dropped, 16-bit scaled to 8 bits.
+pub fn read_rgb(path: &Path) -> Result<RgbImage> {
+    Ok(decode(path)?.into_rgb8())
+}
+
+/// A mask's raw single-channel values: palette-indexed PNGs give their indices (not the
+/// palette colours), gray PNGs and TIFFs their values, 8- or 16-bit.
+fn read_index_values(path: &Path) -> Result<(u32, u32, Vec<u16>)> {
+    let is_png = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if is_png {
+        return read_png_values(path);
+    }
+    let bad = |what: &str| Error::ImageRead {
+        path: path.to_path_buf(),
+        reason: format!("an index mask must have one channel, this one is {what}"),
+    };
+    match decode(path)? {
+        DynamicImage::ImageLuma8(m) => Ok((
+            m.width(),
+            m.height(),
+            m.iter().map(|&v| u16::from(v)).collect(),
+        )),
+        DynamicImage::ImageLuma16(m) => Ok((m.width(), m.height(), m.into_raw())),
+        other => Err(bad(&format!("{:?}", other.color()))),
+    }
+}
+
+fn read_png_values(path: &Path) -> Result<(u32, u32, Vec<u16>)> {
+    let fail = |reason: String| Error::ImageRead {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| missing_or(path, e))?;
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+    decoder.set_transformations(png::Transformations::IDENTITY);
+    let mut reader = decoder.read_info().map_err(|e| fail(e.to_string()))?;
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| fail("image too large".into()))?;
+    let mut buf = vec![0; size];
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| fail(e.to_string()))?;
+    let (w, h) = (info.width, info.height);
+    let bits = info.bit_depth as u32;
+    if !matches!(
+        info.color_type,
+        png::ColorType::Grayscale | png::ColorType::Indexed
+    ) {
+        return Err(fail(format!(
+            "an index mask must have one channel (gray or palette-indexed), this one is {:?}",
+            info.color_type
+        )));
+    }
+    let line = info.line_size;
+    let mut values = Vec::with_capacity((w * h) as usize);
+    for y in 0..h as usize {
+        let row = &buf[y * line..(y + 1) * line];
+        for x in 0..w as usize {
+            let v = match bits {
+                16 => u16::from_be_bytes([row[2 * x], row[2 * x + 1]]),
+                8 => u16::from(row[x]),
+                b => {
+                    let per_byte = 8 / b as usize;
+                    let byte = row[x / per_byte];
+                    let shift = 8 - b as usize * (x % per_byte + 1);
+                    u16::from((byte >> shift) & ((1u8 << b) - 1))
+                }
+            };
+            values.push(v);
+        }
+    }
+    Ok((w, h, values))
+}
+
+/// A mask translated to s5 labels (class index, [`IGNORE`] for no class).
+///
+/// # Errors
+/// Unreadable file, wrong channel count, a colour not in the palette, or a value outside the
+/// classes (naming the first such pixel).
+pub fn read_labels(path: &Path, spec: &DatasetSpec) -> Result<GrayImage> {
+    let k = spec.num_classes();
+    let out_of_range =
+        |value: String, i: usize, w: u32, hint: &'static str| Error::LabelOutOfRange {
+            path: path.to_path_buf(),
+            value,
+            x: i as u32 % w,
+            y: i as u32 / w,
+            classes: k,
+            hint,
+        };
+    match &spec.encoding {
+        LabelEncoding::Index { ignore } => {
+            let (w, h, values) = read_index_values(path)?;
+            let mut labels = Vec::with_capacity(values.len());
+            for (i, &v) in values.iter().enumerate() {
+                labels.push(if v == *ignore {
+                    IGNORE
+                } else if usize::from(v) < k {
+                    v as u8
+                } else {
+                    return Err(out_of_range(v.to_string(), i, w, "and not the ignore value: check the spec's classes and `Index(ignore: ...)`"));
+                });
+            }
+            Ok(GrayImage::from_raw(w, h, labels).expect("w*h labels"))
+        }
+        LabelEncoding::MinusOne => {
+            let (w, h, values) = read_index_values(path)?;
+            let mut labels = Vec::with_capacity(values.len());
+            for (i, &v) in values.iter().enumerate() {
+                labels.push(match v {
+                    0 => IGNORE,
+                    v if usize::from(v) <= k => (v - 1) as u8,
+                    v => {
+                        return Err(out_of_range(
+                            v.to_string(),
+                            i,
+                            w,
+                            "after `MinusOne` (value - 1; 0 is no-data)",
+                        ));
+                    }
+                });
+            }
+            Ok(GrayImage::from_raw(w, h, labels).expect("w*h labels"))
+        }
+        LabelEncoding::Palette { ignore_colours } => {
+            let rgb = read_rgb(path)?;
+            let w = rgb.width();
+            let lookup: std::collections::HashMap<[u8; 3], u8> = spec
+                .palette
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (*c, i as u8))
+                .chain(ignore_colours.iter().map(|c| (*c, IGNORE)))
+                .collect();
+            let mut labels = Vec::with_capacity((rgb.width() * rgb.height()) as usize);
+            for (i, p) in rgb.pixels().enumerate() {
+                match lookup.get(&p.0) {
+                    Some(&l) => labels.push(l),
+                    None => {
+                        return Err(out_of_range(
+                            format!("colour {:?}", p.0),
+                            i,
+                            w,
+                            "nor an ignore colour: check the spec's palette",
+                        ));
+                    }
+                }
+            }
+            Ok(GrayImage::from_raw(rgb.width(), rgb.height(), labels).expect("w*h labels"))
+        }
+    }
+}
+
+/// An image and, if labeled, its labels, checked to be the same size.
+pub fn read_sample(
+    spec: &DatasetSpec,
+    sample: &super::SampleRef,
+) -> Result<(RgbImage, Option<GrayImage>)> {
+    let image = read_rgb(&sample.image)?;
+    let Some(mask) = &sample.mask else {
+        return Ok((image, None));
+    };
+    let labels = read_labels(mask, spec)?;
+    if labels.dimensions() != image.dimensions() {
+        return Err(Error::MaskSize {
+            path: mask.clone(),
+            image: sample.image.clone(),
+            mask_w: labels.width(),
+            mask_h: labels.height(),
+            image_w: image.width(),
+            image_h: image.height(),
+        });
+    }
+    Ok((image, Some(labels)))
+}

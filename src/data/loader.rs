@@ -1,0 +1,149 @@
+//! Batches built ahead of training on the rayon pool, at most `prefetch` of them waiting, so
+//! the GPU never waits on the CPU when the CPU keeps up, and memory is bounded by the
+//! prefetch depth, not the dataset size.
+//!
+//! Order and randomness depend only on (seed, position in the stream): position `p` is
+//! sample `order(epoch)[p % len]` of epoch `p / len`, augmented with an RNG seeded by
+//! (seed, p). A stream restarted at step `s` ([`LoaderConfig::start_step`]) therefore
+//! continues with exactly the batches an uninterrupted run would have seen.
+
+use std::collections::HashSet;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::error::Result;
+
+/// How a stream is cut into batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoaderConfig {
+    pub batch: usize,
+    /// Batches built ahead and waiting (≥ 1).
+    pub prefetch: usize,
+    pub seed: u64,
+    /// Report a sample that fails to load once on stderr and use the next one instead of
+    /// stopping.
+    pub skip_bad: bool,
+    /// The first step to produce (resuming).
+    pub start_step: u64,
+    /// Samples per epoch: the source's length, or more to repeat a small labeled set up to
+    /// the unlabeled pool's length as the paper does.
+    pub epoch_len: usize,
+}
+
+/// The RNG of stream position `position` (independent of threads and batch size).
+pub fn item_rng(seed: u64, position: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(position);
+    rng
+}
+
+/// Sample order of one epoch: `epoch_len` indices into a source of `len` samples, made of
+/// shuffled passes over all of them (the last pass cut short).
+pub fn epoch_order(len: usize, epoch_len: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_0de5);
+    rng.set_stream(epoch);
+    let mut order = Vec::with_capacity(epoch_len);
+    while order.len() < epoch_len && len > 0 {
+        let mut pass: Vec<usize> = (0..len).collect();
+        pass.shuffle(&mut rng);
+        order.extend(pass.into_iter().take(epoch_len - order.len()));
+    }
+    order
+}
+
+/// One batch: its step and items in stream order.
+#[derive(Debug)]
+pub struct Batch<T> {
+    pub step: u64,
+    pub items: Vec<T>,
+}
+
+/// A background producer of batches; iterate to receive them.
+pub struct Prefetcher<T> {
+    rx: Receiver<Result<Batch<T>>>,
+    _producer: JoinHandle<()>,
+}
+
+impl<T: Send + 'static> Prefetcher<T> {
+    /// Starts producing batches of `make(sample_index, rng)` over a source of `len` samples.
+    /// With `skip_bad`, a failing sample is reported once and the next sample of the source
+    /// is tried; otherwise the error ends the stream.
+    pub fn spawn<F>(len: usize, config: LoaderConfig, make: F) -> Self
+    where
+        F: Fn(usize, &mut ChaCha8Rng) -> Result<T> + Send + Sync + 'static,
+    {
+        let (tx, rx) = sync_channel(config.prefetch.max(1));
+        let producer = std::thread::spawn(move || produce(len, config, make, tx));
+        Self {
+            rx,
+            _producer: producer,
+        }
+    }
+}
+
+impl<T> Iterator for Prefetcher<T> {
+    type Item = Result<Batch<T>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.rx.recv().ok()
+    }
+}
+
+fn produce<T, F>(len: usize, config: LoaderConfig, make: F, tx: SyncSender<Result<Batch<T>>>)
+where
+    T: Send,
+    F: Fn(usize, &mut ChaCha8Rng) -> Result<T> + Sync,
+{
+    let epoch_len = config.epoch_len.max(1);
+    let reported = Arc::new(Mutex::new(HashSet::new()));
+    let mut cached_epoch: Option<(u64, Vec<usize>)> = None;
+    if len == 0 {
+        return;
+    }
+    for step in config.start_step.. {
+        let first = step * config.batch as u64;
+        let positions: Vec<u64> = (first..first + config.batch as u64).collect();
+        let picks: Vec<(u64, usize)> = positions
+            .iter()
+            .map(|&p| {
+                let epoch = p / epoch_len as u64;
+                if cached_epoch.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                    cached_epoch = Some((epoch, epoch_order(len, epoch_len, config.seed, epoch)));
+                }
+                let order = &cached_epoch.as_ref().expect("just set").1;
+                (p, order[(p % epoch_len as u64) as usize])
+            })
+            .collect();
+        let items: Result<Vec<T>> = picks
+            .par_iter()
+            .map(|&(position, sample)| {
+                let mut attempt = 0;
+                loop {
+                    let mut rng = item_rng(config.seed, position);
+                    match make((sample + attempt) % len, &mut rng) {
+                        Ok(item) => return Ok(item),
+                        Err(e) if config.skip_bad && attempt + 1 < len => {
+                            let message = e.to_string();
+                            let mut seen = reported.lock().unwrap_or_else(|p| p.into_inner());
+                            if seen.insert(message.clone()) {
+                                eprintln!("skipping a bad sample: {message}");
+                            }
+                            attempt += 1;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            })
+            .collect();
+        let failed = items.is_err();
+        if tx.send(items.map(|items| Batch { step, items })).is_err() || failed {
+            return;
+        }
+    }
+}

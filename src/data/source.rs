@@ -1,0 +1,158 @@
+//! Unlabeled imagery: any folder tree (or split) of images of any size, cut lazily into
+//! patches: only the grid is computed up front (from file headers), pixels are read when a
+//! patch is loaded, and no crop is ever written to disk.
+
+use std::path::{Path, PathBuf};
+
+use image::{GrayImage, RgbImage};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::SampleRef;
+use crate::error::{Error, Result};
+
+/// File extensions read as images.
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "tif", "tiff"];
+
+/// One patch of one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Patch {
+    /// Index into [`TiledSource::images`].
+    pub image: usize,
+    pub x_px: u32,
+    pub y_px: u32,
+    pub width_px: u32,
+    pub height_px: u32,
+}
+
+/// Images cut into a grid of patches.
+#[derive(Debug, Clone)]
+pub struct TiledSource {
+    pub images: Vec<SampleRef>,
+    pub patches: Vec<Patch>,
+}
+
+/// Offsets of patches of `patch` px every `stride` px along a side of `len` px; the last one
+/// is aligned to the end so the whole side is covered. A side shorter than the patch gives
+/// one patch at 0 (it is padded when loaded).
+pub fn grid_offsets(len: u32, patch: u32, stride: u32) -> Vec<u32> {
+    if len <= patch {
+        return vec![0];
+    }
+    let last = len - patch;
+    let mut offsets: Vec<u32> = (0..=last).step_by(stride.max(1) as usize).collect();
+    if offsets.last() != Some(&last) {
+        offsets.push(last);
+    }
+    offsets
+}
+
+/// Every image file under `dir` (recursively), sorted.
+pub fn images_in_folder(dir: &Path) -> Result<Vec<PathBuf>> {
+    if !dir.is_dir() {
+        return Err(Error::MissingFile {
+            path: dir.to_path_buf(),
+            context: Some("folder of unlabeled images".into()),
+        });
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|source| Error::Io {
+            path: d.clone(),
+            source,
+        })?;
+        for entry in entries {
+            let path = entry
+                .map_err(|source| Error::Io {
+                    path: d.clone(),
+                    source,
+                })?
+                .path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+            {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+impl TiledSource {
+    /// Cuts `images` into `patch_px` patches every `stride_px`, reading only file headers.
+    /// An unreadable header is an error naming the file (or, with `skip_bad`, the image is
+    /// reported once on stderr and left out).
+    pub fn new(
+        images: Vec<SampleRef>,
+        patch_px: u32,
+        stride_px: u32,
+        skip_bad: bool,
+    ) -> Result<Self> {
+        let sizes: Vec<Result<(u32, u32)>> = images
+            .par_iter()
+            .map(|s| super::io::image_size(&s.image))
+            .collect();
+        let mut kept = Vec::new();
+        let mut patches = Vec::new();
+        for (sample, size) in images.into_iter().zip(sizes) {
+            let (w, h) = match size {
+                Ok(size) => size,
+                Err(e) if skip_bad => {
+                    eprintln!("skipping {}: {e}", sample.image.display());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let index = kept.len();
+            for y in grid_offsets(h, patch_px, stride_px) {
+                for x in grid_offsets(w, patch_px, stride_px) {
+                    patches.push(Patch {
+                        image: index,
+                        x_px: x,
+                        y_px: y,
+                        width_px: patch_px.min(w),
+                        height_px: patch_px.min(h),
+                    });
+                }
+            }
+            kept.push(sample);
+        }
+        Ok(Self {
+            images: kept,
+            patches,
+        })
+    }
+
+    /// Every image under a folder tree, unlabeled.
+    pub fn from_folder(dir: &Path, patch_px: u32, stride_px: u32, skip_bad: bool) -> Result<Self> {
+        let images = images_in_folder(dir)?
+            .into_iter()
+            .map(|image| SampleRef { image, mask: None })
+            .collect();
+        Self::new(images, patch_px, stride_px, skip_bad)
+    }
+
+    /// Reads one patch (and its labels when the image has a mask).
+    pub fn load(
+        &self,
+        spec: &super::DatasetSpec,
+        index: usize,
+    ) -> Result<(RgbImage, Option<GrayImage>)> {
+        let patch = self.patches[index];
+        let (image, labels) = super::io::read_sample(spec, &self.images[patch.image])?;
+        let crop = |x: &RgbImage| {
+            image::imageops::crop_imm(x, patch.x_px, patch.y_px, patch.width_px, patch.height_px)
+                .to_image()
+        };
+        let labels = labels.map(|l| {
+            image::imageops::crop_imm(&l, patch.x_px, patch.y_px, patch.width_px, patch.height_px)
+                .to_image()
+        });
+        Ok((crop(&image), labels))
+    }
+}
