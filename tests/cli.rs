@@ -91,3 +91,85 @@ fn bench_kernels_prints_ratios() {
         .count();
     assert_eq!(auto, 2, "one moe_ffn tiling marked [auto]");
 }
+
+#[test]
+fn synth_output_passes_data_check_and_a_broken_dataset_fails_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("synth");
+    let run = s5()
+        .args(["synth", "--out"])
+        .arg(&out)
+        .args([
+            "--tile-px",
+            "64",
+            "--train",
+            "2",
+            "--val",
+            "1",
+            "--pool",
+            "2",
+            "--pool-ood",
+            "1",
+        ])
+        .output()
+        .expect("run s5");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(out.join("preview.png").is_file());
+    for spec in ["urban/urban.ron", "rural/rural.ron", "pool/pool.ron"] {
+        let check = s5()
+            .args(["data", "check"])
+            .arg(out.join(spec))
+            .output()
+            .expect("run s5");
+        let stdout = String::from_utf8_lossy(&check.stdout);
+        assert!(
+            check.status.success(),
+            "{spec}: {stdout}{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        assert!(stdout.contains("no problems"), "{stdout}");
+    }
+    // Break one mask: the check names it and fails.
+    let mask = out.join("urban/ann_dir/train/train_0000.png");
+    std::fs::write(&mask, b"garbage").expect("overwrite mask");
+    let check = s5()
+        .args(["data", "check"])
+        .arg(out.join("urban/urban.ron"))
+        .output()
+        .expect("run s5");
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("train_0000.png"), "{stdout}");
+}
+
+#[test]
+fn bench_data_reports_images_per_second() {
+    let out = s5()
+        .args([
+            "bench",
+            "data",
+            "--crop-px",
+            "64",
+            "--images",
+            "4",
+            "--json",
+        ])
+        .output()
+        .expect("run s5");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rows = rows.as_array().expect("rows");
+    assert_eq!(rows.len(), 4);
+    assert!(
+        rows.iter()
+            .all(|r| r["images_per_s"].as_f64().is_some_and(|v| v > 0.0))
+    );
+}

@@ -1,8 +1,10 @@
 //! The one integration-test binary: naga validation of every shader, parity of every kernel
-//! with its reference (forward and gradients) on the GPU, and the real `s5` binary.
+//! with its reference (forward and gradients) on the GPU, data loading and augmentation, and
+//! the real `s5` binary.
 
 mod cli;
 mod common;
+mod data;
 mod moe_ffn;
 mod pixel_stats;
 mod shaders;

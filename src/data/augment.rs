@@ -106,9 +106,10 @@ pub fn weak<R: Rng>(
     let labels = labels
         .cloned()
         .unwrap_or_else(|| GrayImage::from_pixel(w, h, Luma([IGNORE])));
-    let valid = GrayImage::from_pixel(w, h, Luma([1]));
 
-    // Scale.
+    // Scale the long side, pad to at least the crop, crop: done as "choose the crop window in
+    // the scaled frame, then resample only the source region under it", so the cost is the
+    // crop's, not the scaled image's. Padding lies right of and below the image.
     let factor = uniform(rng, cfg.scale_range);
     let long = w.max(h) as f32 * factor;
     let scale = long / w.max(h) as f32;
@@ -116,31 +117,51 @@ pub fn weak<R: Rng>(
         ((w as f32 * scale).round() as u32).max(1),
         ((h as f32 * scale).round() as u32).max(1),
     );
-    let (mut image, mut labels, mut valid) = if (sw, sh) == (w, h) {
-        (image.clone(), labels, valid)
-    } else {
-        (
-            imageops::resize(image, sw, sh, FilterType::Triangle),
-            imageops::resize(&labels, sw, sh, FilterType::Nearest),
-            imageops::resize(&valid, sw, sh, FilterType::Nearest),
-        )
-    };
-
-    // Pad to at least the crop, then crop.
     let c = cfg.crop_px;
-    if sw < c || sh < c {
-        let (pw, ph) = (sw.max(c), sh.max(c));
-        image = pad(&image, pw, ph, Rgb([0, 0, 0]));
-        labels = pad(&labels, pw, ph, Luma([IGNORE]));
-        valid = pad(&valid, pw, ph, Luma([0]));
-    }
-    let x = rng.random_range(0..=image.width() - c);
-    let y = rng.random_range(0..=image.height() - c);
+    let x = rng.random_range(0..=sw.max(c) - c);
+    let y = rng.random_range(0..=sh.max(c) - c);
+    // The part of the crop covered by the scaled image, and the source pixels under it.
+    let (cw, ch) = (
+        (sw.min(x + c) - x.min(sw)).min(c),
+        (sh.min(y + c) - y.min(sh)).min(c),
+    );
     let mut view = View {
-        image: imageops::crop_imm(&image, x, y, c, c).to_image(),
-        labels: imageops::crop_imm(&labels, x, y, c, c).to_image(),
-        valid: imageops::crop_imm(&valid, x, y, c, c).to_image(),
+        image: RgbImage::new(c, c),
+        labels: GrayImage::from_pixel(c, c, Luma([IGNORE])),
+        valid: GrayImage::new(c, c),
     };
+    if cw > 0 && ch > 0 {
+        let to_src = |v: u32, len: u32| ((v as f32 / scale).round() as u32).min(len);
+        let (x0, y0) = (to_src(x, w), to_src(y, h));
+        let (x1, y1) = (
+            to_src(x + cw, w).max(x0 + 1).min(w),
+            to_src(y + ch, h).max(y0 + 1).min(h),
+        );
+        let (x0, y0) = (x0.min(x1 - 1), y0.min(y1 - 1));
+        let region = |img_w, img_h| (x0, y0, (x1 - x0).min(img_w), (y1 - y0).min(img_h));
+        let (rx, ry, rw, rh) = region(w, h);
+        let src_image = imageops::crop_imm(image, rx, ry, rw, rh).to_image();
+        let src_labels = imageops::crop_imm(&labels, rx, ry, rw, rh).to_image();
+        let same = (rw, rh) == (cw, ch);
+        let image_part = if same {
+            src_image
+        } else {
+            imageops::resize(&src_image, cw, ch, FilterType::Triangle)
+        };
+        let labels_part = if same {
+            src_labels
+        } else {
+            imageops::resize(&src_labels, cw, ch, FilterType::Nearest)
+        };
+        imageops::replace(&mut view.image, &image_part, 0, 0);
+        imageops::replace(&mut view.labels, &labels_part, 0, 0);
+        imageops::replace(
+            &mut view.valid,
+            &GrayImage::from_pixel(cw, ch, Luma([1])),
+            0,
+            0,
+        );
+    }
 
     if chance(rng, cfg.hflip_p) {
         imageops::flip_horizontal_in_place(&mut view.image);
@@ -178,17 +199,6 @@ pub fn weak<R: Rng>(
     view
 }
 
-fn pad<P: image::Pixel>(
-    img: &image::ImageBuffer<P, Vec<P::Subpixel>>,
-    w: u32,
-    h: u32,
-    fill: P,
-) -> image::ImageBuffer<P, Vec<P::Subpixel>> {
-    let mut out = image::ImageBuffer::from_pixel(w, h, fill);
-    imageops::replace(&mut out, img, 0, 0);
-    out
-}
-
 /// Rotation about the centre: bilinear for the image, nearest for labels and validity;
 /// pixels from outside the crop become padding.
 fn rotate(view: &View, angle: f32) -> View {
@@ -212,6 +222,9 @@ fn rotate(view: &View, angle: f32) -> View {
             let (nx, ny) = (nx as u32, ny as u32);
             out.labels.put_pixel(x, y, *view.labels.get_pixel(nx, ny));
             out.valid.put_pixel(x, y, *view.valid.get_pixel(nx, ny));
+            if view.valid.get_pixel(nx, ny)[0] == 0 {
+                continue; // padding stays black
+            }
             let (x0, y0) = (sx.floor().max(0.0) as u32, sy.floor().max(0.0) as u32);
             let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
             let (fx, fy) = (

@@ -147,3 +147,76 @@ where
         }
     }
 }
+
+/// A labeled training sample after the weak augmentation.
+///
+/// # Shapes
+/// image `[3, S, S]` (ImageNet-normalised), labels and valid `[S, S]`, S = crop side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabeledItem {
+    pub image: Vec<f32>,
+    pub labels: Vec<u8>,
+    pub valid: Vec<u8>,
+}
+
+/// An unlabeled sample: its weak view, the strong view of it and the CutMix box drawn for
+/// it (pasted from the batch's partner later, when pseudo-labels exist).
+///
+/// # Shapes
+/// weak, strong `[3, S, S]` (normalised); valid, truth `[S, S]`; the RGB views `S × S`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnlabeledItem {
+    pub weak: Vec<f32>,
+    pub strong: Vec<f32>,
+    pub valid: Vec<u8>,
+    pub cutmix: Option<super::augment::CutMixBox>,
+    /// Ground truth when the pool has it (synthetic pools), for pseudo-label accuracy only.
+    pub truth: Option<Vec<u8>>,
+    pub weak_rgb: image::RgbImage,
+    pub strong_rgb: image::RgbImage,
+}
+
+/// The labeled stream of a split: weak views, repeated and reshuffled up to
+/// `config.epoch_len` samples per epoch.
+pub fn labeled_stream(
+    spec: Arc<super::DatasetSpec>,
+    samples: Arc<Vec<super::SampleRef>>,
+    augment: super::augment::AugmentConfig,
+    config: LoaderConfig,
+) -> Prefetcher<LabeledItem> {
+    let len = samples.len();
+    Prefetcher::spawn(len, config, move |i, rng| {
+        let (image, labels) = super::io::read_sample(&spec, &samples[i])?;
+        let view = super::augment::weak(&image, labels.as_ref(), &augment, rng);
+        Ok(LabeledItem {
+            image: super::augment::normalize(&view.image),
+            labels: view.labels.into_raw(),
+            valid: view.valid.into_raw(),
+        })
+    })
+}
+
+/// The unlabeled stream of a tiled source: weak view, strong view and CutMix box per patch.
+pub fn unlabeled_stream(
+    spec: Arc<super::DatasetSpec>,
+    source: Arc<super::source::TiledSource>,
+    augment: super::augment::AugmentConfig,
+    config: LoaderConfig,
+) -> Prefetcher<UnlabeledItem> {
+    let len = source.patches.len();
+    Prefetcher::spawn(len, config, move |i, rng| {
+        let (image, truth) = source.load(&spec, i)?;
+        let view = super::augment::weak(&image, truth.as_ref(), &augment, rng);
+        let strong = super::augment::strong(&view.image, &augment, rng);
+        let cutmix = super::augment::CutMixBox::sample(augment.crop_px, &augment, rng);
+        Ok(UnlabeledItem {
+            weak: super::augment::normalize(&view.image),
+            strong: super::augment::normalize(&strong),
+            valid: view.valid.into_raw(),
+            cutmix,
+            truth: truth.is_some().then(|| view.labels.into_raw()),
+            weak_rgb: view.image,
+            strong_rgb: strong,
+        })
+    })
+}
