@@ -10,6 +10,7 @@
 //!   cubecl / burn-wgpu internals.
 //! - [`data`]: dataset specs, readers, tiling, augmentation, the batch loader, synthetic scenes.
 //! - [`device`]: adapter enumeration and the one place that picks a GPU backend.
+//! - [`model`]: ViT (dense or FFN-MoE) + simple-FPN + UperNet per dataset; parameter counts.
 //! - [`bench`]: timings of each op against its reference.
 //! - [`error`]: the library's error type.
 //! - [`fsutil`]: atomic file writes.
@@ -26,5 +27,6 @@ pub mod device;
 pub mod error;
 pub mod fsutil;
 pub mod kernels;
+pub mod model;
 
 pub use error::{Error, Result};

@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod data;
+mod model;
 mod moe_ffn;
 mod pixel_stats;
 mod shaders;

@@ -8,6 +8,7 @@ use s5::device::GpuBackend;
 mod bench;
 mod data;
 mod info;
+mod model;
 mod synth;
 
 #[derive(Debug, Parser)]
@@ -36,6 +37,9 @@ enum Command {
     /// Inspect datasets.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Inspect models.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
 }
 
 /// Exit code for "no usable GPU adapter".
@@ -48,6 +52,7 @@ pub fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run(cli.backend, cmd),
         Command::Synth(args) => synth::run(args),
         Command::Data(cmd) => data::run(cmd),
+        Command::Model(cmd) => model::run(cli.backend, cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,161 @@
+//! `s5 model summary`: parameter counts per part, and the paper's Table 1 reproduced.
+
+use anyhow::{Result, bail};
+use s5::device::{self, GpuBackend};
+use s5::model::{Activation, ParamCount, Segmentor, SegmentorConfig, VitConfig, count_params};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ModelCommand {
+    /// Parameter counts (millions) per part. Without --backbone: the paper's six models.
+    Summary(SummaryArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SummaryArgs {
+    /// vit-t, vit-s, vit-b, vit-l or vit-h.
+    #[arg(long)]
+    backbone: Option<String>,
+    /// Datasets of a multi-dataset (MoE-MDF) model: one expert per FFN and one decoder each.
+    #[arg(long, default_value_t = 1)]
+    datasets: usize,
+    /// P: output columns of each dataset expert (MoE when --datasets > 1).
+    #[arg(long, conflicts_with = "alpha")]
+    moe_part: Option<usize>,
+    /// α = P / D, instead of --moe-part.
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// Classes per dataset (repeat once per dataset, or give one for all).
+    #[arg(long = "classes", default_values_t = [16])]
+    classes: Vec<usize>,
+    #[arg(long, value_enum, default_value_t = Activation::Gelu)]
+    activation: Activation,
+    /// Also build the model on the GPU and count its parameters there.
+    #[arg(long)]
+    build: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(backend: Option<GpuBackend>, cmd: ModelCommand) -> Result<()> {
+    match cmd {
+        ModelCommand::Summary(args) => summary(backend, args),
+    }
+}
+
+fn millions(n: usize) -> String {
+    format!("{:.1}", n as f64 / 1e6)
+}
+
+/// The paper's Table 1 models: (name, config, the paper's count in M).
+pub fn paper_models() -> Vec<(&'static str, SegmentorConfig, f64)> {
+    // Single-dataset: iSAID's 16 classes. MoE-MDF: Vaihingen, Potsdam, LoveDA, OpenEarthMap.
+    let mdf_classes = vec![5, 5, 7, 9];
+    let single = |v: VitConfig| SegmentorConfig::new(v, vec![16]);
+    let mdf = |v: VitConfig| SegmentorConfig::new(v.with_moe(4, 256), mdf_classes.clone());
+    vec![
+        ("ViT-B", single(VitConfig::vit_base()), 103.2),
+        ("ViT-B MoE-MDF", mdf(VitConfig::vit_base()), 160.4),
+        ("ViT-L", single(VitConfig::vit_large()), 327.4),
+        ("ViT-L MoE-MDF", mdf(VitConfig::vit_large()), 435.0),
+        ("ViT-H", single(VitConfig::vit_huge()), 663.4),
+        ("ViT-H MoE-MDF", mdf(VitConfig::vit_huge()), 824.5),
+    ]
+}
+
+fn summary(backend: Option<GpuBackend>, args: SummaryArgs) -> Result<()> {
+    let Some(name) = args.backbone else {
+        let rows = paper_models();
+        if args.json {
+            let doc: Vec<_> = rows
+                .iter()
+                .map(|(n, cfg, paper)| {
+                    let c = count_params(cfg);
+                    serde_json::json!({ "model": n, "params": c.total(), "parts": c, "paper_m": paper })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            return Ok(());
+        }
+        println!(
+            "{:<16} {:>10} {:>10} {:>10}",
+            "model", "s5 (M)", "paper (M)", "diff (M)"
+        );
+        for (n, cfg, paper) in rows {
+            let total = count_params(&cfg).total() as f64 / 1e6;
+            println!(
+                "{n:<16} {total:>10.1} {paper:>10.1} {:>+10.2}",
+                total - paper
+            );
+        }
+        println!("\n(single: 16 classes; MoE-MDF: 4 datasets with 5, 5, 7, 9 classes, P = 256)");
+        return Ok(());
+    };
+    let Some(mut vit) = VitConfig::by_name(&name) else {
+        bail!("unknown backbone `{name}`: use vit-t, vit-s, vit-b, vit-l or vit-h");
+    };
+    vit.activation = args.activation;
+    if args.datasets > 1 || args.moe_part.is_some() || args.alpha.is_some() {
+        let p = match (args.moe_part, args.alpha) {
+            (Some(p), _) => p,
+            (None, Some(a)) => vit.expert_dim_for_alpha(a),
+            (None, None) => 256.min(vit.dim / 2),
+        };
+        if p == 0 || p >= vit.dim {
+            bail!(
+                "--moe-part must be between 1 and {} (the block width) for {name}",
+                vit.dim - 1
+            );
+        }
+        vit = vit.with_moe(args.datasets, p);
+    }
+    let classes = match args.classes.len() {
+        1 => vec![args.classes[0]; args.datasets],
+        n if n == args.datasets => args.classes.clone(),
+        n => bail!(
+            "--classes given {n} times for {} datasets: give it once or once per dataset",
+            args.datasets
+        ),
+    };
+    let cfg = SegmentorConfig::new(vit, classes);
+    let counted = count_params(&cfg);
+    let built = if args.build {
+        let gpu = device::gpu(backend)?;
+        Some(Segmentor::new(&cfg, &gpu.device).num_trainable_params())
+    } else {
+        None
+    };
+    if args.json {
+        let doc = serde_json::json!({ "config": cfg, "parts": counted, "total": counted.total(), "built": built });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    print_parts(&name, &counted);
+    if let Some(b) = built {
+        println!(
+            "{:<22} {:>10}  ({} parameters)",
+            "built on the GPU",
+            millions(b),
+            b
+        );
+        if b != counted.total() {
+            bail!(
+                "the built model has {b} parameters but the counting code says {}",
+                counted.total()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_parts(name: &str, c: &ParamCount) {
+    println!("{name}: parameters (M)");
+    println!("{:<22} {:>10}", "backbone (shared)", millions(c.backbone));
+    if c.experts > 0 {
+        println!("{:<22} {:>10}", "dataset experts", millions(c.experts));
+    }
+    println!("{:<22} {:>10}", "neck", millions(c.neck));
+    for (i, d) in c.decoders.iter().enumerate() {
+        println!("{:<22} {:>10}", format!("decoder {i}"), millions(*d));
+    }
+    println!("{:<22} {:>10}", "total", millions(c.total()));
+}

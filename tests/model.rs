@@ -1,0 +1,182 @@
+//! The model: parameter counts against the paper and against models built for real, output
+//! shapes, per-sample routing of mixed batches, and gradients reaching every parameter
+//! through the MoE op.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor};
+use s5::model::{Segmentor, SegmentorConfig, VitConfig, count_params};
+
+use crate::common::{Rng, assert_close, device, to_vec};
+
+#[test]
+fn parameter_counts_match_the_paper_and_the_built_vit_b() {
+    let mdf = vec![5, 5, 7, 9];
+    let paper = [
+        (SegmentorConfig::new(VitConfig::vit_base(), vec![16]), 103.2),
+        (
+            SegmentorConfig::new(VitConfig::vit_base().with_moe(4, 256), mdf.clone()),
+            160.4,
+        ),
+        (
+            SegmentorConfig::new(VitConfig::vit_large(), vec![16]),
+            327.4,
+        ),
+        (
+            SegmentorConfig::new(VitConfig::vit_large().with_moe(4, 256), mdf.clone()),
+            435.0,
+        ),
+        (SegmentorConfig::new(VitConfig::vit_huge(), vec![16]), 663.4),
+        (
+            SegmentorConfig::new(VitConfig::vit_huge().with_moe(4, 256), mdf),
+            824.5,
+        ),
+    ];
+    for (cfg, want) in &paper {
+        let got = count_params(cfg).total() as f64 / 1e6;
+        assert!(
+            (got - want).abs() <= 0.2,
+            "{}: {got:.2} M vs the paper's {want} M",
+            cfg.backbone.dim
+        );
+    }
+    // ViT-B built for real (parameters are lazy: nothing is allocated).
+    let device = device();
+    for (cfg, _) in &paper[..2] {
+        let model = Segmentor::new(cfg, &device);
+        assert_eq!(model.num_trainable_params(), count_params(cfg).total());
+    }
+}
+
+fn tiny(moe: Option<(usize, usize)>, classes: Vec<usize>, depth: usize) -> SegmentorConfig {
+    let mut vit = VitConfig::vit_tiny();
+    vit.depth = depth;
+    vit.feature_blocks = [0, 1, 2, depth - 1].map(|i| i.min(depth - 1));
+    if depth >= 4 {
+        vit.feature_blocks = [depth - 4, depth - 3, depth - 2, depth - 1];
+    }
+    if let Some((t, p)) = moe {
+        vit = vit.with_moe(t, p);
+    }
+    let mut cfg = SegmentorConfig::new(vit, classes);
+    cfg.decoder_channels = 32;
+    cfg
+}
+
+#[test]
+fn tiny_vit_upernet_gives_full_resolution_logits() {
+    let device = device();
+    let model = Segmentor::new(
+        &SegmentorConfig::new(VitConfig::vit_tiny(), vec![6]),
+        &device,
+    );
+    let mut rng = Rng::fresh("model forward");
+    let x = rng.tensor([2, 3, 64, 96], 1.0, &device);
+    let out = model.forward(x, 0);
+    assert_eq!(out.dims(), [2, 6, 64, 96]);
+    assert!(to_vec(out).iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn a_mixed_batch_gives_each_sample_what_it_gets_alone() {
+    let device = device();
+    let cfg = tiny(Some((3, 48)), vec![4, 5, 6], 4);
+    let model = Segmentor::new(&cfg, &device);
+    let mut rng = Rng::fresh("model mixed batch");
+    let x = rng.tensor([3, 3, 64, 48], 1.0, &device);
+    let datasets = [2, 0, 1];
+    let mixed = model.forward_mixed(x.clone(), &datasets);
+    for (i, (got, &d)) in mixed.into_iter().zip(&datasets).enumerate() {
+        let alone = model.forward(x.clone().narrow(0, i, 1), d);
+        assert_eq!(got.dims(), [1, cfg.classes[d], 64, 48]);
+        assert_close(&format!("sample {i} (dataset {d})"), got, alone);
+    }
+}
+
+struct GradCheck<'a> {
+    grads: &'a burn::tensor::Gradients,
+    with_grad: usize,
+    without_grad: usize,
+    problems: Vec<String>,
+}
+
+impl ModuleVisitor for GradCheck<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        match param.val().grad(self.grads) {
+            Some(g) => {
+                self.with_grad += 1;
+                let g = to_vec(g.reshape([-1]));
+                if !g.iter().all(|v| v.is_finite()) || g.iter().all(|v| *v == 0.0) {
+                    self.problems.push(format!(
+                        "{:?}: zero or non-finite gradient",
+                        param.lazy_shape()
+                    ));
+                }
+            }
+            None => self.without_grad += 1,
+        }
+    }
+}
+
+#[test]
+fn gradients_reach_every_parameter_through_the_moe_op() {
+    let device: Device = device().autodiff();
+    let cfg = tiny(Some((3, 48)), vec![4, 5, 6], 4);
+    let model = Segmentor::new(&cfg, &device);
+    let mut rng = Rng::fresh("model grads");
+    // Two samples per dataset: a decoder's BatchNorm needs more than one value per channel
+    // at the 1×1 pyramid-pooling level to pass a gradient.
+    let x = rng.tensor([6, 3, 64, 64], 1.0, &device);
+    let outs = model.forward_mixed(x, &[0, 1, 2, 2, 1, 0]);
+    let loss = outs
+        .into_iter()
+        .map(|o| {
+            let r = rng.tensor(o.dims(), 1.0, &o.device());
+            (o * r).sum()
+        })
+        .reduce(|a, b| a + b)
+        .unwrap();
+    let grads = loss.backward();
+    let mut check = GradCheck {
+        grads: &grads,
+        with_grad: 0,
+        without_grad: 0,
+        problems: Vec::new(),
+    };
+    model.visit(&mut check);
+    assert!(check.problems.is_empty(), "{:?}", check.problems);
+    // Only BatchNorm running statistics (2 per BatchNorm, 12 BatchNorms per decoder) are not trained.
+    assert_eq!(
+        check.without_grad,
+        3 * 12 * 2,
+        "{} params had gradients",
+        check.with_grad
+    );
+}
+
+#[test]
+fn matrix_resize_matches_burns_interpolate() {
+    use burn::tensor::module::interpolate;
+    use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+    use s5::model::resize::{Resample, resize};
+    let device = device();
+    let mut rng = Rng::fresh("resize");
+    let x = rng.tensor([2, 3, 7, 10], 1.0, &device);
+    for (mode, burn_mode) in [
+        (Resample::Bilinear, InterpolateMode::Bilinear),
+        (Resample::Bicubic, InterpolateMode::Bicubic),
+    ] {
+        for size in [[28, 40], [5, 13], [7, 3]] {
+            let want = interpolate(
+                x.clone(),
+                InterpolateOptions::new(burn_mode.clone())
+                    .with_output_size(size)
+                    .with_align_corners(false),
+            );
+            assert_close(
+                &format!("{mode:?} to {size:?}"),
+                resize(x.clone(), size, mode),
+                want,
+            );
+        }
+    }
+}
