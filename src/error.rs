@@ -68,6 +68,11 @@ pub enum Error {
         hint: &'static str,
     },
 
+    // ---- checkpoints ----
+    /// A checkpoint that cannot be read or does not fit the model.
+    #[error("{path}: {reason}")]
+    Checkpoint { path: PathBuf, reason: String },
+
     // ---- files ----
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]

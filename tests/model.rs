@@ -180,3 +180,64 @@ fn matrix_resize_matches_burns_interpolate() {
         }
     }
 }
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn fixture_vit(moe: bool) -> VitConfig {
+    let mut vit = VitConfig::vit_tiny();
+    vit.dim = 32;
+    vit.depth = 4;
+    vit.heads = 2;
+    vit.pos_grid_px = 48;
+    vit.feature_blocks = [0, 1, 2, 3];
+    if moe { vit.with_moe(2, 8) } else { vit }
+}
+
+/// tests/fixtures/make_vit_fixture.py wrote a timm checkpoint and, with numpy, the features
+/// it must produce: s5 must reproduce them, densely and as an MoE initialised from fc2.
+#[test]
+fn a_timm_checkpoint_reproduces_its_reference_features() {
+    use s5::model::import::{load_vit, read_checkpoint};
+    use s5::model::vit::Vit;
+    let device = device();
+    let path = fixture("vit_timm_tiny.safetensors");
+    let raw = read_checkpoint(&path).unwrap();
+    let expected = read_checkpoint(&fixture("vit_timm_tiny_expected.safetensors")).unwrap();
+    let tensor4 = |name: &str| {
+        let (shape, values) = &expected[name];
+        let shape: [usize; 4] = shape.clone().try_into().unwrap();
+        Tensor::<4>::from_data(
+            burn::tensor::TensorData::new(values.clone(), shape),
+            &device,
+        )
+    };
+    for moe in [false, true] {
+        let mut vit = Vit::new(&fixture_vit(moe), &device);
+        let report = load_vit(&mut vit, &raw, &path, &device).unwrap();
+        assert_eq!(
+            report.unmapped,
+            ["head.bias", "head.weight", "norm.bias", "norm.weight"],
+            "{report:?}"
+        );
+        assert!(report.missing.is_empty(), "{report:?}");
+        assert_eq!(report.moe_from_dense, moe);
+        let ids = Tensor::<1, burn::tensor::Int>::from_ints([1], &device);
+        let features = vit.forward(tensor4("input"), ids);
+        for (i, f) in features.into_iter().enumerate() {
+            assert_close(&format!("f{i} (moe: {moe})"), f, tensor4(&format!("f{i}")));
+        }
+    }
+    // A checkpoint of another width: an error naming the key.
+    let mut wide = fixture_vit(false);
+    wide.dim = 64;
+    let err = load_vit(&mut Vit::new(&wide, &device), &raw, &path, &device).unwrap_err();
+    assert!(
+        err.to_string().contains("patch_embed.proj.weight")
+            && err.to_string().contains("vit_timm_tiny"),
+        "{err}"
+    );
+}

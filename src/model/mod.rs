@@ -7,6 +7,7 @@ pub mod config;
 pub mod count;
 pub mod drop_path;
 pub mod ffn;
+pub mod import;
 pub mod neck;
 pub mod resize;
 pub mod segmentor;

@@ -1,0 +1,291 @@
+//! Importing pretrained ViT weights: MAE / timm checkpoints and the authors' S4P backbones
+//! (`.safetensors`; `module.` / `model.` / `backbone.` prefixes stripped). The position table
+//! is resized bicubically to the model's grid (its cls entry kept), and a dense checkpoint
+//! loaded into an FFN-MoE model initialises the shared expert from the first D−P rows of fc2
+//! and every dataset expert from a copy of the last P rows. Keys that do not map are listed
+//! in the report, never silently dropped. Reading a safetensors file runs no code.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use burn::module::Param;
+use burn::nn::{LayerNorm, Linear};
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::Serialize;
+
+use super::resize::{Resample, resize};
+use super::vit::Vit;
+use crate::error::{Error, Result};
+
+/// A checkpoint's tensors: name → (shape, f32 values).
+pub type RawTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// What an import did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    /// Checkpoint keys (timm names) loaded into the model.
+    pub loaded: Vec<String>,
+    /// Checkpoint keys s5 has no place for (e.g. timm's final `norm`, a classifier `head`).
+    pub unmapped: Vec<String>,
+    /// Model tensors the checkpoint did not provide (left as initialised).
+    pub missing: Vec<String>,
+    /// (from, to) patch grids when the position table was resized.
+    pub pos_resized: Option<([usize; 2], [usize; 2])>,
+    /// Whether fc2 rows were split into shared and dataset experts.
+    pub moe_from_dense: bool,
+}
+
+/// Reads every tensor of a `.safetensors` file as f32 (F32, F16 and BF16 accepted).
+pub fn read_safetensors(path: &Path) -> Result<RawTensors> {
+    let fail = |reason: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => Error::MissingFile {
+            path: path.to_path_buf(),
+            context: Some("checkpoint".into()),
+        },
+        _ => Error::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    })?;
+    let file = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| fail(format!("not a safetensors file: {e}")))?;
+    let mut out = RawTensors::new();
+    for (name, view) in file.tensors() {
+        let data = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            safetensors::Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            safetensors::Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            safetensors::Dtype::BF16 => data
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(fail(format!(
+                    "tensor `{name}` has dtype {other:?}; s5 reads F32, F16 and BF16"
+                )));
+            }
+        };
+        out.insert(name, (view.shape().to_vec(), values));
+    }
+    Ok(out)
+}
+
+/// Reads a checkpoint by extension.
+pub fn read_checkpoint(path: &Path) -> Result<RawTensors> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("safetensors") => read_safetensors(path),
+        Some("pth" | "pt" | "bin") => Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: "PyTorch pickle checkpoints are not readable by s5 yet: convert it once with \
+                     `safetensors.torch.save_file(torch.load(p, weights_only=True)['model'], 'x.safetensors')`"
+                .into(),
+        }),
+        _ => Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: "unknown checkpoint format: expected .safetensors".into(),
+        }),
+    }
+}
+
+/// timm / MAE names for the authors' (mmseg) names, prefixes stripped.
+pub fn normalise_key(key: &str) -> String {
+    let mut k = key;
+    for prefix in ["module.", "model.", "backbone."] {
+        k = k.strip_prefix(prefix).unwrap_or(k);
+    }
+    let mut k = k.to_string();
+    for (from, to) in [
+        ("layers.", "blocks."),
+        (".ln1.", ".norm1."),
+        (".ln2.", ".norm2."),
+        ("patch_embed.projection.", "patch_embed.proj."),
+        ("attn.attn.in_proj_weight", "attn.qkv.weight"),
+        ("attn.attn.in_proj_bias", "attn.qkv.bias"),
+        ("attn.attn.out_proj.", "attn.proj."),
+        ("ffn.layers.0.0.", "mlp.fc1."),
+        ("ffn.layers.1.", "mlp.fc2."),
+    ] {
+        if k.contains(from) {
+            k = k.replacen(from, to, 1);
+        }
+    }
+    k
+}
+
+struct Source<'a> {
+    tensors: BTreeMap<String, &'a (Vec<usize>, Vec<f32>)>,
+    used: BTreeSet<String>,
+    missing: Vec<String>,
+    path: &'a Path,
+    device: &'a Device,
+}
+
+impl Source<'_> {
+    fn take<const D: usize>(&mut self, key: &str, shape: [usize; D]) -> Result<Option<Tensor<D>>> {
+        let Some((got, values)) = self.tensors.get(key) else {
+            self.missing.push(key.to_string());
+            return Ok(None);
+        };
+        if got.as_slice() != shape.as_slice() {
+            return Err(Error::Checkpoint {
+                path: self.path.to_path_buf(),
+                reason: format!(
+                    "`{key}` is {got:?} but the model needs {shape:?}: wrong backbone size?"
+                ),
+            });
+        }
+        self.used.insert(key.to_string());
+        Ok(Some(Tensor::from_data(
+            TensorData::new(values.clone(), shape),
+            self.device,
+        )))
+    }
+
+    /// A PyTorch Linear (`[out, in]`) into burn's (`[in, out]`).
+    fn linear(&mut self, prefix: &str, linear: &mut Linear) -> Result<()> {
+        let [i, o] = linear.weight.lazy_shape().dims::<2>();
+        if let Some(w) = self.take(&format!("{prefix}.weight"), [o, i])? {
+            linear.weight = Param::from_tensor(w.transpose());
+        }
+        if let Some(b) = self.take(&format!("{prefix}.bias"), [o])? {
+            linear.bias = Some(Param::from_tensor(b));
+        }
+        Ok(())
+    }
+
+    fn norm(&mut self, prefix: &str, norm: &mut LayerNorm) -> Result<()> {
+        let d = norm.gamma.lazy_shape().dims::<1>()[0];
+        if let Some(w) = self.take(&format!("{prefix}.weight"), [d])? {
+            norm.gamma = Param::from_tensor(w);
+        }
+        if let Some(b) = self.take(&format!("{prefix}.bias"), [d])? {
+            norm.beta = Some(Param::from_tensor(b));
+        }
+        Ok(())
+    }
+}
+
+/// Loads a ViT checkpoint (any key naming above) into `vit`.
+pub fn load_vit(
+    vit: &mut Vit,
+    raw: &RawTensors,
+    path: &Path,
+    device: &Device,
+) -> Result<ImportReport> {
+    let tensors: BTreeMap<String, &(Vec<usize>, Vec<f32>)> =
+        raw.iter().map(|(k, v)| (normalise_key(k), v)).collect();
+    let mut src = Source {
+        tensors,
+        used: BTreeSet::new(),
+        missing: Vec::new(),
+        path,
+        device,
+    };
+    let mut report = ImportReport::default();
+    let [d, c, p, _] = vit.patch_embed.weight.lazy_shape().dims::<4>();
+    if let Some(w) = src.take("patch_embed.proj.weight", [d, c, p, p])? {
+        vit.patch_embed.weight = Param::from_tensor(w);
+    }
+    if let Some(b) = src.take("patch_embed.proj.bias", [d])? {
+        vit.patch_embed.bias = Some(Param::from_tensor(b));
+    }
+    if let Some(t) = src.take("cls_token", [1, 1, d])? {
+        vit.cls_token = Param::from_tensor(t);
+    }
+    // Position table: drop nothing, resize the grid part to ours.
+    let tokens = vit.pos_embed.lazy_shape().dims::<3>()[1];
+    let g = ((tokens - 1) as f64).sqrt().round() as usize;
+    match src.tensors.get("pos_embed").map(|(s, _)| s.clone()) {
+        Some(shape) if shape.len() == 3 && shape[0] == 1 && shape[2] == d => {
+            let n = shape[1];
+            let (has_cls, grid_n) = match ((n as f64).sqrt().round() as usize).pow(2) == n {
+                true => (false, n),
+                false => (true, n - 1),
+            };
+            let gs = (grid_n as f64).sqrt().round() as usize;
+            if gs * gs != grid_n {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "`pos_embed` has {n} entries: not a square grid (with or without cls)"
+                    ),
+                });
+            }
+            let table = src.take("pos_embed", [1, n, d])?.expect("present");
+            let cls = if has_cls {
+                Some(table.clone().narrow(1, 0, 1))
+            } else {
+                None
+            };
+            let grid = table
+                .narrow(1, usize::from(has_cls), grid_n)
+                .reshape([1, gs, gs, d])
+                .permute([0, 3, 1, 2]);
+            let grid = resize(grid, [g, g], Resample::Bicubic)
+                .permute([0, 2, 3, 1])
+                .reshape([1, g * g, d]);
+            let cls = cls.unwrap_or_else(|| vit.pos_embed.val().narrow(1, 0, 1));
+            vit.pos_embed = Param::from_tensor(Tensor::cat(vec![cls, grid], 1));
+            if gs != g {
+                report.pos_resized = Some(([gs, gs], [g, g]));
+            }
+        }
+        Some(shape) => {
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                reason: format!("`pos_embed` is {shape:?}; expected [1, tokens, {d}]"),
+            });
+        }
+        None => src.missing.push("pos_embed".into()),
+    }
+    for (i, block) in vit.blocks.iter_mut().enumerate() {
+        let b = format!("blocks.{i}");
+        src.norm(&format!("{b}.norm1"), &mut block.norm1)?;
+        src.linear(&format!("{b}.attn.qkv"), &mut block.attn.qkv)?;
+        src.linear(&format!("{b}.attn.proj"), &mut block.attn.proj)?;
+        src.norm(&format!("{b}.norm2"), &mut block.norm2)?;
+        src.linear(&format!("{b}.mlp.fc1"), &mut block.ffn.fc1)?;
+        let ffn = &mut block.ffn;
+        if let Some(fc2) = ffn.fc2.as_mut() {
+            src.linear(&format!("{b}.mlp.fc2"), fc2)?;
+        } else if let Some(moe) = ffn.moe.as_mut() {
+            let [f, shared] = moe.w_shared.lazy_shape().dims::<2>();
+            let [t, _, p] = moe.w_expert.lazy_shape().dims::<3>();
+            let dim = shared + p;
+            if let Some(w) = src.take(&format!("{b}.mlp.fc2.weight"), [dim, f])? {
+                let w = w.transpose(); // [F, D]
+                moe.w_shared = Param::from_tensor(w.clone().narrow(1, 0, shared));
+                let expert = w.narrow(1, shared, p).unsqueeze_dim::<3>(0);
+                moe.w_expert = Param::from_tensor(expert.repeat_dim(0, t));
+                report.moe_from_dense = true;
+            }
+            if let Some(bias) = src.take(&format!("{b}.mlp.fc2.bias"), [dim])? {
+                moe.b_shared = Param::from_tensor(bias.clone().narrow(0, 0, shared));
+                moe.b_expert = Param::from_tensor(
+                    bias.narrow(0, shared, p)
+                        .unsqueeze_dim::<2>(0)
+                        .repeat_dim(0, t),
+                );
+            }
+        }
+    }
+    report.loaded = src.used.iter().cloned().collect();
+    report.unmapped = src
+        .tensors
+        .keys()
+        .filter(|k| !src.used.contains(*k))
+        .cloned()
+        .collect();
+    report.missing = src.missing;
+    Ok(report)
+}
