@@ -241,3 +241,37 @@ fn a_timm_checkpoint_reproduces_its_reference_features() {
         "{err}"
     );
 }
+
+#[test]
+fn own_checkpoints_round_trip_and_refuse_another_model() {
+    use s5::model::checkpoint::{load, save};
+    let device = device();
+    let cfg = tiny(Some((2, 48)), vec![3, 4], 4);
+    let model = Segmentor::new(&cfg, &device);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checkpoints/model.bpk");
+    save(&model, &path).unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "only the checkpoint, no temporary file: {leftovers:?}"
+    );
+    let fresh = Segmentor::new(&cfg, &device);
+    let loaded = load(fresh, &path).unwrap();
+    let mut rng = Rng::fresh("checkpoint");
+    let x = rng.tensor([2, 3, 32, 32], 1.0, &device);
+    assert_close(
+        "reloaded model",
+        loaded.forward(x.clone(), 1),
+        model.forward(x, 1),
+    );
+    let other = Segmentor::new(&tiny(None, vec![3], 4), &device);
+    let err = load(other, &path).unwrap_err();
+    assert!(err.to_string().contains("model.bpk"), "{err}");
+    let err = load(Segmentor::new(&cfg, &device), &dir.path().join("nope.bpk")).unwrap_err();
+    assert!(err.to_string().contains("nope.bpk"), "{err}");
+}

@@ -3,6 +3,7 @@
 //! op), a simple-FPN neck to strides 4/8/16/32, and one UperNet decoder + 1×1 head per
 //! dataset. `model/` does no I/O.
 
+pub mod checkpoint;
 pub mod config;
 pub mod count;
 pub mod drop_path;
