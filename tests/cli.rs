@@ -173,3 +173,33 @@ fn bench_data_reports_images_per_second() {
             .all(|r| r["images_per_s"].as_f64().is_some_and(|v| v > 0.0))
     );
 }
+
+#[test]
+fn model_summary_prints_the_papers_six_counts() {
+    let out = s5()
+        .args(["model", "summary", "--json"])
+        .output()
+        .expect("run s5");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rows = rows.as_array().expect("rows");
+    assert_eq!(rows.len(), 6);
+    for r in rows {
+        let ours = r["params"].as_f64().expect("params") / 1e6;
+        let paper = r["paper_m"].as_f64().expect("paper");
+        assert!(
+            (ours - paper).abs() <= 0.2,
+            "{}: {ours} vs {paper}",
+            r["model"]
+        );
+    }
+    let table = s5().args(["model", "summary"]).output().expect("run s5");
+    let text = String::from_utf8_lossy(&table.stdout);
+    for n in ["103.2", "160.4", "327.4", "435.0", "663.4", "824.5"] {
+        assert!(text.contains(n), "{n} missing from:\n{text}");
+    }
+}
