@@ -10,6 +10,7 @@
 //!   cubecl / burn-wgpu internals.
 //! - [`data`]: dataset specs, readers, tiling, augmentation, the batch loader, synthetic scenes.
 //! - [`device`]: adapter enumeration and the one place that picks a GPU backend.
+//! - [`eval`]: confusion-matrix metrics.
 //! - [`model`]: ViT (dense or FFN-MoE) + simple-FPN + UperNet per dataset; parameter counts.
 //! - [`bench`]: timings of each op against its reference.
 //! - [`error`]: the library's error type.
@@ -25,6 +26,7 @@ pub mod bench;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod fsutil;
 pub mod kernels;
 pub mod model;

@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod data;
+mod metrics;
 mod model;
 mod moe_ffn;
 mod pixel_stats;

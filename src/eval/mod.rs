@@ -1,0 +1,6 @@
+//! Evaluation: confusion-matrix metrics (and, with the training milestone, whole-image and
+//! sliding-window prediction).
+
+pub mod metrics;
+
+pub use metrics::{ClassMetrics, ConfusionMatrix, MetricsSummary};
