@@ -203,3 +203,31 @@ fn model_summary_prints_the_papers_six_counts() {
         assert!(text.contains(n), "{n} missing from:\n{text}");
     }
 }
+
+#[test]
+fn model_import_names_the_mismatched_key_and_the_bad_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vit_timm_tiny.pth");
+    // The fixture is 32 wide: importing it into ViT-T (192) must fail naming the key.
+    let out = s5()
+        .args(["model", "import"])
+        .arg(&fixture)
+        .args(["--backbone", "vit-t"])
+        .output()
+        .expect("run s5");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("patch_embed.proj.weight"), "{stderr}");
+    // A corrupt checkpoint names its file.
+    let bad = dir.path().join("bad.pth");
+    std::fs::write(&bad, b"not a zip").expect("write");
+    let out = s5()
+        .args(["model", "import"])
+        .arg(&bad)
+        .output()
+        .expect("run s5");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("bad.pth"), "{stderr}");
+}

@@ -204,8 +204,6 @@ fn a_timm_checkpoint_reproduces_its_reference_features() {
     use s5::model::import::{load_vit, read_checkpoint};
     use s5::model::vit::Vit;
     let device = device();
-    let path = fixture("vit_timm_tiny.safetensors");
-    let raw = read_checkpoint(&path).unwrap();
     let expected = read_checkpoint(&fixture("vit_timm_tiny_expected.safetensors")).unwrap();
     let tensor4 = |name: &str| {
         let (shape, values) = &expected[name];
@@ -215,9 +213,19 @@ fn a_timm_checkpoint_reproduces_its_reference_features() {
             &device,
         )
     };
-    for moe in [false, true] {
+    // The same weights as safetensors and as torch.save({'model': state_dict}) writes them.
+    let path = fixture("vit_timm_tiny.safetensors");
+    let raw = read_checkpoint(&path).unwrap();
+    let pth = fixture("vit_timm_tiny.pth");
+    let raw_pth = read_checkpoint(&pth).unwrap_or_else(|e| panic!("{e}"));
+    for (moe, raw, path) in [
+        (false, &raw, &path),
+        (true, &raw, &path),
+        (false, &raw_pth, &pth),
+        (true, &raw_pth, &pth),
+    ] {
         let mut vit = Vit::new(&fixture_vit(moe), &device);
-        let report = load_vit(&mut vit, &raw, &path, &device).unwrap();
+        let report = load_vit(&mut vit, raw, path, &device).unwrap();
         assert_eq!(
             report.unmapped,
             ["head.bias", "head.weight", "norm.bias", "norm.weight"],
@@ -228,7 +236,11 @@ fn a_timm_checkpoint_reproduces_its_reference_features() {
         let ids = Tensor::<1, burn::tensor::Int>::from_ints([1], &device);
         let features = vit.forward(tensor4("input"), ids);
         for (i, f) in features.into_iter().enumerate() {
-            assert_close(&format!("f{i} (moe: {moe})"), f, tensor4(&format!("f{i}")));
+            assert_close(
+                &format!("f{i} (moe: {moe}, {})", path.display()),
+                f,
+                tensor4(&format!("f{i}")),
+            );
         }
     }
     // A checkpoint of another width: an error naming the key.

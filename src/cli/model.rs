@@ -8,6 +8,30 @@ use s5::model::{Activation, ParamCount, Segmentor, SegmentorConfig, VitConfig, c
 pub enum ModelCommand {
     /// Parameter counts (millions) per part. Without --backbone: the paper's six models.
     Summary(SummaryArgs),
+    /// Load a pretrained ViT checkpoint (MAE / timm / the authors' S4P; .pth or .safetensors)
+    /// into an s5 model, report every key that did not map, and optionally save the model.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The checkpoint.
+    checkpoint: std::path::PathBuf,
+    /// vit-t, vit-s, vit-b, vit-l or vit-h.
+    #[arg(long, default_value = "vit-b")]
+    backbone: String,
+    /// Datasets of an FFN-MoE model (experts initialised from the dense fc2).
+    #[arg(long, default_value_t = 1)]
+    datasets: usize,
+    /// P of an FFN-MoE model.
+    #[arg(long, default_value_t = 256)]
+    moe_part: usize,
+    /// Classes per dataset (repeat once per dataset, or give one for all).
+    #[arg(long = "classes", default_values_t = [16])]
+    classes: Vec<usize>,
+    /// Write the whole model as an s5 checkpoint here.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -39,7 +63,65 @@ pub struct SummaryArgs {
 pub fn run(backend: Option<GpuBackend>, cmd: ModelCommand) -> Result<()> {
     match cmd {
         ModelCommand::Summary(args) => summary(backend, args),
+        ModelCommand::Import(args) => import(backend, args),
     }
+}
+
+fn classes_per_dataset(classes: &[usize], datasets: usize) -> Result<Vec<usize>> {
+    match classes.len() {
+        1 => Ok(vec![classes[0]; datasets]),
+        n if n == datasets => Ok(classes.to_vec()),
+        n => bail!(
+            "--classes given {n} times for {datasets} datasets: give it once or once per dataset"
+        ),
+    }
+}
+
+fn import(backend: Option<GpuBackend>, args: ImportArgs) -> Result<()> {
+    let Some(mut vit) = VitConfig::by_name(&args.backbone) else {
+        bail!(
+            "unknown backbone `{}`: use vit-t, vit-s, vit-b, vit-l or vit-h",
+            args.backbone
+        );
+    };
+    if args.datasets > 1 {
+        if args.moe_part == 0 || args.moe_part >= vit.dim {
+            bail!(
+                "--moe-part must be between 1 and {} for {}",
+                vit.dim - 1,
+                args.backbone
+            );
+        }
+        vit = vit.with_moe(args.datasets, args.moe_part);
+    }
+    let cfg = SegmentorConfig::new(vit, classes_per_dataset(&args.classes, args.datasets)?);
+    let gpu = device::gpu(backend)?;
+    let raw = s5::model::import::read_checkpoint(&args.checkpoint)?;
+    let mut model = Segmentor::new(&cfg, &gpu.device);
+    let report =
+        s5::model::import::load_vit(&mut model.backbone, &raw, &args.checkpoint, &gpu.device)?;
+    println!(
+        "loaded {} tensors from {}",
+        report.loaded.len(),
+        args.checkpoint.display()
+    );
+    if let Some((from, to)) = report.pos_resized {
+        println!("position table resized from {from:?} to {to:?} (bicubic)");
+    }
+    if report.moe_from_dense {
+        println!("FFN-MoE experts initialised from the dense fc2 rows");
+    }
+    for key in &report.unmapped {
+        println!("not mapped (ignored): {key}");
+    }
+    for key in &report.missing {
+        println!("missing (left as initialised): {key}");
+    }
+    if let Some(out) = &args.out {
+        s5::model::checkpoint::save(&model, out)?;
+        println!("wrote {}", out.display());
+    }
+    Ok(())
 }
 
 fn millions(n: usize) -> String {

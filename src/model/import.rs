@@ -1,9 +1,11 @@
 //! Importing pretrained ViT weights: MAE / timm checkpoints and the authors' S4P backbones
-//! (`.safetensors`; `module.` / `model.` / `backbone.` prefixes stripped). The position table
+//! (`.pth` / `.pt` and `.safetensors`; a `{'model': ...}` or `{'state_dict': ...}` wrapping
+//! and `module.` / `backbone.` prefixes are taken off). The position table
 //! is resized bicubically to the model's grid (its cls entry kept), and a dense checkpoint
 //! loaded into an FFN-MoE model initialises the shared expert from the first D−P rows of fc2
 //! and every dataset expert from a copy of the last P rows. Keys that do not map are listed
-//! in the report, never silently dropped. Reading a safetensors file runs no code.
+//! in the report, never silently dropped. Reading a checkpoint runs no code: PyTorch's pickle
+//! is parsed by `pytorch-reader`, which only rebuilds tensors, never calls anything.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -80,19 +82,54 @@ pub fn read_safetensors(path: &Path) -> Result<RawTensors> {
     Ok(out)
 }
 
-/// Reads a checkpoint by extension.
+/// Reads every tensor of a PyTorch checkpoint (`torch.save` ZIP or legacy formats) as f32.
+pub fn read_pytorch(path: &Path) -> Result<RawTensors> {
+    let fail = |reason: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !path.is_file() {
+        return Err(Error::MissingFile {
+            path: path.to_path_buf(),
+            context: Some("checkpoint".into()),
+        });
+    }
+    let reader = pytorch_reader::PytorchReader::new(path)
+        .map_err(|e| fail(format!("not a readable PyTorch checkpoint: {e}")))?;
+    let mut out = RawTensors::new();
+    for (name, tensor) in reader.tensors() {
+        let bytes = tensor
+            .read()
+            .map_err(|e| fail(format!("tensor `{name}`: {e}")))?;
+        let values: Vec<f32> = match tensor.dtype() {
+            pytorch_reader::DType::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            pytorch_reader::DType::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            pytorch_reader::DType::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            // Integer buffers (e.g. BatchNorm's num_batches_tracked) are not weights s5 loads.
+            _ => continue,
+        };
+        out.insert(name.clone(), (tensor.shape().to_vec(), values));
+    }
+    Ok(out)
+}
+
+/// Reads a checkpoint by extension: `.safetensors`, or `.pth` / `.pt` / `.bin` (PyTorch).
 pub fn read_checkpoint(path: &Path) -> Result<RawTensors> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("safetensors") => read_safetensors(path),
-        Some("pth" | "pt" | "bin") => Err(Error::Checkpoint {
-            path: path.to_path_buf(),
-            reason: "PyTorch pickle checkpoints are not readable by s5 yet: convert it once with \
-                     `safetensors.torch.save_file(torch.load(p, weights_only=True)['model'], 'x.safetensors')`"
-                .into(),
-        }),
+        Some("pth" | "pt" | "bin" | "ckpt") => read_pytorch(path),
         _ => Err(Error::Checkpoint {
             path: path.to_path_buf(),
-            reason: "unknown checkpoint format: expected .safetensors".into(),
+            reason: "unknown checkpoint format: expected .safetensors, .pth or .pt".into(),
         }),
     }
 }
@@ -100,8 +137,12 @@ pub fn read_checkpoint(path: &Path) -> Result<RawTensors> {
 /// timm / MAE names for the authors' (mmseg) names, prefixes stripped.
 pub fn normalise_key(key: &str) -> String {
     let mut k = key;
-    for prefix in ["module.", "model.", "backbone."] {
-        k = k.strip_prefix(prefix).unwrap_or(k);
+    // Wrappings and prefixes, in any combination ("model.module.backbone.blocks...").
+    while let Some(rest) = ["module.", "model.", "state_dict.", "backbone."]
+        .iter()
+        .find_map(|p| k.strip_prefix(p))
+    {
+        k = rest;
     }
     let mut k = k.to_string();
     for (from, to) in [
