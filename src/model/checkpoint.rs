@@ -1,15 +1,27 @@
-//! s5's own model checkpoints (burn's record format), written atomically: the record goes
-//! to a temporary file beside the target, which is then renamed over it, so a crash never
-//! leaves a torn checkpoint.
+//! s5's own checkpoints (burn's burnpack records): the model alone, or the model with its
+//! optimizer state for resuming. Every file is written atomically: the record goes to a
+//! temporary file beside the target, which is then renamed over it, so a crash never leaves
+//! a torn checkpoint.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::module::Module;
+use burn::optim::ModuleOptimizer;
 
 use crate::error::{Error, Result};
 
 /// Saves every parameter and buffer of `model` to `path`.
 pub fn save<M: Module>(model: &M, path: &Path) -> Result<()> {
+    write_atomic_with(path, |tmp| {
+        model.clone().save_file(tmp).map_err(|e| e.to_string())
+    })
+}
+
+/// Writes a burnpack file through `write(temporary path)`, then renames it over `path`.
+fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::result::Result<(), String>,
+) -> Result<()> {
     let fail = |reason: String| Error::Checkpoint {
         path: path.to_path_buf(),
         reason,
@@ -31,10 +43,7 @@ pub fn save<M: Module>(model: &M, path: &Path) -> Result<()> {
             path: dir.to_path_buf(),
             source,
         })?;
-    model
-        .clone()
-        .save_file(tmp.path())
-        .map_err(|e| fail(format!("cannot write: {e}")))?;
+    write(tmp.path()).map_err(|e| fail(format!("cannot write: {e}")))?;
     tmp.persist(path).map_err(|e| Error::Io {
         path: path.to_path_buf(),
         source: e.error,
@@ -54,4 +63,40 @@ pub fn load<M: Module>(model: M, path: &Path) -> Result<M> {
         path: path.to_path_buf(),
         reason: format!("does not fit this model: {e}"),
     })
+}
+
+/// The files of a training checkpoint folder.
+pub fn training_files(dir: &Path) -> (PathBuf, PathBuf) {
+    (dir.join("model.bpk"), dir.join("optimizer.bpk"))
+}
+
+/// Saves the model and the optimizer state (moments, step counts) into `dir`. The optimizer
+/// file is written first and the model last, so a model file always has its optimizer.
+pub fn save_training<M: Module>(model: &M, optimizer: &ModuleOptimizer, dir: &Path) -> Result<()> {
+    let (model_path, optim_path) = training_files(dir);
+    write_atomic_with(&optim_path, |tmp| {
+        optimizer.save(tmp).map_err(|e| e.to_string())
+    })?;
+    save(model, &model_path)
+}
+
+/// Loads what [`save_training`] wrote into a fresh model and optimizer of the same setup.
+pub fn load_training<M: Module>(
+    model: M,
+    optimizer: ModuleOptimizer,
+    dir: &Path,
+) -> Result<(M, ModuleOptimizer)> {
+    let (model_path, optim_path) = training_files(dir);
+    let model = load(model, &model_path)?;
+    if !optim_path.is_file() {
+        return Err(Error::MissingFile {
+            path: optim_path,
+            context: Some("optimizer state of a training checkpoint".into()),
+        });
+    }
+    let optimizer = optimizer.load(&optim_path).map_err(|e| Error::Checkpoint {
+        path: optim_path.clone(),
+        reason: format!("optimizer state does not fit: {e}"),
+    })?;
+    Ok((model, optimizer))
 }
