@@ -325,3 +325,203 @@ fn training_checkpoints_resume_the_optimizer_exactly() {
     );
     assert_eq!(ya, yb, "resumed step differs from the uninterrupted one");
 }
+
+/// The authors' S4P UperNet checkpoints use mmseg names (`backbone.layers.i.ln1`,
+/// `neck.upsample_4x.0`, `decode_head.psp_modules.0.1.conv`, ...): a segmentor exported under
+/// those names loads back into a fresh one with the same outputs, its decoder copied into
+/// every dataset's decoder, the classifier only where the class count fits.
+#[test]
+fn an_authors_s4p_checkpoint_loads_backbone_neck_and_decoders() {
+    use s5::model::import::{RawTensors, load_segmentor};
+    let device = device();
+    let mut cfg = tiny(None, vec![4], 4);
+    cfg.backbone.pos_grid_px = 64;
+    let mut source = Segmentor::new(&cfg, &device);
+    // Non-default BatchNorm statistics, so the test sees them travel.
+    {
+        let head = &mut source.decoders[0];
+        for c in head
+            .ppm
+            .iter_mut()
+            .chain([&mut head.bottleneck, &mut head.fpn_bottleneck])
+            .chain(head.laterals.iter_mut())
+            .chain(head.fpn_convs.iter_mut())
+        {
+            let (m, v) = (c.bn.running_mean.value(), c.bn.running_var.value());
+            c.bn.running_mean = burn::module::RunningState::new(m + 0.1);
+            c.bn.running_var = burn::module::RunningState::new(v * 2.0);
+        }
+    }
+    let source = source;
+    let mut raw = RawTensors::new();
+    let mut put = |k: &str, t: Vec<f32>, shape: Vec<usize>| {
+        raw.insert(format!("state_dict.{k}"), (shape, t));
+    };
+    fn flat<const D: usize>(t: Tensor<D>) -> (Vec<f32>, Vec<usize>) {
+        let shape = t.dims().to_vec();
+        (to_vec(t.reshape([-1])), shape)
+    }
+    let linear =
+        |put: &mut dyn FnMut(&str, Vec<f32>, Vec<usize>), k: &str, l: &burn::nn::Linear| {
+            let (w, s) = flat(l.weight.val().transpose());
+            put(&format!("{k}.weight"), w, s);
+            let (b, s) = flat(l.bias.as_ref().unwrap().val());
+            put(&format!("{k}.bias"), b, s);
+        };
+    let vit = &source.backbone;
+    let (w, s) = flat(vit.patch_embed.weight.val());
+    put("backbone.patch_embed.projection.weight", w, s);
+    let (w, s) = flat(vit.patch_embed.bias.as_ref().unwrap().val());
+    put("backbone.patch_embed.projection.bias", w, s);
+    let (w, s) = flat(vit.cls_token.val());
+    put("backbone.cls_token", w, s);
+    let (w, s) = flat(vit.pos_embed.val());
+    put("backbone.pos_embed", w, s);
+    for (i, b) in vit.blocks.iter().enumerate() {
+        let p = format!("backbone.layers.{i}");
+        for (n, norm) in [("ln1", &b.norm1), ("ln2", &b.norm2)] {
+            let (w, s) = flat(norm.gamma.val());
+            put(&format!("{p}.{n}.weight"), w, s);
+            let (w, s) = flat(norm.beta.as_ref().unwrap().val());
+            put(&format!("{p}.{n}.bias"), w, s);
+        }
+        let (w, s) = flat(b.attn.qkv.weight.val().transpose());
+        put(&format!("{p}.attn.attn.in_proj_weight"), w, s);
+        let (w, s) = flat(b.attn.qkv.bias.as_ref().unwrap().val());
+        put(&format!("{p}.attn.attn.in_proj_bias"), w, s);
+        linear(&mut put, &format!("{p}.attn.attn.out_proj"), &b.attn.proj);
+        linear(&mut put, &format!("{p}.ffn.layers.0.0"), &b.ffn.fc1);
+        linear(
+            &mut put,
+            &format!("{p}.ffn.layers.1"),
+            b.ffn.fc2.as_ref().unwrap(),
+        );
+    }
+    let neck = &source.neck;
+    for (k, conv) in [
+        ("neck.upsample_4x.0", &neck.up4_a),
+        ("neck.upsample_4x.3", &neck.up4_b),
+        ("neck.upsample_2x.0", &neck.up2),
+    ] {
+        let (w, s) = flat(conv.weight.val());
+        put(&format!("{k}.weight"), w, s);
+        let (w, s) = flat(conv.bias.as_ref().unwrap().val());
+        put(&format!("{k}.bias"), w, s);
+    }
+    let (w, s) = flat(neck.up4_norm.gamma.val());
+    put("neck.upsample_4x.1.weight", w, s);
+    let (w, s) = flat(neck.up4_norm.beta.as_ref().unwrap().val());
+    put("neck.upsample_4x.1.bias", w, s);
+    let head = &source.decoders[0];
+    let mut conv_bn = |k: String, c: &s5::model::upernet::ConvBnRelu| {
+        let (w, s) = flat(c.conv.weight.val());
+        put(&format!("{k}.conv.weight"), w, s);
+        for (n, t) in [
+            ("weight", c.bn.gamma.val()),
+            ("bias", c.bn.beta.val()),
+            ("running_mean", c.bn.running_mean.value()),
+            ("running_var", c.bn.running_var.value()),
+        ] {
+            let (w, s) = flat(t);
+            put(&format!("{k}.bn.{n}"), w, s);
+        }
+    };
+    for (i, c) in head.ppm.iter().enumerate() {
+        conv_bn(format!("decode_head.psp_modules.{i}.1"), c);
+    }
+    conv_bn("decode_head.bottleneck".into(), &head.bottleneck);
+    for (i, c) in head.laterals.iter().enumerate() {
+        conv_bn(format!("decode_head.lateral_convs.{i}"), c);
+    }
+    for (i, c) in head.fpn_convs.iter().enumerate() {
+        conv_bn(format!("decode_head.fpn_convs.{i}"), c);
+    }
+    conv_bn("decode_head.fpn_bottleneck".into(), &head.fpn_bottleneck);
+    let (w, s) = flat(head.classifier.weight.val());
+    put("decode_head.conv_seg.weight", w, s);
+    let (w, s) = flat(head.classifier.bias.as_ref().unwrap().val());
+    put("decode_head.conv_seg.bias", w, s);
+    put("auxiliary_head.conv_seg.weight", vec![0.0; 4], vec![4]);
+
+    // Two datasets: the first has the checkpoint's 4 classes, the second 6.
+    let mut target_cfg = cfg.clone();
+    target_cfg.classes = vec![4, 6];
+    let mut target = Segmentor::new(&target_cfg, &device);
+    let path = std::path::Path::new("upernet_s4p.pth");
+    let report = load_segmentor(&mut target, &raw, path, &device).unwrap();
+    assert_eq!(
+        report.unmapped,
+        ["auxiliary_head.conv_seg.weight"],
+        "{report:?}"
+    );
+    assert_eq!(
+        report.missing,
+        ["decode_head.conv_seg (decoder 1)"],
+        "{report:?}"
+    );
+    let mut rng = Rng::fresh("s4p import");
+    let x = rng.tensor([1, 3, 64, 64], 1.0, &device);
+    let ids = Tensor::<1, burn::tensor::Int>::from_ints([0], &device);
+    let fa = target.backbone.forward(x.clone(), ids.clone());
+    let fb = source.backbone.forward(x.clone(), ids);
+    for (i, (a, b)) in fa.iter().zip(&fb).enumerate() {
+        assert_close(&format!("backbone feature {i}"), a.clone(), b.clone());
+    }
+    let na = target.neck.forward(fa);
+    let nb = source.neck.forward(fb);
+    for (i, (a, b)) in na.iter().zip(&nb).enumerate() {
+        assert_close(&format!("neck level {i}"), a.clone(), b.clone());
+    }
+    let (ta, sa) = (&target.decoders[0], &source.decoders[0]);
+    let blocks = |h: &s5::model::upernet::UperNet| {
+        let mut v: Vec<s5::model::upernet::ConvBnRelu> = h.ppm.clone();
+        v.push(h.bottleneck.clone());
+        v.extend(h.laterals.clone());
+        v.extend(h.fpn_convs.clone());
+        v.push(h.fpn_bottleneck.clone());
+        v
+    };
+    for (i, (a, b)) in blocks(ta).iter().zip(blocks(sa).iter()).enumerate() {
+        assert_close(
+            &format!("block {i} conv"),
+            a.conv.weight.val(),
+            b.conv.weight.val(),
+        );
+        assert_close(
+            &format!("block {i} gamma"),
+            a.bn.gamma.val(),
+            b.bn.gamma.val(),
+        );
+        assert_close(&format!("block {i} beta"), a.bn.beta.val(), b.bn.beta.val());
+        assert_close(
+            &format!("block {i} mean"),
+            a.bn.running_mean.value() + 1.0,
+            b.bn.running_mean.value() + 1.0,
+        );
+        assert_close(
+            &format!("block {i} var"),
+            a.bn.running_var.value(),
+            b.bn.running_var.value(),
+        );
+    }
+    assert_close(
+        "classifier",
+        ta.classifier.weight.val(),
+        sa.classifier.weight.val(),
+    );
+    assert_close(
+        "classifier bias",
+        ta.classifier.bias.as_ref().unwrap().val(),
+        sa.classifier.bias.as_ref().unwrap().val(),
+    );
+    assert_close(
+        "decoder on the same features",
+        ta.forward(na.clone()),
+        sa.forward(na.clone()),
+    );
+    assert_close(
+        "decoder 0 after import",
+        target.forward(x.clone(), 0),
+        source.forward(x, 0),
+    );
+}

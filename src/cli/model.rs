@@ -8,8 +8,9 @@ use s5::model::{Activation, ParamCount, Segmentor, SegmentorConfig, VitConfig, c
 pub enum ModelCommand {
     /// Parameter counts (millions) per part. Without --backbone: the paper's six models.
     Summary(SummaryArgs),
-    /// Load a pretrained ViT checkpoint (MAE / timm / the authors' S4P; .pth or .safetensors)
-    /// into an s5 model, report every key that did not map, and optionally save the model.
+    /// Load a pretrained checkpoint (MAE / timm ViT, or the authors' S4P UperNet with neck and
+    /// decoder; .pth or .safetensors) into an s5 model, report every key that did not map, and
+    /// optionally save the model.
     Import(ImportArgs),
 }
 

@@ -16,6 +16,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 
 use super::resize::{Resample, resize};
+use super::segmentor::Segmentor;
+use super::upernet::{ConvBnRelu, UperNet};
 use super::vit::Vit;
 use crate::error::{Error, Result};
 
@@ -204,6 +206,48 @@ impl Source<'_> {
         Ok(())
     }
 
+    /// An mmseg `ConvModule` (conv without bias + BatchNorm with running statistics).
+    fn conv_bn(&mut self, prefix: &str, block: &mut ConvBnRelu) -> Result<()> {
+        let shape = block.conv.weight.lazy_shape().dims::<4>();
+        if let Some(w) = self.take(&format!("{prefix}.conv.weight"), shape)? {
+            block.conv.weight = Param::from_tensor(w);
+        }
+        let c = shape[0];
+        if let Some(g) = self.take(&format!("{prefix}.bn.weight"), [c])? {
+            block.bn.gamma = Param::from_tensor(g);
+        }
+        if let Some(b) = self.take(&format!("{prefix}.bn.bias"), [c])? {
+            block.bn.beta = Param::from_tensor(b);
+        }
+        if let Some(m) = self.take(&format!("{prefix}.bn.running_mean"), [c])? {
+            block.bn.running_mean = burn::module::RunningState::new(m);
+        }
+        if let Some(v) = self.take(&format!("{prefix}.bn.running_var"), [c])? {
+            block.bn.running_var = burn::module::RunningState::new(v);
+        }
+        Ok(())
+    }
+
+    /// A bias-carrying conv or deconv weight pair.
+    fn conv<const D: usize>(
+        &mut self,
+        prefix: &str,
+        weight: &mut Param<Tensor<D>>,
+        bias: &mut Option<Param<Tensor<1>>>,
+    ) -> Result<()> {
+        let shape = weight.lazy_shape().dims::<D>();
+        if let Some(w) = self.take(&format!("{prefix}.weight"), shape)? {
+            *weight = Param::from_tensor(w);
+        }
+        if let Some(b) = bias.as_ref() {
+            let n = b.lazy_shape().dims::<1>()[0];
+            if let Some(t) = self.take(&format!("{prefix}.bias"), [n])? {
+                *bias = Some(Param::from_tensor(t));
+            }
+        }
+        Ok(())
+    }
+
     fn norm(&mut self, prefix: &str, norm: &mut LayerNorm) -> Result<()> {
         let d = norm.gamma.lazy_shape().dims::<1>()[0];
         if let Some(w) = self.take(&format!("{prefix}.weight"), [d])? {
@@ -329,4 +373,107 @@ pub fn load_vit(
         .collect();
     report.missing = src.missing;
     Ok(report)
+}
+
+/// Loads the authors' S4P UperNet checkpoint (`*_s4p_upernet.pth`, mmseg names) into a whole
+/// segmentor: the backbone as [`load_vit`], the simple-FPN neck (`neck.upsample_4x.{0,1,3}`,
+/// `neck.upsample_2x.0`) and the UperNet (`decode_head.*`) copied into every dataset's
+/// decoder, as MoE-MDF initialises them. The 1×1 classifier (`decode_head.conv_seg`) is loaded
+/// only into decoders with the checkpoint's class count; elsewhere it is reported missing.
+pub fn load_segmentor(
+    model: &mut Segmentor,
+    raw: &RawTensors,
+    path: &Path,
+    device: &Device,
+) -> Result<ImportReport> {
+    let mut report = load_vit(&mut model.backbone, raw, path, device)?;
+    // What the backbone left: the neck and head keys (mmseg names, wrappers removed).
+    let rest: BTreeMap<String, &(Vec<usize>, Vec<f32>)> = raw
+        .iter()
+        .map(|(k, v)| (normalise_key(k), v))
+        .filter(|(k, _)| report.unmapped.contains(k))
+        .collect();
+    let mut used = BTreeSet::new();
+    let mut missing = Vec::new();
+    {
+        let mut src = Source {
+            tensors: rest.clone(),
+            used: BTreeSet::new(),
+            missing: Vec::new(),
+            path,
+            device,
+        };
+        let neck = &mut model.neck;
+        src.conv(
+            "neck.upsample_4x.0",
+            &mut neck.up4_a.weight,
+            &mut neck.up4_a.bias,
+        )?;
+        src.norm("neck.upsample_4x.1", &mut neck.up4_norm)?;
+        src.conv(
+            "neck.upsample_4x.3",
+            &mut neck.up4_b.weight,
+            &mut neck.up4_b.bias,
+        )?;
+        src.conv(
+            "neck.upsample_2x.0",
+            &mut neck.up2.weight,
+            &mut neck.up2.bias,
+        )?;
+        used.extend(src.used);
+        missing.extend(src.missing);
+    }
+    for (d, decoder) in model.decoders.iter_mut().enumerate() {
+        let mut src = Source {
+            tensors: rest.clone(),
+            used: BTreeSet::new(),
+            missing: Vec::new(),
+            path,
+            device,
+        };
+        load_upernet(&mut src, decoder)?;
+        used.extend(src.used);
+        missing.extend(
+            src.missing
+                .into_iter()
+                .map(|k| format!("{k} (decoder {d})")),
+        );
+    }
+    report.loaded.extend(used.iter().cloned());
+    report.loaded.sort();
+    report.loaded.dedup();
+    report.unmapped.retain(|k| !used.contains(k));
+    report.missing.extend(missing);
+    Ok(report)
+}
+
+fn load_upernet(src: &mut Source<'_>, head: &mut UperNet) -> Result<()> {
+    for (i, block) in head.ppm.iter_mut().enumerate() {
+        src.conv_bn(&format!("decode_head.psp_modules.{i}.1"), block)?;
+    }
+    src.conv_bn("decode_head.bottleneck", &mut head.bottleneck)?;
+    for (i, block) in head.laterals.iter_mut().enumerate() {
+        src.conv_bn(&format!("decode_head.lateral_convs.{i}"), block)?;
+    }
+    for (i, block) in head.fpn_convs.iter_mut().enumerate() {
+        src.conv_bn(&format!("decode_head.fpn_convs.{i}"), block)?;
+    }
+    src.conv_bn("decode_head.fpn_bottleneck", &mut head.fpn_bottleneck)?;
+    // The classifier fits only a decoder with the checkpoint's class count.
+    let [k, c, _, _] = head.classifier.weight.lazy_shape().dims::<4>();
+    match src
+        .tensors
+        .get("decode_head.conv_seg.weight")
+        .map(|(s, _)| s.clone())
+    {
+        Some(shape) if shape == [k, c, 1, 1] => {
+            src.conv(
+                "decode_head.conv_seg",
+                &mut head.classifier.weight,
+                &mut head.classifier.bias,
+            )?;
+        }
+        _ => src.missing.push("decode_head.conv_seg".into()),
+    }
+    Ok(())
 }
