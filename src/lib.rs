@@ -12,6 +12,7 @@
 //! - [`device`]: adapter enumeration and the one place that picks a GPU backend.
 //! - [`eval`]: confusion-matrix metrics.
 //! - [`model`]: ViT (dense or FFN-MoE) + simple-FPN + UperNet per dataset; parameter counts.
+//! - [`run`]: the run directory, the contract between trainer and viewer.
 //! - [`bench`]: timings of each op against its reference.
 //! - [`error`]: the library's error type.
 //! - [`fsutil`]: atomic file writes.
@@ -30,5 +31,6 @@ pub mod eval;
 pub mod fsutil;
 pub mod kernels;
 pub mod model;
+pub mod run;
 
 pub use error::{Error, Result};

@@ -9,4 +9,5 @@ mod metrics;
 mod model;
 mod moe_ffn;
 mod pixel_stats;
+mod run_format;
 mod shaders;
