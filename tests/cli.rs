@@ -119,6 +119,16 @@ fn synth_output_passes_data_check_and_a_broken_dataset_fails_it() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(out.join("preview.png").is_file());
+    // Written through temporary files, yet readable by others like any data file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join("urban/urban.ron"))
+            .expect("spec")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o044, 0o044, "mode {mode:o}");
+    }
     for spec in ["urban/urban.ron", "rural/rural.ron", "pool/pool.ron"] {
         let check = s5()
             .args(["data", "check"])

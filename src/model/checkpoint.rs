@@ -44,6 +44,10 @@ fn write_atomic_with(
             source,
         })?;
     write(tmp.path()).map_err(|e| fail(format!("cannot write: {e}")))?;
+    crate::fsutil::make_readable(tmp.path()).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     tmp.persist(path).map_err(|e| Error::Io {
         path: path.to_path_buf(),
         source: e.error,
