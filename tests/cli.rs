@@ -241,3 +241,51 @@ fn model_import_names_the_mismatched_key_and_the_bad_file() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("bad.pth"), "{stderr}");
 }
+
+#[test]
+fn eval_scores_prediction_masks_against_ground_truth() {
+    use image::{GrayImage, Luma};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/datasets/potsdam.ron");
+    std::fs::create_dir_all(d.join("gt")).unwrap();
+    std::fs::create_dir_all(d.join("pred")).unwrap();
+    // Ground truth: left half class 0, right half class 1, one clutter (ignored) pixel.
+    let mut gt = GrayImage::from_fn(4, 2, |x, _| Luma([u8::from(x >= 2)]));
+    gt.put_pixel(0, 0, Luma([5]));
+    gt.save(d.join("gt/a.png")).unwrap();
+    // Prediction: everything class 0.
+    GrayImage::from_pixel(4, 2, Luma([0]))
+        .save(d.join("pred/a.png"))
+        .unwrap();
+    let out = s5()
+        .current_dir(d)
+        .args(["eval", "--pred", "pred", "--gt", "gt", "--spec"])
+        .arg(&spec)
+        .output()
+        .expect("run s5");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("metrics.json")).unwrap()).unwrap();
+    // 7 counted pixels: 3 of class 0 right, 4 of class 1 predicted 0. IoU0 = 3/7, IoU1 = 0.
+    let miou = doc["summary"]["miou"].as_f64().unwrap();
+    assert!((miou - (3.0 / 7.0) / 2.0).abs() < 1e-9, "{doc}");
+    assert_eq!(doc["summary"]["classes_counted"], 2);
+    // A prediction without ground truth is named.
+    GrayImage::from_pixel(4, 2, Luma([0]))
+        .save(d.join("pred/b.png"))
+        .unwrap();
+    let out = s5()
+        .current_dir(d)
+        .args(["eval", "--pred", "pred", "--gt", "gt", "--spec"])
+        .arg(&spec)
+        .output()
+        .expect("run s5");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("pred/b.png"), "{stderr}");
+}

@@ -7,6 +7,7 @@ use s5::device::GpuBackend;
 
 mod bench;
 mod data;
+mod eval;
 mod info;
 mod model;
 mod synth;
@@ -37,6 +38,8 @@ enum Command {
     /// Inspect datasets.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Score predicted masks against ground truth (per-class table and metrics.json).
+    Eval(eval::EvalArgs),
     /// Inspect models.
     #[command(subcommand)]
     Model(model::ModelCommand),
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
         Command::Synth(args) => synth::run(args),
         Command::Data(cmd) => data::run(cmd),
         Command::Model(cmd) => model::run(cli.backend, cmd),
+        Command::Eval(args) => eval::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

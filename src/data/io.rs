@@ -122,6 +122,27 @@ fn read_png_values(path: &Path) -> Result<(u32, u32, Vec<u16>)> {
     Ok((w, h, values))
 }
 
+/// A predicted class map (index PNG or single-channel TIFF, as `s5 predict` writes), every
+/// value checked to be one of the `classes`.
+pub fn read_prediction(path: &Path, classes: usize) -> Result<GrayImage> {
+    let (w, h, values) = read_index_values(path)?;
+    let mut out = Vec::with_capacity(values.len());
+    for (i, &v) in values.iter().enumerate() {
+        if usize::from(v) >= classes {
+            return Err(Error::LabelOutOfRange {
+                path: path.to_path_buf(),
+                value: v.to_string(),
+                x: i as u32 % w,
+                y: i as u32 / w,
+                classes,
+                hint: "in a prediction: is it the right dataset's spec?",
+            });
+        }
+        out.push(v as u8);
+    }
+    Ok(GrayImage::from_raw(w, h, out).expect("w*h labels"))
+}
+
 /// A mask translated to s5 labels (class index, [`IGNORE`] for no class).
 ///
 /// # Errors
