@@ -13,6 +13,7 @@
 //! - [`eval`]: confusion-matrix metrics.
 //! - [`model`]: ViT (dense or FFN-MoE) + simple-FPN + UperNet per dataset; parameter counts.
 //! - [`run`]: the run directory, the contract between trainer and viewer.
+//! - [`train`]: training pieces (learning-rate schedule).
 //! - [`bench`]: timings of each op against its reference.
 //! - [`error`]: the library's error type.
 //! - [`fsutil`]: atomic file writes.
@@ -32,5 +33,6 @@ pub mod fsutil;
 pub mod kernels;
 pub mod model;
 pub mod run;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -11,3 +11,4 @@ mod moe_ffn;
 mod pixel_stats;
 mod run_format;
 mod shaders;
+mod train;
