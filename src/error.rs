@@ -83,5 +83,22 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// A failed read of `path`: [`Error::MissingFile`] (with what the file is for) when it
+    /// does not exist, [`Error::Io`] otherwise.
+    pub fn reading(path: &std::path::Path, source: std::io::Error, context: Option<&str>) -> Self {
+        match source.kind() {
+            std::io::ErrorKind::NotFound => Error::MissingFile {
+                path: path.to_path_buf(),
+                context: context.map(str::to_string),
+            },
+            _ => Error::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+        }
+    }
+}
+
 /// Shorthand used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -8,18 +8,44 @@ use crate::error::{Error, Result};
 
 /// Writes `bytes` to `path` atomically, creating the parent folder if needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    write_atomic_via(path, "", |tmp| {
+        let io = |source| Error::Io {
+            path: tmp.to_path_buf(),
+            source,
+        };
+        let mut file = std::fs::File::create(tmp).map_err(io)?;
+        file.write_all(bytes).map_err(io)?;
+        file.sync_all().map_err(io)
+    })
+}
+
+/// The one atomic-write mechanism: `write` fills a temporary file (named with `suffix`, for
+/// writers that insist on an extension) in `path`'s folder, which is made readable and then
+/// renamed over `path`. Creates the folder if needed; on error the temporary file is removed.
+pub fn write_atomic_via(
+    path: &Path,
+    suffix: &str,
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
+    let dir_io = |source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(dir_io)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".s5-")
+        .suffix(suffix)
+        .tempfile_in(dir)
+        .map_err(dir_io)?;
+    write(tmp.path())?;
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     make_readable(tmp.path()).map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
     Ok(())

@@ -9,24 +9,11 @@ use super::IGNORE;
 use super::spec::{DatasetSpec, LabelEncoding};
 use crate::error::{Error, Result};
 
-fn missing_or(path: &Path, e: std::io::Error) -> Error {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => Error::MissingFile {
-            path: path.to_path_buf(),
-            context: None,
-        },
-        _ => Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        },
-    }
-}
-
 fn decode(path: &Path) -> Result<DynamicImage> {
-    let reader = image::ImageReader::open(path).map_err(|e| missing_or(path, e))?;
+    let reader = image::ImageReader::open(path).map_err(|e| Error::reading(path, e, None))?;
     let reader = reader
         .with_guessed_format()
-        .map_err(|e| missing_or(path, e))?;
+        .map_err(|e| Error::reading(path, e, None))?;
     reader.decode().map_err(|e| Error::ImageRead {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -35,10 +22,10 @@ fn decode(path: &Path) -> Result<DynamicImage> {
 
 /// Width and height from the file header, without decoding the pixels.
 pub fn image_size(path: &Path) -> Result<(u32, u32)> {
-    let reader = image::ImageReader::open(path).map_err(|e| missing_or(path, e))?;
+    let reader = image::ImageReader::open(path).map_err(|e| Error::reading(path, e, None))?;
     let reader = reader
         .with_guessed_format()
-        .map_err(|e| missing_or(path, e))?;
+        .map_err(|e| Error::reading(path, e, None))?;
     reader.into_dimensions().map_err(|e| Error::ImageRead {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -79,7 +66,7 @@ fn read_png_values(path: &Path) -> Result<(u32, u32, Vec<u16>)> {
         path: path.to_path_buf(),
         reason,
     };
-    let file = std::fs::File::open(path).map_err(|e| missing_or(path, e))?;
+    let file = std::fs::File::open(path).map_err(|e| Error::reading(path, e, None))?;
     let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
     decoder.set_transformations(png::Transformations::IDENTITY);
     let mut reader = decoder.read_info().map_err(|e| fail(e.to_string()))?;

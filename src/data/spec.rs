@@ -105,16 +105,8 @@ impl MaskRule {
 impl DatasetSpec {
     /// Reads a spec; its `root` is resolved against the file's folder.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => Error::MissingFile {
-                path: path.to_path_buf(),
-                context: Some("dataset spec".into()),
-            },
-            _ => Error::Io {
-                path: path.to_path_buf(),
-                source,
-            },
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::reading(path, e, Some("dataset spec")))?;
         let mut spec: Self = ron::from_str(&text).map_err(|e| Error::Spec {
             path: path.to_path_buf(),
             reason: e.to_string(),

@@ -17,42 +17,18 @@ pub fn save<M: Module>(model: &M, path: &Path) -> Result<()> {
     })
 }
 
-/// Writes a burnpack file through `write(temporary path)`, then renames it over `path`.
+/// Writes a burnpack file atomically through `write(temporary path)`.
 fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&Path) -> std::result::Result<(), String>,
 ) -> Result<()> {
-    let fail = |reason: String| Error::Checkpoint {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".checkpoint-")
-        // burn's writer appends `.bpk` to a path without it: give it one.
-        .suffix(".bpk")
-        .tempfile_in(dir)
-        .map_err(|source| Error::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-    write(tmp.path()).map_err(|e| fail(format!("cannot write: {e}")))?;
-    crate::fsutil::make_readable(tmp.path()).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    tmp.persist(path).map_err(|e| Error::Io {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+    // burn's writer appends `.bpk` to a path without it: give the temporary file one.
+    crate::fsutil::write_atomic_via(path, ".bpk", |tmp| {
+        write(tmp).map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!("cannot write: {e}"),
+        })
+    })
 }
 
 /// Loads a checkpoint written by [`save`] into a model of the same configuration.

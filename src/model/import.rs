@@ -39,46 +39,55 @@ pub struct ImportReport {
     pub moe_from_dense: bool,
 }
 
+/// A float element type both checkpoint formats can hold.
+#[derive(Clone, Copy)]
+enum Float {
+    F32,
+    F16,
+    Bf16,
+}
+
+/// Little-endian `bytes` of `kind` as f32 values.
+fn decode_floats(kind: Float, bytes: &[u8]) -> Vec<f32> {
+    match kind {
+        Float::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Float::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Float::Bf16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+    }
+}
+
 /// Reads every tensor of a `.safetensors` file as f32 (F32, F16 and BF16 accepted).
 pub fn read_safetensors(path: &Path) -> Result<RawTensors> {
     let fail = |reason: String| Error::Checkpoint {
         path: path.to_path_buf(),
         reason,
     };
-    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => Error::MissingFile {
-            path: path.to_path_buf(),
-            context: Some("checkpoint".into()),
-        },
-        _ => Error::Io {
-            path: path.to_path_buf(),
-            source,
-        },
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::reading(path, e, Some("checkpoint")))?;
     let file = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| fail(format!("not a safetensors file: {e}")))?;
     let mut out = RawTensors::new();
     for (name, view) in file.tensors() {
         let data = view.data();
-        let values: Vec<f32> = match view.dtype() {
-            safetensors::Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            safetensors::Dtype::F16 => data
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            safetensors::Dtype::BF16 => data
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+        let kind = match view.dtype() {
+            safetensors::Dtype::F32 => Float::F32,
+            safetensors::Dtype::F16 => Float::F16,
+            safetensors::Dtype::BF16 => Float::Bf16,
             other => {
                 return Err(fail(format!(
                     "tensor `{name}` has dtype {other:?}; s5 reads F32, F16 and BF16"
                 )));
             }
         };
+        let values = decode_floats(kind, data);
         out.insert(name, (view.shape().to_vec(), values));
     }
     Ok(out)
@@ -103,22 +112,14 @@ pub fn read_pytorch(path: &Path) -> Result<RawTensors> {
         let bytes = tensor
             .read()
             .map_err(|e| fail(format!("tensor `{name}`: {e}")))?;
-        let values: Vec<f32> = match tensor.dtype() {
-            pytorch_reader::DType::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            pytorch_reader::DType::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            pytorch_reader::DType::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+        let kind = match tensor.dtype() {
+            pytorch_reader::DType::F32 => Float::F32,
+            pytorch_reader::DType::F16 => Float::F16,
+            pytorch_reader::DType::BF16 => Float::Bf16,
             // Integer buffers (e.g. BatchNorm's num_batches_tracked) are not weights s5 loads.
             _ => continue,
         };
+        let values = decode_floats(kind, &bytes);
         out.insert(name.clone(), (tensor.shape().to_vec(), values));
     }
     Ok(out)

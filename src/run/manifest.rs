@@ -39,16 +39,8 @@ impl Manifest {
     /// Reads a run's manifest, refusing a format this build does not know.
     pub fn load(run: &RunDir) -> Result<Self> {
         let path = run.manifest();
-        let text = std::fs::read_to_string(&path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => Error::MissingFile {
-                path: path.clone(),
-                context: Some("not an s5 run directory".into()),
-            },
-            _ => Error::Io {
-                path: path.clone(),
-                source,
-            },
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::reading(&path, e, Some("not an s5 run directory")))?;
         let manifest: Self = serde_json::from_str(&text).map_err(|e| Error::Spec {
             path: path.clone(),
             reason: format!("bad run manifest: {e}"),
