@@ -73,6 +73,26 @@ pub enum Error {
     #[error("{path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
 
+    // ---- configuration and runs ----
+    /// A configuration value that cannot work.
+    #[error("bad configuration: {reason}")]
+    Config { reason: String },
+
+    /// A configuration file that cannot be read as one.
+    #[error("{path}: bad configuration: {reason}")]
+    ConfigFile { path: PathBuf, reason: String },
+
+    /// A run directory that cannot be used as asked (e.g. a new run over an old one).
+    #[error("{path}: {reason}")]
+    RunDir { path: PathBuf, reason: String },
+
+    /// Training stopped because the loss stopped being a number.
+    #[error(
+        "training stopped at step {step}: the loss is {loss}. {kept} Lower `optimizer.lr`, set \
+         `optimizer.clip_grad_norm`, or check the data, then `--resume`."
+    )]
+    Diverged { step: u64, loss: f64, kept: String },
+
     // ---- files ----
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]

@@ -2,7 +2,7 @@
 //! flushed, then renamed over the target.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -27,28 +27,66 @@ pub fn write_atomic_via(
     suffix: &str,
     write: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let dir_io = |source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(dir_io)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".s5-")
-        .suffix(suffix)
-        .tempfile_in(dir)
-        .map_err(dir_io)?;
-    write(tmp.path())?;
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    make_readable(tmp.path()).map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    let file = AtomicFile::create(path, suffix)?;
+    write(file.tmp_path())?;
+    file.commit()
+}
+
+/// A file being written in place of `path`: a temporary file beside it until
+/// [`AtomicFile::commit`] renames it over `path`. Dropped without commit, it disappears.
+#[derive(Debug)]
+pub struct AtomicFile {
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+}
+
+impl AtomicFile {
+    /// Creates the temporary file (and `path`'s folder if needed).
+    pub fn create(path: &Path, suffix: &str) -> Result<Self> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let dir_io = |source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(dir_io)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".s5-")
+            .suffix(suffix)
+            .tempfile_in(dir)
+            .map_err(dir_io)?;
+        Ok(Self {
+            tmp,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn tmp_path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// The open temporary file, for streaming writers.
+    pub fn file(&mut self) -> &mut std::fs::File {
+        self.tmp.as_file_mut()
+    }
+
+    /// The final path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the temporary file over the final path, readable by others.
+    pub fn commit(self) -> Result<()> {
+        let io = |source| Error::Io {
+            path: self.path.clone(),
+            source,
+        };
+        make_readable(self.tmp.path()).map_err(io)?;
+        self.tmp.persist(&self.path).map_err(|e| io(e.error))?;
+        Ok(())
+    }
 }
 
 /// Temporary files are created private (0600); what s5 writes is ordinary data (0644, then

@@ -10,13 +10,16 @@
 //!   cubecl / burn-wgpu internals.
 //! - [`data`]: dataset specs, readers, tiling, augmentation, the batch loader, synthetic scenes.
 //! - [`device`]: adapter enumeration and the one place that picks a GPU backend.
-//! - [`eval`]: confusion-matrix metrics.
+//! - [`eval`]: confusion-matrix metrics, prediction of whole images (whole, resized, sliding
+//!   windows streamed by row bands), split scoring, `s5 predict`'s files.
 //! - [`model`]: ViT (dense or FFN-MoE) + simple-FPN + UperNet per dataset; parameter counts.
 //! - [`run`]: the run directory, the contract between trainer and viewer.
-//! - [`train`]: training pieces (learning-rate schedule).
+//! - [`train`]: the supervised loop, its config, loss, optimizer groups, schedule and
+//!   self-describing checkpoint folders.
 //! - [`bench`]: timings of each op against its reference.
 //! - [`error`]: the library's error type.
 //! - [`fsutil`]: atomic file writes.
+//! - [`memory`]: peak memory of the process.
 //! - `cli` (binary only): one file per subcommand.
 //!
 //! ## Invariants
@@ -31,6 +34,7 @@ pub mod error;
 pub mod eval;
 pub mod fsutil;
 pub mod kernels;
+pub mod memory;
 pub mod model;
 pub mod run;
 pub mod train;

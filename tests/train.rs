@@ -1,4 +1,470 @@
-//! Training pieces: the learning-rate schedule.
+//! Training: schedule, loss, optimizer groups, and the real `s5 train` / `s5 predict` /
+//! `s5 eval` on a tiny synthetic dataset (kill and resume, NaN stop, predictions).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::common::{Rng, device, to_vec};
+
+fn s5() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_s5"))
+}
+
+fn ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A tiny synthetic dataset, made once per test process.
+fn synth() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = s5()
+            .args(["synth", "--tile-px", "64", "--train", "4", "--val", "2"])
+            .args(["--pool", "2", "--pool-ood", "1", "--out"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        ok(&out, "s5 synth");
+        dir
+    })
+    .path()
+}
+
+/// A training config for a tiny model (dropout and drop path on, to prove their draws
+/// resume too).
+fn tiny_config(dir: &Path, steps: u64, lr: f64) -> PathBuf {
+    let spec = synth().join("urban/urban.ron");
+    let text = format!(
+        r#"(
+    datasets: [(spec: "{}")],
+    model: (
+        backbone: Custom((dim: 32, depth: 2, heads: 2, patch_px: 16, mlp_ratio: 2,
+            pos_grid_px: 64, drop_path: 0.0, feature_blocks: (0, 1, 1, 1), ffn: Dense,
+            activation: Gelu)),
+        decoder_channels: 16, head_dropout: 0.1, drop_path: 0.1,
+    ),
+    steps: {steps},
+    batch: 2,
+    optimizer: (lr: {lr}, warmup_steps: 1, clip_grad_norm: Some(1.0), layer_decay: Some(0.9)),
+    augment: (crop_px: 64),
+    val: (every_steps: 0, mode: Slide(window_px: 64, stride_px: 48, flip: true), sample_images: 1),
+    checkpoint_every: 2,
+    keep_checkpoints: 5,
+    seed: 7,
+)"#,
+        spec.display()
+    );
+    let path = dir.join("config.ron");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Every float parameter of a model, in visiting order.
+fn weights(model: &impl Module) -> Vec<Vec<f32>> {
+    struct Collect(Vec<Vec<f32>>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push(to_vec(param.val()));
+        }
+    }
+    let mut c = Collect(Vec::new());
+    model.visit(&mut c);
+    c.0
+}
+
+/// The largest absolute difference between two models' weights.
+fn max_weight_diff(a: &Path, b: &Path) -> f32 {
+    let dev = device();
+    let (ma, _, _) = s5::train::load_model(a, &dev).unwrap();
+    let (mb, _, _) = s5::train::load_model(b, &dev).unwrap();
+    let (wa, wb) = (weights(&ma), weights(&mb));
+    assert_eq!(wa.len(), wb.len());
+    wa.iter()
+        .zip(&wb)
+        .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
+        .fold(0.0, f32::max)
+}
+
+/// Trains 6 steps in one go; separately trains, crashes (abort) after step 3 — between the
+/// checkpoints of steps 2 and 4 — and resumes: the weights must match.
+#[test]
+fn a_killed_run_resumes_to_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), 6, 1e-3);
+    let whole = dir.path().join("whole");
+    let out = s5()
+        .args(["train", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&whole)
+        .output()
+        .unwrap();
+    ok(&out, "uninterrupted s5 train");
+
+    let crashed = dir.path().join("crashed");
+    let out = s5()
+        .args(["train", "--quiet", "--abort-after-step", "3", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&crashed)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the run was meant to crash");
+    let events = s5::run::read_events(&crashed.join("events.jsonl")).unwrap();
+    assert_eq!(events.iter().filter(|e| e.kind == "train").count(), 3);
+    // Starting over the crashed run without --resume is refused.
+    let out = s5()
+        .args(["train", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&crashed)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
+
+    let out = s5()
+        .args(["train", "--quiet", "--resume", "--out"])
+        .arg(&crashed)
+        .output()
+        .unwrap();
+    ok(&out, "resumed s5 train");
+    let events = s5::run::read_events(&crashed.join("events.jsonl")).unwrap();
+    let steps: Vec<u64> = events
+        .iter()
+        .filter(|e| e.kind == "train")
+        .map(|e| e.step)
+        .collect();
+    assert_eq!(steps, [1, 2, 3, 3, 4, 5, 6], "step 3 redone after the crash");
+    let diff = max_weight_diff(&whole, &crashed);
+    assert!(diff <= 1e-6, "resumed weights differ by {diff}");
+
+    // The run directory is complete: manifest, config, validation metrics, samples.
+    let run = s5::run::RunDir::new(&crashed);
+    s5::run::Manifest::load(&run).unwrap();
+    assert!(events.iter().any(|e| e.kind == "val"
+        && e.metrics.contains_key("synth-urban/mIoU")));
+    let steps = s5::run::samples::sample_steps(&run).unwrap();
+    assert_eq!(steps, [6]);
+    let index = s5::run::samples::SampleIndex::load(&run.sample_step(6)).unwrap();
+    for file in index.entries[0].files.values() {
+        assert!(run.sample_step(6).join(file).is_file(), "{file}");
+    }
+
+    // The trained model predicts a tile of odd size with sliding windows...
+    let image = synth().join("urban/img_dir/val");
+    let pred = dir.path().join("pred");
+    let out = s5()
+        .args(["predict", "--window-px", "64", "--stride-px", "40", "--flip", "--model"])
+        .arg(&crashed)
+        .arg("--out")
+        .arg(&pred)
+        .arg(&image)
+        .output()
+        .unwrap();
+    ok(&out, "s5 predict");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("peak memory"));
+    let first = std::fs::read_dir(&image).unwrap().next().unwrap().unwrap().path();
+    let name = format!("{}.png", first.file_stem().unwrap().to_string_lossy());
+    let index = image::open(pred.join("index").join(&name)).unwrap().to_luma8();
+    let color = image::open(pred.join("color").join(&name)).unwrap().to_rgb8();
+    let conf = image::open(pred.join("confidence").join(&name)).unwrap().to_luma8();
+    assert_eq!(index.dimensions(), (64, 64));
+    assert_eq!(color.dimensions(), (64, 64));
+    assert_eq!(conf.dimensions(), (64, 64));
+    let spec = s5::data::DatasetSpec::load(&synth().join("urban/urban.ron")).unwrap();
+    for (l, c) in index.pixels().zip(color.pixels()) {
+        assert!(usize::from(l[0]) < spec.num_classes());
+        assert_eq!(c.0, spec.palette[usize::from(l[0])]);
+    }
+    // ... and (the classes being 6) no pixel has confidence below 1/6.
+    assert!(conf.pixels().all(|p| p[0] >= 255 / 6));
+
+    // The prediction folder scores like the model itself, through both forms of s5 eval.
+    let metrics_a = dir.path().join("a.json");
+    let out = s5()
+        .args(["eval", "--window-px", "64", "--stride-px", "40", "--flip", "--model"])
+        .arg(&crashed)
+        .arg("--out")
+        .arg(&metrics_a)
+        .output()
+        .unwrap();
+    ok(&out, "s5 eval --model");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("mIoU"));
+    let metrics_b = dir.path().join("b.json");
+    let out = s5()
+        .args(["eval", "--pred"])
+        .arg(pred.join("index"))
+        .arg("--gt")
+        .arg(synth().join("urban/ann_dir/val"))
+        .arg("--spec")
+        .arg(synth().join("urban/urban.ron"))
+        .arg("--out")
+        .arg(&metrics_b)
+        .output()
+        .unwrap();
+    ok(&out, "s5 eval --pred");
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    assert_eq!(
+        read(&metrics_a)["confusion_matrix"],
+        read(&metrics_b)["confusion_matrix"]
+    );
+}
+
+/// A loss that blows up stops the run with a clear message and keeps the last good
+/// checkpoint.
+#[test]
+fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), 6, 1e30);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("clip_grad_norm: Some(1.0)", "clip_grad_norm: None")
+        .replace("checkpoint_every: 2", "checkpoint_every: 1");
+    std::fs::write(&config, text).unwrap();
+    let run = dir.path().join("run");
+    let out = s5()
+        .args(["train", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("training stopped at step"), "{stderr}");
+    assert!(stderr.contains("last good checkpoint"), "{stderr}");
+    let (step, dir) = s5::run::RunDir::new(&run).latest_checkpoint().unwrap().unwrap();
+    assert!(step >= 1 && dir.join("model.bpk").is_file());
+    let events = s5::run::read_events(&run.join("events.jsonl")).unwrap();
+    assert_eq!(events.last().unwrap().kind, "diverged");
+}
+
+#[test]
+fn bad_training_configs_name_the_file_and_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.ron");
+    std::fs::write(&path, "(steps: 10, datasets: [(spec: \"x.ron\")], augment: (crop_px: 100))")
+        .unwrap();
+    let out = s5()
+        .args(["train", "--config"])
+        .arg(&path)
+        .arg("--out")
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("bad.ron") && stderr.contains("multiple of 32"), "{stderr}");
+    std::fs::write(&path, "(steps: 10, datsets: [])").unwrap();
+    let out = s5()
+        .args(["train", "--config"])
+        .arg(&path)
+        .arg("--out")
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.ron") && stderr.contains("datsets"), "{stderr}");
+    let out = s5()
+        .args(["train", "--resume", "--out"])
+        .arg(dir.path().join("empty"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nothing to resume"), "{stderr}");
+}
+
+/// The loss against its definition computed by hand: ignored pixels weigh nothing.
+#[test]
+fn masked_cross_entropy_matches_a_hand_computation() {
+    use s5::train::loss::masked_cross_entropy;
+    let dev = device();
+    let mut rng = Rng::fresh("masked ce");
+    let (b, k, h, w) = (2, 3, 3, 5);
+    let logits = rng.tensor([b, k, h, w], 2.0, &dev);
+    let labels: Vec<i32> = (0..b * h * w).map(|_| rng.below(k) as i32).collect();
+    let valid: Vec<f32> = (0..b * h * w)
+        .map(|i| if i % 4 == 0 { 0.0 } else { 1.0 })
+        .collect();
+    let loss = masked_cross_entropy(
+        logits.clone(),
+        Tensor::<3, Int>::from_data(TensorData::new(labels.clone(), [b, h, w]), &dev),
+        Tensor::<3>::from_data(TensorData::new(valid.clone(), [b, h, w]), &dev),
+    );
+    let l = to_vec(logits);
+    let (mut sum, mut n) = (0.0f64, 0.0f64);
+    for bi in 0..b {
+        for p in 0..h * w {
+            let i = bi * h * w + p;
+            if valid[i] == 0.0 {
+                continue;
+            }
+            let z: Vec<f64> = (0..k)
+                .map(|c| f64::from(l[(bi * k + c) * h * w + p]))
+                .collect();
+            let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = max + z.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+            sum += lse - z[labels[i] as usize];
+            n += 1.0;
+        }
+    }
+    let got = s5::train::loss::scalar(loss);
+    assert!((got - sum / n).abs() < 1e-4, "{got} vs {}", sum / n);
+}
+
+/// Weight-decay exemptions and layer indices come from the module paths; global clipping
+/// brings the norm to the limit.
+#[test]
+fn optimizer_groups_and_global_clipping() {
+    use burn::optim::GradientsParams;
+    use s5::model::{Segmentor, SegmentorConfig, VitConfig};
+    use s5::train::optimizer::{clip_global_norm, param_infos};
+    let dev: Device = device().autodiff();
+    let mut backbone = VitConfig::vit_tiny();
+    backbone.dim = 32;
+    backbone.heads = 2;
+    backbone.depth = 3;
+    backbone.feature_blocks = [0, 1, 2, 2];
+    let mut cfg = SegmentorConfig::new(backbone, vec![3]);
+    cfg.decoder_channels = 8;
+    let model = Segmentor::new(&cfg, &dev);
+    let infos = param_infos(&model);
+    let find = |p: &str| {
+        infos
+            .iter()
+            .find(|i| i.path == p)
+            .unwrap_or_else(|| panic!("no {p} in {:?}", infos.iter().map(|i| &i.path).collect::<Vec<_>>()))
+    };
+    let qkv = find("backbone.blocks.2.attn.qkv.weight");
+    assert!(!qkv.exempt_from_decay());
+    assert_eq!(qkv.layer(3), 3);
+    assert!(find("backbone.blocks.0.attn.qkv.bias").exempt_from_decay());
+    assert!(find("backbone.pos_embed").exempt_from_decay());
+    assert_eq!(find("backbone.patch_embed.weight").layer(3), 0);
+    assert_eq!(find("decoders.0.classifier.weight").layer(3), 4);
+
+    let mut rng = Rng::fresh("clip");
+    let x = rng.tensor([1, 3, 32, 32], 1.0, &dev);
+    let loss = model.forward(x, 0).powi_scalar(2).mean() * 1e4;
+    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    let before = clip_global_norm(&model, &mut grads, 0.5);
+    assert!(before > 0.5, "the test wants a norm above the limit, got {before}");
+    let after = clip_global_norm(&model, &mut grads, f64::INFINITY);
+    assert!((after - 0.5).abs() < 1e-3, "clipped norm {after}");
+}
+
+#[test]
+fn sliding_windows_cover_the_image_flush_with_its_end() {
+    use s5::eval::infer::window_starts;
+    assert_eq!(window_starts(100, 128, 64), [0]);
+    assert_eq!(window_starts(128, 128, 64), [0]);
+    assert_eq!(window_starts(300, 128, 64), [0, 64, 128, 172]);
+    assert_eq!(window_starts(256, 128, 128), [0, 128]);
+}
+
+/// Sliding-window prediction streamed by bands equals the whole-image average of window
+/// logits built from plain tensor ops.
+#[test]
+fn streamed_sliding_windows_equal_a_tensor_reference() {
+    use s5::eval::infer::{InferMode, forward_any_size, image_tensor, predict_bands};
+    use s5::model::{Segmentor, SegmentorConfig, VitConfig};
+    let dev = device();
+    let mut backbone = VitConfig::vit_tiny();
+    backbone.dim = 32;
+    backbone.heads = 2;
+    backbone.depth = 2;
+    backbone.feature_blocks = [0, 1, 1, 1];
+    let mut cfg = SegmentorConfig::new(backbone, vec![4]);
+    cfg.decoder_channels = 8;
+    let model = Segmentor::new(&cfg, &dev).valid();
+    let mut rng = Rng::fresh("slide");
+    let (w, h) = (90 + rng.below(20) as u32, 70 + rng.below(20) as u32);
+    let image = image::RgbImage::from_fn(w, h, |_, _| {
+        image::Rgb([rng.below(256) as u8, rng.below(256) as u8, rng.below(256) as u8])
+    });
+    let (win, stride) = (64usize, 40usize);
+    let mut labels = vec![0u8; (w * h) as usize];
+    let mut conf = vec![0f32; (w * h) as usize];
+    let mut bands = 0;
+    predict_bands(
+        &model,
+        0,
+        &image,
+        InferMode::Slide { window_px: win as u32, stride_px: stride as u32, flip: false },
+        3,
+        &dev,
+        |band| {
+            let start = band.y * w as usize;
+            labels[start..start + band.labels.len()].copy_from_slice(&band.labels);
+            conf[start..start + band.confidence.len()].copy_from_slice(&band.confidence);
+            bands += 1;
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert!(bands > 1, "a tall image comes out in several bands");
+    // Reference: every window's logits added into a full map, divided by the coverage.
+    let full = image_tensor(&image, &dev);
+    let (hh, ww) = (h as usize, w as usize);
+    let mut sum = Tensor::<4>::zeros([1, 4, hh, ww], &dev);
+    let mut count = Tensor::<4>::zeros([1, 1, hh, ww], &dev);
+    for y in s5::eval::infer::window_starts(hh, win, stride) {
+        for x in s5::eval::infer::window_starts(ww, win, stride) {
+            let crop = full.clone().narrow(2, y, win).narrow(3, x, win);
+            let logits = forward_any_size(&model, 0, crop, false);
+            let region = [0..1, 0..4, y..y + win, x..x + win];
+            sum = sum.clone().slice_assign(region.clone(), sum.slice(region) + logits);
+            let cregion = [0..1, 0..1, y..y + win, x..x + win];
+            count = count.clone().slice_assign(cregion.clone(), count.slice(cregion) + 1.0);
+        }
+    }
+    let probs = burn::tensor::activation::softmax(sum / count, 1);
+    let (max, arg) = probs.max_dim_with_indices(1);
+    let ref_conf = to_vec(max);
+    let ref_labels: Vec<i64> = arg.into_data().convert::<i64>().try_to_vec().unwrap();
+    let mut mismatched = 0;
+    for i in 0..labels.len() {
+        assert!((conf[i] - ref_conf[i]).abs() < 1e-4, "confidence at {i}: {} vs {}", conf[i], ref_conf[i]);
+        if i64::from(labels[i]) != ref_labels[i] {
+            mismatched += 1;
+        }
+    }
+    // Only exact ties could differ.
+    assert!(mismatched * 1000 <= labels.len(), "{mismatched} labels differ");
+}
+
+#[test]
+fn sample_folders_are_thinned_to_a_bound() {
+    use s5::run::samples::{SampleEntry, SampleWriter, sample_steps};
+    let dir = tempfile::tempdir().unwrap();
+    let run = s5::run::RunDir::new(dir.path());
+    let picture = image::RgbImage::new(4, 4);
+    for step in 1..=40u64 {
+        let mut writer = SampleWriter::new(&run, step).keep(8);
+        writer
+            .add(SampleEntry::default(), &[("image", &picture)])
+            .unwrap();
+        writer.finish().unwrap();
+        let steps = sample_steps(&run).unwrap();
+        assert!(steps.len() <= 8, "{steps:?}");
+        assert_eq!(steps[0], 1, "the first step stays");
+        assert_eq!(*steps.last().unwrap(), step, "the newest step is there");
+    }
+}
 
 #[test]
 fn cosine_schedule_warms_up_then_decays_to_its_floor() {

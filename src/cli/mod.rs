@@ -8,9 +8,12 @@ use s5::device::GpuBackend;
 mod bench;
 mod data;
 mod eval;
+mod infer_args;
 mod info;
 mod model;
+mod predict;
 mod synth;
+mod train;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,8 +41,13 @@ enum Command {
     /// Inspect datasets.
     #[command(subcommand)]
     Data(data::DataCommand),
-    /// Score predicted masks against ground truth (per-class table and metrics.json).
+    /// Train a segmentation model on labeled datasets (resumable run directory).
+    Train(train::TrainArgs),
+    /// Score a model on a dataset split, or prediction masks against ground truth
+    /// (per-class table and metrics.json).
     Eval(eval::EvalArgs),
+    /// Predict images of any size with a trained model (index, colour, confidence PNGs).
+    Predict(predict::PredictArgs),
     /// Inspect models.
     #[command(subcommand)]
     Model(model::ModelCommand),
@@ -56,7 +64,9 @@ pub fn main() -> ExitCode {
         Command::Synth(args) => synth::run(args),
         Command::Data(cmd) => data::run(cmd),
         Command::Model(cmd) => model::run(cli.backend, cmd),
-        Command::Eval(args) => eval::run(args),
+        Command::Train(args) => train::run(cli.backend, args),
+        Command::Eval(args) => eval::run(cli.backend, args),
+        Command::Predict(args) => predict::run(cli.backend, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,7 +13,7 @@ use super::IGNORE;
 
 /// Every probability and range of the augmentations; defaults are the paper's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AugmentConfig {
     /// Output side (square crops).
     pub crop_px: u32,

@@ -80,6 +80,11 @@ impl UperNet {
         }
     }
 
+    /// The number of classes the head predicts.
+    pub fn classes(&self) -> usize {
+        self.classifier.weight.lazy_shape().dims::<4>()[0]
+    }
+
     /// BatchNorm running means and variances: buffers that `num_params` counts but that
     /// are not trained (the paper's counts leave them out).
     pub fn running_stats(&self) -> usize {

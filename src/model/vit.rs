@@ -160,7 +160,7 @@ impl Vit {
         let mut x = Tensor::cat(vec![cls, x], 1) + self.pos_embed_for(gh, gw);
         let n = 1 + gh * gw;
         let token_ids = dataset_ids.reshape([b, 1]).expand([b, n]).reshape([b * n]);
-        let mut features: Vec<Tensor<4>> = Vec::with_capacity(4);
+        let mut outputs: Vec<Option<Tensor<4>>> = vec![None; self.blocks.len()];
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(x, &token_ids);
             if self.feature_blocks.contains(&i) {
@@ -169,11 +169,16 @@ impl Vit {
                     .narrow(1, 1, gh * gw)
                     .swap_dims(1, 2)
                     .reshape([b, d, gh, gw]);
-                features.push(map);
+                outputs[i] = Some(map);
             }
         }
-        features
-            .try_into()
-            .unwrap_or_else(|_| panic!("feature blocks must be 4 distinct blocks"))
+        // A block may feed several levels (shallow test models).
+        self.feature_blocks.map(|i| {
+            outputs
+                .get(i)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| panic!("feature block {i} of a {}-block ViT", self.blocks.len()))
+        })
     }
 }

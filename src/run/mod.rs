@@ -5,8 +5,9 @@
 //! <run>/manifest.json     format version, kind, s5 version, creation time   (rewritten atomically)
 //! <run>/config.ron        the resolved configuration                        (rewritten atomically)
 //! <run>/events.jsonl      one JSON object per line, append-only            (whole lines only)
-//! <run>/checkpoints/      step-<n>/{model,optimizer}.bpk, and `latest` naming the newest
-//! <run>/samples/          step-<n>/ images and their index, written by the trainer
+//! <run>/checkpoints/      step-<n>/{model.bpk, optimizer.bpk, model.ron, state.ron}, and
+//!                         `latest` naming the newest (see `train::card`)
+//! <run>/samples/          step-<n>/ pictures and their index.ron (see `run::samples`)
 //! ```
 //!
 //! A reader never sees a torn file: rewritten files go through a temporary file and a
@@ -16,6 +17,7 @@
 pub mod events;
 pub mod layout;
 pub mod manifest;
+pub mod samples;
 
 pub use events::{Event, EventLog, read_events};
 pub use layout::RunDir;

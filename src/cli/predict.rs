@@ -1,0 +1,90 @@
+//! `s5 predict`: a trained model on images or folders of any size → index, colour and
+//! confidence PNGs.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use s5::data::source::images_in_folder;
+use s5::device::{self, GpuBackend};
+use s5::eval::predict::predict_file;
+
+use super::infer_args::InferArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct PredictArgs {
+    /// A run directory (its newest checkpoint) or a checkpoint folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// Which decoder, by dataset name or index (needed when the model has several).
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Output folder: index/, color/ and confidence/ PNGs named like the inputs.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    infer: InferArgs,
+    /// Images, or folders of images.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+}
+
+pub fn run(backend: Option<GpuBackend>, args: PredictArgs) -> Result<()> {
+    let mode = args.infer.mode()?;
+    let mut files = Vec::new();
+    for input in &args.inputs {
+        if input.is_dir() {
+            files.extend(images_in_folder(input)?);
+        } else if input.is_file() {
+            files.push(input.clone());
+        } else {
+            bail!("{}: no such image or folder", input.display());
+        }
+    }
+    if files.is_empty() {
+        bail!("no images found in {:?}", args.inputs);
+    }
+    let gpu = device::gpu(backend)?;
+    let (model, card, checkpoint) = s5::train::load_model(&args.model, &gpu.device)?;
+    let dataset = card.dataset_index(args.dataset.as_deref())?;
+    let palette = &card.datasets[dataset].palette;
+    eprintln!(
+        "model {} ({}), {} image(s), {mode:?}",
+        checkpoint.display(),
+        card.datasets[dataset].name,
+        files.len()
+    );
+    let bar = ProgressBar::new(files.len() as u64).with_style(ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} images ({eta})  {msg}",
+    )?);
+    let started = Instant::now();
+    let mut pixels = 0u64;
+    for file in &files {
+        bar.set_message(file.display().to_string());
+        let out = predict_file(
+            &model,
+            dataset,
+            palette,
+            file,
+            &args.out,
+            mode,
+            args.infer.window_batch,
+            &gpu.device,
+        )?;
+        pixels += u64::from(out.size_px.0) * u64::from(out.size_px.1);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "wrote {} prediction(s) under {} (index/, color/, confidence/): {:.1} Mpx in {secs:.1} s",
+        files.len(),
+        args.out.display(),
+        pixels as f64 / 1e6
+    );
+    if let Some(peak) = s5::memory::peak_rss_bytes() {
+        println!("peak memory (RSS): {:.0} MiB", peak as f64 / (1u64 << 20) as f64);
+    }
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! What `s5 train` reads: a RON file whose fields all have defaults, resolved (absolute
+//! paths, model built from the dataset specs) and written into the run directory as
+//! `config.ron`, which is what `--resume` reads back.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::DatasetSpec;
+use crate::data::augment::AugmentConfig;
+use crate::error::{Error, Result};
+use crate::eval::InferMode;
+use crate::model::{SegmentorConfig, VitConfig};
+
+/// One dataset trained on: its spec, optionally another root, the splits used, and the
+/// weight of its loss in the sum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatasetEntry {
+    pub spec: PathBuf,
+    /// Overrides the spec's root.
+    pub root: Option<PathBuf>,
+    pub train_split: String,
+    /// `None`: this dataset is not validated.
+    pub val_split: Option<String>,
+    pub loss_weight: f64,
+}
+
+impl Default for DatasetEntry {
+    fn default() -> Self {
+        Self {
+            spec: PathBuf::new(),
+            root: None,
+            train_split: "train".into(),
+            val_split: Some("val".into()),
+            loss_weight: 1.0,
+        }
+    }
+}
+
+impl DatasetEntry {
+    /// The spec with the root override applied.
+    pub fn load_spec(&self) -> Result<DatasetSpec> {
+        let mut spec = DatasetSpec::load(&self.spec)?;
+        if let Some(root) = &self.root {
+            spec.root = Some(root.clone());
+        }
+        Ok(spec)
+    }
+}
+
+/// The backbone by preset name (`tiny`, `small`, `base`, `large`, `huge`) or in full.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Backbone {
+    Preset(String),
+    Custom(VitConfig),
+}
+
+/// The model trained: backbone, decoder width, and weights to start from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSetup {
+    pub backbone: Backbone,
+    /// FFN-MoE with this many expert columns (P) per dataset; `None`: dense FFNs.
+    pub moe_expert_dim: Option<usize>,
+    pub decoder_channels: usize,
+    pub head_dropout: f64,
+    pub drop_path: f64,
+    /// Weights to start from: an s5 checkpoint (`.bpk`, or a run's checkpoint folder), or a
+    /// `.pth` / `.safetensors` from timm, MAE or the authors (see `s5 model import`).
+    pub init: Option<PathBuf>,
+}
+
+impl Default for ModelSetup {
+    fn default() -> Self {
+        Self {
+            backbone: Backbone::Preset("base".into()),
+            moe_expert_dim: None,
+            decoder_channels: 256,
+            head_dropout: 0.1,
+            drop_path: 0.1,
+            init: None,
+        }
+    }
+}
+
+impl ModelSetup {
+    /// The segmentor for datasets with these class counts.
+    pub fn segmentor(&self, classes: Vec<usize>) -> Result<SegmentorConfig> {
+        let mut backbone = match &self.backbone {
+            Backbone::Preset(name) => VitConfig::by_name(name).ok_or_else(|| Error::Config {
+                reason: format!(
+                    "unknown backbone preset `{name}`: use tiny, small, base, large or huge, \
+                     or `Custom((dim: .., depth: .., ...))`"
+                ),
+            })?,
+            Backbone::Custom(cfg) => cfg.clone(),
+        };
+        backbone.drop_path = self.drop_path;
+        if let Some(p) = self.moe_expert_dim {
+            backbone = backbone.with_moe(classes.len(), p);
+        }
+        let mut cfg = SegmentorConfig::new(backbone, classes);
+        cfg.decoder_channels = self.decoder_channels;
+        cfg.head_dropout = self.head_dropout;
+        Ok(cfg)
+    }
+}
+
+/// AdamW with a per-iteration cosine schedule (S5-REFERENCE §2–§3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimizerSetup {
+    pub lr: f64,
+    /// The rate the cosine reaches at the last step.
+    pub final_lr: f64,
+    pub warmup_steps: u64,
+    pub weight_decay: f64,
+    pub betas: (f64, f64),
+    pub epsilon: f64,
+    /// Layer-wise lr decay (BEiT/MAE style): block i of L gets `lr · decay^(L − i)`, the
+    /// patch embedding `decay^(L + 1)`, neck and decoders the full rate. `None`: off.
+    pub layer_decay: Option<f64>,
+    /// No weight decay on biases, norms, the position table and the cls token.
+    pub no_decay_on_norms_and_biases: bool,
+    /// Clip the global gradient norm (over every parameter) to this value.
+    pub clip_grad_norm: Option<f64>,
+}
+
+impl Default for OptimizerSetup {
+    fn default() -> Self {
+        Self {
+            lr: 5e-5,
+            final_lr: 0.0,
+            warmup_steps: 0,
+            weight_decay: 0.01,
+            betas: (0.9, 0.999),
+            epsilon: 1e-8,
+            layer_decay: None,
+            no_decay_on_norms_and_biases: true,
+            clip_grad_norm: None,
+        }
+    }
+}
+
+/// How and how often the model is validated while it trains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValSetup {
+    /// Validate every this many steps and at the end; 0: only at the end.
+    pub every_steps: u64,
+    pub mode: InferMode,
+    /// Score only the first images of each validation split (`None`: all).
+    pub max_images: Option<usize>,
+    /// Leave each spec's background class out of the means (S4P validation does).
+    pub exclude_background: bool,
+    /// Validation images written under `samples/step-<n>/` per dataset (image, truth,
+    /// prediction), for the viewer.
+    pub sample_images: usize,
+}
+
+impl Default for ValSetup {
+    fn default() -> Self {
+        Self {
+            every_steps: 0,
+            mode: InferMode::Whole { flip: false },
+            max_images: None,
+            exclude_background: false,
+            sample_images: 4,
+        }
+    }
+}
+
+/// A whole supervised training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub datasets: Vec<DatasetEntry>,
+    pub model: ModelSetup,
+    pub steps: u64,
+    /// Crops per dataset per step.
+    pub batch: usize,
+    pub optimizer: OptimizerSetup,
+    /// Labeled-image augmentation; `crop_px` is the training crop.
+    pub augment: AugmentConfig,
+    pub val: ValSetup,
+    /// Checkpoint every this many steps (and always at the end).
+    pub checkpoint_every: u64,
+    /// Checkpoints kept besides the newest; older ones are deleted.
+    pub keep_checkpoints: usize,
+    pub seed: u64,
+    /// Batches prepared ahead per dataset.
+    pub prefetch: usize,
+    /// Report unreadable samples once and go on instead of stopping.
+    pub skip_bad: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            datasets: Vec::new(),
+            model: ModelSetup::default(),
+            steps: 1000,
+            batch: 8,
+            optimizer: OptimizerSetup::default(),
+            augment: AugmentConfig::default(),
+            val: ValSetup::default(),
+            checkpoint_every: 500,
+            keep_checkpoints: 2,
+            seed: 0,
+            prefetch: 2,
+            skip_bad: false,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a config file; every error names the file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::reading(path, e, Some("training config")))?;
+        let cfg: Self = ron::from_str(&text).map_err(|e| Error::ConfigFile {
+            path: path.to_path_buf(),
+            reason: format!("not a training config: {e}"),
+        })?;
+        cfg.validate().map_err(|reason| Error::ConfigFile {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        Ok(cfg)
+    }
+
+    /// The config as RON (what `config.ron` holds).
+    pub fn to_ron(&self) -> String {
+        ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::default())
+            .expect("configs serialise")
+    }
+
+    /// Checks what can be checked without touching the data.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.datasets.is_empty() {
+            return Err("`datasets` is empty: name at least one dataset spec".into());
+        }
+        if self.steps == 0 || self.batch == 0 {
+            return Err("`steps` and `batch` must be at least 1".into());
+        }
+        if self.checkpoint_every == 0 {
+            return Err("`checkpoint_every` must be at least 1".into());
+        }
+        let o = &self.optimizer;
+        if !(o.lr > 0.0 && o.lr.is_finite()) || o.final_lr < 0.0 || o.weight_decay < 0.0 {
+            return Err(format!(
+                "optimizer: lr must be > 0 and final_lr, weight_decay ≥ 0 (got lr {}, final_lr {}, weight_decay {})",
+                o.lr, o.final_lr, o.weight_decay
+            ));
+        }
+        if o.layer_decay.is_some_and(|d| !(d > 0.0 && d <= 1.0)) {
+            return Err("optimizer.layer_decay must be in (0, 1]".into());
+        }
+        if o.clip_grad_norm.is_some_and(|c| c <= 0.0) {
+            return Err("optimizer.clip_grad_norm must be > 0".into());
+        }
+        if self.augment.crop_px < 32 || self.augment.crop_px % 32 != 0 {
+            return Err(format!(
+                "augment.crop_px must be a multiple of 32 (the model's coarsest stride), got {}",
+                self.augment.crop_px
+            ));
+        }
+        self.val.mode.validate()
+    }
+
+    /// Absolute dataset and init paths, so the run directory's copy works from anywhere.
+    pub fn resolved(mut self) -> Result<Self> {
+        let absolute = |p: &Path| -> Result<PathBuf> {
+            std::path::absolute(p).map_err(|source| Error::Io {
+                path: p.to_path_buf(),
+                source,
+            })
+        };
+        for d in &mut self.datasets {
+            d.spec = absolute(&d.spec)?;
+            if let Some(root) = &d.root {
+                d.root = Some(absolute(root)?);
+            }
+        }
+        if let Some(init) = &self.model.init {
+            self.model.init = Some(absolute(init)?);
+        }
+        Ok(self)
+    }
+}

@@ -1,0 +1,43 @@
+//! Pixel-wise cross-entropy with per-pixel weights: ignored and padded pixels weigh 0, and
+//! FixMatch's confidence mask is a weight too (S5-REFERENCE §2).
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor};
+
+/// `Σ weight · (−log p[label]) / normalizer`.
+///
+/// # Shapes
+/// logits `[B, K, H, W]`, labels `[B, H, W]` (in `[0, K)` wherever weight > 0; anything in
+/// range elsewhere), weight `[B, H, W]`, normalizer `[1]` → `[1]`.
+pub fn weighted_cross_entropy(
+    logits: Tensor<4>,
+    labels: Tensor<3, Int>,
+    weight: Tensor<3>,
+    normalizer: Tensor<1>,
+) -> Tensor<1> {
+    let [b, _, h, w] = logits.dims();
+    let picked = log_softmax(logits, 1)
+        .gather(1, labels.reshape([b, 1, h, w]))
+        .reshape([b, h, w]);
+    (picked * weight).sum().neg() / normalizer
+}
+
+/// Mean cross-entropy over the valid pixels (PyTorch's `ignore_index` semantics); 0 when no
+/// pixel is valid.
+///
+/// # Shapes
+/// logits `[B, K, H, W]`, labels `[B, H, W]`, valid `[B, H, W]` (1 valid, 0 not) → `[1]`.
+pub fn masked_cross_entropy(logits: Tensor<4>, labels: Tensor<3, Int>, valid: Tensor<3>) -> Tensor<1> {
+    let count = valid.clone().sum().clamp_min(1.0);
+    weighted_cross_entropy(logits, labels, valid, count)
+}
+
+/// The value of a one-element tensor (one read from the GPU).
+pub fn scalar(t: Tensor<1>) -> f64 {
+    let values = t
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("a float tensor");
+    f64::from(values[0])
+}
