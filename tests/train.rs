@@ -146,15 +146,22 @@ fn a_killed_run_resumes_to_the_same_weights() {
         .filter(|e| e.kind == "train")
         .map(|e| e.step)
         .collect();
-    assert_eq!(steps, [1, 2, 3, 3, 4, 5, 6], "step 3 redone after the crash");
+    assert_eq!(
+        steps,
+        [1, 2, 3, 3, 4, 5, 6],
+        "step 3 redone after the crash"
+    );
     let diff = max_weight_diff(&whole, &crashed);
     assert!(diff <= 1e-6, "resumed weights differ by {diff}");
 
     // The run directory is complete: manifest, config, validation metrics, samples.
     let run = s5::run::RunDir::new(&crashed);
     s5::run::Manifest::load(&run).unwrap();
-    assert!(events.iter().any(|e| e.kind == "val"
-        && e.metrics.contains_key("synth-urban/mIoU")));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "val" && e.metrics.contains_key("synth-urban/mIoU"))
+    );
     let steps = s5::run::samples::sample_steps(&run).unwrap();
     assert_eq!(steps, [6]);
     let index = s5::run::samples::SampleIndex::load(&run.sample_step(6)).unwrap();
@@ -166,7 +173,15 @@ fn a_killed_run_resumes_to_the_same_weights() {
     let image = synth().join("urban/img_dir/val");
     let pred = dir.path().join("pred");
     let out = s5()
-        .args(["predict", "--window-px", "64", "--stride-px", "40", "--flip", "--model"])
+        .args([
+            "predict",
+            "--window-px",
+            "64",
+            "--stride-px",
+            "40",
+            "--flip",
+            "--model",
+        ])
         .arg(&crashed)
         .arg("--out")
         .arg(&pred)
@@ -175,11 +190,22 @@ fn a_killed_run_resumes_to_the_same_weights() {
         .unwrap();
     ok(&out, "s5 predict");
     assert!(String::from_utf8_lossy(&out.stdout).contains("peak memory"));
-    let first = std::fs::read_dir(&image).unwrap().next().unwrap().unwrap().path();
+    let first = std::fs::read_dir(&image)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let name = format!("{}.png", first.file_stem().unwrap().to_string_lossy());
-    let index = image::open(pred.join("index").join(&name)).unwrap().to_luma8();
-    let color = image::open(pred.join("color").join(&name)).unwrap().to_rgb8();
-    let conf = image::open(pred.join("confidence").join(&name)).unwrap().to_luma8();
+    let index = image::open(pred.join("index").join(&name))
+        .unwrap()
+        .to_luma8();
+    let color = image::open(pred.join("color").join(&name))
+        .unwrap()
+        .to_rgb8();
+    let conf = image::open(pred.join("confidence").join(&name))
+        .unwrap()
+        .to_luma8();
     assert_eq!(index.dimensions(), (64, 64));
     assert_eq!(color.dimensions(), (64, 64));
     assert_eq!(conf.dimensions(), (64, 64));
@@ -194,7 +220,15 @@ fn a_killed_run_resumes_to_the_same_weights() {
     // The prediction folder scores like the model itself, through both forms of s5 eval.
     let metrics_a = dir.path().join("a.json");
     let out = s5()
-        .args(["eval", "--window-px", "64", "--stride-px", "40", "--flip", "--model"])
+        .args([
+            "eval",
+            "--window-px",
+            "64",
+            "--stride-px",
+            "40",
+            "--flip",
+            "--model",
+        ])
         .arg(&crashed)
         .arg("--out")
         .arg(&metrics_a)
@@ -247,7 +281,10 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("training stopped at step"), "{stderr}");
     assert!(stderr.contains("last good checkpoint"), "{stderr}");
-    let (step, dir) = s5::run::RunDir::new(&run).latest_checkpoint().unwrap().unwrap();
+    let (step, dir) = s5::run::RunDir::new(&run)
+        .latest_checkpoint()
+        .unwrap()
+        .unwrap();
     assert!(step >= 1 && dir.join("model.bpk").is_file());
     let events = s5::run::read_events(&run.join("events.jsonl")).unwrap();
     assert_eq!(events.last().unwrap().kind, "diverged");
@@ -257,8 +294,11 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
 fn bad_training_configs_name_the_file_and_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.ron");
-    std::fs::write(&path, "(steps: 10, datasets: [(spec: \"x.ron\")], augment: (crop_px: 100))")
-        .unwrap();
+    std::fs::write(
+        &path,
+        "(steps: 10, datasets: [(spec: \"x.ron\")], augment: (crop_px: 100))",
+    )
+    .unwrap();
     let out = s5()
         .args(["train", "--config"])
         .arg(&path)
@@ -268,7 +308,10 @@ fn bad_training_configs_name_the_file_and_the_problem() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("bad.ron") && stderr.contains("multiple of 32"), "{stderr}");
+    assert!(
+        stderr.contains("bad.ron") && stderr.contains("multiple of 32"),
+        "{stderr}"
+    );
     std::fs::write(&path, "(steps: 10, datsets: [])").unwrap();
     let out = s5()
         .args(["train", "--config"])
@@ -278,7 +321,10 @@ fn bad_training_configs_name_the_file_and_the_problem() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bad.ron") && stderr.contains("datsets"), "{stderr}");
+    assert!(
+        stderr.contains("bad.ron") && stderr.contains("datsets"),
+        "{stderr}"
+    );
     let out = s5()
         .args(["train", "--resume", "--out"])
         .arg(dir.path().join("empty"))
@@ -344,10 +390,12 @@ fn optimizer_groups_and_global_clipping() {
     let model = Segmentor::new(&cfg, &dev);
     let infos = param_infos(&model);
     let find = |p: &str| {
-        infos
-            .iter()
-            .find(|i| i.path == p)
-            .unwrap_or_else(|| panic!("no {p} in {:?}", infos.iter().map(|i| &i.path).collect::<Vec<_>>()))
+        infos.iter().find(|i| i.path == p).unwrap_or_else(|| {
+            panic!(
+                "no {p} in {:?}",
+                infos.iter().map(|i| &i.path).collect::<Vec<_>>()
+            )
+        })
     };
     let qkv = find("backbone.blocks.2.attn.qkv.weight");
     assert!(!qkv.exempt_from_decay());
@@ -362,7 +410,10 @@ fn optimizer_groups_and_global_clipping() {
     let loss = model.forward(x, 0).powi_scalar(2).mean() * 1e4;
     let mut grads = GradientsParams::from_grads(loss.backward(), &model);
     let before = clip_global_norm(&model, &mut grads, 0.5);
-    assert!(before > 0.5, "the test wants a norm above the limit, got {before}");
+    assert!(
+        before > 0.5,
+        "the test wants a norm above the limit, got {before}"
+    );
     let after = clip_global_norm(&model, &mut grads, f64::INFINITY);
     assert!((after - 0.5).abs() < 1e-3, "clipped norm {after}");
 }
@@ -394,7 +445,11 @@ fn streamed_sliding_windows_equal_a_tensor_reference() {
     let mut rng = Rng::fresh("slide");
     let (w, h) = (90 + rng.below(20) as u32, 70 + rng.below(20) as u32);
     let image = image::RgbImage::from_fn(w, h, |_, _| {
-        image::Rgb([rng.below(256) as u8, rng.below(256) as u8, rng.below(256) as u8])
+        image::Rgb([
+            rng.below(256) as u8,
+            rng.below(256) as u8,
+            rng.below(256) as u8,
+        ])
     });
     let (win, stride) = (64usize, 40usize);
     let mut labels = vec![0u8; (w * h) as usize];
@@ -404,7 +459,11 @@ fn streamed_sliding_windows_equal_a_tensor_reference() {
         &model,
         0,
         &image,
-        InferMode::Slide { window_px: win as u32, stride_px: stride as u32, flip: false },
+        InferMode::Slide {
+            window_px: win as u32,
+            stride_px: stride as u32,
+            flip: false,
+        },
         3,
         &dev,
         |band| {
@@ -427,9 +486,13 @@ fn streamed_sliding_windows_equal_a_tensor_reference() {
             let crop = full.clone().narrow(2, y, win).narrow(3, x, win);
             let logits = forward_any_size(&model, 0, crop, false);
             let region = [0..1, 0..4, y..y + win, x..x + win];
-            sum = sum.clone().slice_assign(region.clone(), sum.slice(region) + logits);
+            sum = sum
+                .clone()
+                .slice_assign(region.clone(), sum.slice(region) + logits);
             let cregion = [0..1, 0..1, y..y + win, x..x + win];
-            count = count.clone().slice_assign(cregion.clone(), count.slice(cregion) + 1.0);
+            count = count
+                .clone()
+                .slice_assign(cregion.clone(), count.slice(cregion) + 1.0);
         }
     }
     let probs = burn::tensor::activation::softmax(sum / count, 1);
@@ -438,13 +501,21 @@ fn streamed_sliding_windows_equal_a_tensor_reference() {
     let ref_labels: Vec<i64> = arg.into_data().convert::<i64>().try_to_vec().unwrap();
     let mut mismatched = 0;
     for i in 0..labels.len() {
-        assert!((conf[i] - ref_conf[i]).abs() < 1e-4, "confidence at {i}: {} vs {}", conf[i], ref_conf[i]);
+        assert!(
+            (conf[i] - ref_conf[i]).abs() < 1e-4,
+            "confidence at {i}: {} vs {}",
+            conf[i],
+            ref_conf[i]
+        );
         if i64::from(labels[i]) != ref_labels[i] {
             mismatched += 1;
         }
     }
     // Only exact ties could differ.
-    assert!(mismatched * 1000 <= labels.len(), "{mismatched} labels differ");
+    assert!(
+        mismatched * 1000 <= labels.len(),
+        "{mismatched} labels differ"
+    );
 }
 
 #[test]
@@ -497,4 +568,51 @@ fn cosine_schedule_warms_up_then_decays_to_its_floor() {
         total_steps: 120_000,
     };
     assert_eq!(s4p.lr(0), 5e-5);
+}
+
+/// Two datasets train jointly (one backbone pass, a decoder each) and are both validated.
+#[test]
+fn two_datasets_train_jointly_with_a_decoder_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), 2, 1e-3);
+    let rural = synth().join("rural/rural.ron");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "datasets: [(spec: ",
+        &format!(
+            "datasets: [(spec: \"{}\", loss_weight: 0.5), (spec: ",
+            rural.display()
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    let run = dir.path().join("run");
+    let out = s5()
+        .args(["train", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    ok(&out, "two-dataset s5 train");
+    let events = s5::run::read_events(&run.join("events.jsonl")).unwrap();
+    let train = events.iter().find(|e| e.kind == "train").unwrap();
+    let (u, r) = (
+        train.losses["loss/synth-urban"],
+        train.losses["loss/synth-rural"],
+    );
+    assert!(
+        (train.losses["loss"] - (u + 0.5 * r)).abs() < 1e-4,
+        "{:?}",
+        train.losses
+    );
+    let val = events.iter().find(|e| e.kind == "val").unwrap();
+    assert!(
+        val.metrics.contains_key("synth-rural/mIoU")
+            && val.metrics.contains_key("synth-urban/mIoU")
+    );
+    let (_, card, _) = s5::train::load_model(&run, &device()).unwrap();
+    assert_eq!(card.dataset_index(Some("synth-urban")).unwrap(), 1);
+    assert!(
+        card.dataset_index(None).is_err(),
+        "two decoders need --dataset"
+    );
 }

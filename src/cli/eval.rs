@@ -89,7 +89,10 @@ fn with_model(backend: Option<GpuBackend>, args: &EvalArgs) -> Result<()> {
     let model_path = args.model.as_ref().expect("checked by the caller");
     let (model, card, checkpoint) = s5::train::load_model(model_path, &gpu.device)?;
     let dataset = card.dataset_index(args.dataset.as_deref())?;
-    let spec_path = args.spec.clone().unwrap_or(card.datasets[dataset].spec.clone());
+    let spec_path = args
+        .spec
+        .clone()
+        .unwrap_or(card.datasets[dataset].spec.clone());
     let mut spec = s5::data::DatasetSpec::load(&spec_path)?;
     if let Some(root) = &args.root {
         spec.root = Some(root.clone());
@@ -104,7 +107,11 @@ fn with_model(backend: Option<GpuBackend>, args: &EvalArgs) -> Result<()> {
     }
     let samples = spec.samples(&args.split)?;
     if samples.is_empty() {
-        bail!("{}: split `{}` has no images", spec_path.display(), args.split);
+        bail!(
+            "{}: split `{}` has no images",
+            spec_path.display(),
+            args.split
+        );
     }
     let bar = indicatif::ProgressBar::new(samples.len() as u64);
     let matrix = evaluate_split(

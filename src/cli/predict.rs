@@ -84,7 +84,10 @@ pub fn run(backend: Option<GpuBackend>, args: PredictArgs) -> Result<()> {
         pixels as f64 / 1e6
     );
     if let Some(peak) = s5::memory::peak_rss_bytes() {
-        println!("peak memory (RSS): {:.0} MiB", peak as f64 / (1u64 << 20) as f64);
+        println!(
+            "peak memory (RSS): {:.0} MiB",
+            peak as f64 / (1u64 << 20) as f64
+        );
     }
     Ok(())
 }

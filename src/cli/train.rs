@@ -59,7 +59,9 @@ pub fn run(backend: Option<GpuBackend>, args: TrainArgs) -> Result<()> {
             eprintln!("\nsecond Ctrl-C: exiting without a checkpoint");
             std::process::exit(130);
         }
-        eprintln!("\nCtrl-C: finishing this step and writing a checkpoint (Ctrl-C again to quit now)");
+        eprintln!(
+            "\nCtrl-C: finishing this step and writing a checkpoint (Ctrl-C again to quit now)"
+        );
     })
     .context("installing the Ctrl-C handler")?;
     let run = RunDir::new(&args.out);

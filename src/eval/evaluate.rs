@@ -69,10 +69,18 @@ pub fn predict_image(
 ) -> Result<GrayImage> {
     let (w, h) = image.dimensions();
     let mut labels = vec![0u8; (w * h) as usize];
-    predict_bands(model, dataset, image, mode, window_batch, device, |band: Band| {
-        let start = band.y * w as usize;
-        labels[start..start + band.labels.len()].copy_from_slice(&band.labels);
-        Ok(())
-    })?;
+    predict_bands(
+        model,
+        dataset,
+        image,
+        mode,
+        window_batch,
+        device,
+        |band: Band| {
+            let start = band.y * w as usize;
+            labels[start..start + band.labels.len()].copy_from_slice(&band.labels);
+            Ok(())
+        },
+    )?;
     Ok(GrayImage::from_raw(w, h, labels).expect("one label per pixel"))
 }

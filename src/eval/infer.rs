@@ -38,9 +38,9 @@ impl InferMode {
         match *self {
             InferMode::Whole { .. } => Ok(()),
             InferMode::Resize { long_side_px, .. } if long_side_px >= 32 => Ok(()),
-            InferMode::Resize { long_side_px, .. } => {
-                Err(format!("resize: long_side_px must be ≥ 32, got {long_side_px}"))
-            }
+            InferMode::Resize { long_side_px, .. } => Err(format!(
+                "resize: long_side_px must be ≥ 32, got {long_side_px}"
+            )),
             InferMode::Slide {
                 window_px,
                 stride_px,
@@ -76,9 +76,17 @@ pub struct Band {
 ///
 /// # Shapes
 /// images `[B, 3, H, W]` → `[B, K, H, W]`.
-pub fn forward_any_size(model: &Segmentor, dataset: usize, images: Tensor<4>, flip: bool) -> Tensor<4> {
+pub fn forward_any_size(
+    model: &Segmentor,
+    dataset: usize,
+    images: Tensor<4>,
+    flip: bool,
+) -> Tensor<4> {
     let [_, _, h, w] = images.dims();
-    let (ph, pw) = (h.div_ceil(STRIDE_PX) * STRIDE_PX, w.div_ceil(STRIDE_PX) * STRIDE_PX);
+    let (ph, pw) = (
+        h.div_ceil(STRIDE_PX) * STRIDE_PX,
+        w.div_ceil(STRIDE_PX) * STRIDE_PX,
+    );
     let padded = if (ph, pw) == (h, w) {
         images
     } else {
@@ -214,7 +222,8 @@ impl RowAccumulator {
         let have = self.y0 + self.rows();
         if end > have {
             let more = end - have;
-            self.sums.resize(self.sums.len() + more * self.classes * self.width, 0.0);
+            self.sums
+                .resize(self.sums.len() + more * self.classes * self.width, 0.0);
             self.counts.resize(self.counts.len() + more * self.width, 0);
         }
     }
@@ -253,12 +262,13 @@ impl RowAccumulator {
                 for (c, l) in logits.iter_mut().enumerate() {
                     *l = self.sums[(r * k + c) * width + x] / n;
                 }
-                let (best, max) = logits
-                    .iter()
-                    .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-                        if v > bv { (i, v) } else { (bi, bv) }
-                    });
+                let (best, max) =
+                    logits
+                        .iter()
+                        .enumerate()
+                        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                            if v > bv { (i, v) } else { (bi, bv) }
+                        });
                 let z: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
                 labels.push(best as u8);
                 confidence.push(1.0 / z);
@@ -313,10 +323,8 @@ fn slide(
                 let crop = imageops::crop_imm(image, x as u32, y as u32, ww as u32, wh as u32);
                 batch.extend(normalize(&crop.to_image()));
             }
-            let input = Tensor::<4>::from_data(
-                TensorData::new(batch, [chunk.len(), 3, wh, ww]),
-                device,
-            );
+            let input =
+                Tensor::<4>::from_data(TensorData::new(batch, [chunk.len(), 3, wh, ww]), device);
             let logits = forward_any_size(model, dataset, input, flip)
                 .into_data()
                 .convert::<f32>()

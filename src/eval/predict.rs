@@ -109,21 +109,29 @@ pub fn predict_file(
     let mut index = PngRows::create(&index_path, w, h, png::ColorType::Grayscale)?;
     let mut color = PngRows::create(&color_path, w, h, png::ColorType::Rgb)?;
     let mut confidence = PngRows::create(&confidence_path, w, h, png::ColorType::Grayscale)?;
-    predict_bands(model, dataset, &image, mode, window_batch, device, |band: Band| {
-        index.write(&band.labels)?;
-        let rgb: Vec<u8> = band
-            .labels
-            .iter()
-            .flat_map(|&l| palette.get(usize::from(l)).copied().unwrap_or([0, 0, 0]))
-            .collect();
-        color.write(&rgb)?;
-        let conf: Vec<u8> = band
-            .confidence
-            .iter()
-            .map(|&c| (c.clamp(0.0, 1.0) * 255.0).round() as u8)
-            .collect();
-        confidence.write(&conf)
-    })?;
+    predict_bands(
+        model,
+        dataset,
+        &image,
+        mode,
+        window_batch,
+        device,
+        |band: Band| {
+            index.write(&band.labels)?;
+            let rgb: Vec<u8> = band
+                .labels
+                .iter()
+                .flat_map(|&l| palette.get(usize::from(l)).copied().unwrap_or([0, 0, 0]))
+                .collect();
+            color.write(&rgb)?;
+            let conf: Vec<u8> = band
+                .confidence
+                .iter()
+                .map(|&c| (c.clamp(0.0, 1.0) * 255.0).round() as u8)
+                .collect();
+            confidence.write(&conf)
+        },
+    )?;
     drop(image);
     index.commit()?;
     color.commit()?;

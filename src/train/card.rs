@@ -217,6 +217,9 @@ pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf> {
 pub fn load_model(path: &Path, device: &Device) -> Result<(Segmentor, ModelCard, PathBuf)> {
     let dir = resolve_checkpoint(path)?;
     let card: ModelCard = read_ron(&dir.join("model.ron"), "model card")?;
-    let model = checkpoint::load(Segmentor::new(&card.segmentor, device), &dir.join("model.bpk"))?;
+    let model = checkpoint::load(
+        Segmentor::new(&card.segmentor, device),
+        &dir.join("model.bpk"),
+    )?;
     Ok((model, card, dir))
 }

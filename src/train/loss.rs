@@ -27,7 +27,11 @@ pub fn weighted_cross_entropy(
 ///
 /// # Shapes
 /// logits `[B, K, H, W]`, labels `[B, H, W]`, valid `[B, H, W]` (1 valid, 0 not) → `[1]`.
-pub fn masked_cross_entropy(logits: Tensor<4>, labels: Tensor<3, Int>, valid: Tensor<3>) -> Tensor<1> {
+pub fn masked_cross_entropy(
+    logits: Tensor<4>,
+    labels: Tensor<3, Int>,
+    valid: Tensor<3>,
+) -> Tensor<1> {
     let count = valid.clone().sum().clamp_min(1.0);
     weighted_cross_entropy(logits, labels, valid, count)
 }

@@ -20,11 +20,11 @@ use super::loss::{masked_cross_entropy, scalar};
 use super::optimizer::Optimizer;
 use super::schedule::CosineSchedule;
 use crate::data::loader::{LabeledItem, LoaderConfig, Prefetcher, labeled_stream};
+use crate::data::synth::colorize;
 use crate::data::{DatasetSpec, IGNORE, SampleRef};
 use crate::error::{Error, Result};
 use crate::eval::{ConfusionMatrix, evaluate_split};
 use crate::model::{Segmentor, checkpoint, import};
-use crate::data::synth::colorize;
 use crate::run::samples::{SampleEntry, SampleWriter};
 use crate::run::{Event, EventLog, Manifest, RunDir};
 
@@ -80,10 +80,13 @@ pub fn train(
     options: TrainOptions<'_>,
 ) -> Result<TrainOutcome> {
     let resume_from = if options.resume {
-        Some(run.latest_checkpoint()?.ok_or_else(|| Error::RunDir {
-            path: run.root().to_path_buf(),
-            reason: "nothing to resume: the run has no checkpoint yet (start it without --resume)"
-                .into(),
+        Some(run.latest_checkpoint()?.ok_or_else(|| {
+            Error::RunDir {
+                path: run.root().to_path_buf(),
+                reason:
+                    "nothing to resume: the run has no checkpoint yet (start it without --resume)"
+                        .into(),
+            }
         })?)
     } else {
         if run.latest_checkpoint()?.is_some() {
@@ -105,7 +108,9 @@ pub fn train(
     } else {
         config.resolved()?
     };
-    config.validate().map_err(|reason| Error::Config { reason })?;
+    config
+        .validate()
+        .map_err(|reason| Error::Config { reason })?;
 
     let datasets = load_datasets(&config)?;
     let card = ModelCard {
@@ -199,8 +204,7 @@ pub fn train(
             })??;
             batches.push(batch.items);
         }
-        let (loss, per_dataset) =
-            supervised_loss(&model, &batches, &datasets, crop, &train_device);
+        let (loss, per_dataset) = supervised_loss(&model, &batches, &datasets, crop, &train_device);
         let loss_value = scalar(loss.clone());
         let lr = schedule.lr(step);
         if !loss_value.is_finite() {
@@ -447,7 +451,11 @@ fn supervised_loss(
         .collect();
     let per_dataset: Vec<Tensor<1>> = if parts.len() == 1 {
         let (images, labels, valid) = parts.into_iter().next().expect("one dataset");
-        vec![masked_cross_entropy(model.forward(images, 0), labels, valid)]
+        vec![masked_cross_entropy(
+            model.forward(images, 0),
+            labels,
+            valid,
+        )]
     } else {
         let ids: Vec<usize> = batches
             .iter()
@@ -492,7 +500,11 @@ fn validate(
         if dataset.val.is_empty() {
             continue;
         }
-        let n = config.val.max_images.unwrap_or(usize::MAX).min(dataset.val.len());
+        let n = config
+            .val
+            .max_images
+            .unwrap_or(usize::MAX)
+            .min(dataset.val.len());
         let spec = &dataset.spec;
         let matrix: ConfusionMatrix = evaluate_split(
             &eval_model,
@@ -541,6 +553,8 @@ fn validate(
 
 /// A file's name without folder and extension.
 fn stem(path: &Path) -> String {
-    path.file_stem()
-        .map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
+    path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
 }
