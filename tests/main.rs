@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod data;
+mod fixmatch;
 mod metrics;
 mod model;
 mod moe_ffn;

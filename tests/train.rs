@@ -616,3 +616,132 @@ fn two_datasets_train_jointly_with_a_decoder_each() {
         "two decoders need --dataset"
     );
 }
+
+/// `s5 pretrain` logs the FixMatch numbers and leaves pictures for the viewer while it runs;
+/// a reader polling the run directory meanwhile only ever finds whole files.
+#[test]
+fn pretrain_logs_fixmatch_and_samples_appear_whole_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), 8, 1e-3);
+    let urban = synth().join("urban/urban.ron");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            &format!("datasets: [(spec: \"{}\")]", urban.display()),
+            &format!(
+                "datasets: [(spec: \"{}\", train_split: \"labeled-5pct\")]",
+                urban.display()
+            ),
+        )
+        .replace(
+            "seed: 7,",
+            &format!(
+                "seed: 7,\n    semi: Some((unlabeled: (spec: \"{}\", split: \"unlabeled-95pct\"), \
+                 unlabeled_batch: 2, threshold: 0.2, samples: (every_steps: 2, images: 2, keep: 3))),",
+                urban.display()
+            ),
+        );
+    std::fs::write(&config, text).unwrap();
+    let run_dir = dir.path().join("run");
+    let mut child = s5()
+        .args(["pretrain", "--quiet", "--loss-form", "paper", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&run_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = s5::run::RunDir::new(&run_dir);
+    let mut seen_while_running = 0;
+    let check = |run: &s5::run::RunDir| -> usize {
+        s5::run::read_events(&run.events()).expect("events always parse");
+        let steps = s5::run::samples::sample_steps(run).unwrap();
+        for step in &steps {
+            let folder = run.sample_step(*step);
+            // A folder may be thinned away between listing and reading: that is fine.
+            let Ok(index) = s5::run::samples::SampleIndex::load(&folder) else {
+                assert!(
+                    !folder.exists(),
+                    "{} without a readable index",
+                    folder.display()
+                );
+                continue;
+            };
+            for entry in &index.entries {
+                for file in entry.files.values() {
+                    if let Err(e) = image::open(folder.join(file)) {
+                        assert!(!folder.exists(), "{file}: {e}");
+                    }
+                }
+            }
+        }
+        steps.len()
+    };
+    while child.try_wait().unwrap().is_none() {
+        if check(&run) > 0 {
+            seen_while_running += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        seen_while_running > 0,
+        "no samples appeared while the run was going"
+    );
+    check(&run);
+    assert_eq!(s5::run::Manifest::load(&run).unwrap().kind, "pretrain");
+    let events = s5::run::read_events(&run.events()).unwrap();
+    let train: Vec<_> = events.iter().filter(|e| e.kind == "train").collect();
+    assert_eq!(train.len(), 8);
+    for e in &train {
+        for key in ["L_s", "L_u", "loss"] {
+            assert!(e.losses[key].is_finite(), "{key} in {e:?}");
+        }
+        // The paper's form: L_s + λ L_u with λ = 1.
+        assert!((e.losses["loss"] - e.losses["L_s"] - e.losses["L_u"]).abs() < 1e-4);
+        for key in [
+            "mask_ratio",
+            "pseudo_label_acc_all",
+            "pseudo_label_acc_confident",
+        ] {
+            let v = e.extra[key].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+        }
+        assert!(e.images_per_s.unwrap() > 0.0);
+    }
+    // Thinned to at most `keep`, the newest kept; its pictures are all there.
+    let steps = s5::run::samples::sample_steps(&run).unwrap();
+    assert!(steps.len() <= 3 && steps.contains(&8), "{steps:?}");
+    let index = s5::run::samples::SampleIndex::load(&run.sample_step(8)).unwrap();
+    let unlabeled: Vec<_> = index
+        .entries
+        .iter()
+        .filter(|e| e.kind == "unlabeled")
+        .collect();
+    assert_eq!(unlabeled.len(), 2);
+    for entry in unlabeled {
+        let roles: Vec<&str> = entry.files.keys().map(String::as_str).collect();
+        assert_eq!(
+            roles,
+            [
+                "confidence",
+                "mask",
+                "pseudo_label",
+                "strong",
+                "student",
+                "weak"
+            ]
+        );
+        assert!(entry.stats.contains_key("mask_ratio") && entry.stats.contains_key("mean_entropy"));
+    }
+    assert!(
+        index.entries.iter().any(|e| e.kind == "val"),
+        "validation shares the step folder"
+    );
+}

@@ -43,6 +43,8 @@ enum Command {
     Data(data::DataCommand),
     /// Train a segmentation model on labeled datasets (resumable run directory).
     Train(train::TrainArgs),
+    /// S4P: FixMatch pre-training on labeled + unlabeled images (config with `semi`).
+    Pretrain(train::PretrainArgs),
     /// Score a model on a dataset split, or prediction masks against ground truth
     /// (per-class table and metrics.json).
     Eval(eval::EvalArgs),
@@ -65,6 +67,7 @@ pub fn main() -> ExitCode {
         Command::Data(cmd) => data::run(cmd),
         Command::Model(cmd) => model::run(cli.backend, cmd),
         Command::Train(args) => train::run(cli.backend, args),
+        Command::Pretrain(args) => train::run_pretrain(cli.backend, args),
         Command::Eval(args) => eval::run(cli.backend, args),
         Command::Predict(args) => predict::run(cli.backend, args),
     };

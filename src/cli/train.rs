@@ -1,4 +1,5 @@
-//! `s5 train`: supervised training from a RON config into a run directory.
+//! `s5 train` (supervised) and `s5 pretrain` (S4P: FixMatch with unlabeled images) from a
+//! RON config into a run directory.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -6,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail};
 use s5::device::{self, GpuBackend};
 use s5::run::RunDir;
+use s5::train::config::LossForm;
 use s5::train::{TrainConfig, TrainOptions, train};
 
 #[derive(Debug, clap::Args)]
@@ -25,6 +27,10 @@ pub struct TrainArgs {
     /// Override the seed.
     #[arg(long)]
     seed: Option<u64>,
+    /// Start from these weights (a run directory, checkpoint folder or .pth/.safetensors),
+    /// overriding the config's `model.init`: fine-tuning after `s5 pretrain`.
+    #[arg(long)]
+    init: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -33,9 +39,42 @@ pub struct TrainArgs {
     abort_after_step: Option<u64>,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct PretrainArgs {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// How L_s and L_u combine: the authors' code (L_s + λ·L_u) / 2, or the paper's
+    /// L_s + λ·L_u (default: the config's, itself defaulting to code).
+    #[arg(long, value_enum)]
+    loss_form: Option<LossForm>,
+}
+
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// `s5 pretrain`: a config with a `semi` section.
+pub fn run_pretrain(backend: Option<GpuBackend>, args: PretrainArgs) -> Result<()> {
+    if let Some(path) = &args.train.config
+        && TrainConfig::load(path)?.semi.is_none()
+    {
+        bail!(
+            "{}: no `semi: Some((unlabeled: (spec: ...), ...))` section: s5 pretrain needs \
+             unlabeled images (use s5 train for supervised runs)",
+            path.display()
+        );
+    }
+    run_with(backend, args.train, args.loss_form, true)
+}
+
 pub fn run(backend: Option<GpuBackend>, args: TrainArgs) -> Result<()> {
+    run_with(backend, args, None, false)
+}
+
+fn run_with(
+    backend: Option<GpuBackend>,
+    args: TrainArgs,
+    loss_form: Option<LossForm>,
+    pretrain: bool,
+) -> Result<()> {
     let mut config = match (&args.config, args.resume) {
         (Some(path), _) => TrainConfig::load(path)?,
         (None, true) => TrainConfig {
@@ -46,6 +85,20 @@ pub fn run(backend: Option<GpuBackend>, args: TrainArgs) -> Result<()> {
     };
     if let Some(steps) = args.steps {
         config.steps = steps;
+    }
+    if let Some(init) = &args.init {
+        if args.resume {
+            bail!("--init cannot change a resumed run");
+        }
+        config.model.init = Some(init.clone());
+    }
+    if let Some(form) = loss_form {
+        if args.resume {
+            bail!("--loss-form cannot change a resumed run");
+        }
+        if let Some(semi) = &mut config.semi {
+            semi.loss_form = form;
+        }
     }
     if let Some(seed) = args.seed {
         if args.resume {
@@ -91,8 +144,9 @@ pub fn run(backend: Option<GpuBackend>, args: TrainArgs) -> Result<()> {
         .map_or("none".to_string(), |c| c.display().to_string());
     if outcome.interrupted {
         println!(
-            "stopped after step {}; checkpoint {checkpoint}\ncontinue with: s5 train --resume --out {}",
+            "stopped after step {}; checkpoint {checkpoint}\ncontinue with: s5 {} --resume --out {}",
             outcome.steps_done,
+            if pretrain { "pretrain" } else { "train" },
             args.out.display()
         );
     } else {

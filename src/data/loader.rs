@@ -205,18 +205,29 @@ pub fn unlabeled_stream(
 ) -> Prefetcher<UnlabeledItem> {
     let len = source.patches.len();
     Prefetcher::spawn(len, config, move |i, rng| {
-        let (image, truth) = source.load(&spec, i)?;
-        let view = super::augment::weak(&image, truth.as_ref(), &augment, rng);
-        let strong = super::augment::strong(&view.image, &augment, rng);
-        let cutmix = super::augment::CutMixBox::sample(augment.crop_px, &augment, rng);
-        Ok(UnlabeledItem {
-            weak: super::augment::normalize(&view.image),
-            strong: super::augment::normalize(&strong),
-            valid: view.valid.into_raw(),
-            cutmix,
-            truth: truth.is_some().then(|| view.labels.into_raw()),
-            weak_rgb: view.image,
-            strong_rgb: strong,
-        })
+        unlabeled_item(&spec, &source, &augment, i, rng)
+    })
+}
+
+/// Patch `index` of `source` as an unlabeled sample: weak view, strong view, CutMix box.
+pub fn unlabeled_item(
+    spec: &super::DatasetSpec,
+    source: &super::source::TiledSource,
+    augment: &super::augment::AugmentConfig,
+    index: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<UnlabeledItem> {
+    let (image, truth) = source.load(spec, index)?;
+    let view = super::augment::weak(&image, truth.as_ref(), augment, rng);
+    let strong = super::augment::strong(&view.image, augment, rng);
+    let cutmix = super::augment::CutMixBox::sample(augment.crop_px, augment, rng);
+    Ok(UnlabeledItem {
+        weak: super::augment::normalize(&view.image),
+        strong: super::augment::normalize(&strong),
+        valid: view.valid.into_raw(),
+        cutmix,
+        truth: truth.is_some().then(|| view.labels.into_raw()),
+        weak_rgb: view.image,
+        strong_rgb: strong,
     })
 }

@@ -6,7 +6,9 @@
 //! and the same seed gives the same bytes.
 //!
 //! - `urban/`: Potsdam-like, 0.1 m-ish. `img_dir/{train,val}/*.png` and index masks in
-//!   `ann_dir/`; impervious surfaces, building, low vegetation, tree, car, clutter.
+//!   `ann_dir/`; impervious surfaces, building, low vegetation, tree, car, clutter. Splits
+//!   `labeled-5pct` / `unlabeled-95pct` (`splits/*.txt`) divide the training tiles for
+//!   semi-supervised runs.
 //! - `rural/`: LoveDA-like, 0.3 m-ish. `{Train,Val}/Rural/{images_png,masks_png}/*.png`,
 //!   masks in LoveDA's encoding (0 = no-data, class + 1); background, building, road,
 //!   water, barren, forest, agriculture; some tiles have a no-data border.
@@ -146,6 +148,11 @@ const R_AGRICULTURE: u8 = 6;
 /// Rural label of a no-data pixel (written as raw 0).
 const R_NODATA: u8 = 255;
 
+/// The urban split with 5 % of the training tiles (at least one), labeled.
+pub const FEW_LABELED: &str = "labeled-5pct";
+/// The other 95 % of the urban training tiles, for semi-supervised training.
+pub const FEW_UNLABELED: &str = "unlabeled-95pct";
+
 /// The urban domain's spec (as `s5 synth` writes it).
 pub fn urban_spec() -> DatasetSpec {
     let mut splits = BTreeMap::new();
@@ -158,6 +165,20 @@ pub fn urban_spec() -> DatasetSpec {
                     dir: ("img_dir".into(), "ann_dir".into()),
                     suffix: (".png".into(), ".png".into()),
                 }),
+            },
+        );
+    }
+    // Few labels (S4P's setting): the first 5 % of the training tiles labeled, the rest
+    // unlabeled (their masks listed only so pseudo-label accuracy can be measured).
+    for (split, file) in [
+        (FEW_LABELED, "splits/labeled-5pct.txt"),
+        (FEW_UNLABELED, "splits/unlabeled-95pct.txt"),
+    ] {
+        splits.insert(
+            split.to_string(),
+            SplitSource::List {
+                file: file.into(),
+                masks: None,
             },
         );
     }
@@ -329,6 +350,21 @@ pub fn generate(
     rural_spec().save(&rural_spec_path)?;
     pool_spec().save(&pool_spec_path)?;
     write_atomic(&out.join("pool/unlabeled.txt"), list.as_bytes())?;
+    let labeled = cfg.train_per_domain.div_ceil(20).min(cfg.train_per_domain);
+    let (mut few, mut rest) = (String::new(), String::new());
+    for i in 0..cfg.train_per_domain {
+        let line = format!("img_dir/train/train_{i:04}.png ann_dir/train/train_{i:04}.png\n");
+        if i < labeled {
+            few.push_str(&line)
+        } else {
+            rest.push_str(&line)
+        }
+    }
+    write_atomic(&out.join("urban/splits/labeled-5pct.txt"), few.as_bytes())?;
+    write_atomic(
+        &out.join("urban/splits/unlabeled-95pct.txt"),
+        rest.as_bytes(),
+    )?;
     let truth_text = ron::ser::to_string_pretty(&truth, ron::ser::PrettyConfig::default())
         .expect("truth serialises");
     write_atomic(&out.join("pool/truth.ron"), truth_text.as_bytes())?;
@@ -336,7 +372,7 @@ pub fn generate(
         urban_spec: urban_spec_path,
         rural_spec: rural_spec_path,
         pool_spec: pool_spec_path,
-        files: written.iter().sum::<usize>() + 5,
+        files: written.iter().sum::<usize>() + 7,
     })
 }
 

@@ -171,7 +171,92 @@ impl Default for ValSetup {
     }
 }
 
-/// A whole supervised training run.
+/// The unlabeled images of semi-supervised training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UnlabeledEntry {
+    /// A spec whose `split` lists the unlabeled images (masks, where present, are used only
+    /// to measure pseudo-label accuracy).
+    pub spec: PathBuf,
+    pub root: Option<PathBuf>,
+    pub split: String,
+    /// Large images are cut into patches of this side (0: whole images).
+    pub patch_px: u32,
+}
+
+impl Default for UnlabeledEntry {
+    fn default() -> Self {
+        Self {
+            spec: PathBuf::new(),
+            root: None,
+            split: "unlabeled".into(),
+            patch_px: 0,
+        }
+    }
+}
+
+/// How `L_s` and `L_u` combine (S5-REFERENCE §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+pub enum LossForm {
+    /// The authors' code: `(L_s + λ·L_u) / 2`.
+    #[default]
+    Code,
+    /// The paper: `L_s + λ·L_u`.
+    Paper,
+}
+
+/// Pictures of a fixed set of unlabeled images, written for the viewer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SampleSetup {
+    /// Every this many steps (0: never).
+    pub every_steps: u64,
+    /// How many unlabeled images.
+    pub images: usize,
+    /// Step folders kept; older ones are thinned.
+    pub keep: usize,
+}
+
+impl Default for SampleSetup {
+    fn default() -> Self {
+        Self {
+            every_steps: 100,
+            images: 4,
+            keep: 24,
+        }
+    }
+}
+
+/// FixMatch on unlabeled images (S4P): pseudo-labels from an eval-mode forward on the weak
+/// views, CutMix of the strong views with a partner batch, confidence threshold τ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SemiSetup {
+    pub unlabeled: UnlabeledEntry,
+    /// Unlabeled crops per step (the partner batch is as large).
+    pub unlabeled_batch: usize,
+    /// τ: pixels whose pseudo-label confidence is below it do not count in `L_u`.
+    pub threshold: f64,
+    /// λ, the weight of `L_u`.
+    pub lambda: f64,
+    pub loss_form: LossForm,
+    pub samples: SampleSetup,
+}
+
+impl Default for SemiSetup {
+    fn default() -> Self {
+        Self {
+            unlabeled: UnlabeledEntry::default(),
+            unlabeled_batch: 8,
+            threshold: 0.95,
+            lambda: 1.0,
+            loss_form: LossForm::Code,
+            samples: SampleSetup::default(),
+        }
+    }
+}
+
+/// A whole training run: supervised, or semi-supervised (S4P) when `semi` is given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
@@ -193,6 +278,8 @@ pub struct TrainConfig {
     pub prefetch: usize,
     /// Report unreadable samples once and go on instead of stopping.
     pub skip_bad: bool,
+    /// FixMatch on unlabeled images (`s5 pretrain`); `None`: supervised only.
+    pub semi: Option<SemiSetup>,
 }
 
 impl Default for TrainConfig {
@@ -210,6 +297,7 @@ impl Default for TrainConfig {
             seed: 0,
             prefetch: 2,
             skip_bad: false,
+            semi: None,
         }
     }
 }
@@ -266,6 +354,20 @@ impl TrainConfig {
                 self.augment.crop_px
             ));
         }
+        if let Some(semi) = &self.semi {
+            if self.datasets.len() != 1 {
+                return Err("semi-supervised training takes exactly one labeled dataset".into());
+            }
+            if semi.unlabeled_batch == 0 {
+                return Err("semi.unlabeled_batch must be at least 1".into());
+            }
+            if !(0.0..=1.0).contains(&semi.threshold) || semi.lambda < 0.0 {
+                return Err(format!(
+                    "semi: threshold must be in [0, 1] and lambda ≥ 0 (got {}, {})",
+                    semi.threshold, semi.lambda
+                ));
+            }
+        }
         self.val.mode.validate()
     }
 
@@ -281,6 +383,12 @@ impl TrainConfig {
             d.spec = absolute(&d.spec)?;
             if let Some(root) = &d.root {
                 d.root = Some(absolute(root)?);
+            }
+        }
+        if let Some(semi) = &mut self.semi {
+            semi.unlabeled.spec = absolute(&semi.unlabeled.spec)?;
+            if let Some(root) = &semi.unlabeled.root {
+                semi.unlabeled.root = Some(absolute(root)?);
             }
         }
         if let Some(init) = &self.model.init {

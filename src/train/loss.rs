@@ -19,7 +19,8 @@ pub fn weighted_cross_entropy(
     let picked = log_softmax(logits, 1)
         .gather(1, labels.reshape([b, 1, h, w]))
         .reshape([b, h, w]);
-    (picked * weight).sum().neg() / normalizer
+    // `+ 0.0` turns the -0 of an all-zero weight into 0 in the logs.
+    (picked * weight).sum().neg() / normalizer + 0.0
 }
 
 /// Mean cross-entropy over the valid pixels (PyTorch's `ignore_index` semantics); 0 when no

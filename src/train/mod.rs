@@ -1,15 +1,17 @@
 //! Training: the config, the loss, AdamW with its groups, the learning-rate schedule,
-//! checkpoint folders, and the supervised loop (`s5 train`).
+//! checkpoint folders, FixMatch (S4P), and the loop of `s5 train` / `s5 pretrain`.
 
 pub mod card;
 pub mod config;
+pub mod fixmatch;
 pub mod loss;
 pub mod optimizer;
 pub mod schedule;
-pub mod supervised;
+pub mod semi;
+pub mod trainer;
 
 pub use card::{ModelCard, load_model};
 pub use config::TrainConfig;
 pub use optimizer::Optimizer;
 pub use schedule::CosineSchedule;
-pub use supervised::{TrainOptions, TrainOutcome, train};
+pub use trainer::{TrainOptions, TrainOutcome, train};

@@ -1,4 +1,5 @@
-//! `s5 train`: supervised training on one or more datasets, with everything a long run
+//! The training loop of `s5 train` (supervised, one or more datasets) and `s5 pretrain`
+//! (plus FixMatch on unlabeled images, see [`super::semi`]), with everything a long run
 //! needs: a progress bar, periodic validation, checkpoints that resume exactly (model,
 //! optimizer, schedule, step, data order and dropout draws), a clean stop on Ctrl-C, and a
 //! loud stop on a NaN loss that keeps the last good checkpoint.
@@ -19,6 +20,7 @@ use super::config::TrainConfig;
 use super::loss::{masked_cross_entropy, scalar};
 use super::optimizer::Optimizer;
 use super::schedule::CosineSchedule;
+use super::semi::SemiRun;
 use crate::data::loader::{LabeledItem, LoaderConfig, Prefetcher, labeled_stream};
 use crate::data::synth::colorize;
 use crate::data::{DatasetSpec, IGNORE, SampleRef};
@@ -143,7 +145,12 @@ pub fn train(
         optimizer = optimizer.load(&dir.join("optimizer.bpk"))?;
     }
     if resume_from.is_none() {
-        Manifest::new("train").save(run)?;
+        let kind = if config.semi.is_some() {
+            "pretrain"
+        } else {
+            "train"
+        };
+        Manifest::new(kind).save(run)?;
     }
     crate::fsutil::write_atomic(&run.config(), config.to_ron().as_bytes())?;
     let mut events = EventLog::open(&run.events())?;
@@ -173,6 +180,11 @@ pub fn train(
             )
         })
         .collect();
+
+    let mut semi = match &config.semi {
+        Some(setup) => Some(SemiRun::new(setup, &config, &datasets[0].spec, start_step)?),
+        None => None,
+    };
 
     let bar = progress_bar(options.progress, config.steps, start_step);
     let started = Instant::now();
@@ -204,8 +216,24 @@ pub fn train(
             })??;
             batches.push(batch.items);
         }
-        let (loss, per_dataset) = supervised_loss(&model, &batches, &datasets, crop, &train_device);
-        let loss_value = scalar(loss.clone());
+        let (loss, losses, stats) = match &mut semi {
+            Some(semi) => {
+                let out = semi.step(&model, &batches[0], device, &train_device)?;
+                (out.loss, out.losses, out.stats)
+            }
+            None => {
+                let (loss, per_dataset) =
+                    supervised_loss(&model, &batches, &datasets, crop, &train_device);
+                let mut losses = BTreeMap::from([("loss".to_string(), scalar(loss.clone()))]);
+                if datasets.len() > 1 {
+                    for (d, v) in datasets.iter().zip(&per_dataset) {
+                        losses.insert(format!("loss/{}", d.spec.name), scalar(v.clone()));
+                    }
+                }
+                (loss, losses, BTreeMap::new())
+            }
+        };
+        let loss_value = losses["loss"];
         let lr = schedule.lr(step);
         if !loss_value.is_finite() {
             let kept = match last_checkpoint_step {
@@ -235,17 +263,15 @@ pub fn train(
         let done = step + 1;
         outcome.steps_done = done;
 
-        let images = (config.batch * datasets.len()) as f64;
+        let unlabeled = config.semi.as_ref().map_or(0, |s| 2 * s.unlabeled_batch);
+        let images = (config.batch * datasets.len() + unlabeled) as f64;
         let ips = images / t0.elapsed().as_secs_f64().max(1e-9);
         let smooth = smoothed_ips.map_or(ips, |s| 0.9 * s + 0.1 * ips);
         smoothed_ips = Some(smooth);
-        let mut losses = BTreeMap::from([("loss".to_string(), loss_value)]);
-        if datasets.len() > 1 {
-            for (d, v) in datasets.iter().zip(&per_dataset) {
-                losses.insert(format!("loss/{}", d.spec.name), scalar(v.clone()));
-            }
-        }
-        let mut extra = BTreeMap::new();
+        let mut extra: BTreeMap<String, serde_json::Value> = stats
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+            .collect();
         if let Some(norm) = grad_norm {
             extra.insert("grad_norm".to_string(), serde_json::json!(norm));
         }
@@ -260,8 +286,11 @@ pub fn train(
             ..Event::default()
         })?;
         bar.set_position(done);
+        let ratio = stats
+            .get("mask_ratio")
+            .map_or(String::new(), |r| format!("  mask {:.0}%", 100.0 * r));
         bar.set_message(format!(
-            "loss {loss_value:.4}  lr {lr:.2e}  {smooth:.1} img/s"
+            "loss {loss_value:.4}{ratio}  lr {lr:.2e}  {smooth:.1} img/s"
         ));
 
         let last = done == config.steps;
@@ -286,10 +315,13 @@ pub fn train(
             last_checkpoint_step = Some(done);
             outcome.checkpoint = Some(dir);
         }
+        // One sample folder per step, shared by validation and FixMatch pictures.
+        let keep = config.semi.as_ref().map_or(24, |s| s.samples.keep);
+        let mut samples = SampleWriter::new(run, done).keep(keep);
         let every = config.val.every_steps;
         if last || (every > 0 && done % every == 0) {
             let v0 = Instant::now();
-            let metrics = validate(&model, &datasets, &config, run, done, device)?;
+            let metrics = validate(&model, &datasets, &config, &mut samples, device)?;
             events.append(&Event {
                 step: done,
                 wall_s: wall(wall_offset_s),
@@ -309,6 +341,12 @@ pub fn train(
             ));
             outcome.val_metrics = metrics;
         }
+        if let Some(semi) = &semi
+            && semi.samples_due(done)
+        {
+            semi.write_samples(&model, &mut samples, device)?;
+        }
+        samples.finish()?;
         if options.abort_after_step == Some(done) {
             // A crash, not a shutdown: nothing after this line runs.
             std::process::abort();
@@ -484,18 +522,16 @@ fn supervised_loss(
     (total, per_dataset)
 }
 
-/// Scores every validated dataset; writes a few predictions under `samples/step-<n>/`.
+/// Scores every validated dataset; adds a few predictions to the step's samples.
 fn validate(
     model: &Segmentor,
     datasets: &[Dataset],
     config: &TrainConfig,
-    run: &RunDir,
-    step: u64,
+    samples: &mut SampleWriter,
     device: &Device,
 ) -> Result<BTreeMap<String, f64>> {
     let eval_model = model.valid();
     let mut metrics = BTreeMap::new();
-    let mut samples = SampleWriter::new(run, step);
     for (d, dataset) in datasets.iter().enumerate() {
         if dataset.val.is_empty() {
             continue;
@@ -547,7 +583,6 @@ fn validate(
         metrics.insert(format!("{name}/mF1"), summary.mf1);
         metrics.insert(format!("{name}/OA"), summary.overall_accuracy);
     }
-    samples.finish()?;
     Ok(metrics)
 }
 

@@ -1,0 +1,265 @@
+//! The semi-supervised half of a run (`s5 pretrain`): the unlabeled streams, one FixMatch
+//! step's losses and statistics, and the pictures of a fixed set of unlabeled images that
+//! the viewer shows (`samples/step-<n>/`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor};
+use image::{GrayImage, RgbImage};
+
+use super::config::{SemiSetup, TrainConfig};
+use super::fixmatch::{UnlabeledTensors, fixmatch_step, teacher_mix};
+use super::loss::scalar;
+use crate::data::DatasetSpec;
+use crate::data::loader::{
+    LabeledItem, LoaderConfig, Prefetcher, UnlabeledItem, item_rng, unlabeled_item,
+    unlabeled_stream,
+};
+use crate::data::source::TiledSource;
+use crate::data::synth::colorize;
+use crate::error::{Error, Result};
+use crate::model::Segmentor;
+use crate::run::samples::{SampleEntry, SampleWriter};
+
+/// Seeds of the unlabeled streams and of the fixed sample set, apart from the labeled ones.
+const UNLABELED_SEED: u64 = 0x0075_6e6c_6162;
+const PARTNER_SEED: u64 = 0x0070_6172_746e;
+const SAMPLES_SEED: u64 = 0x0073_616d_706c;
+
+/// What a semi-supervised step reports.
+pub struct SemiStep {
+    pub loss: Tensor<1>,
+    pub losses: BTreeMap<String, f64>,
+    pub stats: BTreeMap<String, f64>,
+}
+
+/// The unlabeled side of a run.
+pub struct SemiRun {
+    setup: SemiSetup,
+    crop: usize,
+    /// The labeled dataset's background (left out of the entropy) and palette.
+    background: Option<usize>,
+    palette: Vec<[u8; 3]>,
+    dataset: String,
+    stream: Prefetcher<UnlabeledItem>,
+    partner: Prefetcher<UnlabeledItem>,
+    /// The fixed images pictured every `samples.every_steps` (partner: the next one).
+    fixed: Vec<(String, UnlabeledItem)>,
+}
+
+impl SemiRun {
+    /// Opens the unlabeled images and starts both streams at `start_step`.
+    pub fn new(
+        setup: &SemiSetup,
+        config: &TrainConfig,
+        labeled: &DatasetSpec,
+        start_step: u64,
+    ) -> Result<Self> {
+        let entry = &setup.unlabeled;
+        let mut spec = DatasetSpec::load(&entry.spec)?;
+        if let Some(root) = &entry.root {
+            spec.root = Some(root.clone());
+        }
+        let images = spec.samples(&entry.split)?;
+        if images.is_empty() {
+            return Err(Error::Spec {
+                path: entry.spec.clone(),
+                reason: format!("split `{}` has no images", entry.split),
+            });
+        }
+        let patch = if entry.patch_px == 0 {
+            u32::MAX
+        } else {
+            entry.patch_px
+        };
+        let source = Arc::new(TiledSource::new(images, patch, patch, config.skip_bad)?);
+        let spec = Arc::new(spec);
+        let len = source.patches.len();
+        let stream = |seed: u64| {
+            unlabeled_stream(
+                spec.clone(),
+                source.clone(),
+                config.augment.clone(),
+                LoaderConfig {
+                    batch: setup.unlabeled_batch,
+                    prefetch: config.prefetch,
+                    seed: config.seed ^ seed,
+                    skip_bad: config.skip_bad,
+                    start_step,
+                    epoch_len: len,
+                },
+            )
+        };
+        let count = setup.samples.images.min(len);
+        let fixed = (0..count)
+            .map(|i| {
+                let mut rng = item_rng(config.seed ^ SAMPLES_SEED, i as u64);
+                let item = unlabeled_item(&spec, &source, &config.augment, i, &mut rng)?;
+                let p = source.patches[i];
+                let name = source.images[p.image]
+                    .image
+                    .file_stem()
+                    .map_or_else(|| format!("{i}"), |s| s.to_string_lossy().into_owned());
+                Ok((format!("{name}@{},{}", p.x_px, p.y_px), item))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            setup: setup.clone(),
+            crop: config.augment.crop_px as usize,
+            background: labeled.background.map(usize::from),
+            palette: labeled.palette.clone(),
+            dataset: labeled.name.clone(),
+            stream: stream(UNLABELED_SEED),
+            partner: stream(PARTNER_SEED),
+            fixed,
+        })
+    }
+
+    /// One FixMatch step on a labeled batch: the loss to back-propagate and what to log.
+    pub fn step(
+        &mut self,
+        model: &Segmentor,
+        labeled: &[LabeledItem],
+        device: &Device,
+        train_device: &Device,
+    ) -> Result<SemiStep> {
+        let next = |p: &mut Prefetcher<UnlabeledItem>| -> Result<Vec<UnlabeledItem>> {
+            Ok(p.next()
+                .ok_or_else(|| Error::Config {
+                    reason: "the unlabeled loader stopped".into(),
+                })??
+                .items)
+        };
+        let u = UnlabeledTensors::from_items(&next(&mut self.stream)?, self.crop, device);
+        let partner = UnlabeledTensors::from_items(&next(&mut self.partner)?, self.crop, device);
+        let teacher = model.valid();
+        let out = fixmatch_step(
+            model,
+            &teacher,
+            super::trainer::labeled_tensors(labeled, self.crop, train_device),
+            &u,
+            &partner,
+            &self.setup,
+            self.background,
+        );
+        let mut losses = BTreeMap::new();
+        losses.insert("loss".to_string(), scalar(out.loss.clone()));
+        losses.insert("L_s".to_string(), scalar(out.supervised));
+        losses.insert("L_u".to_string(), scalar(out.unsupervised));
+        let mut stats = BTreeMap::new();
+        stats.insert("mask_ratio".to_string(), scalar(out.mask_ratio));
+        stats.insert("mean_entropy".to_string(), scalar(out.entropy.mean()));
+        if scalar(out.truth_pixels) > 0.0 {
+            stats.insert(
+                "pseudo_label_acc_confident".to_string(),
+                scalar(out.accuracy_confident),
+            );
+            stats.insert("pseudo_label_acc_all".to_string(), scalar(out.accuracy_all));
+        }
+        Ok(SemiStep {
+            loss: out.loss,
+            losses,
+            stats,
+        })
+    }
+
+    /// Whether `step` (completed) is a sample step.
+    pub fn samples_due(&self, step: u64) -> bool {
+        let every = self.setup.samples.every_steps;
+        every > 0 && step % every == 0 && !self.fixed.is_empty()
+    }
+
+    /// Adds pictures of the fixed images to a step's samples: weak view, pseudo-label,
+    /// confidence, τ-mask, cut-mixed strong view and the student's prediction on it.
+    pub fn write_samples(
+        &self,
+        model: &Segmentor,
+        writer: &mut SampleWriter,
+        device: &Device,
+    ) -> Result<()> {
+        let teacher = model.valid();
+        let n = self.fixed.len();
+        let items: Vec<UnlabeledItem> = self.fixed.iter().map(|(_, i)| i.clone()).collect();
+        let partners: Vec<UnlabeledItem> = (0..n).map(|i| items[(i + 1) % n].clone()).collect();
+        let u = UnlabeledTensors::from_items(&items, self.crop, device);
+        let partner = UnlabeledTensors::from_items(&partners, self.crop, device);
+        let mixed = teacher_mix(&teacher, &u, &partner, self.background);
+        let student = teacher.forward(mixed.strong.clone(), 0).argmax(1);
+        let s = self.crop as u32;
+        let labels = bytes(mixed.labels);
+        let student = bytes(student.reshape([n, self.crop, self.crop]));
+        let confidence = floats(mixed.confidence);
+        let valid = floats(mixed.valid);
+        let entropy = floats(mixed.entropy.reshape([n, 1, 1]));
+        let tau = self.setup.threshold as f32;
+        let plane = self.crop * self.crop;
+        for (i, (id, item)) in self.fixed.iter().enumerate() {
+            let range = i * plane..(i + 1) * plane;
+            let gray = |v: Vec<u8>| GrayImage::from_raw(s, s, v).expect("one value per pixel");
+            let pseudo = colorize(&gray(labels[range.clone()].to_vec()), &self.palette);
+            let conf = gray(
+                confidence[range.clone()]
+                    .iter()
+                    .map(|&c| (c.clamp(0.0, 1.0) * 255.0).round() as u8)
+                    .collect(),
+            );
+            let confident: Vec<bool> = confidence[range.clone()]
+                .iter()
+                .zip(&valid[range.clone()])
+                .map(|(&c, &v)| c >= tau && v > 0.5)
+                .collect();
+            let mask = gray(confident.iter().map(|&c| if c { 255 } else { 0 }).collect());
+            let valid_px = valid[range.clone()].iter().filter(|&&v| v > 0.5).count();
+            let ratio = confident.iter().filter(|&&c| c).count() as f64 / valid_px.max(1) as f64;
+            let mut strong = item.strong_rgb.clone().into_raw();
+            if let Some(cut) = item.cutmix {
+                cut.paste(&mut strong, partners[i].strong_rgb.as_raw(), s, 3);
+            }
+            let strong = RgbImage::from_raw(s, s, strong).expect("an RGB crop");
+            let student = colorize(&gray(student[range].to_vec()), &self.palette);
+            let weak: &RgbImage = &item.weak_rgb;
+            let as_rgb = |g: &GrayImage| image::DynamicImage::ImageLuma8(g.clone()).to_rgb8();
+            let entry = SampleEntry {
+                image_id: id.clone(),
+                dataset: self.dataset.clone(),
+                kind: "unlabeled".into(),
+                stats: BTreeMap::from([
+                    ("mask_ratio".to_string(), ratio),
+                    ("mean_entropy".to_string(), f64::from(entropy[i])),
+                ]),
+                ..SampleEntry::default()
+            };
+            writer.add(
+                entry,
+                &[
+                    ("weak", weak),
+                    ("pseudo_label", &pseudo),
+                    ("confidence", &as_rgb(&conf)),
+                    ("mask", &as_rgb(&mask)),
+                    ("strong", &strong),
+                    ("student", &student),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn bytes(t: Tensor<3, Int>) -> Vec<u8> {
+    t.into_data()
+        .convert::<i32>()
+        .try_into_vec::<i32>()
+        .expect("integer labels")
+        .into_iter()
+        .map(|v| v.clamp(0, 255) as u8)
+        .collect()
+}
+
+fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("floats")
+}

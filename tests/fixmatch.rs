@@ -1,0 +1,234 @@
+//! One FixMatch step (`s5::train::fixmatch`) against a reference written from the method's
+//! description in plain tensor ops and CPU loops: same inputs, boxes and draws ⇒ same L_s,
+//! L_u, mask ratio and gradients.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use s5::data::augment::CutMixBox;
+use s5::data::loader::UnlabeledItem;
+use s5::model::{Segmentor, SegmentorConfig, VitConfig};
+use s5::train::config::{LossForm, SemiSetup};
+use s5::train::fixmatch::{UnlabeledTensors, fixmatch_step};
+
+use crate::common::{Rng, device, to_vec};
+
+const S: usize = 32;
+
+fn random_items(rng: &mut Rng, n: usize) -> Vec<UnlabeledItem> {
+    (0..n)
+        .map(|i| {
+            let plane = |rng: &mut Rng| (0..3 * S * S).map(|_| rng.normal(1.0)).collect();
+            let cutmix = (i % 3 != 2).then(|| {
+                let w = 4 + rng.below(20) as u32;
+                let h = 4 + rng.below(20) as u32;
+                CutMixBox {
+                    x_px: rng.below(S - w as usize + 1) as u32,
+                    y_px: rng.below(S - h as usize + 1) as u32,
+                    width_px: w,
+                    height_px: h,
+                }
+            });
+            UnlabeledItem {
+                weak: plane(rng),
+                strong: plane(rng),
+                // A padded band on some items.
+                valid: (0..S * S)
+                    .map(|p| u8::from(i % 2 == 0 || p % S < S - 5))
+                    .collect(),
+                cutmix,
+                truth: (i != 1).then(|| (0..S * S).map(|_| rng.below(4) as u8).collect()),
+                weak_rgb: image::RgbImage::new(S as u32, S as u32),
+                strong_rgb: image::RgbImage::new(S as u32, S as u32),
+            }
+        })
+        .collect()
+}
+
+/// Gradients of every parameter, in visiting order.
+fn grads_of(model: &Segmentor, loss: Tensor<1>) -> Vec<Vec<f32>> {
+    struct Collect<'a>(&'a burn::tensor::Gradients, Vec<Vec<f32>>);
+    impl ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = param.val().grad(self.0) {
+                self.1.push(to_vec(g));
+            }
+        }
+    }
+    let grads = loss.backward();
+    let mut c = Collect(&grads, Vec::new());
+    model.visit(&mut c);
+    c.1
+}
+
+#[test]
+fn one_fixmatch_step_matches_a_plain_tensor_reference() {
+    let plain: Device = device();
+    let dev = plain.clone().autodiff();
+    let mut backbone = VitConfig::vit_tiny();
+    backbone.dim = 32;
+    backbone.heads = 2;
+    backbone.depth = 2;
+    backbone.drop_path = 0.0;
+    backbone.feature_blocks = [0, 1, 1, 1];
+    let mut cfg = SegmentorConfig::new(backbone, vec![4]);
+    cfg.decoder_channels = 8;
+    cfg.head_dropout = 0.0;
+    let k = 4;
+    let model = Segmentor::new(&cfg, &dev);
+    let teacher = model.valid();
+    let mut rng = Rng::fresh("fixmatch step");
+    let (bl, bu) = (2, 3);
+    let images_l = rng.tensor([bl, 3, S, S], 1.0, &dev);
+    let labels_l: Vec<i32> = (0..bl * S * S).map(|_| rng.below(k) as i32).collect();
+    let valid_l: Vec<f32> = (0..bl * S * S)
+        .map(|p| f32::from(u8::from(p % 7 != 0)))
+        .collect();
+    let labels_l = Tensor::<3, Int>::from_data(TensorData::new(labels_l, [bl, S, S]), &dev);
+    let valid_l = Tensor::<3>::from_data(TensorData::new(valid_l, [bl, S, S]), &dev);
+    let items_u = random_items(&mut rng, bu);
+    let items_p = random_items(&mut rng, bu);
+    let setup = SemiSetup {
+        // A random model is not confident: a low τ keeps some pixels in and some out.
+        threshold: 0.3,
+        lambda: 0.7,
+        loss_form: LossForm::Code,
+        ..SemiSetup::default()
+    };
+    let out = fixmatch_step(
+        &model,
+        &teacher,
+        (images_l.clone(), labels_l.clone(), valid_l.clone()),
+        &UnlabeledTensors::from_items(&items_u, S, &plain),
+        &UnlabeledTensors::from_items(&items_p, S, &plain),
+        &setup,
+        Some(3),
+    );
+
+    // ---- Reference ----
+    let n = S * S;
+    let upload = |items: &[UnlabeledItem], weak: bool| -> Tensor<4> {
+        let v: Vec<f32> = items
+            .iter()
+            .flat_map(|i| {
+                if weak {
+                    i.weak.clone()
+                } else {
+                    i.strong.clone()
+                }
+            })
+            .collect();
+        Tensor::from_data(TensorData::new(v, [items.len(), 3, S, S]), &plain)
+    };
+    let weak = Tensor::cat(vec![upload(&items_u, true), upload(&items_p, true)], 0);
+    let probs = softmax(teacher.forward(weak, 0), 1);
+    let (conf, labels) = probs.max_dim_with_indices(1);
+    let conf = to_vec(conf);
+    let labels: Vec<i64> = labels.into_data().convert::<i64>().try_to_vec().unwrap();
+    // CutMix on the CPU, plane by plane, with the boxes' own paste.
+    let mut strong_mix: Vec<f32> = items_u.iter().flat_map(|i| i.strong.clone()).collect();
+    let (mut lab_mix, mut conf_mix, mut valid_mix) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..bu {
+        let mut l: Vec<i64> = labels[i * n..(i + 1) * n].to_vec();
+        let mut c: Vec<f32> = conf[i * n..(i + 1) * n].to_vec();
+        let mut v: Vec<f32> = items_u[i].valid.iter().map(|&x| f32::from(x)).collect();
+        if let Some(cut) = items_u[i].cutmix {
+            let j = bu + i;
+            cut.paste(&mut l, &labels[j * n..(j + 1) * n], S as u32, 1);
+            cut.paste(&mut c, &conf[j * n..(j + 1) * n], S as u32, 1);
+            let pv: Vec<f32> = items_p[i].valid.iter().map(|&x| f32::from(x)).collect();
+            cut.paste(&mut v, &pv, S as u32, 1);
+            for ch in 0..3 {
+                let at = (i * 3 + ch) * n;
+                cut.paste(
+                    &mut strong_mix[at..at + n],
+                    &items_p[i].strong[ch * n..(ch + 1) * n],
+                    S as u32,
+                    1,
+                );
+            }
+        }
+        lab_mix.extend(l);
+        conf_mix.extend(c);
+        valid_mix.extend(v);
+    }
+    let weight: Vec<f32> = conf_mix
+        .iter()
+        .zip(&valid_mix)
+        .map(|(&c, &v)| {
+            if f64::from(c) >= setup.threshold {
+                v
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let valid_sum: f32 = valid_mix.iter().sum();
+    let expected_ratio = weight.iter().sum::<f32>() / valid_sum;
+    assert!(
+        expected_ratio > 0.02 && expected_ratio < 0.98,
+        "the test wants a partial mask, got {expected_ratio}"
+    );
+    let strong_mix = Tensor::<4>::from_data(TensorData::new(strong_mix, [bu, 3, S, S]), &dev);
+    let logits = model.forward(Tensor::cat(vec![images_l, strong_mix], 0), 0);
+    let one_hot = |l: Vec<i64>, b: usize| {
+        let v: Vec<f32> = (0..b)
+            .flat_map(|bi| {
+                let l = &l;
+                (0..k).flat_map(move |c| {
+                    (0..n).map(move |p| f32::from(u8::from(l[bi * n + p] == c as i64)))
+                })
+            })
+            .collect();
+        Tensor::<4>::from_data(TensorData::new(v, [b, k, S, S]), &dev)
+    };
+    let ce = |logits: Tensor<4>, target: Tensor<4>| -> Tensor<3> {
+        let [b, _, h, w] = logits.dims();
+        (log_softmax(logits, 1) * target)
+            .sum_dim(1)
+            .reshape([b, h, w])
+            .neg()
+    };
+    let labels_l_vec: Vec<i64> = labels_l.into_data().convert::<i64>().try_to_vec().unwrap();
+    let l_s_ref =
+        (ce(logits.clone().narrow(0, 0, bl), one_hot(labels_l_vec, bl)) * valid_l.clone()).sum()
+            / valid_l.sum();
+    let weight = Tensor::<3>::from_data(TensorData::new(weight, [bu, S, S]), &dev);
+    let l_u_ref = (ce(logits.narrow(0, bl, bu), one_hot(lab_mix, bu)) * weight).sum() / valid_sum;
+
+    let scalar = s5::train::loss::scalar;
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * b.abs().max(1.0);
+    let (l_s, l_u) = (
+        scalar(out.supervised.clone()),
+        scalar(out.unsupervised.clone()),
+    );
+    assert!(
+        close(l_s, scalar(l_s_ref.clone())),
+        "L_s {l_s} vs reference"
+    );
+    assert!(
+        close(l_u, scalar(l_u_ref.clone())),
+        "L_u {l_u} vs reference"
+    );
+    let total_ref = (l_s_ref + l_u_ref.clone() * setup.lambda) / 2.0;
+    assert!(close(scalar(out.loss.clone()), scalar(total_ref)));
+    assert!(close(scalar(out.mask_ratio), f64::from(expected_ratio)));
+    // Gradients of L_u reach the same values through both computations.
+    let got = grads_of(&model, out.unsupervised);
+    let want = grads_of(&model, l_u_ref);
+    assert_eq!(got.len(), want.len());
+    assert!(!got.is_empty());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let scale = w.iter().map(|v| v.abs()).fold(0.0f32, f32::max).max(1e-6);
+        let diff = g
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            diff / scale < 1e-3,
+            "parameter {i}: gradient differs by {}",
+            diff / scale
+        );
+    }
+}
