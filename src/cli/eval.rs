@@ -65,22 +65,13 @@ fn folders(args: &EvalArgs, pred: &PathBuf, gt: &PathBuf) -> Result<()> {
     };
     let spec = s5::data::DatasetSpec::load(spec_path)?;
     let (matrix, files) = compare_folders(&spec, pred, gt)?;
-    let exclude = exclude(args, &spec);
-    println!(
-        "{files} masks of {} ({} classes)\n",
+    let heading = format!(
+        "{files} masks of {} ({} classes)",
         spec.name,
         spec.num_classes()
     );
-    println!("{}", report::table(&spec, &matrix, exclude));
-    report::write_json(
-        &args.out,
-        &spec,
-        &matrix,
-        exclude,
-        serde_json::json!({ "predictions": pred, "ground_truth": gt, "files": files }),
-    )?;
-    println!("wrote {}", args.out.display());
-    Ok(())
+    let about = serde_json::json!({ "predictions": pred, "ground_truth": gt, "files": files });
+    report_and_write(args, &spec, &matrix, &heading, about)
 }
 
 fn with_model(backend: Option<GpuBackend>, args: &EvalArgs) -> Result<()> {
@@ -128,27 +119,34 @@ fn with_model(backend: Option<GpuBackend>, args: &EvalArgs) -> Result<()> {
         },
     )?;
     bar.finish_and_clear();
-    let exclude = exclude(args, &spec);
-    println!(
-        "{} images of {} split `{}` with {} ({mode:?})\n",
+    let heading = format!(
+        "{} images of {} split `{}` with {} ({mode:?})",
         samples.len(),
         spec.name,
         args.split,
         checkpoint.display()
     );
-    println!("{}", report::table(&spec, &matrix, exclude));
-    report::write_json(
-        &args.out,
-        &spec,
-        &matrix,
-        exclude,
-        serde_json::json!({
-            "checkpoint": checkpoint,
-            "split": args.split,
-            "images": samples.len(),
-            "mode": format!("{mode:?}"),
-        }),
-    )?;
+    let about = serde_json::json!({
+        "checkpoint": checkpoint,
+        "split": args.split,
+        "images": samples.len(),
+        "mode": format!("{mode:?}"),
+    });
+    report_and_write(args, &spec, &matrix, &heading, about)
+}
+
+/// Prints the heading and per-class table, writes `metrics.json`.
+fn report_and_write(
+    args: &EvalArgs,
+    spec: &s5::data::DatasetSpec,
+    matrix: &s5::eval::ConfusionMatrix,
+    heading: &str,
+    about: serde_json::Value,
+) -> Result<()> {
+    let exclude = exclude(args, spec);
+    println!("{heading}\n");
+    println!("{}", report::table(spec, matrix, exclude));
+    report::write_json(&args.out, spec, matrix, exclude, about)?;
     println!("wrote {}", args.out.display());
     Ok(())
 }

@@ -73,3 +73,30 @@ impl RunDir {
         Ok(Some((step, self.checkpoint(step))))
     }
 }
+
+/// The steps of the `step-<n>` folders directly in `dir`, ascending (none if `dir` does not
+/// exist). Temporary `.step-<n>.tmp` folders are not listed.
+pub fn step_folders(dir: &Path) -> Result<Vec<u64>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(Error::Io {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut steps: Vec<u64> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("step-")?
+                .parse::<u64>()
+                .ok()
+        })
+        .collect();
+    steps.sort_unstable();
+    Ok(steps)
+}

@@ -111,24 +111,7 @@ impl SampleWriter {
 
 /// Steps that have a complete sample folder, ascending.
 pub fn sample_steps(run: &RunDir) -> Result<Vec<u64>> {
-    let dir = run.samples();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(Error::Io { path: dir, source }),
-    };
-    let mut steps: Vec<u64> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_prefix("step-")?
-                .parse::<u64>()
-                .ok()
-        })
-        .collect();
-    steps.sort_unstable();
-    Ok(steps)
+    super::layout::step_folders(&run.samples())
 }
 
 /// Keeps at most `keep` step folders: the first and the newest half stay; every second one

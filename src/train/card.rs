@@ -156,7 +156,6 @@ fn prune(run: &RunDir, keep: usize) -> Result<()> {
     };
     let mut steps = checkpoint_steps(run)?;
     steps.retain(|&s| s < latest);
-    steps.sort_unstable();
     let excess = steps.len().saturating_sub(keep);
     for step in &steps[..excess] {
         let dir = run.checkpoint(*step);
@@ -167,22 +166,7 @@ fn prune(run: &RunDir, keep: usize) -> Result<()> {
 
 /// Steps of the complete checkpoint folders of a run.
 pub fn checkpoint_steps(run: &RunDir) -> Result<Vec<u64>> {
-    let dir = run.checkpoints();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(Error::Io { path: dir, source }),
-    };
-    Ok(entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_prefix("step-")?
-                .parse::<u64>()
-                .ok()
-        })
-        .collect())
+    crate::run::layout::step_folders(&run.checkpoints())
 }
 
 /// Reads a checkpoint folder's progress.
