@@ -745,3 +745,47 @@ fn pretrain_logs_fixmatch_and_samples_appear_whole_while_it_runs() {
         "validation shares the step folder"
     );
 }
+
+/// Ctrl-C (SIGINT) finishes the step, checkpoints it and exits cleanly; `--resume` goes on.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_checkpoints_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), 1000, 1e-3);
+    let run_dir = dir.path().join("run");
+    let mut child = s5()
+        .args(["train", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&run_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = run_dir.join("events.jsonl");
+    let started = std::time::Instant::now();
+    while s5::run::read_events(&events).unwrap().len() < 3 {
+        assert!(started.elapsed().as_secs() < 300, "training never started");
+        assert!(child.try_wait().unwrap().is_none(), "s5 train ended early");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("s5 train --resume"), "{stdout}");
+    let events = s5::run::read_events(&events).unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, "stop");
+    let (step, _) = s5::run::RunDir::new(&run_dir)
+        .latest_checkpoint()
+        .unwrap()
+        .unwrap();
+    assert_eq!(step, last.step, "the stop step is checkpointed");
+    assert!(step < 1000);
+}
