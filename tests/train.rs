@@ -325,6 +325,25 @@ fn bad_training_configs_name_the_file_and_the_problem() {
         stderr.contains("bad.ron") && stderr.contains("datsets"),
         "{stderr}"
     );
+    // A model that cannot be built is named before any training starts.
+    let config = tiny_config(dir.path(), 2, 1e-3);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "feature_blocks: (0, 1, 1, 1)",
+        "feature_blocks: (0, 1, 2, 9)",
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = s5()
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(dir.path().join("run2"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("feature block 2 does not exist"),
+        "{stderr}"
+    );
     let out = s5()
         .args(["train", "--resume", "--out"])
         .arg(dir.path().join("empty"))

@@ -96,6 +96,32 @@ impl ModelSetup {
             })?,
             Backbone::Custom(cfg) => cfg.clone(),
         };
+        let b = &backbone;
+        if b.depth == 0 || b.heads == 0 || b.dim % b.heads != 0 {
+            return Err(Error::Config {
+                reason: format!(
+                    "backbone: dim {} must be a multiple of heads {} (both > 0, depth > 0)",
+                    b.dim, b.heads
+                ),
+            });
+        }
+        if let Some(&block) = b.feature_blocks.iter().find(|&&i| i >= b.depth) {
+            return Err(Error::Config {
+                reason: format!(
+                    "backbone: feature block {block} does not exist in a {}-block ViT \
+                     (feature_blocks are 0-based)",
+                    b.depth
+                ),
+            });
+        }
+        if b.patch_px == 0 || b.pos_grid_px % b.patch_px != 0 || 32 % b.patch_px != 0 {
+            return Err(Error::Config {
+                reason: format!(
+                    "backbone: patch_px {} must divide 32 and pos_grid_px {}",
+                    b.patch_px, b.pos_grid_px
+                ),
+            });
+        }
         backbone.drop_path = self.drop_path;
         if let Some(p) = self.moe_expert_dim {
             backbone = backbone.with_moe(classes.len(), p);
