@@ -14,8 +14,8 @@
 //!   windows streamed by row bands), split scoring, `s5 predict`'s files.
 //! - [`model`]: ViT (dense or FFN-MoE) + simple-FPN + UperNet per dataset; parameter counts.
 //! - [`run`]: the run directory, the contract between trainer and viewer.
-//! - [`train`]: the supervised loop, its config, loss, optimizer groups, schedule and
-//!   self-describing checkpoint folders.
+//! - [`train`]: the training loop (supervised, and FixMatch / S4P on unlabeled images), its
+//!   config, loss, optimizer groups, schedule and self-describing checkpoint folders.
 //! - [`bench`]: timings of each op against its reference.
 //! - [`error`]: the library's error type.
 //! - [`fsutil`]: atomic file writes.
