@@ -88,22 +88,6 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
     let valid_l = Tensor::<3>::from_data(TensorData::new(valid_l, [bl, S, S]), &dev);
     let items_u = random_items(&mut rng, bu);
     let items_p = random_items(&mut rng, bu);
-    let setup = SemiSetup {
-        // A random model is not confident: a low τ keeps some pixels in and some out.
-        threshold: 0.3,
-        lambda: 0.7,
-        loss_form: LossForm::Code,
-        ..SemiSetup::default()
-    };
-    let out = fixmatch_step(
-        &model,
-        &teacher,
-        (images_l.clone(), labels_l.clone(), valid_l.clone()),
-        &UnlabeledTensors::from_items(&items_u, S, &plain),
-        &UnlabeledTensors::from_items(&items_p, S, &plain),
-        &setup,
-        Some(3),
-    );
 
     // ---- Reference ----
     let n = S * S;
@@ -152,6 +136,31 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
         conf_mix.extend(c);
         valid_mix.extend(v);
     }
+    // τ between two well-separated confidences near the median: about half the pixels in,
+    // and no pixel so close to τ that rounding could move it across.
+    let mut sorted: Vec<f32> = conf_mix.clone();
+    sorted.sort_by(f32::total_cmp);
+    let mid = sorted.len() / 2;
+    let i = (mid..sorted.len() - 1)
+        .find(|&i| sorted[i + 1] - sorted[i] > 1e-5)
+        .expect("distinct confidences");
+    let threshold = f64::from((sorted[i] + sorted[i + 1]) / 2.0);
+    let setup = SemiSetup {
+        threshold,
+        lambda: 0.7,
+        loss_form: LossForm::Code,
+        ..SemiSetup::default()
+    };
+    let out = fixmatch_step(
+        &model,
+        &teacher,
+        (images_l.clone(), labels_l.clone(), valid_l.clone()),
+        &UnlabeledTensors::from_items(&items_u, S, &plain),
+        &UnlabeledTensors::from_items(&items_p, S, &plain),
+        &setup,
+        Some(3),
+    );
+
     let weight: Vec<f32> = conf_mix
         .iter()
         .zip(&valid_mix)
