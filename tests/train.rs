@@ -70,21 +70,28 @@ fn tiny_config(dir: &Path, steps: u64, lr: f64) -> PathBuf {
     path
 }
 
-/// Every float parameter of a model, in visiting order.
-fn weights(model: &impl Module) -> Vec<Vec<f32>> {
-    struct Collect(Vec<Vec<f32>>);
+/// Every float parameter (and BatchNorm statistic) of a model with its path.
+fn weights(model: &impl Module) -> Vec<(String, Vec<f32>)> {
+    #[derive(Default)]
+    struct Collect(Vec<String>, Vec<(String, Vec<f32>)>);
     impl ModuleVisitor for Collect {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.0.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.0.pop();
+        }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.push(to_vec(param.val()));
+            self.1.push((self.0.join("."), to_vec(param.val())));
         }
     }
-    let mut c = Collect(Vec::new());
+    let mut c = Collect::default();
     model.visit(&mut c);
-    c.0
+    c.1
 }
 
-/// The largest absolute difference between two models' weights.
-fn max_weight_diff(a: &Path, b: &Path) -> f32 {
+/// The largest absolute difference between two models' weights, and where.
+fn max_weight_diff(a: &Path, b: &Path) -> (f32, String) {
     let dev = device();
     let (ma, _, _) = s5::train::load_model(a, &dev).unwrap();
     let (mb, _, _) = s5::train::load_model(b, &dev).unwrap();
@@ -92,8 +99,17 @@ fn max_weight_diff(a: &Path, b: &Path) -> f32 {
     assert_eq!(wa.len(), wb.len());
     wa.iter()
         .zip(&wb)
-        .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
-        .fold(0.0, f32::max)
+        .map(|((path, x), (_, y))| {
+            let d = x
+                .iter()
+                .zip(y)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f32::max);
+            (d, path.clone())
+        })
+        .fold((0.0, String::new()), |best, cur| {
+            if cur.0 > best.0 { cur } else { best }
+        })
 }
 
 /// Trains 6 steps in one go; separately trains, crashes (abort) after step 3 — between the
@@ -151,8 +167,11 @@ fn a_killed_run_resumes_to_the_same_weights() {
         [1, 2, 3, 3, 4, 5, 6],
         "step 3 redone after the crash"
     );
-    let diff = max_weight_diff(&whole, &crashed);
-    assert!(diff <= 1e-6, "resumed weights differ by {diff}");
+    let (diff, at) = max_weight_diff(&whole, &crashed);
+    assert!(
+        diff <= 1e-6,
+        "resumed weights differ by {diff} (most in {at})"
+    );
 
     // The run directory is complete: manifest, config, validation metrics, samples.
     let run = s5::run::RunDir::new(&crashed);
