@@ -188,7 +188,8 @@ pub fn train(
 
     let bar = progress_bar(options.progress, config.steps, start_step);
     let started = Instant::now();
-    let wall = |offset: f64| offset + started.elapsed().as_secs_f64();
+    // Training time so far, including earlier sessions of a resumed run.
+    let wall = || wall_offset_s + started.elapsed().as_secs_f64();
     let mut outcome = TrainOutcome {
         steps_done: start_step,
         interrupted: false,
@@ -245,7 +246,7 @@ pub fn train(
             };
             events.append(&Event {
                 step,
-                wall_s: wall(wall_offset_s),
+                wall_s: wall(),
                 kind: "diverged".into(),
                 lr: Some(lr),
                 ..Event::default()
@@ -277,7 +278,7 @@ pub fn train(
         }
         events.append(&Event {
             step: done,
-            wall_s: wall(wall_offset_s),
+            wall_s: wall(),
             kind: "train".into(),
             losses,
             lr: Some(lr),
@@ -295,25 +296,20 @@ pub fn train(
 
         let last = done == config.steps;
         if done % config.checkpoint_every == 0 || last {
-            let dir = save_checkpoint(
+            let state = TrainState {
+                step: done,
+                wall_s: wall(),
+            };
+            outcome.checkpoint = Some(checkpoint(
                 run,
                 &model,
                 &optimizer,
                 &card,
-                TrainState {
-                    step: done,
-                    wall_s: wall(wall_offset_s),
-                },
-                config.keep_checkpoints,
-            )?;
-            events.append(&Event {
-                step: done,
-                wall_s: wall(wall_offset_s),
-                kind: "checkpoint".into(),
-                ..Event::default()
-            })?;
+                state,
+                &config,
+                &mut events,
+            )?);
             last_checkpoint_step = Some(done);
-            outcome.checkpoint = Some(dir);
         }
         // One sample folder per step, shared by validation and FixMatch pictures.
         let keep = config.semi.as_ref().map_or(24, |s| s.samples.keep);
@@ -324,7 +320,7 @@ pub fn train(
             let metrics = validate(&model, &datasets, &config, &mut samples, device)?;
             events.append(&Event {
                 step: done,
-                wall_s: wall(wall_offset_s),
+                wall_s: wall(),
                 kind: "val".into(),
                 metrics: metrics.clone(),
                 ..Event::default()
@@ -354,29 +350,50 @@ pub fn train(
     }
 
     if outcome.interrupted && last_checkpoint_step != Some(outcome.steps_done) {
-        let dir = save_checkpoint(
+        let state = TrainState {
+            step: outcome.steps_done,
+            wall_s: wall(),
+        };
+        outcome.checkpoint = Some(checkpoint(
             run,
             &model,
             &optimizer,
             &card,
-            TrainState {
-                step: outcome.steps_done,
-                wall_s: wall(wall_offset_s),
-            },
-            config.keep_checkpoints,
-        )?;
-        outcome.checkpoint = Some(dir);
+            state,
+            &config,
+            &mut events,
+        )?);
     }
     if outcome.interrupted {
         events.append(&Event {
             step: outcome.steps_done,
-            wall_s: wall(wall_offset_s),
+            wall_s: wall(),
             kind: "stop".into(),
             ..Event::default()
         })?;
     }
     bar.finish_and_clear();
     Ok(outcome)
+}
+
+/// Writes the checkpoint folder of `state.step` and logs it as a `checkpoint` event.
+fn checkpoint(
+    run: &RunDir,
+    model: &Segmentor,
+    optimizer: &Optimizer,
+    card: &ModelCard,
+    state: TrainState,
+    config: &TrainConfig,
+    events: &mut EventLog,
+) -> Result<PathBuf> {
+    let dir = save_checkpoint(run, model, optimizer, card, state, config.keep_checkpoints)?;
+    events.append(&Event {
+        step: state.step,
+        wall_s: state.wall_s,
+        kind: "checkpoint".into(),
+        ..Event::default()
+    })?;
+    Ok(dir)
 }
 
 fn progress_bar(enabled: bool, total: u64, position: u64) -> ProgressBar {
