@@ -114,3 +114,18 @@ pub fn assert_close<const D: usize>(what: &str, actual: Tensor<D>, expected: Ten
         "{what}: relative error {err:e} >= {TOLERANCE:e}"
     );
 }
+
+/// A small deterministic segmentor (32-d ViT, 2 heads, `depth` blocks, 8-channel decoder, no
+/// dropout or drop path) for tests that need a whole model quickly.
+pub fn small_segmentor(depth: usize, classes: usize) -> s5::model::SegmentorConfig {
+    let mut backbone = s5::model::VitConfig::vit_tiny();
+    backbone.dim = 32;
+    backbone.heads = 2;
+    backbone.depth = depth;
+    backbone.drop_path = 0.0;
+    backbone.feature_blocks = [0, 1, 2, 3].map(|i: usize| i.min(depth - 1));
+    let mut cfg = s5::model::SegmentorConfig::new(backbone, vec![classes]);
+    cfg.decoder_channels = 8;
+    cfg.head_dropout = 0.0;
+    cfg
+}

@@ -7,11 +7,11 @@ use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use s5::data::augment::CutMixBox;
 use s5::data::loader::UnlabeledItem;
-use s5::model::{Segmentor, SegmentorConfig, VitConfig};
+use s5::model::Segmentor;
 use s5::train::config::{LossForm, SemiSetup};
 use s5::train::fixmatch::{UnlabeledTensors, fixmatch_step};
 
-use crate::common::{Rng, device, to_vec};
+use crate::common::{Rng, device, small_segmentor, to_vec};
 
 const S: usize = 32;
 
@@ -65,17 +65,8 @@ fn grads_of(model: &Segmentor, loss: Tensor<1>) -> Vec<Vec<f32>> {
 fn one_fixmatch_step_matches_a_plain_tensor_reference() {
     let plain: Device = device();
     let dev = plain.clone().autodiff();
-    let mut backbone = VitConfig::vit_tiny();
-    backbone.dim = 32;
-    backbone.heads = 2;
-    backbone.depth = 2;
-    backbone.drop_path = 0.0;
-    backbone.feature_blocks = [0, 1, 1, 1];
-    let mut cfg = SegmentorConfig::new(backbone, vec![4]);
-    cfg.decoder_channels = 8;
-    cfg.head_dropout = 0.0;
     let k = 4;
-    let model = Segmentor::new(&cfg, &dev);
+    let model = Segmentor::new(&small_segmentor(2, k), &dev);
     let teacher = model.valid();
     let mut rng = Rng::fresh("fixmatch step");
     let (bl, bu) = (2, 3);

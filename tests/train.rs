@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::common::{Rng, device, to_vec};
+use crate::common::{Rng, device, small_segmentor, to_vec};
 
 fn s5() -> Command {
     Command::new(env!("CARGO_BIN_EXE_s5"))
@@ -22,6 +22,16 @@ fn ok(out: &Output, what: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `s5 train FLAGS [--config CONFIG] --out OUT`, run to the end.
+fn train_cmd(flags: &[&str], config: Option<&Path>, out: impl AsRef<Path>) -> Output {
+    let mut cmd = s5();
+    cmd.arg("train").args(flags);
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    cmd.arg("--out").arg(out.as_ref()).output().unwrap()
 }
 
 /// A tiny synthetic dataset, made once per test process.
@@ -119,42 +129,24 @@ fn a_killed_run_resumes_to_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config(dir.path(), 6, 1e-3);
     let whole = dir.path().join("whole");
-    let out = s5()
-        .args(["train", "--quiet", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&whole)
-        .output()
-        .unwrap();
+    let out = train_cmd(&["--quiet"], Some(&config), &whole);
     ok(&out, "uninterrupted s5 train");
 
     let crashed = dir.path().join("crashed");
-    let out = s5()
-        .args(["train", "--quiet", "--abort-after-step", "3", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&crashed)
-        .output()
-        .unwrap();
+    let out = train_cmd(
+        &["--quiet", "--abort-after-step", "3"],
+        Some(&config),
+        &crashed,
+    );
     assert!(!out.status.success(), "the run was meant to crash");
     let events = s5::run::read_events(&crashed.join("events.jsonl")).unwrap();
     assert_eq!(events.iter().filter(|e| e.kind == "train").count(), 3);
     // Starting over the crashed run without --resume is refused.
-    let out = s5()
-        .args(["train", "--quiet", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&crashed)
-        .output()
-        .unwrap();
+    let out = train_cmd(&["--quiet"], Some(&config), &crashed);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
 
-    let out = s5()
-        .args(["train", "--quiet", "--resume", "--out"])
-        .arg(&crashed)
-        .output()
-        .unwrap();
+    let out = train_cmd(&["--quiet", "--resume"], None, &crashed);
     ok(&out, "resumed s5 train");
     let events = s5::run::read_events(&crashed.join("events.jsonl")).unwrap();
     let steps: Vec<u64> = events
@@ -289,13 +281,7 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
         .replace("checkpoint_every: 2", "checkpoint_every: 1");
     std::fs::write(&config, text).unwrap();
     let run = dir.path().join("run");
-    let out = s5()
-        .args(["train", "--quiet", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .unwrap();
+    let out = train_cmd(&["--quiet"], Some(&config), &run);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("training stopped at step"), "{stderr}");
@@ -318,13 +304,7 @@ fn bad_training_configs_name_the_file_and_the_problem() {
         "(steps: 10, datasets: [(spec: \"x.ron\")], augment: (crop_px: 100))",
     )
     .unwrap();
-    let out = s5()
-        .args(["train", "--config"])
-        .arg(&path)
-        .arg("--out")
-        .arg(dir.path().join("run"))
-        .output()
-        .unwrap();
+    let out = train_cmd(&[], Some(&path), dir.path().join("run"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -332,13 +312,7 @@ fn bad_training_configs_name_the_file_and_the_problem() {
         "{stderr}"
     );
     std::fs::write(&path, "(steps: 10, datsets: [])").unwrap();
-    let out = s5()
-        .args(["train", "--config"])
-        .arg(&path)
-        .arg("--out")
-        .arg(dir.path().join("run"))
-        .output()
-        .unwrap();
+    let out = train_cmd(&[], Some(&path), dir.path().join("run"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("bad.ron") && stderr.contains("datsets"),
@@ -351,23 +325,13 @@ fn bad_training_configs_name_the_file_and_the_problem() {
         "feature_blocks: (0, 1, 2, 9)",
     );
     std::fs::write(&config, text).unwrap();
-    let out = s5()
-        .args(["train", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(dir.path().join("run2"))
-        .output()
-        .unwrap();
+    let out = train_cmd(&[], Some(&config), dir.path().join("run2"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("feature block 2 does not exist"),
         "{stderr}"
     );
-    let out = s5()
-        .args(["train", "--resume", "--out"])
-        .arg(dir.path().join("empty"))
-        .output()
-        .unwrap();
+    let out = train_cmd(&["--resume"], None, dir.path().join("empty"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("nothing to resume"), "{stderr}");
 }
@@ -415,17 +379,10 @@ fn masked_cross_entropy_matches_a_hand_computation() {
 #[test]
 fn optimizer_groups_and_global_clipping() {
     use burn::optim::GradientsParams;
-    use s5::model::{Segmentor, SegmentorConfig, VitConfig};
+    use s5::model::Segmentor;
     use s5::train::optimizer::{clip_global_norm, param_infos};
     let dev: Device = device().autodiff();
-    let mut backbone = VitConfig::vit_tiny();
-    backbone.dim = 32;
-    backbone.heads = 2;
-    backbone.depth = 3;
-    backbone.feature_blocks = [0, 1, 2, 2];
-    let mut cfg = SegmentorConfig::new(backbone, vec![3]);
-    cfg.decoder_channels = 8;
-    let model = Segmentor::new(&cfg, &dev);
+    let model = Segmentor::new(&small_segmentor(3, 3), &dev);
     let infos = param_infos(&model);
     let find = |p: &str| {
         infos.iter().find(|i| i.path == p).unwrap_or_else(|| {
@@ -470,16 +427,9 @@ fn sliding_windows_cover_the_image_flush_with_its_end() {
 #[test]
 fn streamed_sliding_windows_equal_a_tensor_reference() {
     use s5::eval::infer::{InferMode, forward_any_size, image_tensor, predict_bands};
-    use s5::model::{Segmentor, SegmentorConfig, VitConfig};
+    use s5::model::Segmentor;
     let dev = device();
-    let mut backbone = VitConfig::vit_tiny();
-    backbone.dim = 32;
-    backbone.heads = 2;
-    backbone.depth = 2;
-    backbone.feature_blocks = [0, 1, 1, 1];
-    let mut cfg = SegmentorConfig::new(backbone, vec![4]);
-    cfg.decoder_channels = 8;
-    let model = Segmentor::new(&cfg, &dev).valid();
+    let model = Segmentor::new(&small_segmentor(2, 4), &dev).valid();
     let mut rng = Rng::fresh("slide");
     let (w, h) = (90 + rng.below(20) as u32, 70 + rng.below(20) as u32);
     let image = image::RgbImage::from_fn(w, h, |_, _| {
@@ -623,13 +573,7 @@ fn two_datasets_train_jointly_with_a_decoder_each() {
     );
     std::fs::write(&config, text).unwrap();
     let run = dir.path().join("run");
-    let out = s5()
-        .args(["train", "--quiet", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .unwrap();
+    let out = train_cmd(&["--quiet"], Some(&config), &run);
     ok(&out, "two-dataset s5 train");
     let events = s5::run::read_events(&run.join("events.jsonl")).unwrap();
     let train = events.iter().find(|e| e.kind == "train").unwrap();
