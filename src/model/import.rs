@@ -174,7 +174,21 @@ struct Source<'a> {
     device: &'a Device,
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
+    fn new(
+        tensors: BTreeMap<String, &'a (Vec<usize>, Vec<f32>)>,
+        path: &'a Path,
+        device: &'a Device,
+    ) -> Self {
+        Self {
+            tensors,
+            used: BTreeSet::new(),
+            missing: Vec::new(),
+            path,
+            device,
+        }
+    }
+
     fn take<const D: usize>(&mut self, key: &str, shape: [usize; D]) -> Result<Option<Tensor<D>>> {
         let Some((got, values)) = self.tensors.get(key) else {
             self.missing.push(key.to_string());
@@ -270,13 +284,7 @@ pub fn load_vit(
 ) -> Result<ImportReport> {
     let tensors: BTreeMap<String, &(Vec<usize>, Vec<f32>)> =
         raw.iter().map(|(k, v)| (normalise_key(k), v)).collect();
-    let mut src = Source {
-        tensors,
-        used: BTreeSet::new(),
-        missing: Vec::new(),
-        path,
-        device,
-    };
+    let mut src = Source::new(tensors, path, device);
     let mut report = ImportReport::default();
     let [d, c, p, _] = vit.patch_embed.weight.lazy_shape().dims::<4>();
     if let Some(w) = src.take("patch_embed.proj.weight", [d, c, p, p])? {
@@ -397,13 +405,7 @@ pub fn load_segmentor(
     let mut used = BTreeSet::new();
     let mut missing = Vec::new();
     {
-        let mut src = Source {
-            tensors: rest.clone(),
-            used: BTreeSet::new(),
-            missing: Vec::new(),
-            path,
-            device,
-        };
+        let mut src = Source::new(rest.clone(), path, device);
         let neck = &mut model.neck;
         src.conv(
             "neck.upsample_4x.0",
@@ -425,13 +427,7 @@ pub fn load_segmentor(
         missing.extend(src.missing);
     }
     for (d, decoder) in model.decoders.iter_mut().enumerate() {
-        let mut src = Source {
-            tensors: rest.clone(),
-            used: BTreeSet::new(),
-            missing: Vec::new(),
-            path,
-            device,
-        };
+        let mut src = Source::new(rest.clone(), path, device);
         load_upernet(&mut src, decoder)?;
         used.extend(src.used);
         missing.extend(
