@@ -53,15 +53,6 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 /// `s5 pretrain`: a config with a `semi` section.
 pub fn run_pretrain(backend: Option<GpuBackend>, args: PretrainArgs) -> Result<()> {
-    if let Some(path) = &args.train.config
-        && TrainConfig::load(path)?.semi.is_none()
-    {
-        bail!(
-            "{}: no `semi: Some((unlabeled: (spec: ...), ...))` section: s5 pretrain needs \
-             unlabeled images (use s5 train for supervised runs)",
-            path.display()
-        );
-    }
     run_with(backend, args.train, args.loss_form, true)
 }
 
@@ -76,7 +67,17 @@ fn run_with(
     pretrain: bool,
 ) -> Result<()> {
     let mut config = match (&args.config, args.resume) {
-        (Some(path), _) => TrainConfig::load(path)?,
+        (Some(path), _) => {
+            let config = TrainConfig::load(path)?;
+            if pretrain && config.semi.is_none() {
+                bail!(
+                    "{}: no `semi: Some((unlabeled: (spec: ...), ...))` section: s5 pretrain \
+                     needs unlabeled images (use s5 train for supervised runs)",
+                    path.display()
+                );
+            }
+            config
+        }
         (None, true) => TrainConfig {
             steps: 0,
             ..TrainConfig::default()

@@ -103,7 +103,7 @@ pub struct FixMatchOutput {
     pub entropy: Tensor<1>,
 }
 
-/// `where(mask, a, b)` for a float 0/1 mask.
+/// `from_partner` where `mask` is set, `own` elsewhere.
 fn mix<const D: usize>(
     mask: Tensor<D, Bool>,
     from_partner: Tensor<D>,
