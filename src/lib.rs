@@ -20,11 +20,14 @@
 //! - [`error`]: the library's error type.
 //! - [`fsutil`]: atomic file writes.
 //! - [`memory`]: peak memory of the process.
+//! - [`reduce`]: whole-tensor sums that are bit-reproducible (no float atomics).
 //! - `cli` (binary only): one file per subcommand.
 //!
 //! ## Invariants
 //! - Every shader has one binding in [`kernels`], one entry in [`kernels::shader::SHADERS`]
 //!   and one parity test against its reference (forward and gradients).
+//! - Whole-tensor sums in training go through [`reduce::total`], never `Tensor::sum`
+//!   (float atomics make its last bit vary from run to run).
 //! - Never enable burn's `vulkan` or `metal` features: they make those GPUs reject WGSL.
 
 pub mod bench;
@@ -36,6 +39,7 @@ pub mod fsutil;
 pub mod kernels;
 pub mod memory;
 pub mod model;
+pub mod reduce;
 pub mod run;
 pub mod train;
 

@@ -10,6 +10,7 @@ mod metrics;
 mod model;
 mod moe_ffn;
 mod pixel_stats;
+mod reduce;
 mod run_format;
 mod shaders;
 mod train;

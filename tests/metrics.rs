@@ -1,9 +1,9 @@
 //! Metrics against hand-computed confusion matrices, on the CPU and on the GPU.
 
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Int, Tensor, TensorData};
 use s5::eval::ConfusionMatrix;
 
-use crate::common::device;
+use crate::common::{Rng, device};
 
 /// 3 classes; ground truth 3 is the ignore index (= the number of classes).
 const GT: [u8; 12] = [0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 3];
@@ -88,4 +88,27 @@ fn empty_classes_leave_the_means_finite() {
         (s.miou, s.overall_accuracy, s.classes_counted),
         (0.0, 0.0, 0)
     );
+}
+
+/// A tile of 4 M pixels (odd count, ignore labels included) counts the same on the GPU as
+/// on the CPU. lavapipe caps a shader invocation at 65 535 loop iterations, and one matrix
+/// product over all the pixels lost most of its counts there.
+#[test]
+fn gpu_counts_of_a_large_tile_match_the_cpu() {
+    let device = device();
+    let mut rng = Rng::fresh("gpu_counts_of_a_large_tile_match_the_cpu");
+    let n = 2048 * 2048 + 3;
+    let k = 6;
+    // Ground truth in [0, k]: k is the ignore index.
+    let gt: Vec<u8> = (0..n).map(|_| rng.below(k + 1) as u8).collect();
+    let pred: Vec<u8> = (0..n).map(|_| rng.below(k) as u8).collect();
+    let mut cpu = ConfusionMatrix::new(k);
+    cpu.add(&gt, &pred);
+    let to = |labels: &[u8]| {
+        let values: Vec<i32> = labels.iter().map(|&l| i32::from(l)).collect();
+        Tensor::<1, Int>::from_data(TensorData::new(values, [n]), &device)
+    };
+    let mut gpu = ConfusionMatrix::new(k);
+    gpu.add_tensors(to(&gt), to(&pred));
+    assert_eq!(gpu, cpu);
 }

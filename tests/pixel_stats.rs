@@ -146,6 +146,8 @@ fn gradients_match_reference() {
     check_gradients([2, 5, 17, 19], true, Some(0), false);
     check_gradients([2, 4, 11, 7], true, Some(3), false);
     check_gradients([2, 6, 8, 10], true, Some(5), false);
+    // More pixels than one reduction chunk (4096), and not a multiple of it.
+    check_gradients([2, 3, 97, 101], true, Some(1), false);
 }
 
 #[test]

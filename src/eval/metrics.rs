@@ -42,8 +42,13 @@ pub struct MetricsSummary {
     pub classes_counted: usize,
 }
 
-/// Pixels per GPU accumulation chunk: f32 counts stay exact below 2^24.
+/// Pixels per read-back: f32 counts stay exact below 2^24.
 const CHUNK_PX: usize = 1 << 23;
+
+/// Pixels one matrix product sums over. Its K loop must stay short: lavapipe stops any
+/// shader invocation after 65 535 loop iterations, and a 4 M-pixel product silently lost
+/// most of its counts there.
+const MATMUL_PX: usize = 1 << 16;
 
 impl ConfusionMatrix {
     pub fn new(classes: usize) -> Self {
@@ -83,9 +88,10 @@ impl ConfusionMatrix {
         }
     }
 
-    /// Adds labels that live on the GPU: the matrix is `one_hot(gt)ᵀ · one_hot(pred)` per
-    /// chunk, so only `K × K` counts come back. Ground truth outside `[0, K)` has an all-zero
-    /// one-hot row and is never counted.
+    /// Adds labels that live on the GPU: the matrix is `one_hot(gt)ᵀ · one_hot(pred)`, summed
+    /// over blocks of [`MATMUL_PX`] pixels, so only `K × K` counts come back per
+    /// [`CHUNK_PX`] pixels. Ground truth outside `[0, K)` has an all-zero one-hot row and is
+    /// never counted.
     ///
     /// # Shapes
     /// gt, pred `[N]` (any integer labels; flatten images first).
@@ -98,19 +104,27 @@ impl ConfusionMatrix {
         );
         let k = self.classes;
         let device = gt.device();
-        let classes = Tensor::<1, Int>::arange(0..k as i64, &device).reshape([1, k]);
+        let classes = Tensor::<1, Int>::arange(0..k as i64, &device).reshape([1, 1, k]);
         let mut start = 0;
         while start < n {
             let len = CHUNK_PX.min(n - start);
+            let block = MATMUL_PX.min(len);
+            let blocks = len.div_ceil(block);
+            // Padding labels are `k`: an all-zero one-hot row, counted nowhere.
             let one_hot = |t: Tensor<1, Int>| {
-                t.narrow(0, start, len)
-                    .reshape([len, 1])
-                    .equal(classes.clone().expand([len, k]))
+                let mut t = t.narrow(0, start, len);
+                if blocks * block > len {
+                    let pad = Tensor::full([blocks * block - len], k as i64, &device);
+                    t = Tensor::cat(vec![t, pad], 0);
+                }
+                t.reshape([blocks, block, 1])
+                    .equal(classes.clone().expand([blocks, block, k]))
                     .float()
             };
             let m = one_hot(gt.clone())
-                .transpose()
-                .matmul(one_hot(pred.clone()));
+                .swap_dims(1, 2)
+                .matmul(one_hot(pred.clone()))
+                .sum_dim(0);
             let values = m
                 .into_data()
                 .convert::<f32>()

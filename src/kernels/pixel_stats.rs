@@ -21,8 +21,18 @@ use burn::tensor::{Bool, DType, IndexingUpdateOp, Int, Shape, Tensor, TensorData
 use super::ops::{PixelStatsPrimitive, S5Ops};
 use super::shader::{PIXEL_STATS, PIXEL_STATS_REDUCE, PIXEL_STATS_VEC4, ShaderKernel};
 
-/// Most workgroups one image is split over; each takes a grid-stride share of its pixels.
+/// Workgroups one image is split over when that is enough; each takes a grid-stride share
+/// of its pixels.
 const MAX_GROUPS_PER_IMAGE: usize = 256;
+
+/// Most loop iterations (pixel units × classes) one invocation may run. lavapipe stops an
+/// invocation after 65 535 loop iterations in all, so huge images get more workgroups
+/// instead of longer loops.
+const LOOP_BUDGET: usize = 16_384;
+
+/// Most workgroups per image: under WebGPU's 65 535 per dispatch dimension, and the reduce
+/// pass loops once per workgroup, so it stays under lavapipe's cap too.
+const MAX_GROUPS: usize = 32_768;
 
 /// Per-pixel pseudo-labels and confidence, per-image mean entropy.
 #[derive(Debug, Clone)]
@@ -160,7 +170,11 @@ pub(super) fn launch(
     let units = pixels / lanes;
     // One unit per invocation up to MAX_GROUPS_PER_IMAGE workgroups (measured fastest on
     // lavapipe: longer grid-stride loops were ~3x slower there), grid-stride beyond.
-    let groups = units.div_ceil(wg).clamp(1, MAX_GROUPS_PER_IMAGE);
+    let groups = units
+        .div_ceil(wg)
+        .clamp(1, MAX_GROUPS_PER_IMAGE)
+        .max((units * k).div_ceil(wg * LOOP_BUDGET))
+        .min(MAX_GROUPS);
     let client = logits.client.clone();
     let device = logits.device.clone();
 
@@ -293,6 +307,32 @@ impl<B: Backend> Backward<B, 1> for ConfidenceBackward {
     }
 }
 
+/// Sums of each row in chunks of [`crate::reduce::CHUNK`]: one `sum_dim` over a whole
+/// 1024² image would loop past lavapipe's 65 535-iteration cap and drop pixels.
+///
+/// # Shapes
+/// x `[B, N]` → `[B, 1]`.
+fn row_totals<B: Backend>(mut x: FloatTensor<B>) -> FloatTensor<B> {
+    let chunk = crate::reduce::CHUNK;
+    loop {
+        let [b, n] = x.shape().dims::<2>();
+        if n <= chunk {
+            return B::float_sum_dim(x, 1);
+        }
+        let rows = n.div_ceil(chunk);
+        if rows * chunk > n {
+            let zeros = B::float_zeros(
+                Shape::new([b, rows * chunk - n]),
+                &x.device(),
+                x.dtype().into(),
+            );
+            x = B::float_cat(vec![x, zeros], 1);
+        }
+        let sums = B::float_sum_dim(B::float_reshape(x, Shape::new([b, rows, chunk])), 2);
+        x = B::float_reshape(sums, Shape::new([b, rows]));
+    }
+}
+
 /// With S the scored classes (all but background), q_j = p_j (log p_j + 1) 1[j ∈ S] and
 /// A = Σ_k q_k: d H / d x_j = p_j A − q_j. The image mean scales by valid / n_valid.
 #[derive(Debug)]
@@ -332,7 +372,7 @@ impl<B: Backend> Backward<B, 1> for EntropyBackward {
         } else {
             B::float_ones(Shape::new([b, h, w]), &device, dtype.into())
         };
-        let count = B::float_sum_dim(B::float_reshape(valid.clone(), Shape::new([b, h * w])), 1);
+        let count = row_totals::<B>(B::float_reshape(valid.clone(), Shape::new([b, h * w])));
         let count = B::float_clamp_min(count, 1.0.into());
         let scale = B::float_div(B::float_reshape(grad, Shape::new([b, 1])), count);
         let weight = B::float_mul(B::float_reshape(valid, Shape::new([b, h * w])), scale);

@@ -18,6 +18,7 @@ use crate::data::augment::CutMixBox;
 use crate::data::loader::UnlabeledItem;
 use crate::kernels::pixel_stats;
 use crate::model::Segmentor;
+use crate::reduce::total;
 
 /// An unlabeled batch on the device the teacher runs on.
 ///
@@ -144,14 +145,14 @@ pub fn fixmatch_step(
     // Statistics (teacher device).
     let confident = conf_mix.clone().greater_equal_elem(setup.threshold).float();
     let weight = confident.clone() * valid_mix.clone();
-    let valid_count = valid_mix.clone().sum();
-    let mask_ratio = weight.clone().sum() / valid_count.clone().clamp_min(1.0);
+    let valid_count = total(valid_mix.clone());
+    let mask_ratio = total(weight.clone()) / valid_count.clone().clamp_min(1.0);
     let correct = labels_mix.clone().equal(truth_mix).float() * truth_valid_mix.clone();
     let with_truth = valid_mix.clone() * truth_valid_mix;
-    let truth_pixels = with_truth.clone().sum();
-    let accuracy_all = (correct.clone() * valid_mix).sum() / truth_pixels.clone().clamp_min(1.0);
+    let truth_pixels = total(with_truth.clone());
+    let accuracy_all = total(correct.clone() * valid_mix) / truth_pixels.clone().clamp_min(1.0);
     let accuracy_confident =
-        (correct * weight.clone()).sum() / (with_truth * confident).sum().clamp_min(1.0);
+        total(correct * weight.clone()) / total(with_truth * confident).clamp_min(1.0);
 
     // 3. The student on labeled + mixed strong views, in one batch.
     let bl = images_l.dims()[0];

@@ -4,6 +4,8 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 
+use crate::reduce::total;
+
 /// `Σ weight · (−log p[label]) / normalizer`.
 ///
 /// # Shapes
@@ -20,7 +22,7 @@ pub fn weighted_cross_entropy(
         .gather(1, labels.reshape([b, 1, h, w]))
         .reshape([b, h, w]);
     // `+ 0.0` turns the -0 of an all-zero weight into 0 in the logs.
-    (picked * weight).sum().neg() / normalizer + 0.0
+    total(picked * weight).neg() / normalizer + 0.0
 }
 
 /// Mean cross-entropy over the valid pixels (PyTorch's `ignore_index` semantics); 0 when no
@@ -33,7 +35,7 @@ pub fn masked_cross_entropy(
     labels: Tensor<3, Int>,
     valid: Tensor<3>,
 ) -> Tensor<1> {
-    let count = valid.clone().sum().clamp_min(1.0);
+    let count = total(valid.clone()).clamp_min(1.0);
     weighted_cross_entropy(logits, labels, valid, count)
 }
 

@@ -185,7 +185,7 @@ pub fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max: 
     impl ModuleVisitor for SumSquares<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(g) = self.grads.get::<D>(param.id) {
-                self.parts.push(g.powi_scalar(2).sum());
+                self.parts.push(crate::reduce::total(g.powi_scalar(2)));
             }
         }
     }
@@ -208,7 +208,7 @@ pub fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max: 
     if sums.parts.is_empty() {
         return 0.0;
     }
-    let norm = super::loss::scalar(Tensor::cat(sums.parts, 0).sum().sqrt());
+    let norm = super::loss::scalar(crate::reduce::total(Tensor::cat(sums.parts, 0)).sqrt());
     if norm > max {
         let factor = max / (norm + 1e-6);
         model.visit(&mut Scale { grads, factor });
