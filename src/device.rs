@@ -121,7 +121,7 @@ impl AdapterSummary {
             driver_info: info.driver_info,
             max_workgroup_storage_bytes: limits.max_compute_workgroup_storage_size,
             max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
-            max_storage_buffer_binding_bytes: limits.max_storage_buffer_binding_size as u64,
+            max_storage_buffer_binding_bytes: limits.max_storage_buffer_binding_size,
             subgroups: features.contains(wgpu::Features::SUBGROUP),
             subgroup_size_min: info.subgroup_min_size,
             subgroup_size_max: info.subgroup_max_size,

@@ -46,7 +46,7 @@ pub fn item_rng(seed: u64, position: u64) -> ChaCha8Rng {
 /// Sample order of one epoch: `epoch_len` indices into a source of `len` samples, made of
 /// shuffled passes over all of them (the last pass cut short).
 pub fn epoch_order(len: usize, epoch_len: usize, seed: u64, epoch: u64) -> Vec<usize> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_0de5);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_0de5);
     rng.set_stream(epoch);
     let mut order = Vec::with_capacity(epoch_len);
     while order.len() < epoch_len && len > 0 {

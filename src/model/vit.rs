@@ -79,7 +79,7 @@ impl Vit {
     pub fn new(cfg: &VitConfig, device: &Device) -> Self {
         let d = cfg.dim;
         assert!(
-            d % cfg.heads == 0,
+            d.is_multiple_of(cfg.heads),
             "dim {d} must divide into {} heads",
             cfg.heads
         );

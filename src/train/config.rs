@@ -374,7 +374,7 @@ impl TrainConfig {
         if o.clip_grad_norm.is_some_and(|c| c <= 0.0) {
             return Err("optimizer.clip_grad_norm must be > 0".into());
         }
-        if self.augment.crop_px < 32 || self.augment.crop_px % 32 != 0 {
+        if self.augment.crop_px < 32 || !self.augment.crop_px.is_multiple_of(32) {
             return Err(format!(
                 "augment.crop_px must be a multiple of 32 (the model's coarsest stride), got {}",
                 self.augment.crop_px

@@ -168,7 +168,7 @@ impl SemiRun {
     /// Whether `step` (completed) is a sample step.
     pub fn samples_due(&self, step: u64) -> bool {
         let every = self.setup.samples.every_steps;
-        every > 0 && step % every == 0 && !self.fixed.is_empty()
+        every > 0 && step.is_multiple_of(every) && !self.fixed.is_empty()
     }
 
     /// Adds pictures of the fixed images to a step's samples: weak view, pseudo-label,
