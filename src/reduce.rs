@@ -2,8 +2,8 @@
 //!
 //! Two platform traps make `Tensor::sum` and a long `sum_dim` unfit for training:
 //! - burn-cubecl's `Tensor::sum` adds per-workgroup partial sums with float atomics wherever
-//!   the adapter has them (lavapipe does), so the order of those
-//!   additions, and the last bit of the result, depends on which workgroup finishes first.
+//!   the adapter has them (lavapipe does), so the order of those additions, and the last
+//!   bit of the result, depends on which workgroup finishes first.
 //!   A gradient norm off by one bit changes the clipping factor of every gradient, Adam turns
 //!   that into lr-sized differences, and two identical runs drift apart by 1e-4 within a few
 //!   steps (seen as a flaky resume test under CPU load).
