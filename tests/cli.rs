@@ -1,10 +1,6 @@
 //! The real `s5` binary, run as a user would.
 
-use std::process::Command;
-
-fn s5() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_s5"))
-}
+use crate::common::s5;
 
 #[test]
 fn info_lists_the_selected_adapter() {
@@ -258,12 +254,14 @@ fn eval_scores_prediction_masks_against_ground_truth() {
     GrayImage::from_pixel(4, 2, Luma([0]))
         .save(d.join("pred/a.png"))
         .unwrap();
-    let out = s5()
-        .current_dir(d)
-        .args(["eval", "--pred", "pred", "--gt", "gt", "--spec"])
-        .arg(&spec)
-        .output()
-        .expect("run s5");
+    let eval = || {
+        s5().current_dir(d)
+            .args(["eval", "--pred", "pred", "--gt", "gt", "--spec"])
+            .arg(&spec)
+            .output()
+            .expect("run s5")
+    };
+    let out = eval();
     assert!(
         out.status.success(),
         "{}",
@@ -279,12 +277,7 @@ fn eval_scores_prediction_masks_against_ground_truth() {
     GrayImage::from_pixel(4, 2, Luma([0]))
         .save(d.join("pred/b.png"))
         .unwrap();
-    let out = s5()
-        .current_dir(d)
-        .args(["eval", "--pred", "pred", "--gt", "gt", "--spec"])
-        .arg(&spec)
-        .output()
-        .expect("run s5");
+    let out = eval();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("pred/b.png"), "{stderr}");

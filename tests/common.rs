@@ -1,5 +1,7 @@
-//! Shared test helpers: the process's GPU, seeded random data, error measures.
+//! Shared test helpers: the process's GPU, the `s5` binary, seeded random data, error
+//! measures.
 
+use std::process::Command;
 use std::sync::Once;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -7,6 +9,11 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 /// A hung GPU driver must not eat CI's time: the whole binary gets this long.
 const WATCHDOG: Duration = Duration::from_secs(20 * 60);
+
+/// The real `s5` binary, run as a user would.
+pub fn s5() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_s5"))
+}
 
 /// The GPU every test uses (initialised once per process).
 pub fn device() -> Device {

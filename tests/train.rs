@@ -2,17 +2,13 @@
 //! `s5 eval` on a tiny synthetic dataset (kill and resume, NaN stop, predictions).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::common::{Rng, device, small_segmentor, to_vec};
-
-fn s5() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_s5"))
-}
+use crate::common::{Rng, device, s5, small_segmentor, to_vec};
 
 fn ok(out: &Output, what: &str) {
     assert!(
@@ -183,16 +179,12 @@ fn a_killed_run_resumes_to_the_same_weights() {
     // The trained model predicts a tile of odd size with sliding windows...
     let image = synth().join("urban/img_dir/val");
     let pred = dir.path().join("pred");
+    // Predict and eval use the same sliding windows, so their scores can be compared.
+    let slide = ["--window-px", "64", "--stride-px", "40", "--flip"];
     let out = s5()
-        .args([
-            "predict",
-            "--window-px",
-            "64",
-            "--stride-px",
-            "40",
-            "--flip",
-            "--model",
-        ])
+        .arg("predict")
+        .args(slide)
+        .arg("--model")
         .arg(&crashed)
         .arg("--out")
         .arg(&pred)
@@ -231,15 +223,9 @@ fn a_killed_run_resumes_to_the_same_weights() {
     // The prediction folder scores like the model itself, through both forms of s5 eval.
     let metrics_a = dir.path().join("a.json");
     let out = s5()
-        .args([
-            "eval",
-            "--window-px",
-            "64",
-            "--stride-px",
-            "40",
-            "--flip",
-            "--model",
-        ])
+        .arg("eval")
+        .args(slide)
+        .arg("--model")
         .arg(&crashed)
         .arg("--out")
         .arg(&metrics_a)
