@@ -165,6 +165,9 @@ pub struct Gpu {
     pub adapter: AdapterSummary,
     /// The backend that was asked for; `None` when s5 chose automatically.
     pub backend: Option<GpuBackend>,
+    /// The wgpu instance and adapter under `device`: further devices of a data-parallel run
+    /// come from the same instance ([`training_gpus`]).
+    handles: Option<(wgpu::Instance, wgpu::Adapter)>,
 }
 
 static GPU: OnceLock<Gpu> = OnceLock::new();
@@ -223,5 +226,149 @@ fn init(backend: Option<GpuBackend>) -> Result<Gpu> {
         device,
         adapter: AdapterSummary::of(&setup.adapter),
         backend,
+        handles: Some((setup.instance, setup.adapter)),
+    })
+}
+
+/// Which GPUs a training run spreads its batch over (data parallelism, see
+/// [`crate::train::parallel`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GpuChoice {
+    /// The chosen adapter and every other adapter of its API with the same name (identical
+    /// GPUs): one GPU on most machines, all of them on a multi-GPU node.
+    #[default]
+    Auto,
+    /// Exactly this many adapters: the chosen one first, then others of its API (identical
+    /// ones first, software adapters never). Fewer present is an error.
+    Count(usize),
+    /// This many devices on the chosen adapter itself: the data-parallel code path without a
+    /// second GPU, for tests and CI (no speed-up).
+    SameAdapter(usize),
+}
+
+impl GpuChoice {
+    /// Parses `auto` or a count ≥ 1.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("auto") {
+            return Ok(Self::Auto);
+        }
+        match text.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(Self::Count(n)),
+            _ => Err(format!("`{text}`: expected `auto` or a number of GPUs ≥ 1")),
+        }
+    }
+}
+
+/// Devices made for data parallelism, kept for the process (a runtime is never unregistered):
+/// (adapter key, copy number) → GPU.
+static EXTRA: Mutex<Vec<((String, usize), Gpu)>> = Mutex::new(Vec::new());
+
+/// The GPUs of a training run: the process's GPU ([`gpu`]) first, then the others `choice`
+/// names, each with its own burn device.
+pub fn training_gpus(backend: Option<GpuBackend>, choice: GpuChoice) -> Result<Vec<Gpu>> {
+    let main = gpu(backend)?;
+    let Some((instance, adapter)) = &main.handles else {
+        return Ok(vec![main.clone()]);
+    };
+    let info = adapter.get_info();
+    let others: Vec<wgpu::Adapter> = match choice {
+        GpuChoice::Auto | GpuChoice::Count(_) => {
+            let mut others: Vec<wgpu::Adapter> =
+                pollster::block_on(instance.enumerate_adapters(info.backend.into()))
+                    .into_iter()
+                    .filter(|a| {
+                        let other = a.get_info();
+                        other != info && other.device_type != wgpu::DeviceType::Cpu
+                    })
+                    .collect();
+            // Identical GPUs first.
+            others.sort_by_key(|a| a.get_info().name != info.name);
+            match choice {
+                GpuChoice::Count(n) => {
+                    if others.len() + 1 < n {
+                        let mut found = vec![format!("{} (chosen)", info.name)];
+                        found.extend(others.iter().map(|a| a.get_info().name));
+                        return Err(Error::NotEnoughGpus {
+                            asked: n,
+                            api: format!("{:?}", info.backend).to_lowercase(),
+                            found: found.join(", "),
+                        });
+                    }
+                    others.truncate(n - 1);
+                    others
+                }
+                _ => others
+                    .into_iter()
+                    .filter(|a| a.get_info().name == info.name)
+                    .collect(),
+            }
+        }
+        GpuChoice::SameAdapter(n) => vec![adapter.clone(); n.saturating_sub(1)],
+    };
+    let mut gpus = vec![main.clone()];
+    let mut extra = EXTRA
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for (i, other) in others.iter().enumerate() {
+        let other_info = other.get_info();
+        let copy = if matches!(choice, GpuChoice::SameAdapter(_)) {
+            i + 1
+        } else {
+            0
+        };
+        let key = (
+            format!(
+                "{}/{}/{}",
+                other_info.name, other_info.device_pci_bus_id, other_info.device
+            ),
+            copy,
+        );
+        if let Some((_, gpu)) = extra.iter().find(|(k, _)| *k == key) {
+            gpus.push(gpu.clone());
+            continue;
+        }
+        let gpu = open_device(instance, other, main.backend)?;
+        extra.push((key, gpu.clone()));
+        gpus.push(gpu);
+    }
+    Ok(gpus)
+}
+
+/// A burn device of its own on `adapter`, requested as burn requests its first one (every
+/// feature the adapter has, its own limits).
+fn open_device(
+    instance: &wgpu::Instance,
+    adapter: &wgpu::Adapter,
+    backend: Option<GpuBackend>,
+) -> Result<Gpu> {
+    let (device, queue) = pollster::block_on(
+        adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("s5 data-parallel replica"),
+            required_features: adapter
+                .features()
+                .difference(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS),
+            required_limits: adapter.limits(),
+            memory_hints: wgpu::MemoryHints::MemoryUsage,
+            ..wgpu::DeviceDescriptor::default()
+        }),
+    )
+    .map_err(|e| Error::DeviceInit(format!("{}: {e}", adapter.get_info().name)))?;
+    let setup = burn::backend::wgpu::WgpuSetup {
+        instance: instance.clone(),
+        adapter: adapter.clone(),
+        device,
+        queue,
+        backend: adapter.get_info().backend,
+    };
+    let device = Device::wgpu_options()
+        .setup(setup)
+        .init()
+        .map_err(|e: WgpuInitError| Error::DeviceInit(format!("{e}")))?;
+    Ok(Gpu {
+        device,
+        adapter: AdapterSummary::of(adapter),
+        backend,
+        handles: None,
     })
 }

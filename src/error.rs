@@ -30,6 +30,16 @@ pub enum Error {
         "the GPU was already initialised with backend {current}; cannot switch to {requested} in the same process"
     )]
     BackendConflict { current: String, requested: String },
+    /// `--gpus N` asked for more adapters than the API shows.
+    #[error(
+        "--gpus {asked}: {api} shows only these adapters: {found}. Use --gpus auto (or a \
+         smaller number); `s5 info` lists every adapter"
+    )]
+    NotEnoughGpus {
+        asked: usize,
+        api: String,
+        found: String,
+    },
 
     // ---- data ----
     /// A dataset spec (RON) that does not parse or is inconsistent.

@@ -9,7 +9,7 @@ use s5::data::augment::CutMixBox;
 use s5::data::loader::UnlabeledItem;
 use s5::model::Segmentor;
 use s5::train::config::{LossForm, SemiSetup};
-use s5::train::fixmatch::{UnlabeledTensors, fixmatch_step};
+use s5::train::fixmatch::{Normalizers, UnlabeledTensors, fixmatch_step, mixed_valid_px};
 
 use crate::common::{Rng, device, small_segmentor, to_vec};
 
@@ -75,6 +75,7 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
     let valid_l: Vec<f32> = (0..bl * S * S)
         .map(|p| f32::from(u8::from(p % 7 != 0)))
         .collect();
+    let labeled_px: f32 = valid_l.iter().sum();
     let labels_l = Tensor::<3, Int>::from_data(TensorData::new(labels_l, [bl, S, S]), &dev);
     let valid_l = Tensor::<3>::from_data(TensorData::new(valid_l, [bl, S, S]), &dev);
     let items_u = random_items(&mut rng, bu);
@@ -150,6 +151,10 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
         &UnlabeledTensors::from_items(&items_p, S, &plain),
         &setup,
         Some(3),
+        Normalizers {
+            labeled_px: f64::from(labeled_px),
+            mixed_px: mixed_valid_px(&items_u, &items_p),
+        },
     );
 
     let weight: Vec<f32> = conf_mix
@@ -164,6 +169,8 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
         })
         .collect();
     let valid_sum: f32 = valid_mix.iter().sum();
+    // The CPU count of valid mixed pixels (the L_u denominator) is the reference's.
+    assert_eq!(mixed_valid_px(&items_u, &items_p), f64::from(valid_sum));
     let expected_ratio = weight.iter().sum::<f32>() / valid_sum;
     assert!(
         expected_ratio > 0.02 && expected_ratio < 0.98,
@@ -212,7 +219,11 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
     );
     let total_ref = (l_s_ref + l_u_ref.clone() * setup.lambda) / 2.0;
     assert!(close(scalar(out.loss.clone()), scalar(total_ref)));
-    assert!(close(scalar(out.mask_ratio), f64::from(expected_ratio)));
+    let counts: std::collections::BTreeMap<String, f64> =
+        out.counts.clone().read().into_iter().collect();
+    assert_eq!(counts["px/valid"], f64::from(valid_sum));
+    let ratio = counts["px/confident"] / counts["px/valid"];
+    assert!(close(ratio, f64::from(expected_ratio)));
     // Gradients of L_u reach the same values through both computations.
     let got = grads_of(&model, out.unsupervised);
     let want = grads_of(&model, l_u_ref);

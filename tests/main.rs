@@ -9,6 +9,7 @@ mod fixmatch;
 mod metrics;
 mod model;
 mod moe_ffn;
+mod parallel;
 mod pixel_stats;
 mod reduce;
 mod run_format;

@@ -585,12 +585,9 @@ fn two_datasets_train_jointly_with_a_decoder_each() {
     );
 }
 
-/// `s5 pretrain` logs the FixMatch numbers and leaves pictures for the viewer while it runs;
-/// a reader polling the run directory meanwhile only ever finds whole files.
-#[test]
-fn pretrain_logs_fixmatch_and_samples_appear_whole_while_it_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = tiny_config(dir.path(), 8, 1e-3);
+/// [`tiny_config`] with a `semi` section: FixMatch on the synthetic pool.
+fn pretrain_config(dir: &Path, steps: u64) -> PathBuf {
+    let config = tiny_config(dir, steps, 1e-3);
     let urban = synth().join("urban/urban.ron");
     let text = std::fs::read_to_string(&config)
         .unwrap()
@@ -610,6 +607,74 @@ fn pretrain_logs_fixmatch_and_samples_appear_whole_while_it_runs() {
             ),
         );
     std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// Both loops run data parallel over two devices (two wgpu devices on the one adapter: the
+/// multi-GPU code path without a second GPU) and log what one-GPU runs log; asking for more
+/// GPUs than exist names the adapters and the fix.
+#[test]
+fn data_parallel_runs_train_and_pretrain_and_too_many_gpus_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let semi = dir.path().join("semi");
+    std::fs::create_dir(&semi).unwrap();
+    let supervised = tiny_config(dir.path(), 3, 1e-3);
+    let flags = ["--quiet", "--gpus-on-one-adapter", "2"];
+    for (command, config) in [
+        ("pretrain", pretrain_config(&semi, 3)),
+        ("train", supervised),
+    ] {
+        let run = dir.path().join(command);
+        let out = s5()
+            .arg(command)
+            .args(flags)
+            .arg("--config")
+            .arg(&config)
+            .arg("--out")
+            .arg(&run)
+            .output()
+            .unwrap();
+        ok(&out, command);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("data parallel over 2 GPUs"), "{stderr}");
+        let events = s5::run::read_events(&run.join("events.jsonl")).unwrap();
+        let train: Vec<_> = events.iter().filter(|e| e.kind == "train").collect();
+        assert_eq!(train.len(), 3);
+        for e in &train {
+            assert!(
+                e.losses["loss"].is_finite() && e.losses["loss"] > 0.0,
+                "{e:?}"
+            );
+            if command == "pretrain" {
+                // The code form, (L_s + λ L_u) / 2, from the two shares' sums.
+                let (l_s, l_u) = (e.losses["L_s"], e.losses["L_u"]);
+                assert!((e.losses["loss"] - (l_s + l_u) / 2.0).abs() < 1e-4, "{e:?}");
+                let ratio = e.extra["mask_ratio"].as_f64().unwrap();
+                assert!((0.0..=1.0).contains(&ratio));
+            }
+        }
+        s5::train::load_model(&run, &device()).expect("a checkpoint of the main device's model");
+    }
+    let config = tiny_config(dir.path(), 3, 1e-3);
+    let out = train_cmd(
+        &["--quiet", "--gpus", "64"],
+        Some(&config),
+        dir.path().join("many"),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--gpus 64") && stderr.contains("s5 info"),
+        "{stderr}"
+    );
+}
+
+/// `s5 pretrain` logs the FixMatch numbers and leaves pictures for the viewer while it runs;
+/// a reader polling the run directory meanwhile only ever finds whole files.
+#[test]
+fn pretrain_logs_fixmatch_and_samples_appear_whole_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = pretrain_config(dir.path(), 8);
     let run_dir = dir.path().join("run");
     let mut child = s5()
         .args(["pretrain", "--quiet", "--loss-form", "paper", "--config"])

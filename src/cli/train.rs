@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
-use s5::device::{self, GpuBackend};
+use s5::device::{self, GpuBackend, GpuChoice};
 use s5::run::RunDir;
 use s5::train::config::LossForm;
 use s5::train::{TrainConfig, TrainOptions, train};
@@ -31,6 +31,14 @@ pub struct TrainArgs {
     /// overriding the config's `model.init`: fine-tuning after `s5 pretrain`.
     #[arg(long)]
     init: Option<PathBuf>,
+    /// GPUs to split each batch over (data parallelism): `auto` (the chosen adapter and
+    /// every identical one) or a number (the chosen one, then others of its API).
+    #[arg(long, default_value = "auto", value_parser = GpuChoice::parse)]
+    gpus: GpuChoice,
+    /// Split each batch over this many devices on the one chosen adapter: the multi-GPU code
+    /// path without a second GPU (tests).
+    #[arg(long, hide = true, conflicts_with = "gpus")]
+    gpus_on_one_adapter: Option<usize>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -107,7 +115,12 @@ fn run_with(
         }
         config.seed = seed;
     }
-    let gpu = device::gpu(backend)?;
+    let choice = match args.gpus_on_one_adapter {
+        Some(n) => GpuChoice::SameAdapter(n),
+        None => args.gpus,
+    };
+    let gpus = device::training_gpus(backend, choice)?;
+    let gpu = &gpus[0];
     ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {
             eprintln!("\nsecond Ctrl-C: exiting without a checkpoint");
@@ -119,8 +132,12 @@ fn run_with(
     })
     .context("installing the Ctrl-C handler")?;
     let run = RunDir::new(&args.out);
+    let more = match gpus.len() {
+        1 => String::new(),
+        n => format!(" and {} more, data parallel over {n} GPUs", n - 1),
+    };
     eprintln!(
-        "training on {} ({}) into {}",
+        "training on {} ({}){more} into {}",
         gpu.adapter.name,
         gpu.adapter.backend,
         run.root().display()
@@ -134,6 +151,7 @@ fn run_with(
             stop: Some(&STOP),
             abort_after_step: args.abort_after_step,
             progress: !args.quiet,
+            replicas: gpus[1..].iter().map(|g| g.device.clone()).collect(),
         },
     )?;
     for (name, value) in &outcome.val_metrics {

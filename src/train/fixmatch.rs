@@ -12,10 +12,10 @@
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use super::config::{LossForm, SemiSetup};
-use super::loss::{masked_cross_entropy, weighted_cross_entropy};
+use super::loss::cross_entropy_over;
 use crate::data::IGNORE;
 use crate::data::augment::CutMixBox;
-use crate::data::loader::UnlabeledItem;
+use crate::data::loader::{LabeledItem, UnlabeledItem};
 use crate::kernels::pixel_stats;
 use crate::model::Segmentor;
 use crate::reduce::total;
@@ -85,21 +85,115 @@ pub fn fill_box(plane: &mut [f32], cut: CutMixBox, crop: usize) {
     }
 }
 
-/// What one step computed. Losses live on the student's (autodiff) device; the statistics
-/// on the teacher's.
+/// The denominators of a step's losses, counted on the CPU over the *whole* batch: a share
+/// of the batch (data parallelism) divides by these, so the shares' losses add up to the
+/// batch's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Normalizers {
+    /// Valid labeled pixels (`L_s`).
+    pub labeled_px: f64,
+    /// Valid pixels of the cut-mixed unlabeled views (`L_u`).
+    pub mixed_px: f64,
+}
+
+impl Normalizers {
+    /// Counts a batch: labeled items, unlabeled items and their CutMix partners (pair i is
+    /// `u[i]`, `partner[i]`).
+    pub fn of(labeled: &[LabeledItem], u: &[UnlabeledItem], partner: &[UnlabeledItem]) -> Self {
+        Self {
+            labeled_px: super::trainer::labeled_valid_px(labeled),
+            mixed_px: mixed_valid_px(u, partner),
+        }
+    }
+}
+
+/// Valid pixels after CutMix: the partner's validity inside each item's box, the item's own
+/// outside it.
+pub fn mixed_valid_px(u: &[UnlabeledItem], partner: &[UnlabeledItem]) -> f64 {
+    u.iter()
+        .zip(partner)
+        .map(|(item, other)| {
+            let own = item.valid.iter().filter(|&&v| v != 0).count();
+            let Some(cut) = item.cutmix else {
+                return own;
+            };
+            let side = (item.valid.len() as f64).sqrt() as usize;
+            let (mut own_in_box, mut other_in_box) = (0, 0);
+            for y in cut.y_px as usize..(cut.y_px + cut.height_px) as usize {
+                let row =
+                    y * side + cut.x_px as usize..y * side + (cut.x_px + cut.width_px) as usize;
+                own_in_box += item.valid[row.clone()].iter().filter(|&&v| v != 0).count();
+                other_in_box += other.valid[row].iter().filter(|&&v| v != 0).count();
+            }
+            own - own_in_box + other_in_box
+        })
+        .sum::<usize>() as f64
+}
+
+/// Pixel counts of one step (or share) on the teacher's device, for the logged ratios.
+///
+/// # Shapes
+/// every field `[1]`.
+#[derive(Debug, Clone)]
+pub struct PseudoLabelCounts {
+    /// Valid mixed pixels.
+    pub valid: Tensor<1>,
+    /// ... of which confidence ≥ τ.
+    pub confident: Tensor<1>,
+    /// ... of which have a ground truth (synthetic pools).
+    pub with_truth: Tensor<1>,
+    /// ... of which the pseudo-label is right.
+    pub correct: Tensor<1>,
+    /// Confident pixels with a ground truth, and of those the right ones.
+    pub confident_with_truth: Tensor<1>,
+    pub correct_confident: Tensor<1>,
+}
+
+impl PseudoLabelCounts {
+    /// The names under which [`PseudoLabelCounts::read`] returns the counts.
+    pub const NAMES: [&'static str; 6] = [
+        "px/valid",
+        "px/confident",
+        "px/with_truth",
+        "px/correct",
+        "px/confident_with_truth",
+        "px/correct_confident",
+    ];
+
+    /// All six counts in one read from the GPU, named by [`PseudoLabelCounts::NAMES`].
+    pub fn read(self) -> Vec<(String, f64)> {
+        let values = Tensor::cat(
+            vec![
+                self.valid,
+                self.confident,
+                self.with_truth,
+                self.correct,
+                self.confident_with_truth,
+                self.correct_confident,
+            ],
+            0,
+        )
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("float counts");
+        Self::NAMES
+            .iter()
+            .zip(values)
+            .map(|(name, v)| (name.to_string(), f64::from(v)))
+            .collect()
+    }
+}
+
+/// What one step computed. Losses live on the student's (autodiff) device; the counts and
+/// entropy on the teacher's.
 #[derive(Debug, Clone)]
 pub struct FixMatchOutput {
     pub loss: Tensor<1>,
     pub supervised: Tensor<1>,
     pub unsupervised: Tensor<1>,
-    /// Share of valid mixed pixels with confidence ≥ τ.
-    pub mask_ratio: Tensor<1>,
-    /// Pseudo-label accuracy over confident / all valid mixed pixels that have a ground
-    /// truth (NaN-free: 0/0 reads 0; see `truth_pixels`).
-    pub accuracy_confident: Tensor<1>,
-    pub accuracy_all: Tensor<1>,
-    /// How many valid mixed pixels have a ground truth (0: accuracy undefined).
-    pub truth_pixels: Tensor<1>,
+    /// Pixel counts for the mask ratio (confident / valid) and pseudo-label accuracies.
+    pub counts: PseudoLabelCounts,
     /// Per-image mean entropy of the unlabeled weak views `[B]`.
     pub entropy: Tensor<1>,
 }
@@ -113,9 +207,9 @@ fn mix<const D: usize>(
     own.mask_where(mask, from_partner)
 }
 
-/// One FixMatch step's losses. `teacher` is the eval-mode snapshot of `student`
-/// (`student.valid()`); `u` and `partner` live on the teacher's device; labeled tensors on
-/// the student's.
+/// One FixMatch step's losses (or one share's, see [`super::parallel`]). `teacher` is the
+/// eval-mode snapshot of `student` (`student.valid()`); `u` and `partner` live on the
+/// teacher's device; labeled tensors on the student's; `norms` count the whole batch.
 ///
 /// # Shapes
 /// labeled images `[Bl, 3, S, S]`, labels `[Bl, S, S]`, valid `[Bl, S, S]`; `u`, `partner`
@@ -128,6 +222,7 @@ pub fn fixmatch_step(
     partner: &UnlabeledTensors,
     setup: &SemiSetup,
     background: Option<usize>,
+    norms: Normalizers,
 ) -> FixMatchOutput {
     let (images_l, labels_l, valid_l) = labeled;
     let student_device = images_l.device();
@@ -145,14 +240,16 @@ pub fn fixmatch_step(
     // Statistics (teacher device).
     let confident = conf_mix.clone().greater_equal_elem(setup.threshold).float();
     let weight = confident.clone() * valid_mix.clone();
-    let valid_count = total(valid_mix.clone());
-    let mask_ratio = total(weight.clone()) / valid_count.clone().clamp_min(1.0);
     let correct = labels_mix.clone().equal(truth_mix).float() * truth_valid_mix.clone();
     let with_truth = valid_mix.clone() * truth_valid_mix;
-    let truth_pixels = total(with_truth.clone());
-    let accuracy_all = total(correct.clone() * valid_mix) / truth_pixels.clone().clamp_min(1.0);
-    let accuracy_confident =
-        total(correct * weight.clone()) / total(with_truth * confident).clamp_min(1.0);
+    let counts = PseudoLabelCounts {
+        valid: total(valid_mix.clone()),
+        confident: total(weight.clone()),
+        with_truth: total(with_truth.clone()),
+        correct: total(correct.clone() * valid_mix),
+        confident_with_truth: total(with_truth * confident),
+        correct_confident: total(correct * weight.clone()),
+    };
 
     // 3. The student on labeled + mixed strong views, in one batch.
     let bl = images_l.dims()[0];
@@ -162,12 +259,12 @@ pub fn fixmatch_step(
     let logits_u = logits.narrow(0, bl, bu);
 
     // 4. Losses.
-    let supervised = masked_cross_entropy(logits_l, labels_l, valid_l);
-    let unsupervised = weighted_cross_entropy(
+    let supervised = cross_entropy_over(logits_l, labels_l, valid_l, norms.labeled_px);
+    let unsupervised = cross_entropy_over(
         logits_u,
         labels_mix.to_device(&student_device),
         weight.to_device(&student_device),
-        valid_count.clamp_min(1.0).to_device(&student_device),
+        norms.mixed_px,
     );
     let lambda = setup.lambda;
     let loss = match setup.loss_form {
@@ -178,10 +275,7 @@ pub fn fixmatch_step(
         loss,
         supervised,
         unsupervised,
-        mask_ratio,
-        accuracy_confident,
-        accuracy_all,
-        truth_pixels,
+        counts,
         entropy,
     }
 }

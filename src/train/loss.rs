@@ -39,6 +39,22 @@ pub fn masked_cross_entropy(
     weighted_cross_entropy(logits, labels, valid, count)
 }
 
+/// `Σ weight · (−log p[label]) / max(normalizer_px, 1)` with a normaliser counted on the
+/// CPU, e.g. over a whole batch of which these logits are one data-parallel share.
+///
+/// # Shapes
+/// logits `[B, K, H, W]`, labels `[B, H, W]`, weight `[B, H, W]` → `[1]`.
+pub fn cross_entropy_over(
+    logits: Tensor<4>,
+    labels: Tensor<3, Int>,
+    weight: Tensor<3>,
+    normalizer_px: f64,
+) -> Tensor<1> {
+    let device = logits.device();
+    let normalizer = Tensor::from_floats([normalizer_px.max(1.0) as f32], &device);
+    weighted_cross_entropy(logits, labels, weight, normalizer)
+}
+
 /// The value of a one-element tensor (one read from the GPU).
 pub fn scalar(t: Tensor<1>) -> f64 {
     let values = t

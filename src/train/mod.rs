@@ -6,6 +6,7 @@ pub mod config;
 pub mod fixmatch;
 pub mod loss;
 pub mod optimizer;
+pub mod parallel;
 pub mod schedule;
 pub mod semi;
 pub mod trainer;

@@ -10,8 +10,9 @@ use burn::tensor::{Device, Int, Tensor};
 use image::{GrayImage, RgbImage};
 
 use super::config::{SemiSetup, TrainConfig};
-use super::fixmatch::{UnlabeledTensors, fixmatch_step, teacher_mix};
+use super::fixmatch::{Normalizers, UnlabeledTensors, fixmatch_step, teacher_mix};
 use super::loss::scalar;
+use super::parallel::ShareLoss;
 use crate::data::DatasetSpec;
 use crate::data::loader::{
     LabeledItem, LoaderConfig, Prefetcher, UnlabeledItem, item_rng, unlabeled_item,
@@ -28,11 +29,83 @@ const UNLABELED_SEED: u64 = 0x0075_6e6c_6162;
 const PARTNER_SEED: u64 = 0x0070_6172_746e;
 const SAMPLES_SEED: u64 = 0x0073_616d_706c;
 
-/// What a semi-supervised step reports.
-pub struct SemiStep {
-    pub loss: Tensor<1>,
-    pub losses: BTreeMap<String, f64>,
-    pub stats: BTreeMap<String, f64>,
+/// One FixMatch share: the settings it needs, borrowed from the run.
+#[derive(Debug, Clone, Copy)]
+pub struct SemiLoss<'a> {
+    setup: &'a SemiSetup,
+    crop: usize,
+    background: Option<usize>,
+}
+
+impl SemiLoss<'_> {
+    /// The loss of one share of a step (all of it with one device): labeled items, unlabeled
+    /// items and their partners, divided by the whole batch's `norms`.
+    pub fn share(
+        &self,
+        model: &Segmentor,
+        labeled: &[LabeledItem],
+        u: &[UnlabeledItem],
+        partner: &[UnlabeledItem],
+        norms: Normalizers,
+        device: &Device,
+    ) -> ShareLoss {
+        let plain = device.clone().inner();
+        let out = fixmatch_step(
+            model,
+            &model.valid(),
+            super::trainer::labeled_tensors(labeled, self.crop, device),
+            &UnlabeledTensors::from_items(u, self.crop, &plain),
+            &UnlabeledTensors::from_items(partner, self.crop, &plain),
+            self.setup,
+            self.background,
+            norms,
+        );
+        let mut sums = BTreeMap::from([
+            ("loss".to_string(), scalar(out.loss.clone())),
+            ("L_s".to_string(), scalar(out.supervised)),
+            ("L_u".to_string(), scalar(out.unsupervised)),
+        ]);
+        sums.extend(out.counts.read());
+        let per_image = floats(out.entropy).into_iter().map(f64::from).collect();
+        ShareLoss {
+            loss: out.loss,
+            sums,
+            per_image,
+        }
+    }
+}
+
+/// A FixMatch step's logged losses (`loss`, `L_s`, `L_u`) and statistics (`mask_ratio`,
+/// `mean_entropy`, pseudo-label accuracies where ground truth exists) from the sums and
+/// per-image entropies of its shares.
+pub fn summarize(
+    sums: &BTreeMap<String, f64>,
+    entropy: &[f64],
+) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
+    let get = |name: &str| sums.get(name).copied().unwrap_or(0.0);
+    let losses = ["loss", "L_s", "L_u"]
+        .iter()
+        .map(|name| (name.to_string(), get(name)))
+        .collect();
+    let ratio = |a: &str, b: &str| get(a) / get(b).max(1.0);
+    let mut stats = BTreeMap::from([
+        ("mask_ratio".to_string(), ratio("px/confident", "px/valid")),
+        (
+            "mean_entropy".to_string(),
+            entropy.iter().sum::<f64>() / entropy.len().max(1) as f64,
+        ),
+    ]);
+    if get("px/with_truth") > 0.0 {
+        stats.insert(
+            "pseudo_label_acc_confident".to_string(),
+            ratio("px/correct_confident", "px/confident_with_truth"),
+        );
+        stats.insert(
+            "pseudo_label_acc_all".to_string(),
+            ratio("px/correct", "px/with_truth"),
+        );
+    }
+    (losses, stats)
 }
 
 /// The unlabeled side of a run.
@@ -117,14 +190,8 @@ impl SemiRun {
         })
     }
 
-    /// One FixMatch step on a labeled batch: the loss to back-propagate and what to log.
-    pub fn step(
-        &mut self,
-        model: &Segmentor,
-        labeled: &[LabeledItem],
-        device: &Device,
-        train_device: &Device,
-    ) -> Result<SemiStep> {
+    /// The next unlabeled batch and its CutMix partner batch (pair i: `u[i]`, `partner[i]`).
+    pub fn next_unlabeled(&mut self) -> Result<(Vec<UnlabeledItem>, Vec<UnlabeledItem>)> {
         let next = |p: &mut Prefetcher<UnlabeledItem>| -> Result<Vec<UnlabeledItem>> {
             Ok(p.next()
                 .ok_or_else(|| Error::Config {
@@ -132,37 +199,16 @@ impl SemiRun {
                 })??
                 .items)
         };
-        let u = UnlabeledTensors::from_items(&next(&mut self.stream)?, self.crop, device);
-        let partner = UnlabeledTensors::from_items(&next(&mut self.partner)?, self.crop, device);
-        let teacher = model.valid();
-        let out = fixmatch_step(
-            model,
-            &teacher,
-            super::trainer::labeled_tensors(labeled, self.crop, train_device),
-            &u,
-            &partner,
-            &self.setup,
-            self.background,
-        );
-        let mut losses = BTreeMap::new();
-        losses.insert("loss".to_string(), scalar(out.loss.clone()));
-        losses.insert("L_s".to_string(), scalar(out.supervised));
-        losses.insert("L_u".to_string(), scalar(out.unsupervised));
-        let mut stats = BTreeMap::new();
-        stats.insert("mask_ratio".to_string(), scalar(out.mask_ratio));
-        stats.insert("mean_entropy".to_string(), scalar(out.entropy.mean()));
-        if scalar(out.truth_pixels) > 0.0 {
-            stats.insert(
-                "pseudo_label_acc_confident".to_string(),
-                scalar(out.accuracy_confident),
-            );
-            stats.insert("pseudo_label_acc_all".to_string(), scalar(out.accuracy_all));
+        Ok((next(&mut self.stream)?, next(&mut self.partner)?))
+    }
+
+    /// What a step's shares need from the run (shareable across threads).
+    pub fn loss(&self) -> SemiLoss<'_> {
+        SemiLoss {
+            setup: &self.setup,
+            crop: self.crop,
+            background: self.background,
         }
-        Ok(SemiStep {
-            loss: out.loss,
-            losses,
-            stats,
-        })
     }
 
     /// Whether `step` (completed) is a sample step.

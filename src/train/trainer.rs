@@ -11,16 +11,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::card::{DatasetCard, ModelCard, TrainState, load_state, save_checkpoint};
 use super::config::TrainConfig;
-use super::loss::{masked_cross_entropy, scalar};
+use super::fixmatch::Normalizers;
+use super::loss::{cross_entropy_over, scalar};
 use super::optimizer::Optimizer;
+use super::parallel::{ShareLoss, shares, step_grads};
 use super::schedule::CosineSchedule;
-use super::semi::SemiRun;
+use super::semi::{SemiRun, summarize};
 use crate::data::loader::{LabeledItem, LoaderConfig, Prefetcher, labeled_stream};
 use crate::data::synth::colorize;
 use crate::data::{DatasetSpec, IGNORE, SampleRef};
@@ -41,6 +42,9 @@ pub struct TrainOptions<'a> {
     pub abort_after_step: Option<u64>,
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// Further GPUs (their plain devices) for data parallelism: each step's batch is split
+    /// between the main device and these ([`super::parallel`]). Empty: one GPU.
+    pub replicas: Vec<Device>,
 }
 
 /// How a run ended.
@@ -63,6 +67,9 @@ struct Dataset {
     val: Vec<SampleRef>,
     weight: f64,
 }
+
+/// Mixed into the seed of data-parallel device k > 0, so its dropout draws differ.
+const REPLICA_SEED: u64 = 0x5851_f42d_4c95_7f2d;
 
 /// The seed of the device RNG (dropout, drop path) for a step: a resumed run draws the same
 /// masks as an uninterrupted one.
@@ -199,6 +206,23 @@ pub fn train(
     let mut last_checkpoint_step = resume_from.as_ref().map(|(s, _)| *s);
     let crop = config.augment.crop_px as usize;
     let mut smoothed_ips: Option<f64> = None;
+    // Data parallelism: the main device first; no more devices than images in a share.
+    let per_step_images = config
+        .semi
+        .as_ref()
+        .map_or(config.batch, |s| config.batch.min(s.unlabeled_batch));
+    let mut devices: Vec<Device> = std::iter::once(train_device.clone())
+        .chain(options.replicas.iter().map(|d| d.clone().autodiff()))
+        .collect();
+    if devices.len() > per_step_images {
+        bar.println(format!(
+            "data parallel: {} GPUs but batches of {per_step_images}: using {per_step_images}",
+            devices.len()
+        ));
+        devices.truncate(per_step_images.max(1));
+    }
+    let names: Vec<String> = datasets.iter().map(|d| d.spec.name.clone()).collect();
+    let weights: Vec<f64> = datasets.iter().map(|d| d.weight).collect();
 
     for step in start_step..config.steps {
         if options.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
@@ -206,7 +230,11 @@ pub fn train(
             break;
         }
         let t0 = Instant::now();
-        train_device.seed(step_seed(config.seed, step));
+        for (k, d) in devices.iter().enumerate() {
+            // Device 0 draws what a one-GPU run draws; the others their own masks.
+            let seed = config.seed ^ (k as u64).wrapping_mul(REPLICA_SEED);
+            d.seed(step_seed(seed, step));
+        }
         let mut batches = Vec::with_capacity(loaders.len());
         for (loader, entry) in loaders.iter_mut().zip(&config.datasets) {
             let batch = loader.next().ok_or_else(|| Error::Config {
@@ -217,24 +245,48 @@ pub fn train(
             })??;
             batches.push(batch.items);
         }
-        let (loss, losses, stats) = match &mut semi {
+        let k = devices.len();
+        let (grads, losses, stats) = match &mut semi {
             Some(semi) => {
-                let out = semi.step(&model, &batches[0], device, &train_device)?;
-                (out.loss, out.losses, out.stats)
+                let (u, partner) = semi.next_unlabeled()?;
+                let labeled = &batches[0];
+                let norms = Normalizers::of(labeled, &u, &partner);
+                let (ls, us) = (shares(labeled.len(), k), shares(u.len(), k));
+                let loss = semi.loss();
+                let out = step_grads(&model, &devices, |i, replica, device| {
+                    Ok(loss.share(
+                        replica,
+                        &labeled[ls[i].clone()],
+                        &u[us[i].clone()],
+                        &partner[us[i].clone()],
+                        norms,
+                        device,
+                    ))
+                })?;
+                let (losses, stats) = summarize(&out.sums, &out.per_image);
+                (out.grads, losses, stats)
             }
             None => {
-                let (loss, per_dataset) =
-                    supervised_loss(&model, &batches, &datasets, crop, &train_device);
-                let mut losses = BTreeMap::from([("loss".to_string(), scalar(loss.clone()))]);
-                if datasets.len() > 1 {
-                    for (d, v) in datasets.iter().zip(&per_dataset) {
-                        losses.insert(format!("loss/{}", d.spec.name), scalar(v.clone()));
-                    }
+                let norms: Vec<f64> = batches.iter().map(|b| labeled_valid_px(b)).collect();
+                let ranges: Vec<_> = batches.iter().map(|b| shares(b.len(), k)).collect();
+                let out = step_grads(&model, &devices, |i, replica, device| {
+                    let share: Vec<&[LabeledItem]> = batches
+                        .iter()
+                        .zip(&ranges)
+                        .map(|(b, r)| &b[r[i].clone()])
+                        .collect();
+                    Ok(supervised_share(
+                        replica, &share, &names, &weights, &norms, crop, device,
+                    ))
+                })?;
+                let mut losses = out.sums;
+                if datasets.len() == 1 {
+                    losses.retain(|name, _| name == "loss");
                 }
-                (loss, losses, BTreeMap::new())
+                (out.grads, losses, BTreeMap::new())
             }
         };
-        let loss_value = losses["loss"];
+        let loss_value = losses.get("loss").copied().unwrap_or(f64::NAN);
         let lr = schedule.lr(step);
         if !loss_value.is_finite() {
             let kept = match last_checkpoint_step {
@@ -258,7 +310,6 @@ pub fn train(
                 kept,
             });
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
         let (updated, grad_norm) = optimizer.step(lr, model, grads);
         model = updated;
         let done = step + 1;
@@ -491,26 +542,39 @@ pub fn labeled_tensors(
     )
 }
 
-/// `Σ_d w_d · CE_d` over one batch per dataset (one backbone pass for all of them), and
-/// each dataset's CE.
-fn supervised_loss(
+/// Valid labeled pixels of a batch (labeled, not ignored, not padding): the denominator of
+/// its cross-entropy.
+pub fn labeled_valid_px(items: &[LabeledItem]) -> f64 {
+    items
+        .iter()
+        .map(|item| {
+            item.labels
+                .iter()
+                .zip(&item.valid)
+                .filter(|&(&l, &v)| v != 0 && l != IGNORE)
+                .count()
+        })
+        .sum::<usize>() as f64
+}
+
+/// `Σ_d w_d · CE_d` over one share of every dataset's batch (one backbone pass for all of
+/// them), each CE divided by its whole batch's valid pixels `norms[d]`: sums `loss` and
+/// `loss/<dataset>`.
+fn supervised_share(
     model: &Segmentor,
-    batches: &[Vec<LabeledItem>],
-    datasets: &[Dataset],
+    batches: &[&[LabeledItem]],
+    names: &[String],
+    weights: &[f64],
+    norms: &[f64],
     crop: usize,
     device: &Device,
-) -> (Tensor<1>, Vec<Tensor<1>>) {
+) -> ShareLoss {
     let parts: Vec<_> = batches
         .iter()
         .map(|items| labeled_tensors(items, crop, device))
         .collect();
-    let per_dataset: Vec<Tensor<1>> = if parts.len() == 1 {
-        let (images, labels, valid) = parts.into_iter().next().expect("one dataset");
-        vec![masked_cross_entropy(
-            model.forward(images, 0),
-            labels,
-            valid,
-        )]
+    let logits: Vec<Tensor<4>> = if parts.len() == 1 {
+        vec![model.forward(parts[0].0.clone(), 0)]
     } else {
         let ids: Vec<usize> = batches
             .iter()
@@ -518,25 +582,38 @@ fn supervised_loss(
             .flat_map(|(d, items)| std::iter::repeat_n(d, items.len()))
             .collect();
         let images = Tensor::cat(parts.iter().map(|p| p.0.clone()).collect(), 0);
-        let logits = model.forward_mixed(images, &ids);
+        let per_image = model.forward_mixed(images, &ids);
         let mut offset = 0;
-        parts
-            .into_iter()
-            .map(|(_, labels, valid)| {
-                let n = labels.dims()[0];
-                let group = Tensor::cat(logits[offset..offset + n].to_vec(), 0);
-                offset += n;
-                masked_cross_entropy(group, labels, valid)
+        batches
+            .iter()
+            .map(|items| {
+                let group = Tensor::cat(per_image[offset..offset + items.len()].to_vec(), 0);
+                offset += items.len();
+                group
             })
             .collect()
     };
-    let total = per_dataset
+    let per_dataset: Vec<Tensor<1>> = parts
+        .into_iter()
+        .zip(logits)
+        .zip(norms)
+        .map(|(((_, labels, valid), logits), &n)| cross_entropy_over(logits, labels, valid, n))
+        .collect();
+    let loss = per_dataset
         .iter()
-        .zip(datasets)
-        .map(|(l, d)| l.clone() * d.weight)
+        .zip(weights)
+        .map(|(l, &w)| l.clone() * w)
         .reduce(|a, b| a + b)
         .expect("at least one dataset");
-    (total, per_dataset)
+    let mut sums = BTreeMap::from([("loss".to_string(), scalar(loss.clone()))]);
+    for (name, value) in names.iter().zip(per_dataset) {
+        sums.insert(format!("loss/{name}"), scalar(value));
+    }
+    ShareLoss {
+        loss,
+        sums,
+        per_image: Vec::new(),
+    }
 }
 
 /// Scores every validated dataset; adds a few predictions to the step's samples.
