@@ -1,4 +1,5 @@
-//! `s5 bench kernels`: each custom op against its reference, timed in one run on one device.
+//! `s5 bench kernels`: each custom op against its reference, timed in one run on one device;
+//! `s5 bench step`: a training step on one GPU against the same step data parallel.
 //!
 //! Every measurement: `warmup` untimed runs, then `reps` timed runs, each ended by a device
 //! sync so the time is the GPU's, and the median is reported. The ops of one group run
@@ -7,13 +8,17 @@
 
 use std::time::{Duration, Instant};
 
-use burn::tensor::{Device, Distribution, Int, Tensor};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::kernels::{
     MoeKernel, MoeWeights, moe_ffn_reference, moe_ffn_with, pixel_stats, pixel_stats_reference,
 };
+use crate::model::{Segmentor, SegmentorConfig};
+use crate::train::loss::cross_entropy_over;
+use crate::train::parallel::{ShareLoss, shares, step_grads};
 
 /// How many runs each measurement takes.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +36,7 @@ impl Default for BenchConfig {
 /// One timed operation.
 #[derive(Debug, Clone, Serialize)]
 pub struct Timing {
-    /// Group the row belongs to (`pixel_stats`, `moe_ffn`).
+    /// Group the row belongs to (`pixel_stats`, `moe_ffn`, `train step`).
     pub group: &'static str,
     pub name: &'static str,
     pub shape: String,
@@ -260,6 +265,86 @@ fn bench_moe_ffn(
         push(rows, group, name, &shape, Some(naive), *time);
     }
     Ok(())
+}
+
+/// The batch of [`bench_train_step`].
+#[derive(Debug, Clone, Copy)]
+pub struct StepShapes {
+    pub batch: usize,
+    pub crop_px: usize,
+}
+
+/// One training step's forward and backward (loss: cross-entropy on a random batch;
+/// gradients summed on the main device) on the main device alone, and data parallel over
+/// every device of `devices` (the main one first), timed interleaved.
+pub fn bench_train_step(
+    devices: &[Device],
+    model: &SegmentorConfig,
+    shapes: StepShapes,
+    config: BenchConfig,
+) -> Result<Vec<Timing>> {
+    let group = "train step";
+    let train: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
+    let segmentor = Segmentor::new(model, &train[0]);
+    let (b, s, k) = (shapes.batch, shapes.crop_px, model.classes[0]);
+    // Fixed pseudo-random inputs (the time does not depend on the values).
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let images: Vec<f32> = (0..b * 3 * s * s)
+        .map(|_| (next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+        .collect();
+    let labels: Vec<i32> = (0..b * s * s).map(|_| (next() % k as u64) as i32).collect();
+    let step = |devices: &[Device]| -> Result<GradientsParams> {
+        let parts = shares(b, devices.len());
+        let out = step_grads(&segmentor, devices, |i, replica, device| {
+            let r = parts[i].clone();
+            let n = r.len();
+            let images = images[r.start * 3 * s * s..r.end * 3 * s * s].to_vec();
+            let labels = labels[r.start * s * s..r.end * s * s].to_vec();
+            let loss = cross_entropy_over(
+                replica.forward(
+                    Tensor::from_data(TensorData::new(images, [n, 3, s, s]), device),
+                    0,
+                ),
+                Tensor::from_data(TensorData::new(labels, [n, s, s]), device),
+                Tensor::ones([n, s, s], device),
+                (b * s * s) as f64,
+            );
+            Ok(ShareLoss {
+                loss,
+                sums: Default::default(),
+                per_image: Vec::new(),
+            })
+        })?;
+        Ok(out.grads)
+    };
+    // Surface errors once, outside the timing.
+    step(&train)?;
+    let shape = |gpus: usize| format!("batch {b} × {s}² px on {gpus} GPU(s)");
+    let one = "forward + backward, one GPU";
+    let parallel = "forward + backward, data parallel";
+    let times = time_interleaved(
+        &devices[0],
+        config,
+        &mut [op(|| step(&train[..1]).ok()), op(|| step(&train).ok())],
+    )?;
+    let mut rows = Vec::new();
+    push(&mut rows, group, one, &shape(1), None, times[0]);
+    let used = shares(b, train.len()).len();
+    push(
+        &mut rows,
+        group,
+        parallel,
+        &shape(used),
+        Some(one),
+        times[1],
+    );
+    Ok(with_ratios(rows))
 }
 
 /// Fills each row's `ratio` from its baseline row in the same group.

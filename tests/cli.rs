@@ -89,6 +89,30 @@ fn bench_kernels_prints_ratios() {
 }
 
 #[test]
+fn bench_step_times_one_gpu_against_data_parallel() {
+    let out = s5()
+        .args([
+            "bench", "step", "--tiny", "--warmup", "0", "--reps", "1", "--json",
+        ])
+        .args(["--gpus-on-one-adapter", "2"])
+        .output()
+        .expect("run s5");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["adapters"].as_array().map(Vec::len), Some(2));
+    let rows = doc["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0]["shape"].as_str().unwrap().ends_with("on 1 GPU(s)"));
+    assert!(rows[1]["shape"].as_str().unwrap().ends_with("on 2 GPU(s)"));
+    let ratio = rows[1]["ratio"].as_f64().expect("a ratio against one GPU");
+    assert!(ratio.is_finite() && ratio > 0.0, "{ratio}");
+}
+
+#[test]
 fn synth_output_passes_data_check_and_a_broken_dataset_fails_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("synth");

@@ -1,8 +1,15 @@
 //! `s5 bench`: speed measured, not guessed.
 
+use std::path::PathBuf;
+
 use anyhow::Result;
-use s5::bench::{BenchConfig, KernelGroup, KernelShapes, bench_kernels, format_table};
-use s5::device::{self, GpuBackend};
+use s5::bench::{
+    BenchConfig, KernelGroup, KernelShapes, StepShapes, bench_kernels, bench_train_step,
+    format_table,
+};
+use s5::device::{self, GpuBackend, GpuChoice};
+use s5::model::{SegmentorConfig, VitConfig};
+use s5::train::TrainConfig;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
@@ -10,6 +17,36 @@ pub enum BenchCommand {
     Kernels(KernelArgs),
     /// Augmentation throughput (images/s) on this CPU.
     Data(DataArgs),
+    /// A training step (forward + backward) on one GPU against the same step split over
+    /// several (data parallel), in one run.
+    Step(StepArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StepArgs {
+    /// Take the model, batch and crop from this training config (RON); default: the model
+    /// of assets/configs/train-synth.ron, batch 8 of 128 px.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// GPUs of the data-parallel row: `auto` (every adapter identical to the chosen one) or
+    /// a number.
+    #[arg(long, default_value = "auto", value_parser = GpuChoice::parse)]
+    gpus: GpuChoice,
+    /// This many devices on the one chosen adapter instead (the code path, not a speed-up).
+    #[arg(long, hide = true, conflicts_with = "gpus")]
+    gpus_on_one_adapter: Option<usize>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Untimed runs before measuring.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Timed runs; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// A tiny model and batch (a smoke test of the benchmark itself, not a measurement).
+    #[arg(long)]
+    tiny: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,7 +85,75 @@ pub fn run(backend: Option<GpuBackend>, cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Kernels(args) => kernels(backend, args),
         BenchCommand::Data(args) => data(args),
+        BenchCommand::Step(args) => step(backend, args),
     }
+}
+
+fn step(backend: Option<GpuBackend>, args: StepArgs) -> Result<()> {
+    let choice = match args.gpus_on_one_adapter {
+        Some(n) => GpuChoice::SameAdapter(n),
+        None => args.gpus,
+    };
+    let gpus = device::training_gpus(backend, choice)?;
+    let (model, shapes) = match &args.config {
+        Some(path) => {
+            let config = TrainConfig::load(path)?;
+            let classes = config
+                .datasets
+                .iter()
+                .map(|d| d.load_spec().map(|s| s.num_classes()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let classes = if classes.is_empty() { vec![6] } else { classes };
+            let shapes = StepShapes {
+                batch: config.batch,
+                crop_px: config.augment.crop_px as usize,
+            };
+            (config.model.segmentor(classes)?, shapes)
+        }
+        None => {
+            let mut backbone = VitConfig::vit_tiny();
+            let (dim, depth, heads, batch, crop_px, decoder) = if args.tiny {
+                (32, 1, 2, 2, 32, 8)
+            } else {
+                (96, 4, 3, 8, 128, 32)
+            };
+            backbone.dim = dim;
+            backbone.depth = depth;
+            backbone.heads = heads;
+            backbone.pos_grid_px = crop_px;
+            backbone.feature_blocks = [0, 1, 2, 3].map(|i: usize| i.min(depth - 1));
+            let mut model = SegmentorConfig::new(backbone, vec![6]);
+            model.decoder_channels = decoder;
+            (model, StepShapes { batch, crop_px })
+        }
+    };
+    let config = BenchConfig {
+        warmup: args.warmup,
+        reps: args.reps,
+    };
+    if !args.json {
+        let names: Vec<&str> = gpus.iter().map(|g| g.adapter.name.as_str()).collect();
+        eprintln!(
+            "benchmarking a training step on {} GPU(s): {}; {} warm-up + {} timed runs each",
+            gpus.len(),
+            names.join(", "),
+            config.warmup,
+            config.reps
+        );
+        if gpus.len() == 1 {
+            eprintln!("one GPU: both rows run the same step (pass --gpus N where several exist)");
+        }
+    }
+    let devices: Vec<_> = gpus.iter().map(|g| g.device.clone()).collect();
+    let rows = bench_train_step(&devices, &model, shapes, config)?;
+    if args.json {
+        let adapters: Vec<_> = gpus.iter().map(|g| &g.adapter).collect();
+        let doc = serde_json::json!({ "adapters": adapters, "rows": rows });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", format_table(&rows));
+    }
+    Ok(())
 }
 
 fn data(args: DataArgs) -> Result<()> {
