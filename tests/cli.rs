@@ -48,12 +48,12 @@ fn unknown_backend_in_env_is_a_clear_error() {
     assert!(stderr.contains("unknown GPU backend `cuda`"), "{stderr}");
 }
 
-#[test]
-fn bench_kernels_prints_ratios() {
+/// `s5 bench ARGS --tiny --warmup 0 --reps 1 --json`, which must succeed, as JSON.
+fn bench_json(args: &[&str]) -> serde_json::Value {
     let out = s5()
-        .args([
-            "bench", "kernels", "--tiny", "--warmup", "0", "--reps", "1", "--json",
-        ])
+        .arg("bench")
+        .args(args)
+        .args(["--tiny", "--warmup", "0", "--reps", "1", "--json"])
         .output()
         .expect("run s5");
     assert!(
@@ -61,7 +61,12 @@ fn bench_kernels_prints_ratios() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[test]
+fn bench_kernels_prints_ratios() {
+    let doc = bench_json(&["kernels"]);
     let rows = doc["rows"].as_array().expect("rows");
     let name_of = |r: &serde_json::Value| r["name"].as_str().unwrap_or_default().to_string();
     for name in [
@@ -90,19 +95,7 @@ fn bench_kernels_prints_ratios() {
 
 #[test]
 fn bench_step_times_one_gpu_against_data_parallel() {
-    let out = s5()
-        .args([
-            "bench", "step", "--tiny", "--warmup", "0", "--reps", "1", "--json",
-        ])
-        .args(["--gpus-on-one-adapter", "2"])
-        .output()
-        .expect("run s5");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let doc = bench_json(&["step", "--gpus-on-one-adapter", "2"]);
     assert_eq!(doc["adapters"].as_array().map(Vec::len), Some(2));
     let rows = doc["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 2);

@@ -136,3 +136,23 @@ pub fn small_segmentor(depth: usize, classes: usize) -> s5::model::SegmentorConf
     cfg.head_dropout = 0.0;
     cfg
 }
+
+/// Asserts that two lists of per-parameter gradients (in visiting order) agree: for each
+/// parameter, max |got − want| / max |want| below `tolerance`.
+pub fn assert_grads_close(what: &str, got: &[Vec<f32>], want: &[Vec<f32>], tolerance: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: parameter count");
+    assert!(!got.is_empty(), "{what}: no gradients");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let scale = w.iter().map(|v| v.abs()).fold(0.0f32, f32::max).max(1e-6);
+        let diff = g
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            diff / scale < tolerance,
+            "{what}: parameter {i}: gradient differs by {}",
+            diff / scale
+        );
+    }
+}

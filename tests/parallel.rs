@@ -10,7 +10,7 @@ use s5::device::{GpuChoice, training_gpus};
 use s5::model::Segmentor;
 use s5::train::parallel::{ShareLoss, shares, step_grads};
 
-use crate::common::{Rng, device, small_segmentor, to_vec};
+use crate::common::{Rng, assert_grads_close, device, small_segmentor, to_vec};
 
 #[test]
 fn shares_cover_the_batch_evenly() {
@@ -114,19 +114,5 @@ fn two_device_gradients_equal_the_shares_summed_on_one_device() {
         }
     }
     assert!((out.sums["loss"] - loss_sum).abs() <= 1e-5 * loss_sum.abs().max(1.0));
-    assert_eq!(got.len(), want.len());
-    assert!(!got.is_empty());
-    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        let scale = w.iter().map(|v| v.abs()).fold(0.0f32, f32::max).max(1e-6);
-        let diff = g
-            .iter()
-            .zip(w)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        assert!(
-            diff / scale < 1e-4,
-            "parameter {i}: data-parallel gradient differs by {}",
-            diff / scale
-        );
-    }
+    assert_grads_close("data parallel", &got, &want, 1e-4);
 }
