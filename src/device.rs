@@ -4,7 +4,8 @@
 //! runtime once per process, on the backend named by `--backend` / `S5_BACKEND` or, without
 //! one, wgpu's automatic choice (a discrete or integrated GPU first, a software adapter such as
 //! lavapipe last). `CUBECL_WGPU_DEFAULT_DEVICE` (e.g. `DiscreteGpu(1)`, `Cpu`) picks among
-//! several adapters of one backend.
+//! several adapters of one backend. [`training_gpus`] adds a burn device per further GPU for
+//! data-parallel training.
 
 use std::sync::{Mutex, OnceLock};
 
