@@ -145,7 +145,6 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
     };
     let out = fixmatch_step(
         &model,
-        &teacher,
         (images_l.clone(), labels_l.clone(), valid_l.clone()),
         &UnlabeledTensors::from_items(&items_u, S, &plain),
         &UnlabeledTensors::from_items(&items_p, S, &plain),

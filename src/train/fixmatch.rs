@@ -9,6 +9,7 @@
 //!    mixed pixels with confidence ≥ τ, divided by the number of *valid* mixed pixels (not
 //!    the confident ones); loss `(L_s + λ·L_u) / 2` (code) or `L_s + λ·L_u` (paper).
 
+use burn::module::Module;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use super::config::{LossForm, SemiSetup};
@@ -207,16 +208,16 @@ fn mix<const D: usize>(
     own.mask_where(mask, from_partner)
 }
 
-/// One FixMatch step's losses (or one share's, see [`super::parallel`]). `teacher` is the
-/// eval-mode snapshot of `student` (`student.valid()`); `u` and `partner` live on the
-/// teacher's device; labeled tensors on the student's; `norms` count the whole batch.
+/// One FixMatch step's losses (or one share's, see [`super::parallel`]). The teacher is the
+/// eval-mode snapshot of `student` (`student.valid()`, as in the authors' code); `u` and
+/// `partner` live on its plain device; labeled tensors on the student's (autodiff) device;
+/// `norms` count the whole batch.
 ///
 /// # Shapes
 /// labeled images `[Bl, 3, S, S]`, labels `[Bl, S, S]`, valid `[Bl, S, S]`; `u`, `partner`
 /// of equal batch size Bu.
 pub fn fixmatch_step(
     student: &Segmentor,
-    teacher: &Segmentor,
     labeled: (Tensor<4>, Tensor<3, Int>, Tensor<3>),
     u: &UnlabeledTensors,
     partner: &UnlabeledTensors,
@@ -235,7 +236,7 @@ pub fn fixmatch_step(
         truth: truth_mix,
         truth_valid: truth_valid_mix,
         entropy,
-    } = teacher_mix(teacher, u, partner, background);
+    } = teacher_mix(&student.valid(), u, partner, background);
 
     // Statistics (teacher device).
     let confident = conf_mix.clone().greater_equal_elem(setup.threshold).float();

@@ -52,7 +52,6 @@ impl SemiLoss<'_> {
         let plain = device.clone().inner();
         let out = fixmatch_step(
             model,
-            &model.valid(),
             super::trainer::labeled_tensors(labeled, self.crop, device),
             &UnlabeledTensors::from_items(u, self.crop, &plain),
             &UnlabeledTensors::from_items(partner, self.crop, &plain),
