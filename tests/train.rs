@@ -325,7 +325,7 @@ fn bad_training_configs_name_the_file_and_the_problem() {
 /// The loss against its definition computed by hand: ignored pixels weigh nothing.
 #[test]
 fn masked_cross_entropy_matches_a_hand_computation() {
-    use s5::train::loss::masked_cross_entropy;
+    use s5::train::loss::cross_entropy_over;
     let dev = device();
     let mut rng = Rng::fresh("masked ce");
     let (b, k, h, w) = (2, 3, 3, 5);
@@ -334,10 +334,12 @@ fn masked_cross_entropy_matches_a_hand_computation() {
     let valid: Vec<f32> = (0..b * h * w)
         .map(|i| if i % 4 == 0 { 0.0 } else { 1.0 })
         .collect();
-    let loss = masked_cross_entropy(
+    let valid_px: f32 = valid.iter().sum();
+    let loss = cross_entropy_over(
         logits.clone(),
         Tensor::<3, Int>::from_data(TensorData::new(labels.clone(), [b, h, w]), &dev),
         Tensor::<3>::from_data(TensorData::new(valid.clone(), [b, h, w]), &dev),
+        f64::from(valid_px),
     );
     let l = to_vec(logits);
     let (mut sum, mut n) = (0.0f64, 0.0f64);

@@ -7,9 +7,11 @@ use s5::bench::{
     BenchConfig, KernelGroup, KernelShapes, StepShapes, bench_kernels, bench_train_step,
     format_table,
 };
-use s5::device::{self, GpuBackend, GpuChoice};
+use s5::device::{self, GpuBackend};
 use s5::model::{SegmentorConfig, VitConfig};
 use s5::train::TrainConfig;
+
+use super::gpu_args::GpuArgs;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
@@ -28,13 +30,9 @@ pub struct StepArgs {
     /// of assets/configs/train-synth.ron, batch 8 of 128 px.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// GPUs of the data-parallel row: `auto` (every adapter identical to the chosen one) or
-    /// a number.
-    #[arg(long, default_value = "auto", value_parser = GpuChoice::parse)]
-    gpus: GpuChoice,
-    /// This many devices on the one chosen adapter instead (the code path, not a speed-up).
-    #[arg(long, hide = true, conflicts_with = "gpus")]
-    gpus_on_one_adapter: Option<usize>,
+    /// The GPUs of the data-parallel row.
+    #[command(flatten)]
+    gpus: GpuArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -90,11 +88,7 @@ pub fn run(backend: Option<GpuBackend>, cmd: BenchCommand) -> Result<()> {
 }
 
 fn step(backend: Option<GpuBackend>, args: StepArgs) -> Result<()> {
-    let choice = match args.gpus_on_one_adapter {
-        Some(n) => GpuChoice::SameAdapter(n),
-        None => args.gpus,
-    };
-    let gpus = device::training_gpus(backend, choice)?;
+    let gpus = device::training_gpus(backend, args.gpus.choice())?;
     let (model, shapes) = match &args.config {
         Some(path) => {
             let config = TrainConfig::load(path)?;

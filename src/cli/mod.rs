@@ -8,6 +8,7 @@ use s5::device::GpuBackend;
 mod bench;
 mod data;
 mod eval;
+mod gpu_args;
 mod infer_args;
 mod info;
 mod model;

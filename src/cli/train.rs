@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
-use s5::device::{self, GpuBackend, GpuChoice};
+use s5::device::{self, GpuBackend};
 use s5::run::RunDir;
 use s5::train::config::LossForm;
 use s5::train::{TrainConfig, TrainOptions, train};
+
+use super::gpu_args::GpuArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -31,14 +33,8 @@ pub struct TrainArgs {
     /// overriding the config's `model.init`: fine-tuning after `s5 pretrain`.
     #[arg(long)]
     init: Option<PathBuf>,
-    /// GPUs to split each batch over (data parallelism): `auto` (the chosen adapter and
-    /// every identical one) or a number (the chosen one, then others of its API).
-    #[arg(long, default_value = "auto", value_parser = GpuChoice::parse)]
-    gpus: GpuChoice,
-    /// Split each batch over this many devices on the one chosen adapter: the multi-GPU code
-    /// path without a second GPU (tests).
-    #[arg(long, hide = true, conflicts_with = "gpus")]
-    gpus_on_one_adapter: Option<usize>,
+    #[command(flatten)]
+    gpus: GpuArgs,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -115,11 +111,7 @@ fn run_with(
         }
         config.seed = seed;
     }
-    let choice = match args.gpus_on_one_adapter {
-        Some(n) => GpuChoice::SameAdapter(n),
-        None => args.gpus,
-    };
-    let gpus = device::training_gpus(backend, choice)?;
+    let gpus = device::training_gpus(backend, args.gpus.choice())?;
     let gpu = &gpus[0];
     ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {

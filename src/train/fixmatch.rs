@@ -114,19 +114,12 @@ pub fn mixed_valid_px(u: &[UnlabeledItem], partner: &[UnlabeledItem]) -> f64 {
     u.iter()
         .zip(partner)
         .map(|(item, other)| {
-            let own = item.valid.iter().filter(|&&v| v != 0).count();
-            let Some(cut) = item.cutmix else {
-                return own;
-            };
-            let side = (item.valid.len() as f64).sqrt() as usize;
-            let (mut own_in_box, mut other_in_box) = (0, 0);
-            for y in cut.y_px as usize..(cut.y_px + cut.height_px) as usize {
-                let row =
-                    y * side + cut.x_px as usize..y * side + (cut.x_px + cut.width_px) as usize;
-                own_in_box += item.valid[row.clone()].iter().filter(|&&v| v != 0).count();
-                other_in_box += other.valid[row].iter().filter(|&&v| v != 0).count();
+            let mut valid = item.valid.clone();
+            if let Some(cut) = item.cutmix {
+                let side = (valid.len() as f64).sqrt() as u32;
+                cut.paste(&mut valid, &other.valid, side, 1);
             }
-            own - own_in_box + other_in_box
+            valid.iter().filter(|&&v| v != 0).count()
         })
         .sum::<usize>() as f64
 }

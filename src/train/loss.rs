@@ -6,53 +6,27 @@ use burn::tensor::{Int, Tensor};
 
 use crate::reduce::total;
 
-/// `Σ weight · (−log p[label]) / normalizer`.
+/// `Σ weight · (−log p[label]) / max(normalizer_px, 1)`, the normaliser counted on the CPU:
+/// the valid pixels of these logits (a mean over them, PyTorch's `ignore_index` semantics,
+/// 0 when none is valid), or of a whole batch of which these logits are one data-parallel
+/// share.
 ///
 /// # Shapes
 /// logits `[B, K, H, W]`, labels `[B, H, W]` (in `[0, K)` wherever weight > 0; anything in
-/// range elsewhere), weight `[B, H, W]`, normalizer `[1]` → `[1]`.
-pub fn weighted_cross_entropy(
-    logits: Tensor<4>,
-    labels: Tensor<3, Int>,
-    weight: Tensor<3>,
-    normalizer: Tensor<1>,
-) -> Tensor<1> {
-    let [b, _, h, w] = logits.dims();
-    let picked = log_softmax(logits, 1)
-        .gather(1, labels.reshape([b, 1, h, w]))
-        .reshape([b, h, w]);
-    // `+ 0.0` turns the -0 of an all-zero weight into 0 in the logs.
-    total(picked * weight).neg() / normalizer + 0.0
-}
-
-/// Mean cross-entropy over the valid pixels (PyTorch's `ignore_index` semantics); 0 when no
-/// pixel is valid.
-///
-/// # Shapes
-/// logits `[B, K, H, W]`, labels `[B, H, W]`, valid `[B, H, W]` (1 valid, 0 not) → `[1]`.
-pub fn masked_cross_entropy(
-    logits: Tensor<4>,
-    labels: Tensor<3, Int>,
-    valid: Tensor<3>,
-) -> Tensor<1> {
-    let count = total(valid.clone()).clamp_min(1.0);
-    weighted_cross_entropy(logits, labels, valid, count)
-}
-
-/// `Σ weight · (−log p[label]) / max(normalizer_px, 1)` with a normaliser counted on the
-/// CPU, e.g. over a whole batch of which these logits are one data-parallel share.
-///
-/// # Shapes
-/// logits `[B, K, H, W]`, labels `[B, H, W]`, weight `[B, H, W]` → `[1]`.
+/// range elsewhere), weight `[B, H, W]` → `[1]`.
 pub fn cross_entropy_over(
     logits: Tensor<4>,
     labels: Tensor<3, Int>,
     weight: Tensor<3>,
     normalizer_px: f64,
 ) -> Tensor<1> {
-    let device = logits.device();
-    let normalizer = Tensor::from_floats([normalizer_px.max(1.0) as f32], &device);
-    weighted_cross_entropy(logits, labels, weight, normalizer)
+    let [b, _, h, w] = logits.dims();
+    let normalizer = Tensor::from_floats([normalizer_px.max(1.0) as f32], &logits.device());
+    let picked = log_softmax(logits, 1)
+        .gather(1, labels.reshape([b, 1, h, w]))
+        .reshape([b, h, w]);
+    // `+ 0.0` turns the -0 of an all-zero weight into 0 in the logs.
+    total(picked * weight).neg() / normalizer + 0.0
 }
 
 /// The value of a one-element tensor (one read from the GPU).

@@ -530,7 +530,7 @@ pub fn labeled_tensors(
     for item in items {
         images.extend_from_slice(&item.image);
         for (&l, &v) in item.labels.iter().zip(&item.valid) {
-            let ok = v != 0 && l != IGNORE;
+            let ok = counts(l, v);
             labels.push(if ok { i32::from(l) } else { 0 });
             valid.push(if ok { 1.0f32 } else { 0.0 });
         }
@@ -542,8 +542,13 @@ pub fn labeled_tensors(
     )
 }
 
-/// Valid labeled pixels of a batch (labeled, not ignored, not padding): the denominator of
-/// its cross-entropy.
+/// Whether a pixel with this label and padding flag counts in the supervised loss: labeled,
+/// not ignored, not padding.
+fn counts(label: u8, valid: u8) -> bool {
+    valid != 0 && label != IGNORE
+}
+
+/// Valid labeled pixels of a batch (see [`counts`]): the denominator of its cross-entropy.
 pub fn labeled_valid_px(items: &[LabeledItem]) -> f64 {
     items
         .iter()
@@ -551,7 +556,7 @@ pub fn labeled_valid_px(items: &[LabeledItem]) -> f64 {
             item.labels
                 .iter()
                 .zip(&item.valid)
-                .filter(|&(&l, &v)| v != 0 && l != IGNORE)
+                .filter(|&(&l, &v)| counts(l, v))
                 .count()
         })
         .sum::<usize>() as f64
