@@ -158,5 +158,11 @@ fn main(
 
 
 if __name__ == "__main__":
-    target = pathlib.Path(__file__).with_name("moe_ffn_vec4_regs.wgsl")
-    target.write_text(shader())
+    import sys
+
+    # `--stdout` prints the shader instead (the test suite compares it with the file).
+    if sys.argv[1:] == ["--stdout"]:
+        sys.stdout.write(shader())
+    else:
+        target = pathlib.Path(__file__).with_name("moe_ffn_vec4_regs.wgsl")
+        target.write_text(shader())

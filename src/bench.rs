@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::kernels::{
-    MoeKernel, MoeWeights, moe_ffn_reference, moe_ffn_with, pixel_stats, pixel_stats_reference,
+    MoeKernel, MoeWeights, moe_ffn_reference, moe_ffn, pixel_stats, pixel_stats_reference,
 };
 use crate::model::{Segmentor, SegmentorConfig};
 use crate::train::loss::cross_entropy_over;
@@ -125,7 +125,7 @@ impl Default for KernelShapes {
 }
 
 /// Which kernel groups to time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KernelGroup {
     PixelStats,
     MoeFfn,
@@ -231,8 +231,8 @@ fn bench_moe_ffn(
     let shape = format!("N={n} F={f} C={c} P={p} T={t}");
     let dense = "dense Linear (burn matmul + bias)";
     let naive = "naive composition (every expert, select)";
-    // Both tilings run on every adapter; `moe_ffn` itself picks one (MoeKernel::Auto).
-    let auto = MoeKernel::Auto.resolve();
+    // Both tilings run on every adapter; the model picks one for its adapter.
+    let auto = crate::device::moe_kernel();
     let kernels = [
         (
             MoeKernel::WorkgroupTiles,
@@ -247,7 +247,7 @@ fn bench_moe_ffn(
     ]
     .map(|(kernel, name, auto_name)| (if kernel == auto { auto_name } else { name }, kernel));
     let (hidden, weights, ids) = (&hidden, &weights, &ids);
-    let run = |kernel| move || moe_ffn_with(hidden.clone(), weights, ids.clone(), kernel);
+    let run = |kernel| move || moe_ffn(hidden.clone(), weights, ids.clone(), kernel);
     let times = time_interleaved(
         device,
         config,

@@ -30,7 +30,7 @@ pub const NO_ADAPTER_HINT: &str = if cfg!(target_os = "linux") {
 };
 
 /// A graphics API wgpu can run s5's WGSL kernels on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GpuBackend {
     Vulkan,
     Metal,
@@ -203,6 +203,12 @@ pub fn gpu(backend: Option<GpuBackend>) -> Result<&'static Gpu> {
 pub fn runs_on_cpu_adapter() -> bool {
     GPU.get()
         .is_some_and(|gpu| gpu.adapter.device_type == format!("{:?}", wgpu::DeviceType::Cpu))
+}
+
+/// The `moe_ffn` tiling for the process's GPU ([`gpu`]): register tiles on a CPU adapter,
+/// workgroup tiles elsewhere (and before any GPU was initialised).
+pub fn moe_kernel() -> crate::kernels::MoeKernel {
+    crate::kernels::MoeKernel::for_adapter(runs_on_cpu_adapter())
 }
 
 fn init(backend: Option<GpuBackend>) -> Result<Gpu> {

@@ -96,6 +96,17 @@ pub enum Error {
     #[error("{path}: {reason}")]
     RunDir { path: PathBuf, reason: String },
 
+    /// A data loader ended although training needed more batches.
+    #[error(
+        "the loader of {what} stopped: no batch came although the stream repeats its images; \
+         check that its split lists readable images (`s5 data check`)"
+    )]
+    LoaderStopped { what: String },
+
+    /// The run directory: its files, format, lock and checkpoints.
+    #[error(transparent)]
+    Run(#[from] s5_run::RunError),
+
     /// Training stopped because the loss stopped being a number.
     #[error(
         "training stopped at step {step}: the loss is {loss}. {kept} Lower `optimizer.lr`, set \

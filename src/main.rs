@@ -10,5 +10,24 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    quiet_device_select();
     cli::main()
+}
+
+/// Mesa's Vulkan device-select layer probes Wayland while wgpu lists adapters and, without a
+/// usable `XDG_RUNTIME_DIR` (headless servers, containers, CI), prints "error:
+/// XDG_RUNTIME_DIR is invalid or not set" several times per command although nothing is
+/// wrong. s5 picks its adapter itself, so in exactly that case it turns the layer off for its
+/// own process (`NODEVICE_SELECT=1`), unless the user set `NODEVICE_SELECT` either way.
+fn quiet_device_select() {
+    if !cfg!(target_os = "linux") || std::env::var_os("NODEVICE_SELECT").is_some() {
+        return;
+    }
+    let runtime_dir_ok = std::env::var_os("XDG_RUNTIME_DIR")
+        .is_some_and(|dir| !dir.is_empty() && std::path::Path::new(&dir).is_dir());
+    if !runtime_dir_ok {
+        // SAFETY: called from `main` before any thread exists, so nothing reads the
+        // environment concurrently.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
 }

@@ -10,9 +10,18 @@ use burn::tensor::{Device, Tensor, TensorData};
 /// A hung GPU driver must not eat CI's time: the whole binary gets this long.
 const WATCHDOG: Duration = Duration::from_secs(20 * 60);
 
-/// The real `s5` binary, run as a user would.
+/// The real `s5` binary, run as a user would: without any `S5_*` or `CUBECL_*` variable of
+/// the environment the tests run in, so a developer's settings cannot change what a test
+/// sees (a test that needs one sets it on the command).
 pub fn s5() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_s5"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_s5"));
+    for (name, _) in std::env::vars_os() {
+        let name_text = name.to_string_lossy();
+        if name_text.starts_with("S5_") || name_text.starts_with("CUBECL_") {
+            command.env_remove(&name);
+        }
+    }
+    command
 }
 
 /// The GPU every test uses (initialised once per process).

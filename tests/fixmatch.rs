@@ -8,7 +8,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use s5::data::augment::CutMixBox;
 use s5::data::loader::UnlabeledItem;
 use s5::model::Segmentor;
-use s5::train::config::{LossForm, SemiSetup};
+use s5::train::config::{LossForm, FixMatchSetup};
 use s5::train::fixmatch::{Normalizers, UnlabeledTensors, fixmatch_step, mixed_valid_px};
 
 use crate::common::{Rng, assert_grads_close, device, small_segmentor, to_vec};
@@ -137,11 +137,11 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
         .find(|&i| sorted[i + 1] - sorted[i] > 1e-5)
         .expect("distinct confidences");
     let threshold = f64::from((sorted[i] + sorted[i + 1]) / 2.0);
-    let setup = SemiSetup {
+    let setup = FixMatchSetup {
         threshold,
         lambda: 0.7,
         loss_form: LossForm::Code,
-        ..SemiSetup::default()
+        ..FixMatchSetup::default()
     };
     let out = fixmatch_step(
         &model,

@@ -2,6 +2,7 @@
 //! with its reference (forward and gradients) on the GPU, data loading and augmentation, and
 //! the real `s5` binary.
 
+mod architecture;
 mod cli;
 mod common;
 mod data;
@@ -12,6 +13,5 @@ mod moe_ffn;
 mod parallel;
 mod pixel_stats;
 mod reduce;
-mod run_format;
 mod shaders;
 mod train;

@@ -39,6 +39,12 @@ fn parameter_counts_match_the_paper_and_the_built_vit_b() {
             cfg.backbone.dim
         );
     }
+    // The library's named presets are these models with these counts.
+    let presets: Vec<(SegmentorConfig, f64)> = s5::model::paper_models()
+        .into_iter()
+        .map(|m| (m.config, m.paper_params_m))
+        .collect();
+    assert_eq!(presets, paper.to_vec());
     // ViT-B built for real (parameters are lazy: nothing is allocated).
     let device = device();
     for (cfg, _) in &paper[..2] {

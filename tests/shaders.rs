@@ -31,19 +31,58 @@ fn every_shader_has_a_compute_entry_point_named_main() {
             "{}",
             shader.name
         );
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(shader.file);
-        let on_disk = std::fs::read_to_string(&path).expect("shader file listed in SHADERS");
-        assert_eq!(
-            on_disk, shader.template,
-            "{}: registry out of date",
-            shader.file
-        );
         assert!(
             !shader.render().contains("{{"),
             "{}: unfilled placeholder",
             shader.name
         );
     }
+}
+
+/// Every `shaders/*.wgsl` file is registered (so it is validated, translated and bound), and
+/// every registered file exists.
+#[test]
+fn every_shader_file_is_registered() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir.join("shaders"))
+        .expect("the shaders folder")
+        .map(|e| e.expect("a folder entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".wgsl"))
+        .map(|name| format!("shaders/{name}"))
+        .collect();
+    on_disk.sort();
+    let mut registered: Vec<String> = SHADERS.iter().map(|s| s.file.to_string()).collect();
+    registered.sort();
+    registered.dedup();
+    assert_eq!(
+        on_disk, registered,
+        "shaders/*.wgsl and kernels::shader::SHADERS must name the same files"
+    );
+}
+
+/// `moe_ffn_vec4_regs.wgsl` is generated: it must be what its script writes today.
+#[test]
+fn the_generated_shader_is_up_to_date() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let out = std::process::Command::new("python3")
+        .arg(dir.join("moe_ffn_vec4_regs.py"))
+        .arg("--stdout")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run python3 ({e}): this test regenerates moe_ffn_vec4_regs.wgsl with \
+                 its script. Install Python 3 (`apt-get install python3-minimal`)"
+            )
+        });
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let generated = String::from_utf8(out.stdout).expect("UTF-8 WGSL");
+    let committed =
+        std::fs::read_to_string(dir.join("moe_ffn_vec4_regs.wgsl")).expect("the committed shader");
+    assert!(
+        generated == committed,
+        "shaders/moe_ffn_vec4_regs.wgsl is not what moe_ffn_vec4_regs.py writes: run \
+         `python3 shaders/moe_ffn_vec4_regs.py` and commit both"
+    );
 }
 
 #[test]

@@ -144,6 +144,10 @@ fn a_killed_run_resumes_to_the_same_weights() {
 
     let out = train_cmd(&["--quiet", "--resume"], None, &crashed);
     ok(&out, "resumed s5 train");
+    // The crash left its lock behind; the resumed run takes it over and says so.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("took over the lock"), "{stderr}");
+    assert!(!crashed.join("lock").exists(), "a finished run releases its lock");
     let events = s5::run::read_events(&crashed.join("events.jsonl")).unwrap();
     let steps: Vec<u64> = events
         .iter()
@@ -496,14 +500,14 @@ fn streamed_sliding_windows_equal_a_tensor_reference() {
 
 #[test]
 fn sample_folders_are_thinned_to_a_bound() {
-    use s5::run::samples::{SampleEntry, SampleWriter, sample_steps};
+    use s5::run::samples::{SampleEntry, SampleRole, SampleWriter, sample_steps};
     let dir = tempfile::tempdir().unwrap();
     let run = s5::run::RunDir::new(dir.path());
     let picture = image::RgbImage::new(4, 4);
     for step in 1..=40u64 {
         let mut writer = SampleWriter::new(&run, step).keep(8);
         writer
-            .add(SampleEntry::default(), &[("image", &picture)])
+            .add(SampleEntry::default(), &[(SampleRole::Image, &picture)])
             .unwrap();
         writer.finish().unwrap();
         let steps = sample_steps(&run).unwrap();
@@ -587,7 +591,94 @@ fn two_datasets_train_jointly_with_a_decoder_each() {
     );
 }
 
-/// [`tiny_config`] with a `semi` section: FixMatch on the synthetic pool.
+/// What `--resume` checks before it continues: the kind of run (`s5 pretrain --resume` on a
+/// supervised run is refused, as is `s5 train` given a FixMatch config), a config given
+/// again that differs from the run's, and the checkpoints' checksums: a damaged checkpoint
+/// is never loaded for prediction, and resume passes over it to the newest intact one.
+#[test]
+fn resume_checks_what_it_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), 4, 1e-3);
+    let run = dir.path().join("run");
+    ok(&train_cmd(&["--quiet"], Some(&config), &run), "s5 train");
+    let stderr = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+
+    let out = s5()
+        .args(["pretrain", "--quiet", "--resume", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "pretrain resumed a supervised run");
+    assert!(stderr(&out).contains("s5 train --resume"), "{}", stderr(&out));
+
+    let fixmatch_dir = dir.path().join("fixmatch");
+    std::fs::create_dir(&fixmatch_dir).unwrap();
+    let fixmatch = pretrain_config(&fixmatch_dir, 2);
+    let out = train_cmd(&["--quiet"], Some(&fixmatch), dir.path().join("other"));
+    assert!(!out.status.success(), "s5 train ran a FixMatch config");
+    assert!(stderr(&out).contains("s5 pretrain"), "{}", stderr(&out));
+
+    let other_dir = dir.path().join("other-lr");
+    std::fs::create_dir(&other_dir).unwrap();
+    let other_lr = tiny_config(&other_dir, 4, 5e-4);
+    let out = train_cmd(&["--quiet", "--resume"], Some(&other_lr), &run);
+    assert!(!out.status.success(), "resumed with another optimizer");
+    assert!(stderr(&out).contains("optimizer"), "{}", stderr(&out));
+
+    // Truncate the newest checkpoint's model (steps 2 and 4 were written).
+    let model = run.join("checkpoints/step-00000004/model.bpk");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    let out = s5()
+        .args(["predict", "--model"])
+        .arg(&run)
+        .arg("--out")
+        .arg(dir.path().join("preds"))
+        .arg(synth().join("urban/img_dir/val"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "predicted with a damaged checkpoint");
+    let text = stderr(&out);
+    assert!(text.contains("step-00000004/model.bpk") && text.contains("damaged"), "{text}");
+
+    let out = train_cmd(&["--quiet", "--resume", "--steps", "5"], None, &run);
+    ok(&out, "resume past a damaged checkpoint");
+    let text = stderr(&out);
+    assert!(text.contains("model.bpk") && text.contains("step 2"), "{text}");
+    let events = s5::run::read_events(&run.join("events.jsonl")).unwrap();
+    let steps: Vec<u64> = events
+        .iter()
+        .filter(|e| e.kind == "train")
+        .map(|e| e.step)
+        .collect();
+    assert_eq!(steps, [1, 2, 3, 4, 3, 4, 5], "steps 3 and 4 redone from step 2");
+    let (latest, _) = s5::run::RunDir::new(&run)
+        .latest_checkpoint()
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest, 5);
+}
+
+/// A config of a format-1 run spells the FixMatch recipe `semi: Some((...))`: it still loads
+/// (so such runs resume), as the FixMatch recipe.
+#[test]
+fn a_format_1_config_with_semi_loads_as_the_fixmatch_recipe() {
+    use s5::train::config::RecipeSetup;
+    let dir = tempfile::tempdir().unwrap();
+    let config = pretrain_config(dir.path(), 2);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("recipe: FixMatch((", "semi: Some((");
+    let old = dir.path().join("old.ron");
+    std::fs::write(&old, &text).unwrap();
+    let loaded = s5::train::TrainConfig::load(&old).unwrap();
+    let new = s5::train::TrainConfig::load(&config).unwrap();
+    assert!(matches!(loaded.recipe, RecipeSetup::FixMatch(_)));
+    assert_eq!(loaded.recipe, new.recipe);
+    assert!(!loaded.to_ron().contains("semi"), "the old spelling is never written");
+}
+
+/// [`tiny_config`] with the FixMatch recipe on the synthetic pool.
 fn pretrain_config(dir: &Path, steps: u64) -> PathBuf {
     let config = tiny_config(dir, steps, 1e-3);
     let urban = synth().join("urban/urban.ron");
@@ -603,7 +694,7 @@ fn pretrain_config(dir: &Path, steps: u64) -> PathBuf {
         .replace(
             "seed: 7,",
             &format!(
-                "seed: 7,\n    semi: Some((unlabeled: (spec: \"{}\", split: \"unlabeled-95pct\"), \
+                "seed: 7,\n    recipe: FixMatch((unlabeled: (spec: \"{}\", split: \"unlabeled-95pct\"), \
                  unlabeled_batch: 2, threshold: 0.2, samples: (every_steps: 2, images: 2, keep: 3))),",
                 urban.display()
             ),

@@ -26,6 +26,26 @@ pub enum EventKind {
     Diverged,
 }
 
+impl EventKind {
+    /// The name written in `events.jsonl`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Train => "train",
+            Self::Val => "val",
+            Self::Checkpoint => "checkpoint",
+            Self::Stop => "stop",
+            Self::Diverged => "diverged",
+        }
+    }
+}
+
+/// Compares with the name written in the file (`event.kind == "val"`).
+impl PartialEq<&str> for EventKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One record. Unknown fields are kept in `extra`, so a reader round-trips them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Event {

@@ -22,14 +22,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// The one atomic-write mechanism: `write` fills a temporary file (named with `suffix`, for
 /// writers that insist on an extension) in `path`'s folder, which is made readable and then
 /// renamed over `path`. Creates the folder if needed; on error the temporary file is removed.
-pub fn write_atomic_via(
+/// Generic in the error so that writers with errors of their own (burn records) keep them.
+pub fn write_atomic_via<E: From<RunError>>(
     path: &Path,
     suffix: &str,
-    write: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
+    write: impl FnOnce(&Path) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
     let file = AtomicFile::create(path, suffix)?;
     write(file.tmp_path())?;
-    file.commit()
+    Ok(file.commit()?)
 }
 
 /// A file being written in place of `path`: a temporary file beside it until

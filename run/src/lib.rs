@@ -2,7 +2,7 @@
 //!
 //! The trainer (`s5 train`, `s5 pretrain`) and `s5 curate` write a run directory; the viewer
 //! (`s5-viewer`), scripts and a resumed run read it. Everything they share is in this crate,
-//! which depends on serde and image but never on burn, so the viewer builds in a minute.
+//! which depends on serde and image but never on burn, so the viewer builds without it.
 //!
 //! ```text
 //! <run>/manifest.json     format version, kind, s5 version, creation time   rewritten atomically

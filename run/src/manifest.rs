@@ -47,14 +47,28 @@ impl RunKind {
     }
 }
 
-impl std::fmt::Display for RunKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl RunKind {
+    /// The name written in `manifest.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Self::Train => "train",
             Self::Pretrain => "pretrain",
             Self::Finetune => "finetune",
             Self::Curate => "curate",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for RunKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the name written in the file (`manifest.kind == "train"`).
+impl PartialEq<&str> for RunKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 

@@ -73,7 +73,7 @@ pub struct KernelArgs {
     reps: usize,
     /// Only these kernels (repeatable); all by default.
     #[arg(long = "op", value_enum)]
-    ops: Vec<KernelGroup>,
+    ops: Vec<KernelGroupArg>,
     /// Use tiny shapes (a smoke test of the benchmark itself, not a measurement).
     #[arg(long)]
     tiny: bool,
@@ -198,7 +198,8 @@ fn kernels(backend: Option<GpuBackend>, args: KernelArgs) -> Result<()> {
             config.reps
         );
     }
-    let rows = bench_kernels(&gpu.device, shapes, config, &args.ops)?;
+    let groups: Vec<KernelGroup> = args.ops.iter().map(|&op| op.into()).collect();
+    let rows = bench_kernels(&gpu.device, shapes, config, &groups)?;
     if args.json {
         let doc = serde_json::json!({ "adapter": gpu.adapter, "rows": rows });
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -206,4 +207,20 @@ fn kernels(backend: Option<GpuBackend>, args: KernelArgs) -> Result<()> {
         print!("{}", format_table(&rows));
     }
     Ok(())
+}
+
+/// `--op`: a kernel group to time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum KernelGroupArg {
+    PixelStats,
+    MoeFfn,
+}
+
+impl From<KernelGroupArg> for KernelGroup {
+    fn from(arg: KernelGroupArg) -> Self {
+        match arg {
+            KernelGroupArg::PixelStats => KernelGroup::PixelStats,
+            KernelGroupArg::MoeFfn => KernelGroup::MoeFfn,
+        }
+    }
 }

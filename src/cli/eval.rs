@@ -79,7 +79,9 @@ fn with_model(backend: Option<GpuBackend>, args: &EvalArgs) -> Result<()> {
     let gpu = device::gpu(backend)?;
     let model_path = args.model.as_ref().expect("checked by the caller");
     let (model, card, checkpoint) = s5::train::load_model(model_path, &gpu.device)?;
-    let dataset = card.dataset_index(args.dataset.as_deref())?;
+    let dataset = card
+        .dataset_index(args.dataset.as_deref())
+        .map_err(anyhow::Error::msg)?;
     let spec_path = args
         .spec
         .clone()

@@ -24,7 +24,7 @@ mod train;
 )]
 struct Cli {
     /// Graphics API to run on (default: wgpu's choice; also S5_BACKEND).
-    #[arg(long, global = true, value_enum)]
+    #[arg(long, global = true, value_parser = backend_parser())]
     backend: Option<GpuBackend>,
     #[command(subcommand)]
     command: Command,
@@ -85,4 +85,10 @@ pub fn main() -> ExitCode {
             ExitCode::from(if no_adapter { EXIT_NO_ADAPTER } else { 1 })
         }
     }
+}
+
+/// `--backend`: the names `s5 --help` lists, parsed by the library.
+fn backend_parser() -> impl clap::builder::TypedValueParser<Value = GpuBackend> {
+    clap::builder::PossibleValuesParser::new(["vulkan", "metal", "dx12", "gl"])
+        .map(|name| GpuBackend::parse(&name).expect("one of the listed names"))
 }

@@ -2,7 +2,9 @@
 
 use anyhow::{Result, bail};
 use s5::device::{self, GpuBackend};
-use s5::model::{Activation, ParamCount, Segmentor, SegmentorConfig, VitConfig, count_params};
+use s5::model::{
+    Activation, ParamCount, Segmentor, SegmentorConfig, VitConfig, count_params, paper_models,
+};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ModelCommand {
@@ -52,8 +54,8 @@ pub struct SummaryArgs {
     /// Classes per dataset (repeat once per dataset, or give one for all).
     #[arg(long = "classes", default_values_t = [16])]
     classes: Vec<usize>,
-    #[arg(long, value_enum, default_value_t = Activation::Gelu)]
-    activation: Activation,
+    #[arg(long, value_enum, default_value_t = ActivationArg::Gelu)]
+    activation: ActivationArg,
     /// Also build the model on the GPU and count its parameters there.
     #[arg(long)]
     build: bool,
@@ -129,31 +131,15 @@ fn millions(n: usize) -> String {
     format!("{:.1}", n as f64 / 1e6)
 }
 
-/// The paper's Table 1 models: (name, config, the paper's count in M).
-pub fn paper_models() -> Vec<(&'static str, SegmentorConfig, f64)> {
-    // Single-dataset: iSAID's 16 classes. MoE-MDF: Vaihingen, Potsdam, LoveDA, OpenEarthMap.
-    let mdf_classes = vec![5, 5, 7, 9];
-    let single = |v: VitConfig| SegmentorConfig::new(v, vec![16]);
-    let mdf = |v: VitConfig| SegmentorConfig::new(v.with_moe(4, 256), mdf_classes.clone());
-    vec![
-        ("ViT-B", single(VitConfig::vit_base()), 103.2),
-        ("ViT-B MoE-MDF", mdf(VitConfig::vit_base()), 160.4),
-        ("ViT-L", single(VitConfig::vit_large()), 327.4),
-        ("ViT-L MoE-MDF", mdf(VitConfig::vit_large()), 435.0),
-        ("ViT-H", single(VitConfig::vit_huge()), 663.4),
-        ("ViT-H MoE-MDF", mdf(VitConfig::vit_huge()), 824.5),
-    ]
-}
-
 fn summary(backend: Option<GpuBackend>, args: SummaryArgs) -> Result<()> {
     let Some(name) = args.backbone else {
         let rows = paper_models();
         if args.json {
             let doc: Vec<_> = rows
                 .iter()
-                .map(|(n, cfg, paper)| {
-                    let c = count_params(cfg);
-                    serde_json::json!({ "model": n, "params": c.total(), "parts": c, "paper_m": paper })
+                .map(|m| {
+                    let c = count_params(&m.config);
+                    serde_json::json!({ "model": m.name, "params": c.total(), "parts": c, "paper_m": m.paper_params_m })
                 })
                 .collect();
             println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -163,8 +149,9 @@ fn summary(backend: Option<GpuBackend>, args: SummaryArgs) -> Result<()> {
             "{:<16} {:>10} {:>10} {:>10}",
             "model", "s5 (M)", "paper (M)", "diff (M)"
         );
-        for (n, cfg, paper) in rows {
-            let total = count_params(&cfg).total() as f64 / 1e6;
+        for m in rows {
+            let (n, paper) = (m.name, m.paper_params_m);
+            let total = count_params(&m.config).total() as f64 / 1e6;
             println!(
                 "{n:<16} {total:>10.1} {paper:>10.1} {:>+10.2}",
                 total - paper
@@ -176,7 +163,7 @@ fn summary(backend: Option<GpuBackend>, args: SummaryArgs) -> Result<()> {
     let Some(mut vit) = VitConfig::by_name(&name) else {
         bail!("unknown backbone `{name}`: use vit-t, vit-s, vit-b, vit-l or vit-h");
     };
-    vit.activation = args.activation;
+    vit.activation = args.activation.into();
     if args.datasets > 1 || args.moe_part.is_some() || args.alpha.is_some() {
         let p = match (args.moe_part, args.alpha) {
             (Some(p), _) => p,
@@ -241,4 +228,20 @@ fn print_parts(name: &str, c: &ParamCount) {
         println!("{:<22} {:>10}", format!("decoder {i}"), millions(*d));
     }
     println!("{:<22} {:>10}", "total", millions(c.total()));
+}
+
+/// `--activation`: the FFN activation (the paper says ReLU, the authors' code GELU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ActivationArg {
+    Gelu,
+    Relu,
+}
+
+impl From<ActivationArg> for Activation {
+    fn from(arg: ActivationArg) -> Self {
+        match arg {
+            ActivationArg::Gelu => Activation::Gelu,
+            ActivationArg::Relu => Activation::Relu,
+        }
+    }
 }

@@ -45,9 +45,12 @@ pub fn run(backend: Option<GpuBackend>, args: PredictArgs) -> Result<()> {
     if files.is_empty() {
         bail!("no images found in {:?}", args.inputs);
     }
+    let files = s5::eval::predict::distinct_outputs(files, &args.out)?;
     let gpu = device::gpu(backend)?;
     let (model, card, checkpoint) = s5::train::load_model(&args.model, &gpu.device)?;
-    let dataset = card.dataset_index(args.dataset.as_deref())?;
+    let dataset = card
+        .dataset_index(args.dataset.as_deref())
+        .map_err(anyhow::Error::msg)?;
     let palette = &card.datasets[dataset].palette;
     eprintln!(
         "model {} ({}), {} image(s), {mode:?}",

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
 use s5::device::{self, GpuBackend};
-use s5::run::RunDir;
-use s5::train::config::LossForm;
-use s5::train::{TrainConfig, TrainOptions, train};
+use s5::run::{RunDir, RunKind, keys};
+use s5::train::config::{LossForm, RecipeSetup};
+use s5::train::{Report, Start, TrainConfig, TrainOptions, train};
 
 use super::gpu_args::GpuArgs;
 
@@ -50,67 +51,83 @@ pub struct PretrainArgs {
     /// How L_s and L_u combine: the authors' code (L_s + λ·L_u) / 2, or the paper's
     /// L_s + λ·L_u (default: the config's, itself defaulting to code).
     #[arg(long, value_enum)]
-    loss_form: Option<LossForm>,
+    loss_form: Option<LossFormArg>,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
-/// `s5 pretrain`: a config with a `semi` section.
+/// `s5 pretrain`: the FixMatch recipe.
 pub fn run_pretrain(backend: Option<GpuBackend>, args: PretrainArgs) -> Result<()> {
-    run_with(backend, args.train, args.loss_form, true)
+    run_with(backend, args.train, args.loss_form, RunKind::Pretrain)
 }
 
+/// `s5 train`: the supervised recipe.
 pub fn run(backend: Option<GpuBackend>, args: TrainArgs) -> Result<()> {
-    run_with(backend, args, None, false)
+    run_with(backend, args, None, RunKind::Train)
 }
 
+/// One rule for both commands: each runs (and resumes) its own recipe only; a config or run
+/// of the other recipe is refused with the command to use.
 fn run_with(
     backend: Option<GpuBackend>,
     args: TrainArgs,
-    loss_form: Option<LossForm>,
-    pretrain: bool,
+    loss_form: Option<LossFormArg>,
+    kind: RunKind,
 ) -> Result<()> {
-    let mut config = match (&args.config, args.resume) {
-        (Some(path), _) => {
+    let given = match &args.config {
+        Some(path) => {
             let config = TrainConfig::load(path)?;
-            if pretrain && config.semi.is_none() {
+            let recipe_kind = config.recipe.run_kind();
+            if recipe_kind != kind {
                 bail!(
-                    "{}: no `semi: Some((unlabeled: (spec: ...), ...))` section: s5 pretrain \
-                     needs unlabeled images (use s5 train for supervised runs)",
-                    path.display()
+                    "{}: its recipe ({}) makes a `{recipe_kind}` run: run it with `{}`{}",
+                    path.display(),
+                    recipe_name(&config.recipe),
+                    recipe_kind.command(),
+                    match kind {
+                        RunKind::Pretrain =>
+                            " (s5 pretrain needs `recipe: FixMatch((unlabeled: (spec: ...), ...))`)",
+                        _ => "",
+                    }
                 );
             }
-            config
+            Some(config)
         }
-        (None, true) => TrainConfig {
-            steps: 0,
-            ..TrainConfig::default()
-        },
-        (None, false) => bail!("--config is required to start a run"),
+        None => None,
     };
-    if let Some(steps) = args.steps {
-        config.steps = steps;
-    }
-    if let Some(init) = &args.init {
-        if args.resume {
-            bail!("--init cannot change a resumed run");
+    let start = if args.resume {
+        for (given, flag) in [
+            (args.init.is_some(), "--init cannot change a resumed run"),
+            (loss_form.is_some(), "--loss-form cannot change a resumed run"),
+            (
+                args.seed.is_some(),
+                "--seed cannot change a resumed run (it decides the data order)",
+            ),
+        ] {
+            if given {
+                bail!("{flag}");
+            }
         }
-        config.model.init = Some(init.clone());
-    }
-    if let Some(form) = loss_form {
-        if args.resume {
-            bail!("--loss-form cannot change a resumed run");
+        Start::Resume {
+            steps: args.steps.or(given.as_ref().map(|c| c.steps)),
+            check: given,
         }
-        if let Some(semi) = &mut config.semi {
-            semi.loss_form = form;
+    } else {
+        let mut config = given.context("--config is required to start a run")?;
+        if let Some(steps) = args.steps {
+            config.steps = steps;
         }
-    }
-    if let Some(seed) = args.seed {
-        if args.resume {
-            bail!("--seed cannot change a resumed run (it decides the data order)");
+        if let Some(init) = &args.init {
+            config.model.init = Some(init.clone());
         }
-        config.seed = seed;
-    }
+        if let (Some(form), RecipeSetup::FixMatch(setup)) = (loss_form, &mut config.recipe) {
+            setup.loss_form = form.into();
+        }
+        if let Some(seed) = args.seed {
+            config.seed = seed;
+        }
+        Start::New(config)
+    };
     let gpus = device::training_gpus(backend, args.gpus.choice())?;
     let gpu = &gpus[0];
     ctrlc::set_handler(|| {
@@ -134,18 +151,21 @@ fn run_with(
         gpu.adapter.backend,
         run.root().display()
     );
-    let outcome = train(
-        config,
+    let mut progress = Progress::new(!args.quiet);
+    let mut report = |r: Report<'_>| progress.show(r);
+    let result = train(
+        start,
         &run,
         &gpu.device,
         TrainOptions {
-            resume: args.resume,
             stop: Some(&STOP),
             abort_after_step: args.abort_after_step,
-            progress: !args.quiet,
             replicas: gpus[1..].iter().map(|g| g.device.clone()).collect(),
+            kind: Some(kind),
+            report: Some(&mut report),
         },
-    )?;
+    );
+    let outcome = progress.end(result)?;
     for (name, value) in &outcome.val_metrics {
         println!("{name}: {:.2}", 100.0 * value);
     }
@@ -155,9 +175,9 @@ fn run_with(
         .map_or("none".to_string(), |c| c.display().to_string());
     if outcome.interrupted {
         println!(
-            "stopped after step {}; checkpoint {checkpoint}\ncontinue with: s5 {} --resume --out {}",
+            "stopped after step {}; checkpoint {checkpoint}\ncontinue with: {} --resume --out {}",
             outcome.steps_done,
-            if pretrain { "pretrain" } else { "train" },
+            kind.command(),
             args.out.display()
         );
     } else {
@@ -167,4 +187,107 @@ fn run_with(
         );
     }
     Ok(())
+}
+
+/// The recipe's name as a config writes it.
+fn recipe_name(recipe: &RecipeSetup) -> &'static str {
+    match recipe {
+        RecipeSetup::Supervised => "Supervised",
+        RecipeSetup::FixMatch(_) => "FixMatch",
+    }
+}
+
+/// The progress bar on stderr, fed by the training loop's reports.
+struct Progress {
+    bar: ProgressBar,
+    /// Images per second, smoothed over steps.
+    smoothed_ips: Option<f64>,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Self {
+        let bar = if enabled {
+            ProgressBar::new(0).with_style(
+                ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} steps  {msg}  ({elapsed} / eta {eta})",
+                )
+                .expect("a valid template"),
+            )
+        } else {
+            ProgressBar::hidden()
+        };
+        Self {
+            bar,
+            smoothed_ips: None,
+        }
+    }
+
+    fn show(&mut self, report: Report<'_>) {
+        match report {
+            Report::Begin {
+                first_step,
+                total_steps,
+            } => {
+                self.bar.set_length(total_steps);
+                self.bar.set_position(first_step);
+                self.bar.reset_eta();
+            }
+            Report::Step(event) => {
+                let ips = event.images_per_s.unwrap_or(0.0);
+                let smooth = self.smoothed_ips.map_or(ips, |s| 0.9 * s + 0.1 * ips);
+                self.smoothed_ips = Some(smooth);
+                let loss = event.losses.get(keys::LOSS).copied().unwrap_or(f64::NAN);
+                let ratio = event
+                    .extra_f64(keys::MASK_RATIO)
+                    .map_or(String::new(), |r| format!("  mask {:.0}%", 100.0 * r));
+                let lr = event.lr.unwrap_or(0.0);
+                self.bar.set_position(event.step);
+                self.bar.set_message(format!(
+                    "loss {loss:.4}{ratio}  lr {lr:.2e}  {smooth:.1} img/s"
+                ));
+            }
+            Report::Validated {
+                step,
+                metrics,
+                seconds,
+            } => {
+                let line = metrics
+                    .iter()
+                    .filter(|(k, _)| k.ends_with(&format!("/{}", keys::MIOU)))
+                    .map(|(k, v)| format!("{k} {:.2}", 100.0 * v))
+                    .collect::<Vec<_>>()
+                    .join("  ");
+                self.bar
+                    .println(format!("step {step}: {line}  (validation {seconds:.1} s)"));
+            }
+            Report::Warning(text) => self.bar.suspend(|| eprintln!("warning: {text}")),
+        }
+    }
+
+    /// Clears the bar after a run, or leaves it where it stopped after an error.
+    fn end<T>(self, result: s5::Result<T>) -> s5::Result<T> {
+        match &result {
+            Ok(_) => self.bar.finish_and_clear(),
+            Err(_) => self.bar.abandon(),
+        }
+        result
+    }
+}
+
+/// `--loss-form`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LossFormArg {
+    /// The authors' code: `(L_s + λ·L_u) / 2`.
+    Code,
+    /// The paper: `L_s + λ·L_u`.
+    Paper,
+}
+
+impl From<LossFormArg> for LossForm {
+    fn from(arg: LossFormArg) -> Self {
+        match arg {
+            LossFormArg::Code => LossForm::Code,
+            LossFormArg::Paper => LossForm::Paper,
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! The S5 / FixMatch augmentations (S5-REFERENCE §2): the weak view (scale, pad, crop, flips,
+//! The S5 / FixMatch augmentations (paper §3, "Semi-Supervised Pre-Training", and the
+//! authors' training code): the weak view (scale, pad, crop, flips,
 //! optional rot90 and rotation), the strong view on top of it (colour jitter, grayscale,
 //! blur), CutMix boxes mixing image, pseudo-label, confidence and validity with one box, and
 //! ImageNet normalisation. All randomness comes from the caller's RNG, so a seed gives the

@@ -9,6 +9,7 @@ pub mod augment;
 pub mod check;
 pub mod io;
 pub mod loader;
+pub mod palette;
 pub mod source;
 pub mod spec;
 pub mod synth;

@@ -133,7 +133,7 @@ impl DatasetSpec {
                     reason: e.to_string(),
                 }
             })?;
-        crate::fsutil::write_atomic(path, text.as_bytes())
+        Ok(crate::fsutil::write_atomic(path, text.as_bytes())?)
     }
 
     /// Consistency: classes, palette, encoding and background agree.

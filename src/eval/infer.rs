@@ -1,7 +1,8 @@
 //! A model applied to a whole image of any size: at once, resized, or in sliding windows
-//! whose overlapping logits are averaged (S5-REFERENCE §6). Results come out as bands of
-//! finished rows, so a 10 000 × 10 000 px tile never needs its logits in memory at once: the
-//! GPU holds one batch of windows, the CPU one window-height of row sums.
+//! whose overlapping logits are averaged (the authors' evaluation modes; their windows are
+//! 512 px every 256). Results come out as bands of finished rows, so a 10 000 × 10 000 px
+//! tile never needs its logits in memory at once: the GPU holds one batch of windows, the
+//! CPU one window-height of row sums.
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};

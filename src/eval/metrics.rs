@@ -1,5 +1,5 @@
 //! Segmentation metrics from a confusion matrix accumulated over a whole split
-//! (S5-REFERENCE §6): per class intersection, union, target and prediction counts, IoU,
+//! (the authors' evaluation protocol): per class intersection, union, target and prediction counts, IoU,
 //! precision, recall and F1; overall accuracy, mIoU and mF1 with an optional excluded
 //! (background) class. Pixels whose ground truth is ignored count in no class: the authors'
 //! code, with ignore index 5 and 5 classes, puts them into the last class; here they are

@@ -41,6 +41,41 @@ pub fn output_paths(input: &Path, out: &Path) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
+/// Refuses, before any work, inputs that would write the same output files (`tile.png` and
+/// `tile.tif` both make `index/tile.png`): the second would silently replace the first.
+/// The same file listed twice is predicted once (its duplicates are dropped).
+pub fn distinct_outputs(inputs: Vec<PathBuf>, out: &Path) -> Result<Vec<PathBuf>> {
+    let mut by_output: std::collections::HashMap<PathBuf, PathBuf> = Default::default();
+    let mut kept = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let (index, _, _) = output_paths(&input, out);
+        let same_file = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        };
+        match by_output.get(&index) {
+            Some(first) if same_file(first, &input) => continue,
+            Some(first) => {
+                return Err(Error::Config {
+                    reason: format!(
+                        "{} and {} would both be written to {} (outputs are named by the \
+                         input's file stem); predict them into different --out folders, or \
+                         rename one",
+                        first.display(),
+                        input.display(),
+                        index.display()
+                    ),
+                });
+            }
+            None => {
+                by_output.insert(index, input.clone());
+                kept.push(input);
+            }
+        }
+    }
+    Ok(kept)
+}
+
 /// A PNG written row by row into an [`AtomicFile`].
 struct PngRows {
     file: AtomicFile,
@@ -86,7 +121,7 @@ impl PngRows {
             .finish()
             .map_err(|e| io(std::io::Error::other(e)))?;
         self.file.file().sync_all().map_err(io)?;
-        self.file.commit()
+        Ok(self.file.commit()?)
     }
 }
 

@@ -66,5 +66,5 @@ pub fn write_json(
         "about": extra,
     });
     let text = serde_json::to_string_pretty(&doc).expect("metrics serialise");
-    crate::fsutil::write_atomic(path, text.as_bytes())
+    Ok(crate::fsutil::write_atomic(path, text.as_bytes())?)
 }

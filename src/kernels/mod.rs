@@ -4,11 +4,12 @@
 //! `CubeBackend`, a backward for `Autodiff`, and a `*_reference` twin in plain tensor ops
 //! that the parity tests and `s5 bench` compare against.
 
+mod backend;
 mod moe_ffn;
 mod ops;
 mod pixel_stats;
 pub mod shader;
 
-pub use moe_ffn::{MoeKernel, MoeWeights, moe_ffn, moe_ffn_reference, moe_ffn_with};
-pub use ops::{PixelStatsPrimitive, S5Ops};
+pub use moe_ffn::{MoeWeights, moe_ffn, moe_ffn_reference};
+pub use ops::{MoeKernel, PixelStatsPrimitive, S5Ops};
 pub use pixel_stats::{PixelStats, pixel_stats, pixel_stats_reference};

@@ -19,38 +19,12 @@ use burn::cubecl::server::KernelArguments;
 use burn::cubecl::{CubeCount, CubeDim};
 use burn::tensor::{DType, Int, IntDType, Shape, Slice, Tensor};
 
-use super::ops::S5Ops;
+use super::ops::{MoeKernel, S5Ops};
 use super::shader::{
     MOE_FFN, MOE_FFN_TILE_ROWS, MOE_FFN_VEC4, MOE_FFN_VEC4_N48, MOE_FFN_VEC4_REGS,
     MOE_FFN_VEC4_REGS_TILE_COLS, MOE_FFN_VEC4_REGS_TILE_ROWS, MOE_FFN_VEC4_TILE_ROWS, Shader,
     ShaderKernel,
 };
-
-/// Which tiling `moe_ffn` uses when F, C-P and P are multiples of 4 (other widths always run
-/// the general `moe_ffn.wgsl`). Every choice computes the same result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum MoeKernel {
-    /// Register tiles on a CPU adapter (lavapipe, WARP, llvmpipe), workgroup tiles elsewhere.
-    #[default]
-    Auto,
-    /// `moe_ffn_vec4.wgsl`: h and weight tiles staged in workgroup memory, as GPUs want.
-    WorkgroupTiles,
-    /// `moe_ffn_vec4_regs.wgsl`: no workgroup memory or barriers, each invocation keeps a
-    /// 16 × 12 output block in registers and reads through the caches, as CPUs want.
-    RegisterTiles,
-}
-
-impl MoeKernel {
-    /// `Auto` resolved against the adapter s5 runs on ([`crate::device::gpu`]); a process
-    /// that never initialised it gets workgroup tiles.
-    pub fn resolve(self) -> Self {
-        match self {
-            Self::Auto if crate::device::runs_on_cpu_adapter() => Self::RegisterTiles,
-            Self::Auto => Self::WorkgroupTiles,
-            chosen => chosen,
-        }
-    }
-}
 
 /// The weights of an FFN-MoE output projection: a shared expert and one expert per dataset.
 ///
@@ -66,19 +40,16 @@ pub struct MoeWeights {
 
 /// `[h·W_shared + b_shared | h·W_expert[t(n)] + b_expert[t(n)]]` for each row n, where
 /// `t(n) = ids[n]` is the row's dataset. Rows may mix datasets; a row whose id is outside
-/// `[0, T)` gets a zero expert part. Differentiable in `h` and all weights.
+/// `[0, T)` gets a zero expert part. Differentiable in `h` and all weights. `kernel` is the
+/// tiling, chosen by the caller for its adapter (the model picks it when it is built; tests
+/// and `s5 bench` run each).
 ///
 /// # Shapes
 /// h `[N, F]`, ids `[N]` → `[N, C]` with `C = (C-P) + P`.
 ///
 /// # Panics
 /// On inconsistent shapes or non-f32 operands: programming errors.
-pub fn moe_ffn(h: Tensor<2>, weights: &MoeWeights, ids: Tensor<1, Int>) -> Tensor<2> {
-    moe_ffn_with(h, weights, ids, MoeKernel::Auto)
-}
-
-/// [`moe_ffn`] with the tiling chosen by the caller (tests and `s5 bench` run each).
-pub fn moe_ffn_with(
+pub fn moe_ffn(
     h: Tensor<2>,
     weights: &MoeWeights,
     ids: Tensor<1, Int>,
@@ -108,7 +79,7 @@ pub fn moe_ffn_with(
         weights.w_expert.clone().into_dispatch(),
         weights.b_expert.clone().into_dispatch(),
         ids.into_dispatch(),
-        kernel.resolve(),
+        kernel,
     ))
 }
 
@@ -186,7 +157,7 @@ pub(super) fn launch(
     let vec4 = f % 4 == 0 && c_shared % 4 == 0 && p % 4 == 0;
     let padded = |tile: usize| c_shared.div_ceil(tile) * tile + p.div_ceil(tile) * tile;
     // (shader, tile rows, tile columns); a tile lies wholly in one column block.
-    let (shader, tile_rows, tile_cols): (Shader, usize, usize) = match kernel.resolve() {
+    let (shader, tile_rows, tile_cols): (Shader, usize, usize) = match kernel {
         _ if !vec4 => (MOE_FFN, MOE_FFN_TILE_ROWS, MOE_FFN.workgroup_size as usize),
         MoeKernel::RegisterTiles => (
             MOE_FFN_VEC4_REGS,

@@ -1,18 +1,38 @@
-//! The backend extension that carries s5's custom ops.
+//! The backend extension that carries s5's custom ops: the trait and its types, and nothing
+//! else (a leaf: it imports no sibling module).
 //!
-//! One trait, [`S5Ops`], implemented for burn's `CubeBackend` (WGSL launches), generated for
-//! `Fusion<B>` by the macro, and implemented for `Autodiff<B, C>` with hand-written backward
-//! passes. Callers never use this trait directly: they call [`super::pixel_stats`] and
-//! [`super::moe_ffn`], which take and return ordinary `Tensor`s.
+//! One trait, [`S5Ops`], implemented for burn's `CubeBackend` (WGSL launches) and for
+//! `Autodiff<B, C>` (hand-written backward passes) in `backend.rs`, and generated for
+//! `Fusion<B>` by the macro. Callers never use this trait directly: they call
+//! [`super::pixel_stats`] and [`super::moe_ffn`], which take and return ordinary `Tensor`s.
 
-use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::wgpu::CubeBackend;
-use burn::backend::{Autodiff, Backend, ExtensionType, backend_extension};
+use burn::backend::{Backend, ExtensionType, backend_extension};
 use burn::tensor::{DType, Shape};
 
-use super::moe_ffn::MoeKernel;
+/// Which tiling `moe_ffn` uses when F, C-P and P are multiples of 4 (other widths always run
+/// the general `moe_ffn.wgsl`). Every choice computes the same result; the caller picks one
+/// for the adapter it runs on ([`MoeKernel::for_adapter`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MoeKernel {
+    /// `moe_ffn_vec4.wgsl`: h and weight tiles staged in workgroup memory, as GPUs want.
+    WorkgroupTiles,
+    /// `moe_ffn_vec4_regs.wgsl`: no workgroup memory or barriers, each invocation keeps a
+    /// 16 × 12 output block in registers and reads through the caches, as CPUs want.
+    RegisterTiles,
+}
+
+impl MoeKernel {
+    /// Register tiles on a CPU adapter (lavapipe, WARP, llvmpipe), workgroup tiles elsewhere.
+    pub fn for_adapter(cpu_adapter: bool) -> Self {
+        if cpu_adapter {
+            Self::RegisterTiles
+        } else {
+            Self::WorkgroupTiles
+        }
+    }
+}
 
 /// The raw outputs of `pixel_stats` on one backend.
 #[derive(ExtensionType)]
@@ -70,46 +90,3 @@ pub trait S5Ops: Backend {
     ) -> FloatTensor<Self>;
 }
 
-impl S5Ops for CubeBackend {
-    fn pixel_stats(
-        logits: FloatTensor<Self>,
-        mask: FloatTensor<Self>,
-        background: Option<u32>,
-    ) -> PixelStatsPrimitive<Self> {
-        super::pixel_stats::launch(logits, mask, background)
-    }
-
-    fn moe_ffn(
-        h: FloatTensor<Self>,
-        w_shared: FloatTensor<Self>,
-        b_shared: FloatTensor<Self>,
-        w_expert: FloatTensor<Self>,
-        b_expert: FloatTensor<Self>,
-        ids: IntTensor<Self>,
-        kernel: MoeKernel,
-    ) -> FloatTensor<Self> {
-        super::moe_ffn::launch(h, w_shared, b_shared, w_expert, b_expert, ids, kernel)
-    }
-}
-
-impl<B: Backend + S5Ops, C: CheckpointStrategy> S5Ops for Autodiff<B, C> {
-    fn pixel_stats(
-        logits: FloatTensor<Self>,
-        mask: FloatTensor<Self>,
-        background: Option<u32>,
-    ) -> PixelStatsPrimitive<Self> {
-        super::pixel_stats::autodiff::<B, C>(logits, mask, background)
-    }
-
-    fn moe_ffn(
-        h: FloatTensor<Self>,
-        w_shared: FloatTensor<Self>,
-        b_shared: FloatTensor<Self>,
-        w_expert: FloatTensor<Self>,
-        b_expert: FloatTensor<Self>,
-        ids: IntTensor<Self>,
-        kernel: MoeKernel,
-    ) -> FloatTensor<Self> {
-        super::moe_ffn::autodiff::<B, C>(h, w_shared, b_shared, w_expert, b_expert, ids, kernel)
-    }
-}

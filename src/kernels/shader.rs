@@ -87,8 +87,25 @@ pub const PIXEL_STATS_REDUCE: Shader = Shader {
     values: &[],
 };
 
-/// Rows per workgroup of `moe_ffn.wgsl`: the value of its `rows` placeholder below.
-pub const MOE_FFN_TILE_ROWS: usize = 8;
+/// The `rows` placeholder of `moe_ffn.wgsl` (rows per workgroup), as rendered.
+const MOE_FFN_ROWS: &str = "8";
+
+/// Rows per workgroup of `moe_ffn.wgsl`: its `rows` placeholder, read once from the value
+/// the shader is rendered with.
+pub const MOE_FFN_TILE_ROWS: usize = parse_usize(MOE_FFN_ROWS);
+
+/// A decimal number at compile time (placeholder values are text).
+const fn parse_usize(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut value = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        assert!(bytes[i].is_ascii_digit(), "a decimal placeholder value");
+        value = value * 10 + (bytes[i] - b'0') as usize;
+        i += 1;
+    }
+    value
+}
 
 /// `moe_ffn.wgsl`: the general kernel, one column per invocation (any widths).
 pub const MOE_FFN: Shader = Shader {
@@ -96,7 +113,7 @@ pub const MOE_FFN: Shader = Shader {
     file: "shaders/moe_ffn.wgsl",
     template: include_str!("../../shaders/moe_ffn.wgsl"),
     workgroup_size: 64,
-    values: &[("rows", "8"), ("tile_k", "64")],
+    values: &[("rows", MOE_FFN_ROWS), ("tile_k", "64")],
 };
 
 /// Rows per workgroup of `moe_ffn_vec4.wgsl`: `TM = 8 * RM` in the shader. A tile is this many

@@ -7,7 +7,7 @@ use burn::tensor::activation::{gelu, relu};
 use burn::tensor::{Device, Int, Tensor};
 
 use super::config::{Activation, FfnKind, VitConfig};
-use crate::kernels::{MoeWeights, moe_ffn};
+use crate::kernels::{MoeKernel, MoeWeights, moe_ffn};
 
 /// The FFN-MoE output projection: shared expert `[F → D-P]`, one expert `[F → P]` per dataset.
 #[derive(Module, Debug)]
@@ -30,6 +30,9 @@ pub struct Ffn {
     /// The MoE output projection (FFN-MoE blocks only).
     pub moe: Option<MoeProjection>,
     pub relu: bool,
+    /// The `moe_ffn` tiling: register tiles (CPU adapters) or workgroup tiles (GPUs), chosen
+    /// when the model is built for the adapter it runs on.
+    pub register_tiles: bool,
 }
 
 impl Ffn {
@@ -71,6 +74,7 @@ impl Ffn {
             fc2,
             moe,
             relu: cfg.activation == Activation::Relu,
+            register_tiles: crate::device::moe_kernel() == MoeKernel::RegisterTiles,
         }
     }
 
@@ -90,7 +94,13 @@ impl Ffn {
                     w_expert: moe.w_expert.val(),
                     b_expert: moe.b_expert.val(),
                 };
-                moe_ffn(h.reshape([b * n, f]), &weights, token_ids.clone()).reshape([b, n, d])
+                let kernel = if self.register_tiles {
+                    MoeKernel::RegisterTiles
+                } else {
+                    MoeKernel::WorkgroupTiles
+                };
+                moe_ffn(h.reshape([b * n, f]), &weights, token_ids.clone(), kernel)
+                    .reshape([b, n, d])
             }
             (None, None) => unreachable!("an FFN has a dense or an MoE projection"),
         }

@@ -1,7 +1,9 @@
-//! The S5 segmentation model (paper §3, S5-REFERENCE §3–§4): a plain ViT backbone whose
-//! FFNs are dense or FFN-MoE (shared expert + one expert per dataset, the custom `moe_ffn`
-//! op), a simple-FPN neck to strides 4/8/16/32, and one UperNet decoder + 1×1 head per
-//! dataset. `model/` does no I/O.
+//! The S5 segmentation model (paper §3, "Multi-Dataset Fine-Tuning with MoE"): a plain ViT
+//! backbone whose FFNs are dense or FFN-MoE (shared expert + one expert per dataset, the
+//! custom `moe_ffn` op), a simple-FPN neck to strides 4/8/16/32, and one UperNet decoder +
+//! 1×1 head per dataset. The building blocks do no I/O; two modules read and write files:
+//! [`checkpoint`] (s5's burnpack records) and [`import`] (timm, MAE and the authors'
+//! checkpoints).
 
 pub mod checkpoint;
 pub mod config;
@@ -15,6 +17,6 @@ pub mod segmentor;
 pub mod upernet;
 pub mod vit;
 
-pub use config::{Activation, FfnKind, SegmentorConfig, VitConfig};
+pub use config::{Activation, FfnKind, PaperModel, SegmentorConfig, VitConfig, paper_models};
 pub use count::{ParamCount, count_params};
 pub use segmentor::Segmentor;

@@ -11,6 +11,7 @@ use crate::data::augment::AugmentConfig;
 use crate::error::{Error, Result};
 use crate::eval::InferMode;
 use crate::model::{SegmentorConfig, VitConfig};
+use crate::run::RunKind;
 
 /// One dataset trained on: its spec, optionally another root, the splits used, and the
 /// weight of its loss in the sum.
@@ -133,7 +134,8 @@ impl ModelSetup {
     }
 }
 
-/// AdamW with a per-iteration cosine schedule (S5-REFERENCE §2–§3).
+/// AdamW with a per-iteration cosine schedule (the authors' S4P runs: lr 5e-5, betas (0.9,
+/// 0.999), weight decay 0.01, cosine to 0 per iteration, no warm-up).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OptimizerSetup {
@@ -221,8 +223,9 @@ impl Default for UnlabeledEntry {
     }
 }
 
-/// How `L_s` and `L_u` combine (S5-REFERENCE §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+/// How `L_s` and `L_u` combine: the paper writes `L_s + λ·L_u` (§3, "Semi-Supervised
+/// Pre-Training"); the authors' training script halves the sum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum LossForm {
     /// The authors' code: `(L_s + λ·L_u) / 2`.
     #[default]
@@ -248,7 +251,7 @@ impl Default for SampleSetup {
         Self {
             every_steps: 100,
             images: 4,
-            keep: 24,
+            keep: s5_run::samples::DEFAULT_KEEP,
         }
     }
 }
@@ -257,7 +260,7 @@ impl Default for SampleSetup {
 /// views, CutMix of the strong views with a partner batch, confidence threshold τ.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct SemiSetup {
+pub struct FixMatchSetup {
     pub unlabeled: UnlabeledEntry,
     /// Unlabeled crops per step (the partner batch is as large).
     pub unlabeled_batch: usize,
@@ -269,7 +272,7 @@ pub struct SemiSetup {
     pub samples: SampleSetup,
 }
 
-impl Default for SemiSetup {
+impl Default for FixMatchSetup {
     fn default() -> Self {
         Self {
             unlabeled: UnlabeledEntry::default(),
@@ -282,7 +285,27 @@ impl Default for SemiSetup {
     }
 }
 
-/// A whole training run: supervised, or semi-supervised (S4P) when `semi` is given.
+/// What one training step computes: the config chooses, the run's kind follows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub enum RecipeSetup {
+    /// Cross-entropy on every dataset's labeled crops, one backbone pass (`s5 train`).
+    #[default]
+    Supervised,
+    /// FixMatch on one labeled dataset and unlabeled images: S4P (`s5 pretrain`).
+    FixMatch(FixMatchSetup),
+}
+
+impl RecipeSetup {
+    /// The kind of run this recipe writes.
+    pub fn run_kind(&self) -> RunKind {
+        match self {
+            Self::Supervised => RunKind::Train,
+            Self::FixMatch(_) => RunKind::Pretrain,
+        }
+    }
+}
+
+/// A whole training run: its datasets, model, schedule and the recipe of its steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
@@ -304,8 +327,12 @@ pub struct TrainConfig {
     pub prefetch: usize,
     /// Report unreadable samples once and go on instead of stopping.
     pub skip_bad: bool,
-    /// FixMatch on unlabeled images (`s5 pretrain`); `None`: supervised only.
-    pub semi: Option<SemiSetup>,
+    /// What a step computes: `Supervised` (default) or `FixMatch((...))`.
+    pub recipe: RecipeSetup,
+    /// Run format 1's spelling of the recipe (`semi: Some((...))` for FixMatch), read so
+    /// that older runs resume; folded into `recipe` on load, never written.
+    #[serde(default, skip_serializing)]
+    semi: Option<FixMatchSetup>,
 }
 
 impl Default for TrainConfig {
@@ -323,6 +350,7 @@ impl Default for TrainConfig {
             seed: 0,
             prefetch: 2,
             skip_bad: false,
+            recipe: RecipeSetup::Supervised,
             semi: None,
         }
     }
@@ -333,15 +361,52 @@ impl TrainConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::reading(path, e, Some("training config")))?;
-        let cfg: Self = ron::from_str(&text).map_err(|e| Error::ConfigFile {
+        let mut cfg: Self = ron::from_str(&text).map_err(|e| Error::ConfigFile {
             path: path.to_path_buf(),
             reason: format!("not a training config: {e}"),
         })?;
+        if let Some(semi) = cfg.semi.take() {
+            if cfg.recipe != RecipeSetup::Supervised {
+                return Err(Error::ConfigFile {
+                    path: path.to_path_buf(),
+                    reason: "both `recipe` and the older `semi` are given: keep `recipe`".into(),
+                });
+            }
+            cfg.recipe = RecipeSetup::FixMatch(semi);
+        }
         cfg.validate().map_err(|reason| Error::ConfigFile {
             path: path.to_path_buf(),
             reason,
         })?;
         Ok(cfg)
+    }
+
+    /// The top-level sections in which `other` differs from this config, `steps` aside
+    /// (what `--resume` refuses to change).
+    pub fn sections_differing_from(&self, other: &Self) -> Vec<&'static str> {
+        let mut differ = Vec::new();
+        macro_rules! compare {
+            ($($field:ident),*) => {
+                $(if self.$field != other.$field {
+                    differ.push(stringify!($field));
+                })*
+            };
+        }
+        compare!(
+            datasets,
+            model,
+            batch,
+            optimizer,
+            augment,
+            val,
+            checkpoint_every,
+            keep_checkpoints,
+            seed,
+            prefetch,
+            skip_bad,
+            recipe
+        );
+        differ
     }
 
     /// The config as RON (what `config.ron` holds).
@@ -380,16 +445,16 @@ impl TrainConfig {
                 self.augment.crop_px
             ));
         }
-        if let Some(semi) = &self.semi {
+        if let RecipeSetup::FixMatch(semi) = &self.recipe {
             if self.datasets.len() != 1 {
-                return Err("semi-supervised training takes exactly one labeled dataset".into());
+                return Err("the FixMatch recipe takes exactly one labeled dataset".into());
             }
             if semi.unlabeled_batch == 0 {
-                return Err("semi.unlabeled_batch must be at least 1".into());
+                return Err("recipe: FixMatch unlabeled_batch must be at least 1".into());
             }
             if !(0.0..=1.0).contains(&semi.threshold) || semi.lambda < 0.0 {
                 return Err(format!(
-                    "semi: threshold must be in [0, 1] and lambda ≥ 0 (got {}, {})",
+                    "recipe: FixMatch threshold must be in [0, 1] and lambda ≥ 0 (got {}, {})",
                     semi.threshold, semi.lambda
                 ));
             }
@@ -411,7 +476,7 @@ impl TrainConfig {
                 d.root = Some(absolute(root)?);
             }
         }
-        if let Some(semi) = &mut self.semi {
+        if let RecipeSetup::FixMatch(semi) = &mut self.recipe {
             semi.unlabeled.spec = absolute(&semi.unlabeled.spec)?;
             if let Some(root) = &semi.unlabeled.root {
                 semi.unlabeled.root = Some(absolute(root)?);

@@ -1,4 +1,5 @@
-//! One FixMatch step of S4P (S5-REFERENCE §2), as the authors' code does it:
+//! One FixMatch step of S4P (paper §3, "Semi-Supervised Pre-Training"), as the authors'
+//! training code does it:
 //!
 //! 1. an eval-mode, no-grad forward on the weak views of the unlabeled batch and of its
 //!    CutMix partner batch gives pseudo-labels, confidence and entropy (`pixel_stats`);
@@ -12,7 +13,7 @@
 use burn::module::Module;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
-use super::config::{LossForm, SemiSetup};
+use super::config::{LossForm, FixMatchSetup};
 use super::loss::cross_entropy_over;
 use crate::data::IGNORE;
 use crate::data::augment::CutMixBox;
@@ -102,7 +103,7 @@ impl Normalizers {
     /// `u[i]`, `partner[i]`).
     pub fn of(labeled: &[LabeledItem], u: &[UnlabeledItem], partner: &[UnlabeledItem]) -> Self {
         Self {
-            labeled_px: super::trainer::labeled_valid_px(labeled),
+            labeled_px: super::batch::labeled_valid_px(labeled),
             mixed_px: mixed_valid_px(u, partner),
         }
     }
@@ -214,7 +215,7 @@ pub fn fixmatch_step(
     labeled: (Tensor<4>, Tensor<3, Int>, Tensor<3>),
     u: &UnlabeledTensors,
     partner: &UnlabeledTensors,
-    setup: &SemiSetup,
+    setup: &FixMatchSetup,
     background: Option<usize>,
     norms: Normalizers,
 ) -> FixMatchOutput {

@@ -1,5 +1,5 @@
 //! Pixel-wise cross-entropy with per-pixel weights: ignored and padded pixels weigh 0, and
-//! FixMatch's confidence mask is a weight too (S5-REFERENCE §2).
+//! FixMatch's confidence mask is a weight too (paper §3, "Semi-Supervised Pre-Training").
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};

@@ -1,18 +1,24 @@
-//! Training: the config, the loss, AdamW with its groups, the learning-rate schedule,
-//! checkpoint folders, FixMatch (S4P), and the loop of `s5 train` / `s5 pretrain`.
+//! Training: one loop ([`trainer`]) and the recipes of its steps ([`recipe`]: supervised,
+//! FixMatch), with the config, named batches, the loss, AdamW with its groups, the
+//! learning-rate schedule, data parallelism, validation and checkpoint folders.
+//!
+//! Imports run one way: `trainer` → `recipe` → (`fixmatch`, `batch`, `parallel`, `loss`) →
+//! `config`; nothing below imports `trainer`.
 
-pub mod card;
+pub mod batch;
+pub mod checkpoint;
 pub mod config;
 pub mod fixmatch;
 pub mod loss;
 pub mod optimizer;
 pub mod parallel;
+pub mod recipe;
 pub mod schedule;
-pub mod semi;
 pub mod trainer;
+pub mod validate;
 
-pub use card::{ModelCard, load_model};
+pub use checkpoint::load_model;
 pub use config::TrainConfig;
 pub use optimizer::Optimizer;
 pub use schedule::CosineSchedule;
-pub use trainer::{TrainOptions, TrainOutcome, train};
+pub use trainer::{Report, Start, TrainOptions, TrainOutcome, train};

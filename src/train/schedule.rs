@@ -1,5 +1,5 @@
 //! The per-iteration learning rate: optional linear warm-up, then cosine decay to a floor
-//! (S5-REFERENCE §2: cosine to 0 per iteration, no warm-up, for S4P).
+//! (the authors' S4P runs use a cosine to 0 per iteration without warm-up).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,50 +1,89 @@
-//! The training loop of `s5 train` (supervised, one or more datasets) and `s5 pretrain`
-//! (plus FixMatch on unlabeled images, see [`super::semi`]), with everything a long run
-//! needs: a progress bar, periodic validation, checkpoints that resume exactly (model,
-//! optimizer, schedule, step, data order and dropout draws), a clean stop on Ctrl-C, and a
-//! loud stop on a NaN loss that keeps the last good checkpoint.
+//! The one training loop of `s5 train` and `s5 pretrain`, whatever the recipe
+//! ([`super::recipe`]) computes in a step: resume from the newest intact checkpoint, the
+//! schedule, the per-step seeds, the data-parallel devices, the gradient clip and AdamW, the
+//! NaN stop that keeps the last good checkpoint, events, checkpoints that resume exactly
+//! (model, optimizer, schedule, step, data order and dropout draws), validation, sample
+//! pictures, a clean stop on request, and one writer per run directory. It draws nothing:
+//! progress goes to the caller's [`Report`] callback.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor, TensorData};
-use indicatif::{ProgressBar, ProgressStyle};
+use burn::tensor::Device;
 
-use super::card::{DatasetCard, ModelCard, TrainState, load_state, save_checkpoint};
+use super::batch::{Dataset, load_datasets};
+use super::checkpoint::{dataset_card, save_checkpoint};
 use super::config::TrainConfig;
-use super::fixmatch::Normalizers;
-use super::loss::{cross_entropy_over, scalar};
 use super::optimizer::Optimizer;
-use super::parallel::{ShareLoss, shares, step_grads};
+use super::recipe::{self, Recipe, StepResult};
 use super::schedule::CosineSchedule;
-use super::semi::{SemiRun, summarize};
-use crate::data::loader::{LabeledItem, LoaderConfig, Prefetcher, labeled_stream};
-use crate::data::synth::colorize;
-use crate::data::{DatasetSpec, IGNORE, SampleRef};
+use super::validate::validate;
 use crate::error::{Error, Result};
-use crate::eval::{ConfusionMatrix, evaluate_split};
 use crate::model::{Segmentor, checkpoint, import};
-use crate::run::samples::{SampleEntry, SampleWriter};
-use crate::run::{Event, EventLog, Manifest, RunDir};
+use crate::run::checkpoint::{MODEL_FILE, OPTIMIZER_FILE, ResumePoint, newest_intact, read_card, read_state, resolve_checkpoint};
+use crate::run::{
+    Event, EventKind, EventLog, Manifest, ModelCard, RunDir, RunKind, RunLock, SampleWriter,
+    TrainState, keys,
+};
+
+/// How a run starts.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// A new run from this config, in a folder without checkpoints.
+    New(TrainConfig),
+    /// Continue the run from its newest intact checkpoint, as its own `config.ron` says.
+    Resume {
+        /// A config the caller gave again: refused if it differs from the run's in anything
+        /// but `steps`.
+        check: Option<TrainConfig>,
+        /// Extend the run to this many steps.
+        steps: Option<u64>,
+    },
+}
+
+/// Progress, for whoever shows it (the CLI draws a bar).
+#[derive(Debug)]
+pub enum Report<'a> {
+    /// The loop starts at `first_step` of `total_steps`.
+    Begin { first_step: u64, total_steps: u64 },
+    /// A step was taken and logged.
+    Step(&'a Event),
+    /// A validation finished.
+    Validated {
+        step: u64,
+        metrics: &'a BTreeMap<String, f64>,
+        seconds: f64,
+    },
+    /// Something the user should know that does not stop the run.
+    Warning(String),
+}
 
 /// How a run is driven (beyond its config).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct TrainOptions<'a> {
-    /// Continue from the run's newest checkpoint instead of starting.
-    pub resume: bool,
     /// Set (e.g. by Ctrl-C) to checkpoint and stop after the current step.
     pub stop: Option<&'a AtomicBool>,
     /// Crash on purpose (`abort()`, no cleanup) after this step: for crash-recovery tests.
     pub abort_after_step: Option<u64>,
-    /// Draw a progress bar on stderr.
-    pub progress: bool,
     /// Further GPUs (their plain devices) for data parallelism: each step's batch is split
     /// between the main device and these ([`super::parallel`]). Empty: one GPU.
     pub replicas: Vec<Device>,
+    /// The kind of run the caller writes (`s5 train`: `Train`, `s5 pretrain`: `Pretrain`):
+    /// a config or a resumed run of another kind is refused, naming the command to use.
+    /// `None`: whatever the config's recipe says.
+    pub kind: Option<RunKind>,
+    /// Receives progress; `None`: silent.
+    pub report: Option<&'a mut dyn FnMut(Report<'_>)>,
+}
+
+impl TrainOptions<'_> {
+    fn report(&mut self, report: Report<'_>) {
+        if let Some(f) = self.report.as_mut() {
+            f(report);
+        }
+    }
 }
 
 /// How a run ended.
@@ -60,14 +99,6 @@ pub struct TrainOutcome {
     pub val_metrics: BTreeMap<String, f64>,
 }
 
-/// One dataset of the run, loaded.
-struct Dataset {
-    spec: Arc<DatasetSpec>,
-    train: Arc<Vec<SampleRef>>,
-    val: Vec<SampleRef>,
-    weight: f64,
-}
-
 /// Mixed into the seed of data-parallel device k > 0, so its dropout draws differ.
 const REPLICA_SEED: u64 = 0x5851_f42d_4c95_7f2d;
 
@@ -80,615 +111,409 @@ pub fn step_seed(seed: u64, step: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Trains as `config` says into `run`, or continues it (`options.resume`, which reads the
-/// run's own `config.ron` and ignores `config`).
+/// Trains into `run` as `start` says. Holds the run's lock throughout.
 pub fn train(
-    config: TrainConfig,
+    start: Start,
     run: &RunDir,
     device: &Device,
-    options: TrainOptions<'_>,
+    mut options: TrainOptions<'_>,
 ) -> Result<TrainOutcome> {
-    let resume_from = if options.resume {
-        Some(run.latest_checkpoint()?.ok_or_else(|| {
-            Error::RunDir {
-                path: run.root().to_path_buf(),
-                reason:
+    let (_lock, taken_over) = RunLock::acquire(run)?;
+    if let Some(holder) = taken_over {
+        options.report(Report::Warning(format!(
+            "{}: took over the lock of {holder}, which no longer runs",
+            run.lock().display()
+        )));
+    }
+    let opened = open(start, run, &mut options)?;
+    let mut session = Session::new(opened, run, device, &mut options)?;
+    session.run(&mut options)
+}
+
+/// A run's config, checked, and where it resumes from.
+struct Opened {
+    config: TrainConfig,
+    resume: Option<ResumePoint>,
+}
+
+/// Checks that `start` fits the run directory and the caller's kind; writes the manifest of
+/// a new run (or upgrades a resumed older one).
+fn open(start: Start, run: &RunDir, options: &mut TrainOptions<'_>) -> Result<Opened> {
+    let refuse = |reason: String| Error::RunDir {
+        path: run.root().to_path_buf(),
+        reason,
+    };
+    match start {
+        Start::New(config) => {
+            if run.latest_checkpoint()?.is_some() {
+                return Err(refuse(
+                    "this run directory already has checkpoints: pass --resume to continue it, \
+                     or choose another output folder"
+                        .into(),
+                ));
+            }
+            let config = config.resolved()?;
+            config.validate().map_err(|reason| Error::Config { reason })?;
+            let kind = config.recipe.run_kind();
+            if let Some(wanted) = options.kind.filter(|&w| w != kind) {
+                return Err(Error::Config {
+                    reason: format!(
+                        "the config's recipe makes a `{kind}` run, which `{}` does not write: \
+                         run it with `{}`",
+                        wanted.command(),
+                        kind.command()
+                    ),
+                });
+            }
+            Manifest::new(kind).save(run)?;
+            Ok(Opened {
+                config,
+                resume: None,
+            })
+        }
+        Start::Resume { check, steps } => {
+            let point = newest_intact(run)?.ok_or_else(|| {
+                refuse(
                     "nothing to resume: the run has no checkpoint yet (start it without --resume)"
                         .into(),
+                )
+            })?;
+            for skipped in &point.skipped {
+                options.report(Report::Warning(format!(
+                    "{skipped}; resuming from the intact checkpoint of step {}",
+                    point.step
+                )));
             }
-        })?)
-    } else {
-        if run.latest_checkpoint()?.is_some() {
-            return Err(Error::RunDir {
-                path: run.root().to_path_buf(),
-                reason: "this run directory already has checkpoints: pass --resume to continue \
-                         it, or choose another output folder"
-                    .into(),
-            });
-        }
-        None
-    };
-    let config = if resume_from.is_some() {
-        Manifest::load(run)?;
-        let mut saved = TrainConfig::load(&run.config())?;
-        // A resumed run may be extended.
-        saved.steps = saved.steps.max(config.steps);
-        saved
-    } else {
-        config.resolved()?
-    };
-    config
-        .validate()
-        .map_err(|reason| Error::Config { reason })?;
-
-    let datasets = load_datasets(&config)?;
-    let card = ModelCard {
-        segmentor: config
-            .model
-            .segmentor(datasets.iter().map(|d| d.spec.num_classes()).collect())?,
-        datasets: datasets
-            .iter()
-            .zip(&config.datasets)
-            .map(|(d, entry)| DatasetCard::of(&d.spec, &entry.spec))
-            .collect(),
-    };
-    let train_device = device.clone().autodiff();
-    let mut model = Segmentor::new(&card.segmentor, &train_device);
-    let (start_step, wall_offset_s) = match &resume_from {
-        Some((_, dir)) => {
-            let state = load_state(dir)?;
-            model = checkpoint::load(model, &dir.join("model.bpk"))?;
-            (state.step, state.wall_s)
-        }
-        None => {
-            if let Some(init) = &config.model.init {
-                model = init_weights(model, init, &train_device)?;
+            let manifest = Manifest::load(run)?;
+            if let Some(wanted) = options.kind.filter(|&w| w != manifest.kind) {
+                return Err(refuse(format!(
+                    "this is a `{}` run, which `{}` does not continue: use `{} --resume --out {}`",
+                    manifest.kind,
+                    wanted.command(),
+                    manifest.kind.command(),
+                    run.root().display()
+                )));
             }
-            (0, 0.0)
+            let mut config = TrainConfig::load(&run.config())?;
+            if config.recipe.run_kind() != manifest.kind {
+                return Err(refuse(format!(
+                    "config.ron's recipe makes a `{}` run but manifest.json says `{}`: the run \
+                     directory was edited by hand",
+                    config.recipe.run_kind(),
+                    manifest.kind
+                )));
+            }
+            if let Some(given) = check {
+                let differ = config.sections_differing_from(&given.resolved()?);
+                if !differ.is_empty() {
+                    return Err(refuse(format!(
+                        "--resume continues the run as its config.ron says; the given config \
+                         differs in: {}. Start a new run for another setup",
+                        differ.join(", ")
+                    )));
+                }
+            }
+            // A resumed run may be extended.
+            config.steps = config.steps.max(steps.unwrap_or(0));
+            config.validate().map_err(|reason| Error::Config { reason })?;
+            manifest.upgraded().save(run)?;
+            Ok(Opened {
+                config,
+                resume: Some(point),
+            })
         }
-    };
-    let mut optimizer = Optimizer::new(&config.optimizer, &model);
-    if let Some((_, dir)) = &resume_from {
-        optimizer = optimizer.load(&dir.join("optimizer.bpk"))?;
     }
-    if resume_from.is_none() {
-        let kind = if config.semi.is_some() {
-            "pretrain"
-        } else {
-            "train"
+}
+
+/// Everything a running loop holds.
+struct Session<'r> {
+    run: &'r RunDir,
+    config: TrainConfig,
+    datasets: Vec<Dataset>,
+    card: ModelCard,
+    /// Out only while AdamW updates it (the update takes it by value).
+    model: Option<Segmentor>,
+    optimizer: Optimizer,
+    recipe: Box<dyn Recipe>,
+    events: EventLog,
+    schedule: CosineSchedule,
+    /// Autodiff devices, the main one first.
+    devices: Vec<Device>,
+    /// The main plain device (validation, samples).
+    device: Device,
+    start_step: u64,
+    wall_offset_s: f64,
+    started: Instant,
+    last_checkpoint: Option<u64>,
+    outcome: TrainOutcome,
+}
+
+impl<'r> Session<'r> {
+    fn new(
+        opened: Opened,
+        run: &'r RunDir,
+        device: &Device,
+        options: &mut TrainOptions<'_>,
+    ) -> Result<Self> {
+        let Opened { config, resume } = opened;
+        let datasets = load_datasets(&config)?;
+        let card = ModelCard {
+            segmentor: config
+                .model
+                .segmentor(datasets.iter().map(|d| d.spec.num_classes()).collect())?,
+            datasets: datasets
+                .iter()
+                .zip(&config.datasets)
+                .map(|(d, entry)| dataset_card(&d.spec, &entry.spec))
+                .collect(),
         };
-        Manifest::new(kind).save(run)?;
-    }
-    crate::fsutil::write_atomic(&run.config(), config.to_ron().as_bytes())?;
-    let mut events = EventLog::open(&run.events())?;
-
-    let schedule = CosineSchedule {
-        base_lr: config.optimizer.lr,
-        final_lr: config.optimizer.final_lr,
-        warmup_steps: config.optimizer.warmup_steps,
-        total_steps: config.steps,
-    };
-    let mut loaders: Vec<Prefetcher<LabeledItem>> = datasets
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            labeled_stream(
-                d.spec.clone(),
-                d.train.clone(),
-                config.augment.clone(),
-                LoaderConfig {
-                    batch: config.batch,
-                    prefetch: config.prefetch,
-                    seed: config.seed.wrapping_add(i as u64),
-                    skip_bad: config.skip_bad,
-                    start_step,
-                    epoch_len: d.train.len(),
-                },
-            )
-        })
-        .collect();
-
-    let mut semi = match &config.semi {
-        Some(setup) => Some(SemiRun::new(setup, &config, &datasets[0].spec, start_step)?),
-        None => None,
-    };
-
-    let bar = progress_bar(options.progress, config.steps, start_step);
-    let started = Instant::now();
-    // Training time so far, including earlier sessions of a resumed run.
-    let wall = || wall_offset_s + started.elapsed().as_secs_f64();
-    let mut outcome = TrainOutcome {
-        steps_done: start_step,
-        interrupted: false,
-        checkpoint: resume_from.as_ref().map(|(_, d)| d.clone()),
-        val_metrics: BTreeMap::new(),
-    };
-    let mut last_checkpoint_step = resume_from.as_ref().map(|(s, _)| *s);
-    let crop = config.augment.crop_px as usize;
-    let mut smoothed_ips: Option<f64> = None;
-    // Data parallelism: the main device first; no more devices than images in a share.
-    let per_step_images = config
-        .semi
-        .as_ref()
-        .map_or(config.batch, |s| config.batch.min(s.unlabeled_batch));
-    let mut devices: Vec<Device> = std::iter::once(train_device.clone())
-        .chain(options.replicas.iter().map(|d| d.clone().autodiff()))
-        .collect();
-    if devices.len() > per_step_images {
-        bar.println(format!(
-            "data parallel: {} GPUs but batches of {per_step_images}: using {per_step_images}",
-            devices.len()
-        ));
-        devices.truncate(per_step_images.max(1));
-    }
-    let names: Vec<String> = datasets.iter().map(|d| d.spec.name.clone()).collect();
-    let weights: Vec<f64> = datasets.iter().map(|d| d.weight).collect();
-
-    for step in start_step..config.steps {
-        if options.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
-            outcome.interrupted = true;
-            break;
-        }
-        let t0 = Instant::now();
-        for (k, d) in devices.iter().enumerate() {
-            // Device 0 draws what a one-GPU run draws; the others their own masks.
-            let seed = config.seed ^ (k as u64).wrapping_mul(REPLICA_SEED);
-            d.seed(step_seed(seed, step));
-        }
-        let mut batches = Vec::with_capacity(loaders.len());
-        for (loader, entry) in loaders.iter_mut().zip(&config.datasets) {
-            let batch = loader.next().ok_or_else(|| Error::Config {
-                reason: format!(
-                    "the loader of {} stopped (no training images?)",
-                    entry.spec.display()
-                ),
-            })??;
-            batches.push(batch.items);
-        }
-        let k = devices.len();
-        let (grads, losses, stats) = match &mut semi {
-            Some(semi) => {
-                let (u, partner) = semi.next_unlabeled()?;
-                let labeled = &batches[0];
-                let norms = Normalizers::of(labeled, &u, &partner);
-                let (ls, us) = (shares(labeled.len(), k), shares(u.len(), k));
-                let loss = semi.loss();
-                let out = step_grads(&model, &devices, |i, replica, device| {
-                    Ok(loss.share(
-                        replica,
-                        &labeled[ls[i].clone()],
-                        &u[us[i].clone()],
-                        &partner[us[i].clone()],
-                        norms,
-                        device,
-                    ))
-                })?;
-                let (losses, stats) = summarize(&out.sums, &out.per_image);
-                (out.grads, losses, stats)
+        let train_device = device.clone().autodiff();
+        let mut model = Segmentor::new(&card.segmentor, &train_device);
+        let (start_step, wall_offset_s) = match &resume {
+            Some(point) => {
+                let saved = read_card(&point.dir)?;
+                if saved.segmentor != card.segmentor {
+                    return Err(Error::Checkpoint {
+                        path: point.dir.clone(),
+                        reason: "this checkpoint holds another model than the run's config.ron \
+                                 describes (was config.ron edited?)"
+                            .into(),
+                    });
+                }
+                let state = read_state(&point.dir)?;
+                model = checkpoint::load(model, &point.dir.join(MODEL_FILE))?;
+                (state.step, state.wall_s)
             }
             None => {
-                let norms: Vec<f64> = batches.iter().map(|b| labeled_valid_px(b)).collect();
-                let ranges: Vec<_> = batches.iter().map(|b| shares(b.len(), k)).collect();
-                let out = step_grads(&model, &devices, |i, replica, device| {
-                    let share: Vec<&[LabeledItem]> = batches
-                        .iter()
-                        .zip(&ranges)
-                        .map(|(b, r)| &b[r[i].clone()])
-                        .collect();
-                    Ok(supervised_share(
-                        replica, &share, &names, &weights, &norms, crop, device,
-                    ))
-                })?;
-                let mut losses = out.sums;
-                if datasets.len() == 1 {
-                    losses.retain(|name, _| name == "loss");
+                if let Some(init) = &config.model.init {
+                    model = init_weights(model, init, &train_device)?;
                 }
-                (out.grads, losses, BTreeMap::new())
+                (0, 0.0)
             }
         };
-        let loss_value = losses.get("loss").copied().unwrap_or(f64::NAN);
-        let lr = schedule.lr(step);
-        if !loss_value.is_finite() {
-            let kept = match last_checkpoint_step {
-                Some(s) => format!(
-                    "The last good checkpoint (step {s}) is kept in {}.",
-                    run.checkpoint(s).display()
-                ),
-                None => "No checkpoint was written yet.".to_string(),
-            };
-            events.append(&Event {
-                step,
-                wall_s: wall(),
-                kind: "diverged".into(),
-                lr: Some(lr),
-                ..Event::default()
-            })?;
-            bar.abandon();
-            return Err(Error::Diverged {
-                step,
-                loss: loss_value,
-                kept,
-            });
+        let mut optimizer = Optimizer::new(&config.optimizer, &model);
+        if let Some(point) = &resume {
+            optimizer = optimizer.load(&point.dir.join(OPTIMIZER_FILE))?;
         }
-        let (updated, grad_norm) = optimizer.step(lr, model, grads);
-        model = updated;
-        let done = step + 1;
-        outcome.steps_done = done;
+        crate::fsutil::write_atomic(&run.config(), config.to_ron().as_bytes())?;
+        let events = EventLog::open(&run.events())?;
+        let schedule = CosineSchedule {
+            base_lr: config.optimizer.lr,
+            final_lr: config.optimizer.final_lr,
+            warmup_steps: config.optimizer.warmup_steps,
+            total_steps: config.steps,
+        };
+        let recipe = recipe::build(&config, &datasets, start_step)?;
+        // Data parallelism: the main device first; no more devices than images in a share.
+        let per_step_images = recipe.splittable_images();
+        let mut devices: Vec<Device> = std::iter::once(train_device)
+            .chain(options.replicas.iter().map(|d| d.clone().autodiff()))
+            .collect();
+        if devices.len() > per_step_images {
+            options.report(Report::Warning(format!(
+                "data parallel: {} GPUs but batches of {per_step_images}: using {per_step_images}",
+                devices.len()
+            )));
+            devices.truncate(per_step_images.max(1));
+        }
+        let last_checkpoint = resume.as_ref().map(|p| p.step);
+        Ok(Self {
+            run,
+            outcome: TrainOutcome {
+                steps_done: start_step,
+                interrupted: false,
+                checkpoint: resume.map(|p| p.dir),
+                val_metrics: BTreeMap::new(),
+            },
+            config,
+            datasets,
+            card,
+            model: Some(model),
+            optimizer,
+            recipe,
+            events,
+            schedule,
+            devices,
+            device: device.clone(),
+            start_step,
+            wall_offset_s,
+            started: Instant::now(),
+            last_checkpoint,
+        })
+    }
 
-        let unlabeled = config.semi.as_ref().map_or(0, |s| 2 * s.unlabeled_batch);
-        let images = (config.batch * datasets.len() + unlabeled) as f64;
-        let ips = images / t0.elapsed().as_secs_f64().max(1e-9);
-        let smooth = smoothed_ips.map_or(ips, |s| 0.9 * s + 0.1 * ips);
-        smoothed_ips = Some(smooth);
+    fn model(&self) -> &Segmentor {
+        self.model.as_ref().expect("the model is back after every update")
+    }
+
+    /// Training time so far, including earlier sessions of a resumed run.
+    fn wall(&self) -> f64 {
+        self.wall_offset_s + self.started.elapsed().as_secs_f64()
+    }
+
+    fn run(&mut self, options: &mut TrainOptions<'_>) -> Result<TrainOutcome> {
+        options.report(Report::Begin {
+            first_step: self.start_step,
+            total_steps: self.config.steps,
+        });
+        for step in self.start_step..self.config.steps {
+            if options.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                self.outcome.interrupted = true;
+                break;
+            }
+            self.step(step, options)?;
+            if options.abort_after_step == Some(step + 1) {
+                // A crash, not a shutdown: nothing after this line runs.
+                std::process::abort();
+            }
+        }
+        if self.outcome.interrupted {
+            let done = self.outcome.steps_done;
+            if self.last_checkpoint != Some(done) {
+                self.checkpoint(done)?;
+            }
+            self.events
+                .append(&Event::new(done, self.wall(), EventKind::Stop))?;
+        }
+        Ok(self.outcome.clone())
+    }
+
+    /// One step: the recipe's gradients, the NaN stop, the update, its event, and what is
+    /// due after it (checkpoint, validation, samples).
+    fn step(&mut self, step: u64, options: &mut TrainOptions<'_>) -> Result<()> {
+        let t0 = Instant::now();
+        for (k, d) in self.devices.iter().enumerate() {
+            // Device 0 draws what a one-GPU run draws; the others their own masks.
+            let seed = self.config.seed ^ (k as u64).wrapping_mul(REPLICA_SEED);
+            d.seed(step_seed(seed, step));
+        }
+        let StepResult {
+            grads,
+            losses,
+            stats,
+        } = {
+            let model = self.model.as_ref().expect("the model is back after every update");
+            self.recipe.step(model, &self.devices)?
+        };
+        let loss = losses.get(keys::LOSS).copied().unwrap_or(f64::NAN);
+        let lr = self.schedule.lr(step);
+        if !loss.is_finite() {
+            return Err(self.diverged(step, loss, lr));
+        }
+        let model = self.model.take().expect("the model is back after every update");
+        let (updated, grad_norm) = self.optimizer.step(lr, model, grads);
+        self.model = Some(updated);
+        let done = step + 1;
+        self.outcome.steps_done = done;
+
+        let images = self.recipe.images_per_step() as f64;
         let mut extra: BTreeMap<String, serde_json::Value> = stats
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::json!(v)))
             .collect();
         if let Some(norm) = grad_norm {
-            extra.insert("grad_norm".to_string(), serde_json::json!(norm));
+            extra.insert(keys::GRAD_NORM.to_string(), serde_json::json!(norm));
         }
-        events.append(&Event {
-            step: done,
-            wall_s: wall(),
-            kind: "train".into(),
+        let event = Event {
             losses,
             lr: Some(lr),
-            images_per_s: Some(ips),
+            images_per_s: Some(images / t0.elapsed().as_secs_f64().max(1e-9)),
             extra,
-            ..Event::default()
-        })?;
-        bar.set_position(done);
-        let ratio = stats
-            .get("mask_ratio")
-            .map_or(String::new(), |r| format!("  mask {:.0}%", 100.0 * r));
-        bar.set_message(format!(
-            "loss {loss_value:.4}{ratio}  lr {lr:.2e}  {smooth:.1} img/s"
-        ));
-
-        let last = done == config.steps;
-        if done % config.checkpoint_every == 0 || last {
-            let state = TrainState {
-                step: done,
-                wall_s: wall(),
-            };
-            outcome.checkpoint = Some(checkpoint(
-                run,
-                &model,
-                &optimizer,
-                &card,
-                state,
-                &config,
-                &mut events,
-            )?);
-            last_checkpoint_step = Some(done);
-        }
-        // One sample folder per step, shared by validation and FixMatch pictures.
-        let keep = config.semi.as_ref().map_or(24, |s| s.samples.keep);
-        let mut samples = SampleWriter::new(run, done).keep(keep);
-        let every = config.val.every_steps;
-        if last || (every > 0 && done % every == 0) {
-            let v0 = Instant::now();
-            let metrics = validate(&model, &datasets, &config, &mut samples, device)?;
-            events.append(&Event {
-                step: done,
-                wall_s: wall(),
-                kind: "val".into(),
-                metrics: metrics.clone(),
-                ..Event::default()
-            })?;
-            let line = metrics
-                .iter()
-                .filter(|(k, _)| k.ends_with("/mIoU"))
-                .map(|(k, v)| format!("{k} {:.2}", 100.0 * v))
-                .collect::<Vec<_>>()
-                .join("  ");
-            bar.println(format!(
-                "step {done}: {line}  (validation {:.1} s)",
-                v0.elapsed().as_secs_f64()
-            ));
-            outcome.val_metrics = metrics;
-        }
-        if let Some(semi) = &semi
-            && semi.samples_due(done)
-        {
-            semi.write_samples(&model, &mut samples, device)?;
-        }
-        samples.finish()?;
-        if options.abort_after_step == Some(done) {
-            // A crash, not a shutdown: nothing after this line runs.
-            std::process::abort();
-        }
-    }
-
-    if outcome.interrupted && last_checkpoint_step != Some(outcome.steps_done) {
-        let state = TrainState {
-            step: outcome.steps_done,
-            wall_s: wall(),
+            ..Event::new(done, self.wall(), EventKind::Train)
         };
-        outcome.checkpoint = Some(checkpoint(
-            run,
-            &model,
-            &optimizer,
-            &card,
+        self.events.append(&event)?;
+        options.report(Report::Step(&event));
+        self.after_step(done, options)
+    }
+
+    /// Logs a `diverged` event and says which checkpoint is kept.
+    fn diverged(&mut self, step: u64, loss: f64, lr: f64) -> Error {
+        let kept = match self.last_checkpoint {
+            Some(s) => format!(
+                "The last good checkpoint (step {s}) is kept in {}.",
+                self.run.checkpoint(s).display()
+            ),
+            None => "No checkpoint was written yet.".to_string(),
+        };
+        let event = Event {
+            lr: Some(lr),
+            ..Event::new(step, self.wall(), EventKind::Diverged)
+        };
+        if let Err(e) = self.events.append(&event) {
+            return e.into();
+        }
+        Error::Diverged { step, loss, kept }
+    }
+
+    /// The checkpoint, validation and samples due after step `done`.
+    fn after_step(&mut self, done: u64, options: &mut TrainOptions<'_>) -> Result<()> {
+        let last = done == self.config.steps;
+        if done.is_multiple_of(self.config.checkpoint_every) || last {
+            self.checkpoint(done)?;
+        }
+        // One sample folder per step, shared by validation and the recipe's pictures.
+        let mut samples = SampleWriter::new(self.run, done).keep(self.recipe.samples_keep());
+        let every = self.config.val.every_steps;
+        if last || (every > 0 && done.is_multiple_of(every)) {
+            let v0 = Instant::now();
+            let metrics = validate(
+                self.model(),
+                &self.datasets,
+                &self.config,
+                &mut samples,
+                &self.device,
+            )?;
+            self.events.append(&Event {
+                metrics: metrics.clone(),
+                ..Event::new(done, self.wall(), EventKind::Val)
+            })?;
+            options.report(Report::Validated {
+                step: done,
+                metrics: &metrics,
+                seconds: v0.elapsed().as_secs_f64(),
+            });
+            self.outcome.val_metrics = metrics;
+        }
+        self.recipe
+            .write_samples(self.model(), done, &mut samples, &self.device)?;
+        Ok(samples.finish()?)
+    }
+
+    /// Writes the checkpoint folder of step `done` and logs it as a `checkpoint` event.
+    fn checkpoint(&mut self, done: u64) -> Result<()> {
+        let state = TrainState {
+            step: done,
+            wall_s: self.wall(),
+        };
+        let dir = save_checkpoint(
+            self.run,
+            self.model(),
+            &self.optimizer,
+            &self.card,
             state,
-            &config,
-            &mut events,
-        )?);
+            self.config.keep_checkpoints,
+        )?;
+        self.events
+            .append(&Event::new(done, state.wall_s, EventKind::Checkpoint))?;
+        self.outcome.checkpoint = Some(dir);
+        self.last_checkpoint = Some(done);
+        Ok(())
     }
-    if outcome.interrupted {
-        events.append(&Event {
-            step: outcome.steps_done,
-            wall_s: wall(),
-            kind: "stop".into(),
-            ..Event::default()
-        })?;
-    }
-    bar.finish_and_clear();
-    Ok(outcome)
-}
-
-/// Writes the checkpoint folder of `state.step` and logs it as a `checkpoint` event.
-fn checkpoint(
-    run: &RunDir,
-    model: &Segmentor,
-    optimizer: &Optimizer,
-    card: &ModelCard,
-    state: TrainState,
-    config: &TrainConfig,
-    events: &mut EventLog,
-) -> Result<PathBuf> {
-    let dir = save_checkpoint(run, model, optimizer, card, state, config.keep_checkpoints)?;
-    events.append(&Event {
-        step: state.step,
-        wall_s: state.wall_s,
-        kind: "checkpoint".into(),
-        ..Event::default()
-    })?;
-    Ok(dir)
-}
-
-fn progress_bar(enabled: bool, total: u64, position: u64) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ({elapsed} / eta {eta})")
-            .expect("a valid template"),
-    );
-    bar.set_position(position);
-    bar.reset_eta();
-    bar
-}
-
-fn load_datasets(config: &TrainConfig) -> Result<Vec<Dataset>> {
-    config
-        .datasets
-        .iter()
-        .map(|entry| {
-            let spec = entry.load_spec()?;
-            let train = spec.samples(&entry.train_split)?;
-            if train.is_empty() {
-                return Err(Error::Spec {
-                    path: entry.spec.clone(),
-                    reason: format!("split `{}` has no images", entry.train_split),
-                });
-            }
-            if let Some(missing) = train.iter().find(|s| s.mask.is_none()) {
-                return Err(Error::MissingFile {
-                    path: missing.image.clone(),
-                    context: Some(format!(
-                        "a mask for this image: split `{}` is used for supervised training",
-                        entry.train_split
-                    )),
-                });
-            }
-            let val = match &entry.val_split {
-                Some(split) => spec.samples(split)?,
-                None => Vec::new(),
-            };
-            Ok(Dataset {
-                spec: Arc::new(spec),
-                train: Arc::new(train),
-                val,
-                weight: entry.loss_weight,
-            })
-        })
-        .collect()
 }
 
 /// Starting weights: an s5 checkpoint (folder or `.bpk`) of the same model, or an imported
 /// `.pth` / `.safetensors` (timm, MAE, the authors' S4P).
 fn init_weights(model: Segmentor, path: &Path, device: &Device) -> Result<Segmentor> {
-    let is_bpk = path.extension().is_some_and(|e| e == "bpk");
     if path.is_dir() {
-        let dir = super::card::resolve_checkpoint(path)?;
-        return checkpoint::load(model, &dir.join("model.bpk"));
+        let dir = resolve_checkpoint(path)?;
+        crate::run::checkpoint::verify(&dir)?;
+        return checkpoint::load(model, &dir.join(MODEL_FILE));
     }
-    if is_bpk {
+    if path.extension().is_some_and(|e| e == "bpk") {
         return checkpoint::load(model, path);
     }
     let mut model = model;
     let raw = import::read_checkpoint(path)?;
     import::load_segmentor(&mut model, &raw, path, device)?;
     Ok(model)
-}
-
-/// Labeled crops as tensors.
-///
-/// # Shapes
-/// `B` items of side S → images `[B, 3, S, S]`, labels `[B, S, S]` (0 where not valid),
-/// valid `[B, S, S]` (1 for a labeled, non-ignored, non-padding pixel).
-pub fn labeled_tensors(
-    items: &[LabeledItem],
-    crop: usize,
-    device: &Device,
-) -> (Tensor<4>, Tensor<3, Int>, Tensor<3>) {
-    let b = items.len();
-    let mut images = Vec::with_capacity(b * 3 * crop * crop);
-    let mut labels = Vec::with_capacity(b * crop * crop);
-    let mut valid = Vec::with_capacity(b * crop * crop);
-    for item in items {
-        images.extend_from_slice(&item.image);
-        for (&l, &v) in item.labels.iter().zip(&item.valid) {
-            let ok = counts(l, v);
-            labels.push(if ok { i32::from(l) } else { 0 });
-            valid.push(if ok { 1.0f32 } else { 0.0 });
-        }
-    }
-    (
-        Tensor::from_data(TensorData::new(images, [b, 3, crop, crop]), device),
-        Tensor::from_data(TensorData::new(labels, [b, crop, crop]), device),
-        Tensor::from_data(TensorData::new(valid, [b, crop, crop]), device),
-    )
-}
-
-/// Whether a pixel with this label and padding flag counts in the supervised loss: labeled,
-/// not ignored, not padding.
-fn counts(label: u8, valid: u8) -> bool {
-    valid != 0 && label != IGNORE
-}
-
-/// Valid labeled pixels of a batch (see [`counts`]): the denominator of its cross-entropy.
-pub fn labeled_valid_px(items: &[LabeledItem]) -> f64 {
-    items
-        .iter()
-        .map(|item| {
-            item.labels
-                .iter()
-                .zip(&item.valid)
-                .filter(|&(&l, &v)| counts(l, v))
-                .count()
-        })
-        .sum::<usize>() as f64
-}
-
-/// `Σ_d w_d · CE_d` over one share of every dataset's batch (one backbone pass for all of
-/// them), each CE divided by its whole batch's valid pixels `norms[d]`: sums `loss` and
-/// `loss/<dataset>`.
-fn supervised_share(
-    model: &Segmentor,
-    batches: &[&[LabeledItem]],
-    names: &[String],
-    weights: &[f64],
-    norms: &[f64],
-    crop: usize,
-    device: &Device,
-) -> ShareLoss {
-    let parts: Vec<_> = batches
-        .iter()
-        .map(|items| labeled_tensors(items, crop, device))
-        .collect();
-    let logits: Vec<Tensor<4>> = if parts.len() == 1 {
-        vec![model.forward(parts[0].0.clone(), 0)]
-    } else {
-        let ids: Vec<usize> = batches
-            .iter()
-            .enumerate()
-            .flat_map(|(d, items)| std::iter::repeat_n(d, items.len()))
-            .collect();
-        let images = Tensor::cat(parts.iter().map(|p| p.0.clone()).collect(), 0);
-        let per_image = model.forward_mixed(images, &ids);
-        let mut offset = 0;
-        batches
-            .iter()
-            .map(|items| {
-                let group = Tensor::cat(per_image[offset..offset + items.len()].to_vec(), 0);
-                offset += items.len();
-                group
-            })
-            .collect()
-    };
-    let per_dataset: Vec<Tensor<1>> = parts
-        .into_iter()
-        .zip(logits)
-        .zip(norms)
-        .map(|(((_, labels, valid), logits), &n)| cross_entropy_over(logits, labels, valid, n))
-        .collect();
-    let loss = per_dataset
-        .iter()
-        .zip(weights)
-        .map(|(l, &w)| l.clone() * w)
-        .reduce(|a, b| a + b)
-        .expect("at least one dataset");
-    let mut sums = BTreeMap::from([("loss".to_string(), scalar(loss.clone()))]);
-    for (name, value) in names.iter().zip(per_dataset) {
-        sums.insert(format!("loss/{name}"), scalar(value));
-    }
-    ShareLoss {
-        loss,
-        sums,
-        per_image: Vec::new(),
-    }
-}
-
-/// Scores every validated dataset; adds a few predictions to the step's samples.
-fn validate(
-    model: &Segmentor,
-    datasets: &[Dataset],
-    config: &TrainConfig,
-    samples: &mut SampleWriter,
-    device: &Device,
-) -> Result<BTreeMap<String, f64>> {
-    let eval_model = model.valid();
-    let mut metrics = BTreeMap::new();
-    for (d, dataset) in datasets.iter().enumerate() {
-        if dataset.val.is_empty() {
-            continue;
-        }
-        let n = config
-            .val
-            .max_images
-            .unwrap_or(usize::MAX)
-            .min(dataset.val.len());
-        let spec = &dataset.spec;
-        let matrix: ConfusionMatrix = evaluate_split(
-            &eval_model,
-            d,
-            spec,
-            &dataset.val[..n],
-            config.val.mode,
-            4,
-            device,
-            |scored| {
-                if scored.index < config.val.sample_images {
-                    let entry = SampleEntry {
-                        image_id: stem(&scored.sample.image),
-                        dataset: spec.name.clone(),
-                        kind: "val".into(),
-                        ..SampleEntry::default()
-                    };
-                    let truth = colorize(scored.truth, &spec.palette);
-                    let prediction = colorize(scored.prediction, &spec.palette);
-                    samples.add(
-                        entry,
-                        &[
-                            ("image", scored.image),
-                            ("truth", &truth),
-                            ("prediction", &prediction),
-                        ],
-                    )?;
-                }
-                Ok(())
-            },
-        )?;
-        let exclude = if config.val.exclude_background {
-            spec.background.map(usize::from)
-        } else {
-            None
-        };
-        let summary = matrix.summary(exclude);
-        let name = &spec.name;
-        metrics.insert(format!("{name}/mIoU"), summary.miou);
-        metrics.insert(format!("{name}/mF1"), summary.mf1);
-        metrics.insert(format!("{name}/OA"), summary.overall_accuracy);
-    }
-    Ok(metrics)
-}
-
-/// A file's name without folder and extension.
-fn stem(path: &Path) -> String {
-    path.file_stem().map_or_else(
-        || path.display().to_string(),
-        |s| s.to_string_lossy().into_owned(),
-    )
 }

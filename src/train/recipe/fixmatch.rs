@@ -1,6 +1,7 @@
-//! The semi-supervised half of a run (`s5 pretrain`): the unlabeled streams, one FixMatch
-//! step's losses and statistics, and the pictures of a fixed set of unlabeled images that
-//! the viewer shows (`samples/step-<n>/`).
+//! The FixMatch recipe (`s5 pretrain`, S4P): a labeled batch, an unlabeled batch and its
+//! CutMix partner batch per step ([`crate::train::fixmatch`] computes the losses), their
+//! statistics, and the pictures of a fixed set of unlabeled images that the viewer shows
+//! (`samples/step-<n>/`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,38 +10,41 @@ use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 use image::{GrayImage, RgbImage};
 
-use super::config::{SemiSetup, TrainConfig};
-use super::fixmatch::{Normalizers, UnlabeledTensors, fixmatch_step, teacher_mix};
-use super::loss::scalar;
-use super::parallel::ShareLoss;
+use super::{Recipe, StepResult};
 use crate::data::DatasetSpec;
 use crate::data::loader::{
     LabeledItem, LoaderConfig, Prefetcher, UnlabeledItem, item_rng, unlabeled_item,
     unlabeled_stream,
 };
+use crate::data::palette::colorize;
 use crate::data::source::TiledSource;
-use crate::data::synth::colorize;
 use crate::error::{Error, Result};
 use crate::model::Segmentor;
-use crate::run::samples::{SampleEntry, SampleWriter};
+use crate::run::keys;
+use crate::run::samples::{SampleEntry, SampleKind, SampleRole, SampleWriter};
+use crate::train::batch::{Dataset, LabeledLoader, UnlabeledBatch, labeled_tensors};
+use crate::train::config::{FixMatchSetup, TrainConfig};
+use crate::train::fixmatch::{Normalizers, UnlabeledTensors, fixmatch_step, teacher_mix};
+use crate::train::loss::scalar;
+use crate::train::parallel::{ShareLoss, shares, step_grads};
 
 /// Seeds of the unlabeled streams and of the fixed sample set, apart from the labeled ones.
 const UNLABELED_SEED: u64 = 0x0075_6e6c_6162;
 const PARTNER_SEED: u64 = 0x0070_6172_746e;
 const SAMPLES_SEED: u64 = 0x0073_616d_706c;
 
-/// One FixMatch share: the settings it needs, borrowed from the run.
+/// What one FixMatch share needs, borrowed from the recipe (shareable across threads).
 #[derive(Debug, Clone, Copy)]
-pub struct SemiLoss<'a> {
-    setup: &'a SemiSetup,
+struct ShareSettings<'a> {
+    setup: &'a FixMatchSetup,
     crop: usize,
     background: Option<usize>,
 }
 
-impl SemiLoss<'_> {
+impl ShareSettings<'_> {
     /// The loss of one share of a step (all of it with one device): labeled items, unlabeled
     /// items and their partners, divided by the whole batch's `norms`.
-    pub fn share(
+    fn share(
         &self,
         model: &Segmentor,
         labeled: &[LabeledItem],
@@ -52,7 +56,7 @@ impl SemiLoss<'_> {
         let plain = device.clone().inner();
         let out = fixmatch_step(
             model,
-            super::trainer::labeled_tensors(labeled, self.crop, device),
+            labeled_tensors(labeled, self.crop, device),
             &UnlabeledTensors::from_items(u, self.crop, &plain),
             &UnlabeledTensors::from_items(partner, self.crop, &plain),
             self.setup,
@@ -60,9 +64,9 @@ impl SemiLoss<'_> {
             norms,
         );
         let mut sums = BTreeMap::from([
-            ("loss".to_string(), scalar(out.loss.clone())),
-            ("L_s".to_string(), scalar(out.supervised)),
-            ("L_u".to_string(), scalar(out.unsupervised)),
+            (keys::LOSS.to_string(), scalar(out.loss.clone())),
+            (keys::L_S.to_string(), scalar(out.supervised)),
+            (keys::L_U.to_string(), scalar(out.unsupervised)),
         ]);
         sums.extend(out.counts.read());
         let per_image = floats(out.entropy).into_iter().map(f64::from).collect();
@@ -82,34 +86,36 @@ pub fn summarize(
     entropy: &[f64],
 ) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
     let get = |name: &str| sums.get(name).copied().unwrap_or(0.0);
-    let losses = ["loss", "L_s", "L_u"]
+    let losses = [keys::LOSS, keys::L_S, keys::L_U]
         .iter()
         .map(|name| (name.to_string(), get(name)))
         .collect();
     let ratio = |a: &str, b: &str| get(a) / get(b).max(1.0);
     let mut stats = BTreeMap::from([
-        ("mask_ratio".to_string(), ratio("px/confident", "px/valid")),
+        (keys::MASK_RATIO.to_string(), ratio("px/confident", "px/valid")),
         (
-            "mean_entropy".to_string(),
+            keys::MEAN_ENTROPY.to_string(),
             entropy.iter().sum::<f64>() / entropy.len().max(1) as f64,
         ),
     ]);
     if get("px/with_truth") > 0.0 {
         stats.insert(
-            "pseudo_label_acc_confident".to_string(),
+            keys::PSEUDO_LABEL_ACC_CONFIDENT.to_string(),
             ratio("px/correct_confident", "px/confident_with_truth"),
         );
         stats.insert(
-            "pseudo_label_acc_all".to_string(),
+            keys::PSEUDO_LABEL_ACC_ALL.to_string(),
             ratio("px/correct", "px/with_truth"),
         );
     }
     (losses, stats)
 }
 
-/// The unlabeled side of a run.
-pub struct SemiRun {
-    setup: SemiSetup,
+/// FixMatch on one labeled dataset and unlabeled images.
+pub struct FixMatch {
+    setup: FixMatchSetup,
+    labeled: LabeledLoader,
+    batch: usize,
     crop: usize,
     /// The labeled dataset's background (left out of the entropy) and palette.
     background: Option<usize>,
@@ -121,14 +127,16 @@ pub struct SemiRun {
     fixed: Vec<(String, UnlabeledItem)>,
 }
 
-impl SemiRun {
-    /// Opens the unlabeled images and starts both streams at `start_step`.
+impl FixMatch {
+    /// Opens the unlabeled images and starts the labeled stream and both unlabeled streams
+    /// at `start_step`.
     pub fn new(
-        setup: &SemiSetup,
+        setup: &FixMatchSetup,
         config: &TrainConfig,
-        labeled: &DatasetSpec,
+        dataset: &Dataset,
         start_step: u64,
     ) -> Result<Self> {
+        let labeled: &DatasetSpec = &dataset.spec;
         let entry = &setup.unlabeled;
         let mut spec = DatasetSpec::load(&entry.spec)?;
         if let Some(root) = &entry.root {
@@ -179,6 +187,8 @@ impl SemiRun {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             setup: setup.clone(),
+            labeled: LabeledLoader::new(dataset, 0, config, start_step),
+            batch: config.batch,
             crop: config.augment.crop_px as usize,
             background: labeled.background.map(usize::from),
             palette: labeled.palette.clone(),
@@ -189,41 +199,28 @@ impl SemiRun {
         })
     }
 
-    /// The next unlabeled batch and its CutMix partner batch (pair i: `u[i]`, `partner[i]`).
-    pub fn next_unlabeled(&mut self) -> Result<(Vec<UnlabeledItem>, Vec<UnlabeledItem>)> {
-        let next = |p: &mut Prefetcher<UnlabeledItem>| -> Result<Vec<UnlabeledItem>> {
+    /// The next unlabeled batch and its CutMix partner batch.
+    fn next_unlabeled(&mut self) -> Result<UnlabeledBatch> {
+        let next = |p: &mut Prefetcher<UnlabeledItem>, what: &str| -> Result<Vec<UnlabeledItem>> {
             Ok(p.next()
-                .ok_or_else(|| Error::Config {
-                    reason: "the unlabeled loader stopped".into(),
-                })??
+                .ok_or_else(|| Error::LoaderStopped { what: what.into() })??
                 .items)
         };
-        Ok((next(&mut self.stream)?, next(&mut self.partner)?))
-    }
-
-    /// What a step's shares need from the run (shareable across threads).
-    pub fn loss(&self) -> SemiLoss<'_> {
-        SemiLoss {
-            setup: &self.setup,
-            crop: self.crop,
-            background: self.background,
-        }
+        Ok(UnlabeledBatch {
+            items: next(&mut self.stream, "the unlabeled images")?,
+            partner: next(&mut self.partner, "the unlabeled CutMix partners")?,
+        })
     }
 
     /// Whether `step` (completed) is a sample step.
-    pub fn samples_due(&self, step: u64) -> bool {
+    fn samples_due(&self, step: u64) -> bool {
         let every = self.setup.samples.every_steps;
         every > 0 && step.is_multiple_of(every) && !self.fixed.is_empty()
     }
 
     /// Adds pictures of the fixed images to a step's samples: weak view, pseudo-label,
     /// confidence, τ-mask, cut-mixed strong view and the student's prediction on it.
-    pub fn write_samples(
-        &self,
-        model: &Segmentor,
-        writer: &mut SampleWriter,
-        device: &Device,
-    ) -> Result<()> {
+    fn pictures(&self, model: &Segmentor, writer: &mut SampleWriter, device: &Device) -> Result<()> {
         let teacher = model.valid();
         let n = self.fixed.len();
         let items: Vec<UnlabeledItem> = self.fixed.iter().map(|(_, i)| i.clone()).collect();
@@ -269,26 +266,83 @@ impl SemiRun {
             let entry = SampleEntry {
                 image_id: id.clone(),
                 dataset: self.dataset.clone(),
-                kind: "unlabeled".into(),
+                kind: SampleKind::Unlabeled,
                 stats: BTreeMap::from([
-                    ("mask_ratio".to_string(), ratio),
-                    ("mean_entropy".to_string(), f64::from(entropy[i])),
+                    (keys::MASK_RATIO.to_string(), ratio),
+                    (keys::MEAN_ENTROPY.to_string(), f64::from(entropy[i])),
                 ]),
                 ..SampleEntry::default()
             };
             writer.add(
                 entry,
                 &[
-                    ("weak", weak),
-                    ("pseudo_label", &pseudo),
-                    ("confidence", &as_rgb(&conf)),
-                    ("mask", &as_rgb(&mask)),
-                    ("strong", &strong),
-                    ("student", &student),
+                    (SampleRole::Weak, weak),
+                    (SampleRole::PseudoLabel, &pseudo),
+                    (SampleRole::Confidence, &as_rgb(&conf)),
+                    (SampleRole::Mask, &as_rgb(&mask)),
+                    (SampleRole::Strong, &strong),
+                    (SampleRole::Student, &student),
                 ],
             )?;
         }
         Ok(())
+    }
+}
+
+impl Recipe for FixMatch {
+    fn splittable_images(&self) -> usize {
+        self.batch.min(self.setup.unlabeled_batch)
+    }
+
+    fn images_per_step(&self) -> usize {
+        self.batch + 2 * self.setup.unlabeled_batch
+    }
+
+    fn step(&mut self, model: &Segmentor, devices: &[Device]) -> Result<StepResult> {
+        let labeled = self.labeled.next()?;
+        let unlabeled = self.next_unlabeled()?;
+        let (labeled, u, partner) = (&labeled.items, &unlabeled.items, &unlabeled.partner);
+        let norms = Normalizers::of(labeled, u, partner);
+        let k = devices.len();
+        let (ls, us) = (shares(labeled.len(), k), shares(u.len(), k));
+        let settings = ShareSettings {
+            setup: &self.setup,
+            crop: self.crop,
+            background: self.background,
+        };
+        let out = step_grads(model, devices, |i, replica, device| {
+            Ok(settings.share(
+                replica,
+                &labeled[ls[i].clone()],
+                &u[us[i].clone()],
+                &partner[us[i].clone()],
+                norms,
+                device,
+            ))
+        })?;
+        let (losses, stats) = summarize(&out.sums, &out.per_image);
+        Ok(StepResult {
+            grads: out.grads,
+            losses,
+            stats,
+        })
+    }
+
+    fn write_samples(
+        &self,
+        model: &Segmentor,
+        done: u64,
+        samples: &mut SampleWriter,
+        device: &Device,
+    ) -> Result<()> {
+        if self.samples_due(done) {
+            self.pictures(model, samples, device)?;
+        }
+        Ok(())
+    }
+
+    fn samples_keep(&self) -> usize {
+        self.setup.samples.keep
     }
 }
 

@@ -1,0 +1,444 @@
+//! `s5 synth`: procedural aerial scenes with pixel labels, standing in for the benchmarks that
+//! cannot be shipped. Two domains with different styles, ground sampling distances, palettes
+//! and label spaces, plus an unlabeled pool mixing in-domain tiles with out-of-distribution
+//! ones (cloud, haze, open sea, sensor noise, the other domain), the truth of each recorded
+//! for evaluating curation. Everything is written in a real dataset layout with its RON spec,
+//! and the same seed gives the same bytes.
+//!
+//! - `urban/`: Potsdam-like, 0.1 m-ish. `img_dir/{train,val}/*.png` and index masks in
+//!   `ann_dir/`; impervious surfaces, building, low vegetation, tree, car, clutter. Splits
+//!   `labeled-5pct` / `unlabeled-95pct` (`splits/*.txt`) divide the training tiles for
+//!   semi-supervised runs.
+//! - `rural/`: LoveDA-like, 0.3 m-ish. `{Train,Val}/Rural/{images_png,masks_png}/*.png`,
+//!   masks in LoveDA's encoding (0 = no-data, class + 1); background, building, road,
+//!   water, barren, forest, agriculture; some tiles have a no-data border.
+//! - `pool/`: `images/*.png` (larger than a patch, to be tiled), `masks/*.png` for the urban
+//!   ones, `unlabeled.txt` (the split), `truth.ron` (what each image really is), `pool.ron`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use image::{GrayImage, Luma, Rgb, RgbImage};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::palette::colorize;
+use super::spec::{DatasetSpec, LabelEncoding, MaskRule, SplitSource};
+use crate::error::Result;
+use crate::fsutil::{save_png_atomic, write_atomic};
+
+mod canvas;
+mod pool;
+mod rural;
+mod urban;
+
+use pool::pool_scene;
+use rural::rural_scene;
+use urban::urban_scene;
+
+pub use urban::urban_tile;
+
+/// How much to generate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SynthConfig {
+    pub seed: u64,
+    /// Side of the labeled tiles.
+    pub tile_px: u32,
+    pub train_per_domain: usize,
+    pub val_per_domain: usize,
+    /// Unlabeled pool: urban scenes, and out-of-distribution images of each kind.
+    pub pool_in_domain: usize,
+    pub pool_ood_per_kind: usize,
+    /// Pool images are this wide (× `tile_px` high), so tiling has something to cut.
+    pub pool_width_px: u32,
+}
+
+impl Default for SynthConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            tile_px: 256,
+            train_per_domain: 24,
+            val_per_domain: 8,
+            pool_in_domain: 24,
+            pool_ood_per_kind: 3,
+            pool_width_px: 384,
+        }
+    }
+}
+
+/// What a pool image really is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PoolKind {
+    InDomain,
+    Cloud,
+    Haze,
+    Sea,
+    SensorNoise,
+    OtherDomain,
+}
+
+impl PoolKind {
+    pub const OOD: [PoolKind; 5] = [
+        Self::Cloud,
+        Self::Haze,
+        Self::Sea,
+        Self::SensorNoise,
+        Self::OtherDomain,
+    ];
+}
+
+/// One line of `pool/truth.ron`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolTruth {
+    pub image: String,
+    pub kind: PoolKind,
+}
+
+/// Where `generate` put the specs.
+#[derive(Debug, Clone)]
+pub struct SynthOutput {
+    pub urban_spec: PathBuf,
+    pub rural_spec: PathBuf,
+    pub pool_spec: PathBuf,
+    pub files: usize,
+}
+
+const ISPRS_CLASSES: [&str; 6] = [
+    "impervious_surface",
+    "building",
+    "low_vegetation",
+    "tree",
+    "car",
+    "clutter",
+];
+const ISPRS_PALETTE: [[u8; 3]; 6] = [
+    [255, 255, 255],
+    [0, 0, 255],
+    [0, 255, 255],
+    [0, 255, 0],
+    [255, 255, 0],
+    [255, 0, 0],
+];
+const LOVEDA_CLASSES: [&str; 7] = [
+    "background",
+    "building",
+    "road",
+    "water",
+    "barren",
+    "forest",
+    "agriculture",
+];
+const LOVEDA_PALETTE: [[u8; 3]; 7] = [
+    [255, 255, 255],
+    [255, 0, 0],
+    [255, 255, 0],
+    [0, 0, 255],
+    [159, 129, 183],
+    [0, 255, 0],
+    [255, 195, 128],
+];
+
+// Urban class indices.
+const IMPERVIOUS: u8 = 0;
+const BUILDING: u8 = 1;
+const LOW_VEG: u8 = 2;
+const TREE: u8 = 3;
+const CAR: u8 = 4;
+const CLUTTER: u8 = 5;
+// Rural class indices.
+const R_BACKGROUND: u8 = 0;
+const R_BUILDING: u8 = 1;
+const R_ROAD: u8 = 2;
+const R_WATER: u8 = 3;
+const R_BARREN: u8 = 4;
+const R_FOREST: u8 = 5;
+const R_AGRICULTURE: u8 = 6;
+/// Rural label of a no-data pixel (written as raw 0).
+const R_NODATA: u8 = 255;
+
+/// The urban split with 5 % of the training tiles (at least one), labeled.
+pub const FEW_LABELED: &str = "labeled-5pct";
+/// The other 95 % of the urban training tiles, for semi-supervised training.
+pub const FEW_UNLABELED: &str = "unlabeled-95pct";
+
+/// The urban domain's spec (as `s5 synth` writes it).
+pub fn urban_spec() -> DatasetSpec {
+    let mut splits = BTreeMap::new();
+    for split in ["train", "val"] {
+        splits.insert(
+            split.to_string(),
+            SplitSource::Glob {
+                images: format!("img_dir/{split}/*.png"),
+                masks: Some(MaskRule {
+                    dir: ("img_dir".into(), "ann_dir".into()),
+                    suffix: (".png".into(), ".png".into()),
+                }),
+            },
+        );
+    }
+    // Few labels (S4P's setting): the first 5 % of the training tiles labeled, the rest
+    // unlabeled (their masks listed only so pseudo-label accuracy can be measured).
+    for (split, file) in [
+        (FEW_LABELED, "splits/labeled-5pct.txt"),
+        (FEW_UNLABELED, "splits/unlabeled-95pct.txt"),
+    ] {
+        splits.insert(
+            split.to_string(),
+            SplitSource::List {
+                file: file.into(),
+                masks: None,
+            },
+        );
+    }
+    DatasetSpec {
+        name: "synth-urban".into(),
+        root: None,
+        classes: ISPRS_CLASSES.map(String::from).to_vec(),
+        palette: ISPRS_PALETTE.to_vec(),
+        encoding: LabelEncoding::Index { ignore: 255 },
+        background: Some(CLUTTER),
+        splits,
+    }
+}
+
+/// The rural domain's spec.
+pub fn rural_spec() -> DatasetSpec {
+    let mut splits = BTreeMap::new();
+    for (split, folder) in [("train", "Train"), ("val", "Val")] {
+        splits.insert(
+            split.to_string(),
+            SplitSource::Glob {
+                images: format!("{folder}/*/images_png/*.png"),
+                masks: Some(MaskRule {
+                    dir: ("images_png".into(), "masks_png".into()),
+                    suffix: (".png".into(), ".png".into()),
+                }),
+            },
+        );
+    }
+    DatasetSpec {
+        name: "synth-rural".into(),
+        root: None,
+        classes: LOVEDA_CLASSES.map(String::from).to_vec(),
+        palette: LOVEDA_PALETTE.to_vec(),
+        encoding: LabelEncoding::MinusOne,
+        background: Some(R_BACKGROUND),
+        splits,
+    }
+}
+
+/// The unlabeled pool's spec: urban classes, one `unlabeled` split from a list.
+pub fn pool_spec() -> DatasetSpec {
+    let mut spec = urban_spec();
+    spec.name = "synth-pool".into();
+    spec.splits = BTreeMap::from([(
+        "unlabeled".to_string(),
+        SplitSource::List {
+            file: "unlabeled.txt".into(),
+            masks: None,
+        },
+    )]);
+    spec
+}
+
+/// Writes the whole synthetic set under `out`; `progress` is called once per image written.
+pub fn generate(
+    out: &Path,
+    cfg: &SynthConfig,
+    progress: &(dyn Fn() + Sync),
+) -> Result<SynthOutput> {
+    let t = cfg.tile_px;
+    // (path of image, path of mask, what to render, seed)
+    enum Job {
+        Urban {
+            img: PathBuf,
+            mask: PathBuf,
+        },
+        Rural {
+            img: PathBuf,
+            mask: PathBuf,
+        },
+        Pool {
+            img: PathBuf,
+            mask: Option<PathBuf>,
+            kind: PoolKind,
+        },
+    }
+    let mut jobs = Vec::new();
+    for (split, n) in [("train", cfg.train_per_domain), ("val", cfg.val_per_domain)] {
+        for i in 0..n {
+            let name = format!("{split}_{i:04}.png");
+            jobs.push(Job::Urban {
+                img: out.join(format!("urban/img_dir/{split}/{name}")),
+                mask: out.join(format!("urban/ann_dir/{split}/{name}")),
+            });
+        }
+    }
+    for (folder, n) in [("Train", cfg.train_per_domain), ("Val", cfg.val_per_domain)] {
+        for i in 0..n {
+            let name = format!("{i}.png");
+            jobs.push(Job::Rural {
+                img: out.join(format!("rural/{folder}/Rural/images_png/{name}")),
+                mask: out.join(format!("rural/{folder}/Rural/masks_png/{name}")),
+            });
+        }
+    }
+    let mut truth = Vec::new();
+    let mut list = String::new();
+    let mut pool_kinds: Vec<PoolKind> = vec![PoolKind::InDomain; cfg.pool_in_domain];
+    for kind in PoolKind::OOD {
+        pool_kinds.extend(std::iter::repeat_n(kind, cfg.pool_ood_per_kind));
+    }
+    // Shuffle the pool so its file order says nothing about the kinds.
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x9001);
+    for i in (1..pool_kinds.len()).rev() {
+        pool_kinds.swap(i, rng.random_range(0..=i));
+    }
+    for (i, kind) in pool_kinds.into_iter().enumerate() {
+        let name = format!("scene_{i:05}.png");
+        let mask = (kind == PoolKind::InDomain).then(|| format!("masks/{name}"));
+        list.push_str(&format!("images/{name}"));
+        if let Some(m) = &mask {
+            list.push_str(&format!(" {m}"));
+        }
+        list.push('\n');
+        truth.push(PoolTruth {
+            image: format!("images/{name}"),
+            kind,
+        });
+        jobs.push(Job::Pool {
+            img: out.join(format!("pool/images/{name}")),
+            mask: mask.map(|m| out.join("pool").join(m)),
+            kind,
+        });
+    }
+
+    let written: Vec<usize> = jobs
+        .par_iter()
+        .enumerate()
+        .map(|(i, job)| -> Result<usize> {
+            let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+            rng.set_stream(i as u64 + 1);
+            let n = match job {
+                Job::Urban { img, mask } => {
+                    let (rgb, labels) = urban_scene(t, t, &mut rng);
+                    save_png_atomic(img, &rgb)?;
+                    save_png_atomic(mask, &labels)?;
+                    2
+                }
+                Job::Rural { img, mask } => {
+                    let (rgb, labels) = rural_scene(t, t, &mut rng);
+                    let raw = GrayImage::from_fn(t, t, |x, y| match labels.get_pixel(x, y)[0] {
+                        R_NODATA => Luma([0]),
+                        c => Luma([c + 1]),
+                    });
+                    save_png_atomic(img, &rgb)?;
+                    save_png_atomic(mask, &raw)?;
+                    2
+                }
+                Job::Pool { img, mask, kind } => {
+                    let (w, h) = (cfg.pool_width_px, t);
+                    let (rgb, labels) = pool_scene(*kind, w, h, &mut rng);
+                    save_png_atomic(img, &rgb)?;
+                    if let Some(mask) = mask {
+                        save_png_atomic(mask, &labels)?;
+                    }
+                    1 + usize::from(mask.is_some())
+                }
+            };
+            progress();
+            Ok(n)
+        })
+        .collect::<Result<_>>()?;
+
+    let urban_spec_path = out.join("urban/urban.ron");
+    let rural_spec_path = out.join("rural/rural.ron");
+    let pool_spec_path = out.join("pool/pool.ron");
+    urban_spec().save(&urban_spec_path)?;
+    rural_spec().save(&rural_spec_path)?;
+    pool_spec().save(&pool_spec_path)?;
+    write_atomic(&out.join("pool/unlabeled.txt"), list.as_bytes())?;
+    let labeled = cfg.train_per_domain.div_ceil(20).min(cfg.train_per_domain);
+    let (mut few, mut rest) = (String::new(), String::new());
+    for i in 0..cfg.train_per_domain {
+        let line = format!("img_dir/train/train_{i:04}.png ann_dir/train/train_{i:04}.png\n");
+        if i < labeled {
+            few.push_str(&line)
+        } else {
+            rest.push_str(&line)
+        }
+    }
+    write_atomic(&out.join("urban/splits/labeled-5pct.txt"), few.as_bytes())?;
+    write_atomic(
+        &out.join("urban/splits/unlabeled-95pct.txt"),
+        rest.as_bytes(),
+    )?;
+    let truth_text = ron::ser::to_string_pretty(&truth, ron::ser::PrettyConfig::default())
+        .expect("truth serialises");
+    write_atomic(&out.join("pool/truth.ron"), truth_text.as_bytes())?;
+    Ok(SynthOutput {
+        urban_spec: urban_spec_path,
+        rural_spec: rural_spec_path,
+        pool_spec: pool_spec_path,
+        files: written.iter().sum::<usize>() + 7,
+    })
+}
+
+/// A picture of generated data: rows of (image, coloured labels) pairs for the first
+/// `per_domain` validation tiles of each domain, then pool images (out-of-distribution
+/// ones included), each `thumb_px` high.
+pub fn preview(out: &Path, per_domain: usize, thumb_px: u32) -> Result<RgbImage> {
+    let urban = DatasetSpec::load(&out.join("urban/urban.ron"))?;
+    let rural = DatasetSpec::load(&out.join("rural/rural.ron"))?;
+    let mut rows: Vec<Vec<RgbImage>> = Vec::new();
+    for spec in [&urban, &rural] {
+        let mut row = Vec::new();
+        for sample in spec.samples("val")?.iter().take(per_domain) {
+            let (image, labels) = super::io::read_sample(spec, sample)?;
+            row.push(image);
+            if let Some(l) = labels {
+                row.push(colorize(&l, &spec.palette));
+            }
+        }
+        rows.push(row);
+    }
+    let pool = DatasetSpec::load(&out.join("pool/pool.ron"))?;
+    let mut row = Vec::new();
+    for sample in pool.samples("unlabeled")?.iter().take(2 * per_domain) {
+        row.push(super::io::read_rgb(&sample.image)?);
+    }
+    rows.push(row);
+    let resize = |img: &RgbImage| {
+        let w = (img.width() as f32 * thumb_px as f32 / img.height() as f32).round() as u32;
+        image::imageops::resize(img, w, thumb_px, image::imageops::FilterType::Triangle)
+    };
+    let rows: Vec<Vec<RgbImage>> = rows
+        .iter()
+        .map(|r| r.iter().map(resize).collect())
+        .collect();
+    let gap = 4;
+    let width = rows
+        .iter()
+        .map(|r| r.iter().map(|i| i.width() + gap).sum::<u32>())
+        .max()
+        .unwrap_or(0);
+    let height = rows.len() as u32 * (thumb_px + gap);
+    let mut canvas = RgbImage::from_pixel(width.max(1), height.max(1), Rgb([32, 32, 32]));
+    for (r, row) in rows.iter().enumerate() {
+        let mut x = 0;
+        for img in row {
+            image::imageops::replace(
+                &mut canvas,
+                img,
+                i64::from(x),
+                i64::from(r as u32 * (thumb_px + gap)),
+            );
+            x += img.width() + gap;
+        }
+    }
+    Ok(canvas)
+}

@@ -1,0 +1,57 @@
+//! Checkpoint folders of a training run: the burn records (model, optimizer) written into a
+//! folder that the run contract ([`crate::run::checkpoint`]) completes with the model card,
+//! the training state and checksums, and the model read back from one, verified first.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::Device;
+
+use super::optimizer::Optimizer;
+use crate::data::DatasetSpec;
+use crate::error::Result;
+use crate::model::{Segmentor, checkpoint};
+use crate::run::checkpoint::{
+    CheckpointWriter, MODEL_FILE, OPTIMIZER_FILE, read_card, resolve_checkpoint, verify,
+};
+use crate::run::{DatasetCard, ModelCard, RunDir, TrainState};
+
+/// The card of one decoder's dataset.
+pub fn dataset_card(spec: &DatasetSpec, spec_path: &Path) -> DatasetCard {
+    DatasetCard {
+        name: spec.name.clone(),
+        classes: spec.classes.clone(),
+        palette: spec.palette.clone(),
+        background: spec.background,
+        spec: spec_path.to_path_buf(),
+    }
+}
+
+/// Writes a complete checkpoint folder for `state.step` and marks it the run's newest;
+/// keeps the `keep` newest older ones.
+pub fn save_checkpoint(
+    run: &RunDir,
+    model: &Segmentor,
+    optimizer: &Optimizer,
+    card: &ModelCard,
+    state: TrainState,
+    keep: usize,
+) -> Result<PathBuf> {
+    let writer = CheckpointWriter::begin(run, state.step)?;
+    optimizer.save(&writer.dir().join(OPTIMIZER_FILE))?;
+    // BatchNorm running statistics lag one update until synchronised (burn's
+    // `RunningState`); taking a validation snapshot synchronises the shared state.
+    let _ = model.valid();
+    checkpoint::save(model, &writer.dir().join(MODEL_FILE))?;
+    Ok(writer.finish(card, &state, keep)?)
+}
+
+/// The model of a checkpoint folder or run directory (newest checkpoint), for inference.
+/// The folder's checksums are verified first: a damaged file is an error naming it.
+pub fn load_model(path: &Path, device: &Device) -> Result<(Segmentor, ModelCard, PathBuf)> {
+    let dir = resolve_checkpoint(path)?;
+    verify(&dir)?;
+    let card = read_card(&dir)?;
+    let model = checkpoint::load(Segmentor::new(&card.segmentor, device), &dir.join(MODEL_FILE))?;
+    Ok((model, card, dir))
+}

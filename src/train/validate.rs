@@ -1,0 +1,93 @@
+//! Validation while training: every validated dataset scored on (the first images of) its
+//! validation split, a few predictions kept as samples for the viewer.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::Device;
+
+use super::batch::Dataset;
+use super::config::TrainConfig;
+use crate::data::palette::colorize;
+use crate::error::Result;
+use crate::eval::{ConfusionMatrix, evaluate_split};
+use crate::model::Segmentor;
+use crate::run::keys;
+use crate::run::samples::{SampleEntry, SampleKind, SampleRole, SampleWriter};
+
+/// Validation windows scored per GPU batch.
+const VAL_BATCH: usize = 4;
+
+/// Scores every validated dataset (`<dataset>/mIoU`, `/mF1`, `/OA`); adds the first
+/// `config.val.sample_images` predictions of each to the step's samples.
+pub fn validate(
+    model: &Segmentor,
+    datasets: &[Dataset],
+    config: &TrainConfig,
+    samples: &mut SampleWriter,
+    device: &Device,
+) -> Result<BTreeMap<String, f64>> {
+    let eval_model = model.valid();
+    let mut metrics = BTreeMap::new();
+    for (d, dataset) in datasets.iter().enumerate() {
+        if dataset.val.is_empty() {
+            continue;
+        }
+        let n = config
+            .val
+            .max_images
+            .unwrap_or(usize::MAX)
+            .min(dataset.val.len());
+        let spec = &dataset.spec;
+        let matrix: ConfusionMatrix = evaluate_split(
+            &eval_model,
+            d,
+            spec,
+            &dataset.val[..n],
+            config.val.mode,
+            VAL_BATCH,
+            device,
+            |scored| {
+                if scored.index < config.val.sample_images {
+                    let entry = SampleEntry {
+                        image_id: stem(&scored.sample.image),
+                        dataset: spec.name.clone(),
+                        kind: SampleKind::Val,
+                        ..SampleEntry::default()
+                    };
+                    let truth = colorize(scored.truth, &spec.palette);
+                    let prediction = colorize(scored.prediction, &spec.palette);
+                    samples.add(
+                        entry,
+                        &[
+                            (SampleRole::Image, scored.image),
+                            (SampleRole::Truth, &truth),
+                            (SampleRole::Prediction, &prediction),
+                        ],
+                    )?;
+                }
+                Ok(())
+            },
+        )?;
+        let exclude = if config.val.exclude_background {
+            spec.background.map(usize::from)
+        } else {
+            None
+        };
+        let summary = matrix.summary(exclude);
+        let name = &spec.name;
+        metrics.insert(keys::per_dataset(name, keys::MIOU), summary.miou);
+        metrics.insert(keys::per_dataset(name, keys::MF1), summary.mf1);
+        metrics.insert(keys::per_dataset(name, keys::OA), summary.overall_accuracy);
+    }
+    Ok(metrics)
+}
+
+/// A file's name without folder and extension.
+fn stem(path: &Path) -> String {
+    path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
+}
