@@ -137,16 +137,17 @@ fn a_killed_run_resumes_to_the_same_weights() {
     assert!(!out.status.success(), "the run was meant to crash");
     let events = s5::run::read_events(&crashed.join("events.jsonl")).unwrap();
     assert_eq!(events.iter().filter(|e| e.kind == "train").count(), 3);
-    // Starting over the crashed run without --resume is refused.
+    // Starting over the crashed run without --resume is refused. (The crash left its lock
+    // behind: this next writer takes it over and says so.)
+    assert!(crashed.join("lock").exists(), "the crash left its lock");
     let out = train_cmd(&["--quiet"], Some(&config), &crashed);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("took over the lock"), "{stderr}");
 
     let out = train_cmd(&["--quiet", "--resume"], None, &crashed);
     ok(&out, "resumed s5 train");
-    // The crash left its lock behind; the resumed run takes it over and says so.
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("took over the lock"), "{stderr}");
     assert!(!crashed.join("lock").exists(), "a finished run releases its lock");
     let events = s5::run::read_events(&crashed.join("events.jsonl")).unwrap();
     let steps: Vec<u64> = events
@@ -852,7 +853,7 @@ fn pretrain_logs_fixmatch_and_samples_appear_whole_while_it_runs() {
         .collect();
     assert_eq!(unlabeled.len(), 2);
     for entry in unlabeled {
-        let roles: Vec<&str> = entry.files.keys().map(String::as_str).collect();
+        let roles: Vec<&str> = entry.files.keys().map(|role| role.as_str()).collect();
         assert_eq!(
             roles,
             [

@@ -50,6 +50,11 @@ impl RunDir {
         self.checkpoints().join("latest")
     }
 
+    /// The curation report of a `curate` run (filled by `s5 curate`).
+    pub fn curation(&self) -> PathBuf {
+        self.root.join("curation")
+    }
+
     pub fn samples(&self) -> PathBuf {
         self.root.join("samples")
     }

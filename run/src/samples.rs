@@ -20,7 +20,7 @@ pub const DEFAULT_KEEP: usize = 24;
 macro_rules! named_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[serde(into = "&'static str", try_from = "String")]
         pub enum $name { $($(#[$vmeta])* $variant,)+ }
 
@@ -47,6 +47,20 @@ macro_rules! named_enum {
                     .copied()
                     .find(|v| v.as_str() == text)
                     .ok_or_else(|| format!("unknown {} `{text}`", stringify!($name)))
+            }
+        }
+
+        /// Ordered by name, so maps keyed by it list (and write) their keys alphabetically,
+        /// as version 1 did.
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.as_str().cmp(other.as_str())
+            }
+        }
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
             }
         }
 

@@ -29,7 +29,7 @@ pub struct InferArgs {
     #[arg(long)]
     flip: bool,
     /// Windows per GPU batch (slide mode): GPU memory is bounded by this.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = s5::eval::infer::DEFAULT_WINDOW_BATCH)]
     pub window_batch: usize,
 }
 

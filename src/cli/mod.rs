@@ -89,6 +89,7 @@ pub fn main() -> ExitCode {
 
 /// `--backend`: the names `s5 --help` lists, parsed by the library.
 fn backend_parser() -> impl clap::builder::TypedValueParser<Value = GpuBackend> {
+    use clap::builder::TypedValueParser;
     clap::builder::PossibleValuesParser::new(["vulkan", "metal", "dx12", "gl"])
-        .map(|name| GpuBackend::parse(&name).expect("one of the listed names"))
+        .map(|name: String| GpuBackend::parse(&name).expect("one of the listed names"))
 }

@@ -11,6 +11,10 @@ use image::imageops::{self, FilterType};
 use serde::{Deserialize, Serialize};
 
 use crate::data::augment::normalize;
+
+/// Sliding windows per GPU batch unless the caller says otherwise (`s5 predict`, `s5 eval`,
+/// validation while training): GPU memory is bounded by this.
+pub const DEFAULT_WINDOW_BATCH: usize = 4;
 use crate::model::Segmentor;
 use crate::model::resize::{Resample, resize};
 

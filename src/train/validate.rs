@@ -11,13 +11,11 @@ use super::batch::Dataset;
 use super::config::TrainConfig;
 use crate::data::palette::colorize;
 use crate::error::Result;
+use crate::eval::infer::DEFAULT_WINDOW_BATCH;
 use crate::eval::{ConfusionMatrix, evaluate_split};
 use crate::model::Segmentor;
 use crate::run::keys;
 use crate::run::samples::{SampleEntry, SampleKind, SampleRole, SampleWriter};
-
-/// Validation windows scored per GPU batch.
-const VAL_BATCH: usize = 4;
 
 /// Scores every validated dataset (`<dataset>/mIoU`, `/mF1`, `/OA`); adds the first
 /// `config.val.sample_images` predictions of each to the step's samples.
@@ -46,7 +44,7 @@ pub fn validate(
             spec,
             &dataset.val[..n],
             config.val.mode,
-            VAL_BATCH,
+            DEFAULT_WINDOW_BATCH,
             device,
             |scored| {
                 if scored.index < config.val.sample_images {
