@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::kernels::{
-    MoeKernel, MoeWeights, moe_ffn_reference, moe_ffn, pixel_stats, pixel_stats_reference,
+    MoeKernel, MoeWeights, moe_ffn, moe_ffn_reference, pixel_stats, pixel_stats_reference,
 };
 use crate::model::{Segmentor, SegmentorConfig};
 use crate::train::loss::cross_entropy_over;

@@ -24,7 +24,10 @@ fn sources(dir: &Path) -> Vec<PathBuf> {
 /// `recipe`, the area's `mod.rs` → ``).
 fn module_of(root: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(root).unwrap().with_extension("");
-    let mut parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     if parts.last().is_some_and(|p| p == "mod") {
         parts.pop();
     }
@@ -40,7 +43,9 @@ fn imports(area: &str) -> BTreeMap<String, BTreeSet<String>> {
     let mut graph = BTreeMap::new();
     for file in &files {
         let me = module_of(&root, file);
-        let parent = me.rsplit_once("::").map_or(String::new(), |(p, _)| p.to_string());
+        let parent = me
+            .rsplit_once("::")
+            .map_or(String::new(), |(p, _)| p.to_string());
         let code: String = std::fs::read_to_string(file)
             .unwrap()
             .lines()
@@ -127,9 +132,16 @@ fn imports_in_train_and_kernels_run_one_way() {
     }
     // The rules ARCHITECTURE.md states, checked by name.
     let train = imports("train");
-    assert!(train.values().all(|named| !named.contains("trainer")), "{train:?}");
+    assert!(
+        train.values().all(|named| !named.contains("trainer")),
+        "{train:?}"
+    );
     let kernels = imports("kernels");
-    assert!(kernels["ops"].is_empty(), "ops is a leaf: {:?}", kernels["ops"]);
+    assert!(
+        kernels["ops"].is_empty(),
+        "ops is a leaf: {:?}",
+        kernels["ops"]
+    );
 }
 
 #[test]
@@ -167,7 +179,12 @@ fn no_function_in_train_is_longer_than_120_lines() {
                 continue; // a declaration without a body
             };
             if len + 1 > 120 {
-                long.push(format!("{}:{} ({} lines)", file.display(), start + 1, len + 1));
+                long.push(format!(
+                    "{}:{} ({} lines)",
+                    file.display(),
+                    start + 1,
+                    len + 1
+                ));
             }
         }
     }

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use s5::data::augment::CutMixBox;
 use s5::data::loader::UnlabeledItem;
 use s5::model::Segmentor;
-use s5::train::config::{LossForm, FixMatchSetup};
+use s5::train::config::{FixMatchSetup, LossForm};
 use s5::train::fixmatch::{Normalizers, UnlabeledTensors, fixmatch_step, mixed_valid_px};
 
 use crate::common::{Rng, assert_grads_close, device, small_segmentor, to_vec};

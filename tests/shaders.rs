@@ -46,7 +46,12 @@ fn every_shader_file_is_registered() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut on_disk: Vec<String> = std::fs::read_dir(dir.join("shaders"))
         .expect("the shaders folder")
-        .map(|e| e.expect("a folder entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("a folder entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .filter(|name| name.ends_with(".wgsl"))
         .map(|name| format!("shaders/{name}"))
         .collect();
@@ -74,7 +79,11 @@ fn the_generated_shader_is_up_to_date() {
                  its script. Install Python 3 (`apt-get install python3-minimal`)"
             )
         });
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let generated = String::from_utf8(out.stdout).expect("UTF-8 WGSL");
     let committed =
         std::fs::read_to_string(dir.join("moe_ffn_vec4_regs.wgsl")).expect("the committed shader");

@@ -148,7 +148,10 @@ fn a_killed_run_resumes_to_the_same_weights() {
 
     let out = train_cmd(&["--quiet", "--resume"], None, &crashed);
     ok(&out, "resumed s5 train");
-    assert!(!crashed.join("lock").exists(), "a finished run releases its lock");
+    assert!(
+        !crashed.join("lock").exists(),
+        "a finished run releases its lock"
+    );
     let events = s5::run::read_events(&crashed.join("events.jsonl")).unwrap();
     let steps: Vec<u64> = events
         .iter()
@@ -610,7 +613,11 @@ fn resume_checks_what_it_resumes() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "pretrain resumed a supervised run");
-    assert!(stderr(&out).contains("s5 train --resume"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("s5 train --resume"),
+        "{}",
+        stderr(&out)
+    );
 
     let fixmatch_dir = dir.path().join("fixmatch");
     std::fs::create_dir(&fixmatch_dir).unwrap();
@@ -640,19 +647,29 @@ fn resume_checks_what_it_resumes() {
         .unwrap();
     assert!(!out.status.success(), "predicted with a damaged checkpoint");
     let text = stderr(&out);
-    assert!(text.contains("step-00000004/model.bpk") && text.contains("damaged"), "{text}");
+    assert!(
+        text.contains("step-00000004/model.bpk") && text.contains("damaged"),
+        "{text}"
+    );
 
     let out = train_cmd(&["--quiet", "--resume", "--steps", "5"], None, &run);
     ok(&out, "resume past a damaged checkpoint");
     let text = stderr(&out);
-    assert!(text.contains("model.bpk") && text.contains("step 2"), "{text}");
+    assert!(
+        text.contains("model.bpk") && text.contains("step 2"),
+        "{text}"
+    );
     let events = s5::run::read_events(&run.join("events.jsonl")).unwrap();
     let steps: Vec<u64> = events
         .iter()
         .filter(|e| e.kind == "train")
         .map(|e| e.step)
         .collect();
-    assert_eq!(steps, [1, 2, 3, 4, 3, 4, 5], "steps 3 and 4 redone from step 2");
+    assert_eq!(
+        steps,
+        [1, 2, 3, 4, 3, 4, 5],
+        "steps 3 and 4 redone from step 2"
+    );
     let (latest, _) = s5::run::RunDir::new(&run)
         .latest_checkpoint()
         .unwrap()
@@ -676,7 +693,10 @@ fn a_format_1_config_with_semi_loads_as_the_fixmatch_recipe() {
     let new = s5::train::TrainConfig::load(&config).unwrap();
     assert!(matches!(loaded.recipe, RecipeSetup::FixMatch(_)));
     assert_eq!(loaded.recipe, new.recipe);
-    assert!(!loaded.to_ron().contains("semi"), "the old spelling is never written");
+    assert!(
+        !loaded.to_ron().contains("semi"),
+        "the old spelling is never written"
+    );
 }
 
 /// [`tiny_config`] with the FixMatch recipe on the synthetic pool.

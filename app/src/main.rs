@@ -82,7 +82,9 @@ fn draw(ui: &mut egui::Ui, summary: Option<&RunSummary>) -> bool {
             last_step,
         }) => {
             ui.label(format!("{kind} run, format {format_version}"));
-            ui.label(format!("{train_steps} training steps logged, last step {last_step}"));
+            ui.label(format!(
+                "{train_steps} training steps logged, last step {last_step}"
+            ));
             ui.button("Reload").clicked()
         }
         Some(RunSummary::Unreadable(message)) => {
@@ -122,11 +124,14 @@ mod tests {
     /// A run written by an older s5 (format 1, kept as files beside the run contract).
     #[test]
     fn a_run_is_read_through_the_contract() {
-        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../run/tests/fixtures/run-v1");
+        let fixture =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../run/tests/fixtures/run-v1");
         let summary = RunSummary::read(&RunDir::new(fixture));
         let texts = painted(Some(&summary));
-        assert!(texts.contains(&"pretrain run, format 1".to_string()), "{texts:?}");
+        assert!(
+            texts.contains(&"pretrain run, format 1".to_string()),
+            "{texts:?}"
+        );
         assert!(
             texts.contains(&"2 training steps logged, last step 2".to_string()),
             "{texts:?}"
@@ -134,7 +139,9 @@ mod tests {
         let missing = RunSummary::read(&RunDir::new("/nonexistent/run"));
         let texts = painted(Some(&missing));
         assert!(
-            texts.iter().any(|t| t.contains("manifest.json") && t.contains("not an s5 run")),
+            texts
+                .iter()
+                .any(|t| t.contains("manifest.json") && t.contains("not an s5 run")),
             "{texts:?}"
         );
     }

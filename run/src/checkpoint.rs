@@ -80,7 +80,8 @@ pub struct Checksums {
 
 /// The size and SHA-256 of a file, read in 1 MiB blocks.
 pub fn file_sum(path: &Path) -> Result<FileSum> {
-    let mut file = std::fs::File::open(path).map_err(|e| RunError::reading(path, e, "checkpoint file"))?;
+    let mut file =
+        std::fs::File::open(path).map_err(|e| RunError::reading(path, e, "checkpoint file"))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut bytes = 0u64;

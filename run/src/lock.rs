@@ -126,11 +126,13 @@ fn create_whole(path: &Path, holder: &LockHolder) -> Result<bool> {
 /// The holder recorded in a lock file; `None` if there is none.
 pub fn read_holder(path: &Path) -> Result<Option<LockHolder>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| RunError::Format {
-            path: path.to_path_buf(),
-            what: "run lock",
-            reason: format!("{e}; delete it if no s5 process writes this run"),
-        }),
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| RunError::Format {
+                path: path.to_path_buf(),
+                what: "run lock",
+                reason: format!("{e}; delete it if no s5 process writes this run"),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(RunError::io(path)(source)),
     }

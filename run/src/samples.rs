@@ -143,8 +143,8 @@ pub struct SampleIndex {
 impl SampleIndex {
     pub fn load(step_dir: &Path) -> Result<Self> {
         let path = step_dir.join("index.ron");
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| RunError::reading(&path, e, "sample index"))?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| RunError::reading(&path, e, "sample index"))?;
         ron::from_str(&text).map_err(|e| RunError::Format {
             path,
             what: "sample index",
@@ -183,7 +183,11 @@ impl SampleWriter {
 
     /// Adds an entry whose pictures are `(role, image)`; files are named
     /// `<entry number>-<role>.png`.
-    pub fn add(&mut self, mut entry: SampleEntry, pictures: &[(SampleRole, &RgbImage)]) -> Result<()> {
+    pub fn add(
+        &mut self,
+        mut entry: SampleEntry,
+        pictures: &[(SampleRole, &RgbImage)],
+    ) -> Result<()> {
         let n = self.index.entries.len();
         for (role, picture) in pictures {
             let name = format!("{n:03}-{role}.png");

@@ -16,7 +16,9 @@ use s5_run::{
 };
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 #[test]
@@ -26,7 +28,11 @@ fn manifest_round_trips_and_refuses_other_versions() {
     let m = Manifest::new(RunKind::Train);
     m.save(&run).unwrap();
     assert_eq!(Manifest::load(&run).unwrap(), m);
-    assert!(std::fs::read_to_string(run.manifest()).unwrap().contains(r#""kind": "train""#));
+    assert!(
+        std::fs::read_to_string(run.manifest())
+            .unwrap()
+            .contains(r#""kind": "train""#)
+    );
     for version in [FORMAT_VERSION + 1, OLDEST_READABLE_VERSION - 1] {
         let other = Manifest {
             format_version: version,
@@ -34,15 +40,28 @@ fn manifest_round_trips_and_refuses_other_versions() {
         };
         other.save(&run).unwrap();
         let err = Manifest::load(&run).unwrap_err();
-        assert!(matches!(err, RunError::Version { found, .. } if found == version), "{err}");
+        assert!(
+            matches!(err, RunError::Version { found, .. } if found == version),
+            "{err}"
+        );
         let text = err.to_string();
-        assert!(text.contains("manifest.json") && text.contains("version"), "{text}");
+        assert!(
+            text.contains("manifest.json") && text.contains("version"),
+            "{text}"
+        );
     }
     let err = Manifest::load(&RunDir::new(dir.path().join("nope"))).unwrap_err();
     assert!(err.to_string().contains("not an s5 run directory"), "{err}");
-    std::fs::write(run.manifest(), r#"{"format_version": 2, "kind": "dreaming"}"#).unwrap();
+    std::fs::write(
+        run.manifest(),
+        r#"{"format_version": 2, "kind": "dreaming"}"#,
+    )
+    .unwrap();
     let err = Manifest::load(&run).unwrap_err().to_string();
-    assert!(err.contains("not a valid run manifest") && err.contains("dreaming"), "{err}");
+    assert!(
+        err.contains("not a valid run manifest") && err.contains("dreaming"),
+        "{err}"
+    );
 }
 
 /// A run written by s5 with format version 1 (before checksums and the lock), kept as
@@ -57,13 +76,21 @@ fn a_version_1_run_is_read() {
     let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
     assert_eq!(
         kinds,
-        [EventKind::Train, EventKind::Train, EventKind::Val, EventKind::Checkpoint]
+        [
+            EventKind::Train,
+            EventKind::Train,
+            EventKind::Val,
+            EventKind::Checkpoint
+        ]
     );
     assert_eq!(events[1].extra_f64(s5_run::keys::MASK_RATIO), Some(0.25));
     assert_eq!(events[2].metrics["urban/mIoU"], 0.5);
     let index = SampleIndex::load(&run.sample_step(2)).unwrap();
     assert_eq!(index.entries[0].kind, SampleKind::Unlabeled);
-    assert_eq!(index.entries[0].files[&SampleRole::PseudoLabel], "000-pseudo_label.png");
+    assert_eq!(
+        index.entries[0].files[&SampleRole::PseudoLabel],
+        "000-pseudo_label.png"
+    );
     let (step, dir) = run.latest_checkpoint().unwrap().unwrap();
     assert_eq!(step, 2);
     // No checksums in version 1: loads unchecked, and is where a resume starts.
@@ -107,7 +134,10 @@ fn events_append_whole_lines_and_readers_skip_a_partial_last_line() {
     // A malformed complete line is an error naming the file and the line.
     f.write_all(b"\n").unwrap();
     let err = read_events(&run.events()).unwrap_err().to_string();
-    assert!(err.contains("events.jsonl") && err.contains("line 5"), "{err}");
+    assert!(
+        err.contains("events.jsonl") && err.contains("line 5"),
+        "{err}"
+    );
     assert!(!err.contains("dataset spec"), "{err}");
 }
 
@@ -135,8 +165,14 @@ fn a_second_writer_is_refused_and_a_stale_lock_is_taken_over() {
     let err = RunLock::acquire(&run).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, RunError::Locked { pid, .. } if pid == std::process::id()));
-    assert!(text.contains(&format!("process {}", std::process::id())), "{text}");
-    assert!(text.contains(&holder.host) && text.contains("lock"), "{text}");
+    assert!(
+        text.contains(&format!("process {}", std::process::id())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&holder.host) && text.contains("lock"),
+        "{text}"
+    );
     drop(lock);
     assert!(!run.lock().exists(), "dropping the lock releases the run");
 
@@ -151,7 +187,10 @@ fn a_second_writer_is_refused_and_a_stale_lock_is_taken_over() {
     std::fs::write(run.lock(), serde_json::to_string(&stale).unwrap()).unwrap();
     let (lock, taken) = RunLock::acquire(&run).unwrap();
     assert_eq!(taken, Some(stale));
-    assert_eq!(read_holder(&run.lock()).unwrap().as_ref(), Some(lock.holder()));
+    assert_eq!(
+        read_holder(&run.lock()).unwrap().as_ref(),
+        Some(lock.holder())
+    );
 
     // A lock from another host is never taken over: its process cannot be checked.
     drop(lock);
@@ -205,14 +244,23 @@ fn a_damaged_checkpoint_is_refused_and_resume_falls_back() {
     let err = verify(&newest).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, RunError::Checksum { .. }), "{text}");
-    assert!(text.contains("step-00000020") && text.contains("model.bpk"), "{text}");
-    assert!(text.contains("4000 bytes") && text.contains("5000"), "{text}");
+    assert!(
+        text.contains("step-00000020") && text.contains("model.bpk"),
+        "{text}"
+    );
+    assert!(
+        text.contains("4000 bytes") && text.contains("5000"),
+        "{text}"
+    );
     // Same size, one byte altered: the hash says so.
     let mut altered = vec![9u8; 5000];
     altered[1234] = 8;
     std::fs::write(&model, &altered).unwrap();
     let text = verify(&newest).unwrap_err().to_string();
-    assert!(text.contains("model.bpk") && text.contains("SHA-256"), "{text}");
+    assert!(
+        text.contains("model.bpk") && text.contains("SHA-256"),
+        "{text}"
+    );
 
     // Resume takes the newest intact one and names the one it passed over.
     let point = newest_intact(&run).unwrap().unwrap();
@@ -233,7 +281,8 @@ fn checkpoints_are_pruned_to_the_newest() {
     let writer = |step| {
         let w = CheckpointWriter::begin(&run, step).unwrap();
         std::fs::write(w.dir().join(MODEL_FILE), b"m").unwrap();
-        w.finish(&card(), &TrainState { step, wall_s: 0.0 }, 1).unwrap();
+        w.finish(&card(), &TrainState { step, wall_s: 0.0 }, 1)
+            .unwrap();
     };
     for step in [1, 2, 3, 4] {
         writer(step);
@@ -263,6 +312,8 @@ fn kinds_and_roles_are_typed_but_written_as_before() {
     assert!(text.contains(r#""kind":"diverged""#), "{text}");
     let err = serde_json::from_str::<Event>(r#"{"step":1,"wall_s":0,"kind":"party"}"#);
     assert!(err.is_err());
-    let err = ron::from_str::<SampleRole>(r#""selfie""#).unwrap_err().to_string();
+    let err = ron::from_str::<SampleRole>(r#""selfie""#)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("selfie"), "{err}");
 }

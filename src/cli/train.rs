@@ -98,7 +98,10 @@ fn run_with(
     let start = if args.resume {
         for (given, flag) in [
             (args.init.is_some(), "--init cannot change a resumed run"),
-            (loss_form.is_some(), "--loss-form cannot change a resumed run"),
+            (
+                loss_form.is_some(),
+                "--loss-form cannot change a resumed run",
+            ),
             (
                 args.seed.is_some(),
                 "--seed cannot change a resumed run (it decides the data order)",
@@ -197,9 +200,12 @@ fn recipe_name(recipe: &RecipeSetup) -> &'static str {
     }
 }
 
-/// The progress bar on stderr, fed by the training loop's reports.
+/// The progress bar on stderr, fed by the training loop's reports; validation results and
+/// warnings are printed as lines (also when stderr is not a terminal, where the bar hides).
 struct Progress {
     bar: ProgressBar,
+    /// `--quiet`: no bar and no validation lines (warnings still).
+    quiet: bool,
     /// Images per second, smoothed over steps.
     smoothed_ips: Option<f64>,
 }
@@ -218,6 +224,7 @@ impl Progress {
         };
         Self {
             bar,
+            quiet: !enabled,
             smoothed_ips: None,
         }
     }
@@ -257,8 +264,10 @@ impl Progress {
                     .map(|(k, v)| format!("{k} {:.2}", 100.0 * v))
                     .collect::<Vec<_>>()
                     .join("  ");
-                self.bar
-                    .println(format!("step {step}: {line}  (validation {seconds:.1} s)"));
+                if !self.quiet {
+                    self.bar
+                        .suspend(|| eprintln!("step {step}: {line}  (validation {seconds:.1} s)"));
+                }
             }
             Report::Warning(text) => self.bar.suspend(|| eprintln!("warning: {text}")),
         }

@@ -89,4 +89,3 @@ pub trait S5Ops: Backend {
         kernel: MoeKernel,
     ) -> FloatTensor<Self>;
 }
-

@@ -6,9 +6,7 @@ use std::sync::Arc;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::TrainConfig;
-use crate::data::loader::{
-    LabeledItem, LoaderConfig, Prefetcher, UnlabeledItem, labeled_stream,
-};
+use crate::data::loader::{LabeledItem, LoaderConfig, Prefetcher, UnlabeledItem, labeled_stream};
 use crate::data::{DatasetSpec, IGNORE, SampleRef};
 use crate::error::{Error, Result};
 

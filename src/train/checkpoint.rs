@@ -52,6 +52,9 @@ pub fn load_model(path: &Path, device: &Device) -> Result<(Segmentor, ModelCard,
     let dir = resolve_checkpoint(path)?;
     verify(&dir)?;
     let card = read_card(&dir)?;
-    let model = checkpoint::load(Segmentor::new(&card.segmentor, device), &dir.join(MODEL_FILE))?;
+    let model = checkpoint::load(
+        Segmentor::new(&card.segmentor, device),
+        &dir.join(MODEL_FILE),
+    )?;
     Ok((model, card, dir))
 }

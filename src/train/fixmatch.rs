@@ -13,7 +13,7 @@
 use burn::module::Module;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
-use super::config::{LossForm, FixMatchSetup};
+use super::config::{FixMatchSetup, LossForm};
 use super::loss::cross_entropy_over;
 use crate::data::IGNORE;
 use crate::data::augment::CutMixBox;

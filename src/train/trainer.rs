@@ -22,7 +22,10 @@ use super::schedule::CosineSchedule;
 use super::validate::validate;
 use crate::error::{Error, Result};
 use crate::model::{Segmentor, checkpoint, import};
-use crate::run::checkpoint::{MODEL_FILE, OPTIMIZER_FILE, ResumePoint, newest_intact, read_card, read_state, resolve_checkpoint};
+use crate::run::checkpoint::{
+    MODEL_FILE, OPTIMIZER_FILE, ResumePoint, newest_intact, read_card, read_state,
+    resolve_checkpoint,
+};
 use crate::run::{
     Event, EventKind, EventLog, Manifest, ModelCard, RunDir, RunKind, RunLock, SampleWriter,
     TrainState, keys,
@@ -153,7 +156,9 @@ fn open(start: Start, run: &RunDir, options: &mut TrainOptions<'_>) -> Result<Op
                 ));
             }
             let config = config.resolved()?;
-            config.validate().map_err(|reason| Error::Config { reason })?;
+            config
+                .validate()
+                .map_err(|reason| Error::Config { reason })?;
             let kind = config.recipe.run_kind();
             if let Some(wanted) = options.kind.filter(|&w| w != kind) {
                 return Err(Error::Config {
@@ -215,7 +220,9 @@ fn open(start: Start, run: &RunDir, options: &mut TrainOptions<'_>) -> Result<Op
             }
             // A resumed run may be extended.
             config.steps = config.steps.max(steps.unwrap_or(0));
-            config.validate().map_err(|reason| Error::Config { reason })?;
+            config
+                .validate()
+                .map_err(|reason| Error::Config { reason })?;
             manifest.upgraded().save(run)?;
             Ok(Opened {
                 config,
@@ -343,7 +350,9 @@ impl<'r> Session<'r> {
     }
 
     fn model(&self) -> &Segmentor {
-        self.model.as_ref().expect("the model is back after every update")
+        self.model
+            .as_ref()
+            .expect("the model is back after every update")
     }
 
     /// Training time so far, including earlier sessions of a resumed run.
@@ -392,7 +401,10 @@ impl<'r> Session<'r> {
             losses,
             stats,
         } = {
-            let model = self.model.as_ref().expect("the model is back after every update");
+            let model = self
+                .model
+                .as_ref()
+                .expect("the model is back after every update");
             self.recipe.step(model, &self.devices)?
         };
         let loss = losses.get(keys::LOSS).copied().unwrap_or(f64::NAN);
@@ -400,7 +412,10 @@ impl<'r> Session<'r> {
         if !loss.is_finite() {
             return Err(self.diverged(step, loss, lr));
         }
-        let model = self.model.take().expect("the model is back after every update");
+        let model = self
+            .model
+            .take()
+            .expect("the model is back after every update");
         let (updated, grad_norm) = self.optimizer.step(lr, model, grads);
         self.model = Some(updated);
         let done = step + 1;

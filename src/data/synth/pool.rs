@@ -11,7 +11,12 @@ use super::*;
 
 /// One pool image of the given kind, with the urban labels of its scene (meaningful only
 /// for in-domain images).
-pub(super) fn pool_scene<R: Rng>(kind: PoolKind, w: u32, h: u32, rng: &mut R) -> (RgbImage, GrayImage) {
+pub(super) fn pool_scene<R: Rng>(
+    kind: PoolKind,
+    w: u32,
+    h: u32,
+    rng: &mut R,
+) -> (RgbImage, GrayImage) {
     match kind {
         PoolKind::InDomain => urban_scene(w, h, rng),
         PoolKind::OtherDomain => rural_scene(w, h, rng),

@@ -92,7 +92,10 @@ pub fn summarize(
         .collect();
     let ratio = |a: &str, b: &str| get(a) / get(b).max(1.0);
     let mut stats = BTreeMap::from([
-        (keys::MASK_RATIO.to_string(), ratio("px/confident", "px/valid")),
+        (
+            keys::MASK_RATIO.to_string(),
+            ratio("px/confident", "px/valid"),
+        ),
         (
             keys::MEAN_ENTROPY.to_string(),
             entropy.iter().sum::<f64>() / entropy.len().max(1) as f64,
@@ -220,7 +223,12 @@ impl FixMatch {
 
     /// Adds pictures of the fixed images to a step's samples: weak view, pseudo-label,
     /// confidence, τ-mask, cut-mixed strong view and the student's prediction on it.
-    fn pictures(&self, model: &Segmentor, writer: &mut SampleWriter, device: &Device) -> Result<()> {
+    fn pictures(
+        &self,
+        model: &Segmentor,
+        writer: &mut SampleWriter,
+        device: &Device,
+    ) -> Result<()> {
         let teacher = model.valid();
         let n = self.fixed.len();
         let items: Vec<UnlabeledItem> = self.fixed.iter().map(|(_, i)| i.clone()).collect();

@@ -67,9 +67,14 @@ pub fn build(
     start_step: u64,
 ) -> Result<Box<dyn Recipe>> {
     Ok(match &config.recipe {
-        RecipeSetup::Supervised => Box::new(supervised::Supervised::new(config, datasets, start_step)),
+        RecipeSetup::Supervised => {
+            Box::new(supervised::Supervised::new(config, datasets, start_step))
+        }
         RecipeSetup::FixMatch(setup) => Box::new(fixmatch::FixMatch::new(
-            setup, config, &datasets[0], start_step,
+            setup,
+            config,
+            &datasets[0],
+            start_step,
         )?),
     })
 }

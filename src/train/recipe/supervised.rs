@@ -10,7 +10,9 @@ use super::{Recipe, StepResult};
 use crate::error::Result;
 use crate::model::Segmentor;
 use crate::run::keys;
-use crate::train::batch::{Dataset, LabeledBatch, LabeledLoader, labeled_tensors, labeled_valid_px};
+use crate::train::batch::{
+    Dataset, LabeledBatch, LabeledLoader, labeled_tensors, labeled_valid_px,
+};
 use crate::train::config::TrainConfig;
 use crate::train::loss::{cross_entropy_over, scalar};
 use crate::train::parallel::{ShareLoss, shares, step_grads};
