@@ -78,6 +78,17 @@ pub enum Error {
         hint: &'static str,
     },
 
+    /// Two inputs whose outputs would be the same file: the second would replace the first.
+    #[error(
+        "{first} and {second} would both be written to {output} (outputs are named by the \
+         input's file stem); predict them into different --out folders, or rename one"
+    )]
+    SameOutput {
+        first: PathBuf,
+        second: PathBuf,
+        output: PathBuf,
+    },
+
     // ---- checkpoints ----
     /// A checkpoint that cannot be read or does not fit the model.
     #[error("{path}: {reason}")]

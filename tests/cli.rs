@@ -299,3 +299,37 @@ fn eval_scores_prediction_masks_against_ground_truth() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("pred/b.png"), "{stderr}");
 }
+
+/// Two inputs whose outputs would be the same file (`tile.png` and `tile.tif` both make
+/// `index/tile.png`) are refused before any work (here before the model is even opened):
+/// nothing is overwritten. The same file given twice is simply predicted once.
+#[test]
+fn predict_refuses_inputs_that_would_write_the_same_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (png, tif) = (dir.path().join("a/tile.png"), dir.path().join("b/tile.tif"));
+    for file in [&png, &tif] {
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, b"never read").unwrap();
+    }
+    let out = s5()
+        .args(["predict", "--model"])
+        .arg(dir.path().join("no-model"))
+        .arg("--out")
+        .arg(dir.path().join("preds"))
+        .arg(&png)
+        .arg(&tif)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tile.png") && stderr.contains("tile.tif"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("would both be written"), "{stderr}");
+    assert!(!dir.path().join("preds").exists(), "nothing was written");
+
+    let kept =
+        s5::eval::predict::distinct_outputs(vec![png.clone(), png.clone()], dir.path()).unwrap();
+    assert_eq!(kept, [png]);
+}

@@ -35,15 +35,15 @@ pub enum RunError {
     },
     /// Another process holds the run's lock.
     #[error(
-        "{path}: this run is being written by process {pid} on {host} (since {since_unix_s} s \
-         after the epoch). Wait for it to finish or stop it; if that process is gone and the \
-         run lives on a shared disk, delete the lock file by hand"
+        "{path}: this run is being written by process {pid} on {host} (for {running_s} s). \
+         Wait for it to finish or stop it; if that process is gone and the run lives on a \
+         shared disk, delete the lock file by hand"
     )]
     Locked {
         path: PathBuf,
         pid: u32,
         host: String,
-        since_unix_s: u64,
+        running_s: u64,
     },
     /// A checkpoint file whose bytes are not those recorded when it was written.
     #[error("{path}: {reason}; the checkpoint is damaged (truncated or altered)")]

@@ -38,6 +38,16 @@ impl LockHolder {
         }
     }
 
+    /// The error a second writer gets.
+    fn locked(self, path: PathBuf) -> RunError {
+        RunError::Locked {
+            path,
+            pid: self.pid,
+            host: self.host,
+            running_s: now_unix_s().saturating_sub(self.since_unix_s),
+        }
+    }
+
     /// Whether this holder's process is known to be gone: same host, no such process.
     fn is_stale(&self) -> bool {
         self.host == host_name() && !process_alive(self.pid)
@@ -69,12 +79,7 @@ impl RunLock {
                 continue; // released between our attempt and the read
             };
             if !holder.is_stale() {
-                return Err(RunError::Locked {
-                    path,
-                    pid: holder.pid,
-                    host: holder.host,
-                    since_unix_s: holder.since_unix_s,
-                });
+                return Err(holder.locked(path));
             }
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -84,12 +89,7 @@ impl RunLock {
             taken_over = Some(holder);
         }
         let holder = read_holder(&path)?.unwrap_or_else(LockHolder::me);
-        Err(RunError::Locked {
-            path,
-            pid: holder.pid,
-            host: holder.host,
-            since_unix_s: holder.since_unix_s,
-        })
+        Err(holder.locked(path))
     }
 
     pub fn holder(&self) -> &LockHolder {

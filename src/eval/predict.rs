@@ -56,15 +56,10 @@ pub fn distinct_outputs(inputs: Vec<PathBuf>, out: &Path) -> Result<Vec<PathBuf>
         match by_output.get(&index) {
             Some(first) if same_file(first, &input) => continue,
             Some(first) => {
-                return Err(Error::Config {
-                    reason: format!(
-                        "{} and {} would both be written to {} (outputs are named by the \
-                         input's file stem); predict them into different --out folders, or \
-                         rename one",
-                        first.display(),
-                        input.display(),
-                        index.display()
-                    ),
+                return Err(Error::SameOutput {
+                    first: first.clone(),
+                    second: input,
+                    output: index,
                 });
             }
             None => {
