@@ -81,8 +81,10 @@ macro_rules! named_enum {
 
 named_enum! {
     /// Where a sampled image comes from.
+    #[derive(Default)]
     SampleKind {
         /// A validation image with its truth and the model's prediction.
+        #[default]
         Val = "val",
         /// A FixMatch unlabeled crop with its views, pseudo-label and masks.
         Unlabeled = "unlabeled",
@@ -110,12 +112,6 @@ named_enum! {
         Strong = "strong",
         /// The student's prediction on the strong view.
         Student = "student",
-    }
-}
-
-impl Default for SampleKind {
-    fn default() -> Self {
-        Self::Val
     }
 }
 

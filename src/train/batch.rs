@@ -97,7 +97,7 @@ impl LabeledLoader {
     }
 
     /// The next batch.
-    pub fn next(&mut self) -> Result<LabeledBatch> {
+    pub fn next_batch(&mut self) -> Result<LabeledBatch> {
         let batch = self.stream.next().ok_or_else(|| Error::LoaderStopped {
             what: format!("dataset {}", self.name),
         })??;

@@ -307,7 +307,7 @@ impl Recipe for FixMatch {
     }
 
     fn step(&mut self, model: &Segmentor, devices: &[Device]) -> Result<StepResult> {
-        let labeled = self.labeled.next()?;
+        let labeled = self.labeled.next_batch()?;
         let unlabeled = self.next_unlabeled()?;
         let (labeled, u, partner) = (&labeled.items, &unlabeled.items, &unlabeled.partner);
         let norms = Normalizers::of(labeled, u, partner);

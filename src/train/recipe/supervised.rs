@@ -55,7 +55,7 @@ impl Recipe for Supervised {
         let batches = self
             .loaders
             .iter_mut()
-            .map(LabeledLoader::next)
+            .map(LabeledLoader::next_batch)
             .collect::<Result<Vec<LabeledBatch>>>()?;
         let norms: Vec<f64> = batches.iter().map(|b| labeled_valid_px(&b.items)).collect();
         let ranges: Vec<_> = batches
