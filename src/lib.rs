@@ -11,6 +11,7 @@
 //! ## Code map
 //! - [`kernels`]: the custom GPU ops (`pixel_stats`, `moe_ffn`); the only module that names
 //!   cubecl types and burn-wgpu's kernel API.
+//! - [`curate`]: the paper's data curation: quotas, patch records, the bounded selection.
 //! - [`data`]: dataset specs, readers, tiling, augmentation, the batch loader, synthetic scenes.
 //! - [`device`]: adapter enumeration and the one place that picks a GPU backend; the only
 //!   other module that names wgpu and burn-wgpu (device setup).
@@ -40,6 +41,7 @@
 //! - Never enable burn's `vulkan` or `metal` features: they make those GPUs reject WGSL.
 
 pub mod bench;
+pub mod curate;
 pub mod data;
 pub mod device;
 pub mod error;

@@ -5,6 +5,7 @@
 mod architecture;
 mod cli;
 mod common;
+mod curate;
 mod data;
 mod fixmatch;
 mod metrics;

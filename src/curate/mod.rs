@@ -1,0 +1,11 @@
+//! Curation (paper §3, "Pre-training Dataset Curation"): rank unlabeled patches by the mean
+//! pixel entropy a seed model gives them, and keep the most reliable ones under per-cluster
+//! quotas that follow the labeled set's clusters, so the selection stays diverse.
+//!
+//! - [`quota`]: Eq. 3's quotas, their rounding and the redistribution of shortfalls;
+//! - [`record`]: one scored patch per fixed-size record, in per-shard files;
+//! - [`select`]: the selection in two streaming passes, memory bounded by the budget.
+
+pub mod quota;
+pub mod record;
+pub mod select;

@@ -1,0 +1,118 @@
+//! The scores of unlabeled patches, one fixed-size record per patch, in per-shard files:
+//! what `s5 curate score` writes and `s5 curate select` reads, streaming, in bounded memory.
+//!
+//! A file is a 16-byte header (`S5PATCH\0`, format version u32, record size u32, all little
+//! endian) followed by the records as they lie in memory on a little-endian machine
+//! ([`PatchRecord`] is `repr(C)` without padding).
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::fsutil::AtomicFile;
+
+/// One scored patch.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct PatchRecord {
+    /// The patch's index in the curation plan, which fixes its image, position and size.
+    pub patch: u64,
+    /// Mean pixel entropy over the non-background classes (paper Eq. 1), in nats.
+    pub entropy: f32,
+    /// Mean softmax probability of each pixel's predicted class.
+    pub confidence: f32,
+    /// Share of pixels predicted as a class other than background.
+    pub foreground: f32,
+    /// Cosine similarity to the nearest prototype.
+    pub similarity: f32,
+    /// `similarity` minus the similarity to the second-nearest prototype.
+    pub margin: f32,
+    /// The nearest prototype (cluster index).
+    pub cluster: u32,
+}
+
+const MAGIC: &[u8; 8] = b"S5PATCH\0";
+const VERSION: u32 = 1;
+const RECORD_BYTES: usize = std::mem::size_of::<PatchRecord>();
+/// Records read or written per block.
+const BLOCK: usize = 4096;
+
+/// Writes `records` to `path` atomically: a reader sees the whole file or none.
+pub fn write_records(path: &Path, records: &[PatchRecord]) -> Result<()> {
+    let mut file = AtomicFile::create(path, ".bin")?;
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    {
+        let mut out = BufWriter::new(file.file());
+        out.write_all(MAGIC).map_err(io)?;
+        out.write_all(&VERSION.to_le_bytes()).map_err(io)?;
+        out.write_all(&(RECORD_BYTES as u32).to_le_bytes())
+            .map_err(io)?;
+        for block in records.chunks(BLOCK) {
+            out.write_all(bytemuck::cast_slice(block)).map_err(io)?;
+        }
+        out.flush().map_err(io)?;
+    }
+    Ok(file.commit()?)
+}
+
+/// Calls `each` on every record of `path`, in file order, holding one block in memory.
+pub fn for_each_record(
+    path: &Path,
+    mut each: impl FnMut(&PatchRecord) -> Result<()>,
+) -> Result<()> {
+    let bad = |reason: String| Error::Spec {
+        path: path.to_path_buf(),
+        reason: format!("not a patch-record file: {reason}"),
+    };
+    let file =
+        std::fs::File::open(path).map_err(|e| Error::reading(path, e, Some("patch records")))?;
+    let mut input = BufReader::new(file);
+    let mut header = [0u8; 16];
+    input
+        .read_exact(&mut header)
+        .map_err(|_| bad("shorter than its header".into()))?;
+    if &header[..8] != MAGIC {
+        return Err(bad("wrong magic bytes".into()));
+    }
+    let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    let size = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes")) as usize;
+    if version != VERSION || size != RECORD_BYTES {
+        return Err(bad(format!(
+            "version {version} with {size}-byte records; this s5 reads version {VERSION} with \
+             {RECORD_BYTES}-byte records"
+        )));
+    }
+    let mut block = vec![PatchRecord::zeroed(); BLOCK];
+    let block_bytes = BLOCK * RECORD_BYTES;
+    loop {
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut block);
+        let mut filled = 0;
+        while filled < block_bytes {
+            match input.read(&mut bytes[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(Error::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
+        if filled % RECORD_BYTES != 0 {
+            return Err(bad("truncated in the middle of a record".into()));
+        }
+        for record in &block[..filled / RECORD_BYTES] {
+            each(record)?;
+        }
+        if filled < block_bytes {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Curation without a GPU: Eq. 3's quotas (rounding, shortfalls, budgets above the pool),
+//! the bounded two-pass selection against a brute-force sort, its independence from how the
+//! pool was sharded, and the record files' errors.
+
+use std::path::PathBuf;
+
+use s5::curate::quota::{Quotas, apportion};
+use s5::curate::record::{PatchRecord, for_each_record, write_records};
+use s5::curate::select::{Filters, select, tiebreak};
+
+use crate::common::Rng;
+
+#[test]
+fn quotas_sum_to_the_budget() {
+    let mut rng = Rng::fresh("quotas_sum_to_the_budget");
+    for _ in 0..500 {
+        let m = 1 + rng.below(12);
+        let labeled: Vec<u64> = (0..m).map(|_| rng.below(50) as u64).collect();
+        if labeled.iter().all(|&n| n == 0) {
+            continue;
+        }
+        let budget = rng.below(10_000) as u64;
+        let nominal = apportion(budget, &labeled);
+        assert_eq!(nominal.iter().sum::<u64>(), budget, "{labeled:?} {budget}");
+        let candidates: Vec<u64> = (0..m).map(|_| rng.below(3000) as u64).collect();
+        let q = Quotas::new(budget, &labeled, &candidates);
+        assert_eq!(q.nominal, nominal);
+        let placeable: u64 = labeled
+            .iter()
+            .zip(&candidates)
+            .filter(|&(&n, _)| n > 0)
+            .map(|(_, &c)| c)
+            .sum();
+        // Everything is placed that can be: clusters without labeled images take nothing.
+        assert_eq!(
+            q.final_.iter().sum::<u64>(),
+            budget.min(placeable),
+            "{labeled:?} {candidates:?} {budget}"
+        );
+        for (f, c) in q.final_.iter().zip(&candidates) {
+            assert!(f <= c);
+        }
+    }
+}
+
+#[test]
+fn quotas_round_by_largest_remainder() {
+    // 10 · 1/3 each: floors 3, 3, 3; the one unit left goes to the lowest index.
+    assert_eq!(apportion(10, &[1, 1, 1]), [4, 3, 3]);
+    // 7 · (5, 3, 2)/10 = 3.5, 2.1, 1.4: floors 3, 2, 1; the unit goes to the largest
+    // remainder (0.5).
+    assert_eq!(apportion(7, &[5, 3, 2]), [4, 2, 1]);
+    // A cluster without labeled images gets nothing.
+    assert_eq!(apportion(8, &[3, 0, 1]), [6, 0, 2]);
+    assert_eq!(apportion(5, &[0, 0]), [0, 0]);
+}
+
+#[test]
+fn a_cluster_short_of_candidates_passes_its_shortfall_on() {
+    // Nominal 5, 3, 2. Cluster 0 has 1 candidate: its 4 units go to clusters 1 and 2 in
+    // proportion 3 : 2 = 2.4, 1.6: floors 2, 1, and the unit left to the larger remainder.
+    let q = Quotas::new(10, &[5, 3, 2], &[1, 10, 10]);
+    assert_eq!(q.nominal, [5, 3, 2]);
+    assert_eq!(q.final_, [1, 5, 4]);
+    // A cluster capped again passes the rest on in the next round: nominal 3, 3, 3; cluster 0
+    // has nothing, so 3 go to clusters 1 and 2 (2 and 1, the tie to the lower index), but
+    // cluster 1 has room for 1 only; the last unit goes to cluster 2.
+    let q = Quotas::new(9, &[1, 1, 1], &[0, 4, 100]);
+    assert_eq!(q.final_, [0, 4, 5]);
+}
+
+#[test]
+fn an_empty_cluster_and_a_budget_above_the_candidates() {
+    // Cluster 0 has no candidates at all; cluster 2 has one.
+    let q = Quotas::new(6, &[1, 1, 1], &[0, 10, 1]);
+    assert_eq!(q.nominal, [2, 2, 2]);
+    assert_eq!(q.final_, [0, 5, 1]);
+    // More budget than candidates: every candidate is selected.
+    let q = Quotas::new(100, &[1, 1], &[3, 4]);
+    assert_eq!(q.nominal, [50, 50]);
+    assert_eq!(q.final_, [3, 4]);
+}
+
+/// `n` records over `clusters` clusters; entropies drawn from a few dozen values so that
+/// ties are common.
+fn records(rng: &mut Rng, n: usize, clusters: usize) -> Vec<PatchRecord> {
+    (0..n)
+        .map(|i| PatchRecord {
+            patch: i as u64,
+            entropy: rng.below(40) as f32 * 0.05,
+            confidence: 0.5,
+            foreground: rng.below(100) as f32 / 100.0,
+            similarity: rng.below(100) as f32 / 100.0,
+            margin: 0.1,
+            cluster: rng.below(clusters) as u32,
+        })
+        .collect()
+}
+
+/// Writes `records` as `shards` contiguous files under `dir`, listed in a shuffled order.
+fn shard_files(
+    dir: &std::path::Path,
+    records: &[PatchRecord],
+    shards: usize,
+    rng: &mut Rng,
+) -> Vec<PathBuf> {
+    let per = records.len().div_ceil(shards);
+    let mut files: Vec<PathBuf> = records
+        .chunks(per)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let path = dir.join(format!("{shards}-{i}.bin"));
+            write_records(&path, chunk).unwrap();
+            path
+        })
+        .collect();
+    for i in (1..files.len()).rev() {
+        files.swap(i, rng.below(i + 1));
+    }
+    files
+}
+
+#[test]
+fn the_selection_matches_a_full_sort_and_never_depends_on_the_sharding() {
+    let mut rng = Rng::fresh("the_selection_matches_a_full_sort");
+    let dir = tempfile::tempdir().unwrap();
+    let clusters = 5;
+    let all = records(&mut rng, 20_011, clusters);
+    let labeled = [7, 1, 3, 0, 4];
+    let filters = Filters {
+        foreground_min: Some(0.1),
+        similarity_min: Some(0.05),
+        ..Filters::default()
+    };
+    for budget in [0, 1, 3_000, 30_000] {
+        let one = select(
+            &shard_files(dir.path(), &all, 1, &mut rng),
+            &labeled,
+            budget,
+            &filters,
+        )
+        .unwrap();
+        for shards in [3, 7] {
+            let many = select(
+                &shard_files(dir.path(), &all, shards, &mut rng),
+                &labeled,
+                budget,
+                &filters,
+            )
+            .unwrap();
+            assert_eq!(
+                bytemuck::cast_slice::<_, u8>(&many.selected),
+                bytemuck::cast_slice::<_, u8>(&one.selected),
+                "{shards} shards, budget {budget}"
+            );
+            assert_eq!(many.quotas, one.quotas);
+        }
+        // Brute force: every candidate of a cluster sorted by (entropy, tie-break, index).
+        let mut expected = Vec::new();
+        for m in 0..clusters {
+            let mut candidates: Vec<PatchRecord> = all
+                .iter()
+                .filter(|r| r.cluster as usize == m && filters.admit(r))
+                .copied()
+                .collect();
+            assert_eq!(candidates.len() as u64, one.candidates[m]);
+            candidates.sort_by_key(|r| (r.entropy.to_bits(), tiebreak(r.patch), r.patch));
+            expected.extend(candidates.into_iter().take(one.quotas.final_[m] as usize));
+        }
+        assert_eq!(one.selected, expected, "budget {budget}");
+        assert_eq!(
+            one.selected.len() as u64,
+            budget.min(
+                one.candidates
+                    .iter()
+                    .zip(&labeled)
+                    .filter(|&(_, &n)| n > 0)
+                    .map(|(&c, _)| c)
+                    .sum()
+            )
+        );
+        let filtered = all.iter().filter(|r| !filters.admit(r)).count() as u64;
+        assert_eq!(one.filtered_out, filtered);
+    }
+}
+
+#[test]
+fn record_files_round_trip_and_name_themselves_when_broken() {
+    let mut rng = Rng::fresh("record_files_round_trip");
+    let dir = tempfile::tempdir().unwrap();
+    let all = records(&mut rng, 9_001, 3);
+    let path = dir.path().join("shard.bin");
+    write_records(&path, &all).unwrap();
+    let mut back = Vec::new();
+    for_each_record(&path, |r| {
+        back.push(*r);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(back, all);
+
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
+    let err = for_each_record(&path, |_| Ok(())).unwrap_err().to_string();
+    assert!(
+        err.contains("shard.bin") && err.contains("truncated"),
+        "{err}"
+    );
+    std::fs::write(&path, b"not records at all").unwrap();
+    let err = for_each_record(&path, |_| Ok(())).unwrap_err().to_string();
+    assert!(err.contains("shard.bin") && err.contains("magic"), "{err}");
+
+    // A record of a cluster the prototypes do not have: refused, naming the file.
+    let stray = [PatchRecord {
+        cluster: 9,
+        ..all[0]
+    }];
+    write_records(&path, &stray).unwrap();
+    let err = select(&[path.clone()], &[1, 1, 1], 1, &Filters::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("shard.bin") && err.contains("cluster 9"),
+        "{err}"
+    );
+}
