@@ -382,3 +382,42 @@ pub fn format_table(rows: &[Timing]) -> String {
     }
     out
 }
+
+/// Writes `records` made-up patch records (uniform entropies, similarities and foreground
+/// shares over `clusters` clusters, seeded) into `shards` record files in `dir`, streaming:
+/// the input of `s5 bench select`, which needs pools larger than memory.
+pub fn write_synthetic_records(
+    dir: &std::path::Path,
+    records: u64,
+    shards: u64,
+    clusters: u32,
+    seed: u64,
+) -> Result<Vec<std::path::PathBuf>> {
+    use rand::{Rng, SeedableRng};
+
+    use crate::curate::record::{PatchRecord, RecordWriter};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let per_shard = records.div_ceil(shards.max(1)).max(1);
+    let mut paths = Vec::new();
+    let mut start = 0;
+    while start < records {
+        let end = (start + per_shard).min(records);
+        let path = dir.join(format!("shard-{:05}.bin", paths.len()));
+        let mut writer = RecordWriter::create(&path)?;
+        for patch in start..end {
+            writer.push(&PatchRecord {
+                patch,
+                entropy: rng.random_range(0.0..2.0),
+                confidence: rng.random_range(0.3..1.0),
+                foreground: rng.random_range(0.0..1.0),
+                similarity: rng.random_range(-1.0..1.0),
+                margin: rng.random_range(0.0..0.5),
+                cluster: rng.random_range(0..clusters.max(1)),
+            })?;
+        }
+        writer.finish()?;
+        paths.push(path);
+        start = end;
+    }
+    Ok(paths)
+}

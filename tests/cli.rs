@@ -333,3 +333,27 @@ fn predict_refuses_inputs_that_would_write_the_same_output() {
         s5::eval::predict::distinct_outputs(vec![png.clone(), png.clone()], dir.path()).unwrap();
     assert_eq!(kept, [png]);
 }
+
+/// `s5 bench select` measures each pool size in its own process and reports what it
+/// selected (the numbers themselves are the README's, not asserted here).
+#[test]
+fn bench_select_reports_each_pool_size() {
+    let out = s5()
+        .args(["bench", "select", "--records", "500", "--records", "20000"])
+        .args(["--budget", "300", "--clusters", "4", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let runs = runs.as_array().expect("one row per pool size");
+    assert_eq!(runs.len(), 2);
+    for (run, records) in runs.iter().zip([500, 20_000]) {
+        assert_eq!(run["records"], records);
+        assert_eq!(run["selected"], 300);
+        assert!(run["peak_rss_bytes"].as_u64().unwrap() > 0);
+    }
+}

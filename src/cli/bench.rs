@@ -22,6 +22,31 @@ pub enum BenchCommand {
     /// A training step (forward + backward) on one GPU against the same step split over
     /// several (data parallel), in one run.
     Step(StepArgs),
+    /// Curation's selection: peak memory and time at growing pool sizes (made-up records, no
+    /// model), each size in its own process.
+    Select(SelectArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SelectArgs {
+    /// Pool sizes (records); repeat the flag for several.
+    #[arg(long = "records", default_values_t = [1_000u64, 100_000, 10_000_000])]
+    records: Vec<u64>,
+    /// Patches to select from each pool.
+    #[arg(long, default_value_t = 10_000)]
+    budget: u64,
+    /// Prototypes (clusters).
+    #[arg(long, default_value_t = 16)]
+    clusters: u32,
+    /// Shard files per pool.
+    #[arg(long, default_value_t = 8)]
+    shards: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Internal: select from the record files in this folder once and print JSON.
+    #[arg(long, hide = true)]
+    measure: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,6 +109,7 @@ pub fn run(backend: Option<GpuBackend>, cmd: BenchCommand) -> Result<()> {
         BenchCommand::Kernels(args) => kernels(backend, args),
         BenchCommand::Data(args) => data(args),
         BenchCommand::Step(args) => step(backend, args),
+        BenchCommand::Select(args) => select(args),
     }
 }
 
@@ -223,4 +249,83 @@ impl From<KernelGroupArg> for KernelGroup {
             KernelGroupArg::MoeFfn => KernelGroup::MoeFfn,
         }
     }
+}
+
+/// One pool size's selection: its records, time and the peak memory of its own process.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SelectRun {
+    records: u64,
+    budget: u64,
+    selected: u64,
+    seconds: f64,
+    peak_rss_bytes: u64,
+}
+
+fn select(args: SelectArgs) -> Result<()> {
+    use anyhow::Context;
+    let labeled: Vec<u64> = (1..=u64::from(args.clusters)).collect();
+    if let Some(dir) = &args.measure {
+        let mut shards: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("{}: cannot list the record files", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "bin"))
+            .collect();
+        shards.sort();
+        let started = std::time::Instant::now();
+        let selection = s5::curate::select::select(
+            &shards,
+            &labeled,
+            args.budget,
+            &s5::curate::select::Filters::default(),
+        )?;
+        let run = SelectRun {
+            records: selection.candidates.iter().sum::<u64>() + selection.filtered_out,
+            budget: args.budget,
+            selected: selection.selected.len() as u64,
+            seconds: started.elapsed().as_secs_f64(),
+            peak_rss_bytes: s5::memory::peak_rss_bytes().unwrap_or(0),
+        };
+        println!("{}", serde_json::to_string(&run)?);
+        return Ok(());
+    }
+    let me = std::env::current_exe().context("locating the s5 binary")?;
+    let mut runs = Vec::new();
+    for &records in &args.records {
+        let dir = tempfile::tempdir().context("a temporary folder for the records")?;
+        s5::bench::write_synthetic_records(dir.path(), records, args.shards, args.clusters, 7)?;
+        let out = std::process::Command::new(&me)
+            .args(["bench", "select", "--measure"])
+            .arg(dir.path())
+            .args(["--budget", &args.budget.to_string()])
+            .args(["--clusters", &args.clusters.to_string()])
+            .output()
+            .context("running the measurement")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "the selection of {records} records failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        runs.push(serde_json::from_slice::<SelectRun>(&out.stdout)?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(());
+    }
+    let base = runs.first().map_or(1, |r| r.peak_rss_bytes.max(1)) as f64;
+    println!(
+        "{:>12} {:>8} {:>9} {:>9} {:>14} {:>10}",
+        "records", "budget", "selected", "seconds", "peak RSS MiB", "RSS ratio"
+    );
+    for r in &runs {
+        println!(
+            "{:>12} {:>8} {:>9} {:>9.2} {:>14.1} {:>9.2}x",
+            r.records,
+            r.budget,
+            r.selected,
+            r.seconds,
+            r.peak_rss_bytes as f64 / f64::from(1u32 << 20),
+            r.peak_rss_bytes as f64 / base
+        );
+    }
+    Ok(())
 }

@@ -39,25 +39,59 @@ const RECORD_BYTES: usize = std::mem::size_of::<PatchRecord>();
 /// Records read or written per block.
 const BLOCK: usize = 4096;
 
+/// Writes records one by one into a file that appears whole when finished.
+pub struct RecordWriter {
+    file: AtomicFile,
+    out: BufWriter<std::fs::File>,
+}
+
+impl RecordWriter {
+    /// Starts the file (its header) at a temporary name beside `path`.
+    pub fn create(path: &Path) -> Result<Self> {
+        let mut file = AtomicFile::create(path, ".bin")?;
+        let handle = file.file().try_clone().map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut writer = Self {
+            file,
+            out: BufWriter::new(handle),
+        };
+        writer.write(MAGIC)?;
+        writer.write(&VERSION.to_le_bytes())?;
+        writer.write(&(RECORD_BYTES as u32).to_le_bytes())?;
+        Ok(writer)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out.write_all(bytes).map_err(|source| Error::Io {
+            path: self.file.path().to_path_buf(),
+            source,
+        })
+    }
+
+    pub fn push(&mut self, record: &PatchRecord) -> Result<()> {
+        self.write(bytemuck::bytes_of(record))
+    }
+
+    /// Flushes and renames the file into place.
+    pub fn finish(mut self) -> Result<()> {
+        self.out.flush().map_err(|source| Error::Io {
+            path: self.file.path().to_path_buf(),
+            source,
+        })?;
+        drop(self.out);
+        Ok(self.file.commit()?)
+    }
+}
+
 /// Writes `records` to `path` atomically: a reader sees the whole file or none.
 pub fn write_records(path: &Path, records: &[PatchRecord]) -> Result<()> {
-    let mut file = AtomicFile::create(path, ".bin")?;
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    {
-        let mut out = BufWriter::new(file.file());
-        out.write_all(MAGIC).map_err(io)?;
-        out.write_all(&VERSION.to_le_bytes()).map_err(io)?;
-        out.write_all(&(RECORD_BYTES as u32).to_le_bytes())
-            .map_err(io)?;
-        for block in records.chunks(BLOCK) {
-            out.write_all(bytemuck::cast_slice(block)).map_err(io)?;
-        }
-        out.flush().map_err(io)?;
+    let mut writer = RecordWriter::create(path)?;
+    for record in records {
+        writer.push(record)?;
     }
-    Ok(file.commit()?)
+    writer.finish()
 }
 
 /// Calls `each` on every record of `path`, in file order, holding one block in memory.
