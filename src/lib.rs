@@ -23,6 +23,7 @@
 //! - [`train`]: one training loop and the recipes of its steps (supervised, FixMatch / S4P
 //!   on unlabeled images), its config, loss, optimizer groups, schedule, validation and
 //!   checkpoint folders.
+//! - [`apportion`]: whole units shared in proportion to weights (largest remainder).
 //! - [`bench`]: timings of each op against its reference.
 //! - [`error`]: the library's error type.
 //! - [`fsutil`]: atomic file writes (from `s5-run`).
@@ -40,6 +41,7 @@
 //!   (float atomics make its last bit vary from run to run).
 //! - Never enable burn's `vulkan` or `metal` features: they make those GPUs reject WGSL.
 
+pub mod apportion;
 pub mod bench;
 pub mod curate;
 pub mod data;

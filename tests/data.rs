@@ -339,6 +339,7 @@ fn same_seed_same_bytes() {
         pool_ood_per_kind: 1,
         pool_width_px: 80,
         seed: 5,
+        pool_images: None,
     };
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     s5::data::synth::generate(a.path(), &cfg, &|| {}).unwrap();
@@ -568,6 +569,7 @@ fn labeled_and_unlabeled_streams_from_synthetic_data() {
         pool_ood_per_kind: 1,
         pool_width_px: 96,
         seed: 2,
+        pool_images: None,
     };
     let out = s5::data::synth::generate(dir.path(), &cfg, &|| {}).unwrap();
     let urban = Arc::new(DatasetSpec::load(&out.urban_spec).unwrap());
@@ -636,4 +638,33 @@ fn the_default_augment_config_file_is_the_paper_default() {
             ..default
         }
     );
+}
+
+/// `s5 synth --pool-images N` makes a pool of exactly N images in the default mix of kinds
+/// (24 in-domain to 3 of each out-of-distribution kind), rounded by largest remainder; the
+/// default pool is unchanged.
+#[test]
+fn pool_images_scale_the_pool_in_its_default_mix() {
+    use s5::data::synth::{PoolKind, SynthConfig};
+    let default = SynthConfig::default();
+    assert_eq!(
+        default.pool_counts(),
+        [
+            (PoolKind::InDomain, 24),
+            (PoolKind::Cloud, 3),
+            (PoolKind::Haze, 3),
+            (PoolKind::Sea, 3),
+            (PoolKind::SensorNoise, 3),
+            (PoolKind::OtherDomain, 3),
+        ]
+    );
+    let big = SynthConfig {
+        pool_images: Some(2000),
+        ..SynthConfig::default()
+    };
+    let counts: Vec<usize> = big.pool_counts().iter().map(|(_, n)| *n).collect();
+    // 2000 · 24/39 = 1230.8, 2000 · 3/39 = 153.8 each: floors 1230 + 5 · 153 = 1995, and the
+    // five units left go to the largest remainders (0.846 of each small kind beats 0.769).
+    assert_eq!(counts, [1230, 154, 154, 154, 154, 154]);
+    assert_eq!(big.pool_total(), 2000);
 }

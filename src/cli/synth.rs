@@ -28,6 +28,10 @@ pub struct SynthArgs {
     /// Out-of-distribution pool images per kind (cloud, haze, sea, noise, other domain).
     #[arg(long, default_value_t = SynthConfig::default().pool_ood_per_kind)]
     pool_ood: usize,
+    /// A pool of exactly this many images, in the proportion of --pool to --pool-ood of
+    /// each kind (the kind of each image is recorded in pool/truth.ron).
+    #[arg(long)]
+    pool_images: Option<usize>,
 }
 
 pub fn run(args: SynthArgs) -> Result<()> {
@@ -38,11 +42,10 @@ pub fn run(args: SynthArgs) -> Result<()> {
         val_per_domain: args.val,
         pool_in_domain: args.pool,
         pool_ood_per_kind: args.pool_ood,
+        pool_images: args.pool_images,
         ..SynthConfig::default()
     };
-    let total = 2 * (cfg.train_per_domain + cfg.val_per_domain)
-        + cfg.pool_in_domain
-        + 5 * cfg.pool_ood_per_kind;
+    let total = 2 * (cfg.train_per_domain + cfg.val_per_domain) + cfg.pool_total();
     let bar = ProgressBar::new(total as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} scenes ({eta})")
             .context("progress template")?,

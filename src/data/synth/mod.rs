@@ -54,6 +54,10 @@ pub struct SynthConfig {
     pub pool_ood_per_kind: usize,
     /// Pool images are this wide (× `tile_px` high), so tiling has something to cut.
     pub pool_width_px: u32,
+    /// A pool of exactly this many images instead, its kinds in the proportion of
+    /// `pool_in_domain` to `pool_ood_per_kind` of each out-of-distribution kind (rounded by
+    /// largest remainder), for measuring curation at scale.
+    pub pool_images: Option<usize>,
 }
 
 impl Default for SynthConfig {
@@ -66,7 +70,35 @@ impl Default for SynthConfig {
             pool_in_domain: 24,
             pool_ood_per_kind: 3,
             pool_width_px: 384,
+            pool_images: None,
         }
+    }
+}
+
+impl SynthConfig {
+    /// How many pool images of each kind: in-domain first, then [`PoolKind::OOD`] in order.
+    pub fn pool_counts(&self) -> Vec<(PoolKind, usize)> {
+        let kinds = std::iter::once(PoolKind::InDomain).chain(PoolKind::OOD);
+        let per_kind = std::iter::once(self.pool_in_domain).chain(std::iter::repeat_n(
+            self.pool_ood_per_kind,
+            PoolKind::OOD.len(),
+        ));
+        let counts: Vec<usize> = match self.pool_images {
+            None => per_kind.collect(),
+            Some(total) => {
+                let weights: Vec<u64> = per_kind.map(|n| n as u64).collect();
+                crate::apportion::apportion(total as u64, &weights)
+                    .into_iter()
+                    .map(|n| n as usize)
+                    .collect()
+            }
+        };
+        kinds.zip(counts).collect()
+    }
+
+    /// Images in the pool.
+    pub fn pool_total(&self) -> usize {
+        self.pool_counts().iter().map(|(_, n)| n).sum()
     }
 }
 
@@ -289,9 +321,9 @@ pub fn generate(
     }
     let mut truth = Vec::new();
     let mut list = String::new();
-    let mut pool_kinds: Vec<PoolKind> = vec![PoolKind::InDomain; cfg.pool_in_domain];
-    for kind in PoolKind::OOD {
-        pool_kinds.extend(std::iter::repeat_n(kind, cfg.pool_ood_per_kind));
+    let mut pool_kinds: Vec<PoolKind> = Vec::new();
+    for (kind, n) in cfg.pool_counts() {
+        pool_kinds.extend(std::iter::repeat_n(kind, n));
     }
     // Shuffle the pool so its file order says nothing about the kinds.
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x9001);
