@@ -224,3 +224,80 @@ fn record_files_round_trip_and_name_themselves_when_broken() {
         "{err}"
     );
 }
+
+/// `n` unit vectors of `dim` values around `centres` directions (noise `spread`), with the
+/// index of each one's centre.
+fn clustered(
+    rng: &mut Rng,
+    n: usize,
+    dim: usize,
+    centres: usize,
+    spread: f32,
+) -> (Vec<f32>, Vec<usize>) {
+    let directions: Vec<Vec<f32>> = (0..centres)
+        .map(|c| {
+            (0..dim)
+                .map(|d| if d % centres == c { 1.0 } else { 0.0 })
+                .collect()
+        })
+        .collect();
+    let mut points = Vec::with_capacity(n * dim);
+    let mut truth = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = i % centres;
+        truth.push(c);
+        points.extend(
+            directions[c]
+                .iter()
+                .map(|v| v + spread * (rng.uniform() - 0.5)),
+        );
+    }
+    s5::curate::kmeans::normalize_rows(&mut points, dim);
+    (points, truth)
+}
+
+#[test]
+fn spherical_kmeans_finds_the_clusters_and_repeats_itself() {
+    use s5::curate::kmeans::{KMeansConfig, spherical_kmeans};
+    let mut rng = Rng::fresh("spherical_kmeans");
+    let device = crate::common::device();
+    let (points, truth) = clustered(&mut rng, 301, 9, 3, 0.4);
+    let config = KMeansConfig {
+        clusters: 3,
+        restarts: 3,
+        seed: 11,
+        ..KMeansConfig::default()
+    };
+    let a = spherical_kmeans(&points, 9, &config, &device).unwrap();
+    // The partition is the truth's, up to the clusters' names.
+    let mut name = [None; 3];
+    for (&assigned, &t) in a.assignments.iter().zip(&truth) {
+        let slot = name[t].get_or_insert(assigned);
+        assert_eq!(*slot, assigned, "points of one true cluster split");
+    }
+    assert_eq!(a.counts.iter().sum::<u64>(), 301);
+    assert!(a.mean_similarity > 0.9, "{}", a.mean_similarity);
+    for centroid in &a.centroids {
+        let norm: f32 = centroid.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    }
+    // Seeded: the same prototypes again.
+    assert_eq!(spherical_kmeans(&points, 9, &config, &device).unwrap(), a);
+    // More clusters than true groups: one splits, none stays empty.
+    let four = spherical_kmeans(
+        &points,
+        9,
+        &KMeansConfig {
+            clusters: 4,
+            ..config
+        },
+        &device,
+    )
+    .unwrap();
+    assert!(four.counts.iter().all(|&c| c > 0), "{:?}", four.counts);
+    // More clusters than points: a clear error.
+    let err = spherical_kmeans(&points[..18], 9, &config, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("3 clusters for 2 points"), "{err}");
+}

@@ -2,10 +2,12 @@
 //! pixel entropy a seed model gives them, and keep the most reliable ones under per-cluster
 //! quotas that follow the labeled set's clusters, so the selection stays diverse.
 //!
+//! - [`kmeans`]: spherical K-Means, the prototypes of the labeled set;
 //! - [`quota`]: Eq. 3's quotas, their rounding and the redistribution of shortfalls;
 //! - [`record`]: one scored patch per fixed-size record, in per-shard files;
 //! - [`select`]: the selection in two streaming passes, memory bounded by the budget.
 
+pub mod kmeans;
 pub mod quota;
 pub mod record;
 pub mod select;
