@@ -677,6 +677,60 @@ fn resume_checks_what_it_resumes() {
     assert_eq!(latest, 5);
 }
 
+/// `s5 curate prototypes` embeds a trained model's labeled images and clusters them into a
+/// curation run: every image counted once, unit-length prototypes, the model's hash as its
+/// checkpoint recorded it; a bad level and a training run as `--out` are clear errors.
+#[test]
+fn curate_prototypes_of_a_trained_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), 2, 1e-3);
+    let run = dir.path().join("run");
+    ok(&train_cmd(&["--quiet"], Some(&config), &run), "s5 train");
+    let curation = dir.path().join("curation");
+    let prototypes = |extra: &[&str], out: &Path| {
+        s5().args(["curate", "prototypes", "--model"])
+            .arg(&run)
+            .arg("--out")
+            .arg(out)
+            .args(["--clusters", "2", "--restarts", "2"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    ok(&prototypes(&[], &curation), "s5 curate prototypes");
+    let file = curation.join("curation/prototypes.json");
+    let p = s5::run::curation::Prototypes::load(&file).unwrap();
+    assert_eq!(
+        p.labeled_per_cluster.iter().sum::<u64>(),
+        4,
+        "the 4 training tiles"
+    );
+    assert_eq!(p.centroids.len(), 2);
+    for c in &p.centroids {
+        let norm: f32 = c.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    }
+    let sums: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(p.model.checkpoint.join("checksums.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        sums["files"]["model.bpk"]["sha256"],
+        p.model.sha256.as_str()
+    );
+    let manifest = s5::run::Manifest::load(&s5::run::RunDir::new(&curation)).unwrap();
+    assert_eq!(manifest.kind, "curate");
+
+    let out = prototypes(&["--level", "7"], &curation);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("level 7"), "{stderr}");
+    let out = prototypes(&[], &run);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a curation run"), "{stderr}");
+}
+
 /// A config of a format-1 run spells the FixMatch recipe `semi: Some((...))`: it still loads
 /// (so such runs resume), as the FixMatch recipe.
 #[test]

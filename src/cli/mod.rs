@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use s5::device::GpuBackend;
 
 mod bench;
+mod curate;
 mod data;
 mod eval;
 mod gpu_args;
@@ -54,6 +55,9 @@ enum Command {
     /// Inspect models.
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// Curate unlabeled data the paper's way (in progress: prototypes).
+    #[command(subcommand)]
+    Curate(curate::CurateCommand),
 }
 
 /// Exit code for "no usable GPU adapter".
@@ -67,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::Synth(args) => synth::run(args),
         Command::Data(cmd) => data::run(cmd),
         Command::Model(cmd) => model::run(cli.backend, cmd),
+        Command::Curate(cmd) => curate::run(cli.backend, cmd),
         Command::Train(args) => train::run(cli.backend, args),
         Command::Pretrain(args) => train::run_pretrain(cli.backend, args),
         Command::Eval(args) => eval::run(cli.backend, args),

@@ -2,12 +2,16 @@
 //! pixel entropy a seed model gives them, and keep the most reliable ones under per-cluster
 //! quotas that follow the labeled set's clusters, so the selection stays diverse.
 //!
-//! - [`kmeans`]: spherical K-Means, the prototypes of the labeled set;
+//! - [`embed`]: backbone features pooled into one unit vector per image;
+//! - [`kmeans`]: spherical K-Means;
+//! - [`prototypes`]: the labeled set embedded and clustered (`s5 curate prototypes`);
 //! - [`quota`]: Eq. 3's quotas, their rounding and the redistribution of shortfalls;
 //! - [`record`]: one scored patch per fixed-size record, in per-shard files;
 //! - [`select`]: the selection in two streaming passes, memory bounded by the budget.
 
+pub mod embed;
 pub mod kmeans;
+pub mod prototypes;
 pub mod quota;
 pub mod record;
 pub mod select;

@@ -55,11 +55,29 @@ impl Segmentor {
     /// # Shapes
     /// images `[B, 3, H, W]` → `[B, K_dataset, H, W]`.
     pub fn forward(&self, images: Tensor<4>, dataset: usize) -> Tensor<4> {
+        self.forward_with_features(images, dataset).0
+    }
+
+    /// [`Segmentor::forward`] that also returns the backbone's four feature maps (what
+    /// curation embeds), from the same pass.
+    ///
+    /// # Shapes
+    /// images `[B, 3, H, W]` → logits `[B, K_dataset, H, W]` and four maps
+    /// `[B, D, H/16, W/16]` (the feature blocks, in order).
+    pub fn forward_with_features(
+        &self,
+        images: Tensor<4>,
+        dataset: usize,
+    ) -> (Tensor<4>, [Tensor<4>; 4]) {
         let [b, _, h, w] = images.dims();
         let device = images.device();
         let ids = Tensor::<1, Int>::full([b], dataset as i64, &device);
-        let features = self.neck.forward(self.backbone.forward(images, ids));
-        resize(self.decoders[dataset].forward(features), [h, w])
+        let maps = self.backbone.forward(images, ids);
+        let features = self.neck.forward(maps.clone());
+        (
+            resize(self.decoders[dataset].forward(features), [h, w]),
+            maps,
+        )
     }
 
     /// A batch mixing datasets: the backbone runs once (each token routed to its sample's
