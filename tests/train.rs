@@ -677,11 +677,13 @@ fn resume_checks_what_it_resumes() {
     assert_eq!(latest, 5);
 }
 
-/// `s5 curate prototypes` embeds a trained model's labeled images and clusters them into a
-/// curation run: every image counted once, unit-length prototypes, the model's hash as its
-/// checkpoint recorded it; a bad level and a training run as `--out` are clear errors.
+/// Curation end to end on a trained model: `s5 curate prototypes` embeds the labeled images
+/// and clusters them (every image counted once, unit-length prototypes, the model's hash as
+/// its checkpoint recorded it); plan, two shards (one from Slurm's variables), status and
+/// select on the pool, an unreadable image skipped and counted; `s5 pretrain` trains on the
+/// selection; a bad level and a training run as `--out` are clear errors.
 #[test]
-fn curate_prototypes_of_a_trained_model() {
+fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config(dir.path(), 2, 1e-3);
     let run = dir.path().join("run");
@@ -720,6 +722,75 @@ fn curate_prototypes_of_a_trained_model() {
     );
     let manifest = s5::run::Manifest::load(&s5::run::RunDir::new(&curation)).unwrap();
     assert_eq!(manifest.kind, "curate");
+
+    // The rest of the pipeline on the pool: plan, two shards (one through a Slurm array's
+    // variables), status, select; an image broken after planning is skipped and counted.
+    let curate = |args: &[&str], envs: &[(&str, &str)]| {
+        let mut cmd = s5();
+        cmd.arg("curate").args(args).arg("--out").arg(&curation);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let pool = synth().join("pool/pool.ron");
+    let out = curate(
+        &["plan", "--spec", pool.to_str().unwrap(), "--patch-px", "64"],
+        &[],
+    );
+    ok(&out, "s5 curate plan");
+    let plan = s5::run::curation::Plan::load(&s5::run::RunDir::new(&curation)).unwrap();
+    let broken = dir.path().join("broken.png");
+    std::fs::copy(&plan.images[0].path, &broken).unwrap();
+    std::fs::write(&plan.images[0].path, b"no longer an image").unwrap();
+    let model = run.to_str().unwrap();
+    let out = curate(&["score", "--model", model, "--shard", "0/2"], &[]);
+    std::fs::copy(&broken, &plan.images[0].path).unwrap();
+    ok(&out, "s5 curate score 0/2");
+    let out = curate(&["status"], &[]);
+    ok(&out, "s5 curate status");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 of 2 shards"));
+    let slurm = [
+        ("SLURM_ARRAY_TASK_ID", "2"),
+        ("SLURM_ARRAY_TASK_MIN", "1"),
+        ("SLURM_ARRAY_TASK_COUNT", "2"),
+    ];
+    ok(
+        &curate(&["score", "--model", model], &slurm),
+        "s5 curate score (Slurm)",
+    );
+    let summary = s5::run::curation::ShardSummary::load(&s5::run::RunDir::new(&curation), 0, 2)
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.unreadable.len(), 1, "the broken image is listed");
+    assert!(summary.records < summary.end_patch - summary.first_patch);
+    let out = curate(&["select", "--budget", "4", "--foreground-min", "0.0"], &[]);
+    ok(&out, "s5 curate select");
+    let table = curation.join("curation/selected.tsv");
+    let rows = std::fs::read_to_string(&table).unwrap().lines().count();
+    assert_eq!(rows, 1 + 4, "a header and the budget");
+
+    // s5 pretrain trains two steps on the selection.
+    let pretrain_dir = dir.path().join("pretrain");
+    std::fs::create_dir(&pretrain_dir).unwrap();
+    let config = pretrain_config(&pretrain_dir, 2);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "split: \"unlabeled-95pct\"),",
+        &format!(
+            "split: \"unlabeled-95pct\", patches: Some(\"{}\")),",
+            table.display()
+        ),
+    );
+    assert!(text.contains("patches: Some"), "{text}");
+    std::fs::write(&config, text).unwrap();
+    let out = s5()
+        .args(["pretrain", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(dir.path().join("s4p"))
+        .output()
+        .unwrap();
+    ok(&out, "s5 pretrain on the selection");
 
     let out = prototypes(&["--level", "7"], &curation);
     assert!(!out.status.success());

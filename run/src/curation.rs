@@ -79,12 +79,107 @@ impl Prototypes {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| RunError::reading(path, e, "curation prototypes"))?;
-        serde_json::from_str(&text).map_err(|e| RunError::Format {
-            path: path.to_path_buf(),
-            what: "prototype file",
-            reason: e.to_string(),
-        })
+        load_json(path, "prototype file")
     }
+}
+
+/// An image left out of a curation stage, and why (an unreadable file never ends a stage).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedFile {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// One image of the pool, with its size (read once, from its header).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanImage {
+    pub path: PathBuf,
+    pub width_px: u32,
+    pub height_px: u32,
+}
+
+/// `curation/plan.json`: the pool fixed once, so every shard and every restart numbers its
+/// patches the same way: image by image in this order, each cut into `patch_px` patches
+/// every `stride_px` (the last row and column aligned to the image's end).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The spec and split of the pool.
+    pub spec: PathBuf,
+    pub split: String,
+    pub patch_px: u32,
+    pub stride_px: u32,
+    pub images: Vec<PlanImage>,
+    /// Images whose header could not be read.
+    pub skipped: Vec<SkippedFile>,
+    /// Patches in all.
+    pub patches: u64,
+}
+
+impl Plan {
+    pub fn path(run: &RunDir) -> PathBuf {
+        run.curation().join("plan.json")
+    }
+
+    pub fn save(&self, run: &RunDir) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("a plan serialises");
+        write_atomic(&Self::path(run), text.as_bytes())
+    }
+
+    pub fn load(run: &RunDir) -> Result<Self> {
+        load_json(&Self::path(run), "curation plan")
+    }
+}
+
+/// `curation/shards/shard-<i>-of-<n>.json`: a finished shard (its records are the `.bin`
+/// beside it). A shard whose summary matches the plan and model is not scored again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardSummary {
+    /// Shard `index` of `count` (0-based), covering plan patches `first_patch..end_patch`.
+    pub index: u32,
+    pub count: u32,
+    pub first_patch: u64,
+    pub end_patch: u64,
+    /// Records written (patches of unreadable images are left out).
+    pub records: u64,
+    /// The seed model's weights (SHA-256): shards of different models are never mixed.
+    pub model_sha256: String,
+    /// Patches of the plan in all (a changed plan invalidates the shard).
+    pub plan_patches: u64,
+    pub unreadable: Vec<SkippedFile>,
+    pub seconds: f64,
+}
+
+impl ShardSummary {
+    /// The summary and record files of shard `index` of `count`.
+    pub fn paths(run: &RunDir, index: u32, count: u32) -> (PathBuf, PathBuf) {
+        let dir = run.curation().join("shards");
+        let stem = format!("shard-{index:05}-of-{count:05}");
+        (
+            dir.join(format!("{stem}.json")),
+            dir.join(format!("{stem}.bin")),
+        )
+    }
+
+    pub fn save(&self, run: &RunDir) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("a summary serialises");
+        write_atomic(&Self::paths(run, self.index, self.count).0, text.as_bytes())
+    }
+
+    /// The finished shard `index` of `count`, if its summary is there.
+    pub fn load(run: &RunDir, index: u32, count: u32) -> Result<Option<Self>> {
+        let path = Self::paths(run, index, count).0;
+        if !path.exists() {
+            return Ok(None);
+        }
+        load_json(&path, "shard summary").map(Some)
+    }
+}
+
+fn load_json<T: for<'de> Deserialize<'de>>(path: &Path, what: &'static str) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| RunError::reading(path, e, what))?;
+    serde_json::from_str(&text).map_err(|e| RunError::Format {
+        path: path.to_path_buf(),
+        what,
+        reason: e.to_string(),
+    })
 }

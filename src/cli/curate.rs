@@ -5,18 +5,97 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use s5::curate::kmeans::KMeansConfig;
+use s5::curate::plan::{make_plan, shard_from, shard_range, tiled};
 use s5::curate::prototypes::build_prototypes;
+use s5::curate::record::write_records;
+use s5::curate::score::{ScoreSetup, score_range};
+use s5::curate::select::Filters;
 use s5::data::DatasetSpec;
 use s5::device::{self, GpuBackend};
 use s5::run::checkpoint::{MODEL_FILE, file_sum};
-use s5::run::curation::{Embedding, ModelRef, Pooling, Prototypes};
+use s5::run::curation::{Embedding, ModelRef, Plan, Pooling, Prototypes, ShardSummary};
 use s5::run::{Manifest, RunDir, RunKind, RunLock};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CurateCommand {
+    /// Fix the pool: every image of an unlabeled split and its patch grid, numbered once.
+    Plan(PlanArgs),
     /// Embed the labeled images with the seed model and cluster them: the prototypes and
     /// `N_m^l` of the quotas (paper Eq. 3).
     Prototypes(PrototypeArgs),
+    /// Score one shard of the plan's patches (entropy, confidence, foreground, nearest
+    /// prototype); a finished shard is not scored again.
+    Score(ScoreArgs),
+    /// Progress of the scoring over all shards.
+    Status(StatusArgs),
+    /// Select the budget: each cluster's quota filled with its lowest-entropy patches.
+    Select(SelectArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The spec of the unlabeled images.
+    #[arg(long)]
+    spec: PathBuf,
+    /// Its split to curate.
+    #[arg(long, default_value = "unlabeled")]
+    split: String,
+    /// Patch side.
+    #[arg(long, default_value_t = 256)]
+    patch_px: u32,
+    /// Patch stride (default: the patch side, no overlap).
+    #[arg(long)]
+    stride_px: Option<u32>,
+    /// The curation run directory (created).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScoreArgs {
+    /// The seed model (the one the prototypes were made with).
+    #[arg(long)]
+    model: PathBuf,
+    /// The curation run directory (with its plan and prototypes).
+    #[arg(long)]
+    out: PathBuf,
+    /// Which shard: INDEX/COUNT, 0-based. Without it: a Slurm array task, a Kubernetes
+    /// Indexed Job (with --shards), or the whole plan.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Shards in all, for a Kubernetes Indexed Job (its completions).
+    #[arg(long)]
+    shards: Option<u32>,
+    /// Patches per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The curation run directory.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SelectArgs {
+    /// The curation run directory (plan, prototypes, scored shards).
+    #[arg(long)]
+    out: PathBuf,
+    /// B_u: patches to select.
+    #[arg(long)]
+    budget: u64,
+    /// Keep only patches whose predicted foreground share is at least this (0–1): keeps out
+    /// patches the model calls all background (sea, cloud), whose entropy is near zero.
+    #[arg(long)]
+    foreground_min: Option<f32>,
+    /// Keep only patches with at most this mean entropy.
+    #[arg(long)]
+    entropy_max: Option<f32>,
+    /// Keep only patches at least this similar to their prototype.
+    #[arg(long)]
+    similarity_min: Option<f32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,7 +137,11 @@ enum PoolingArg {
 
 pub fn run(backend: Option<GpuBackend>, command: CurateCommand) -> Result<()> {
     match command {
+        CurateCommand::Plan(args) => plan(args),
         CurateCommand::Prototypes(args) => prototypes(backend, args),
+        CurateCommand::Score(args) => score(backend, args),
+        CurateCommand::Status(args) => status(args),
+        CurateCommand::Select(args) => select(args),
     }
 }
 
@@ -153,5 +236,228 @@ fn prototypes(backend: Option<GpuBackend>, args: PrototypeArgs) -> Result<()> {
         "labeled images per cluster (N_m^l): {:?}",
         prototypes.labeled_per_cluster
     );
+    Ok(())
+}
+
+fn plan(args: PlanArgs) -> Result<()> {
+    let (run, _lock) = open_curation_run(&args.out)?;
+    let stride = args.stride_px.unwrap_or(args.patch_px);
+    let plan = make_plan(&args.spec, &args.split, args.patch_px, stride)?;
+    plan.save(&run)?;
+    println!(
+        "{} patches of {} px (stride {stride}) from {} images in {}",
+        plan.patches,
+        plan.patch_px,
+        plan.images.len(),
+        Plan::path(&run).display()
+    );
+    for skipped in &plan.skipped {
+        eprintln!("skipped {}: {}", skipped.path.display(), skipped.reason);
+    }
+    Ok(())
+}
+
+fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
+    let (index, count) = shard_from(args.shard.as_deref(), args.shards)?;
+    let (run, _lock) = open_curation_run(&args.out)?;
+    let plan = Plan::load(&run)?;
+    let prototypes = Prototypes::load(&Prototypes::path(&run))?;
+    let gpu = device::gpu(backend)?;
+    let (model, card, checkpoint) = s5::train::load_model(&args.model, &gpu.device)?;
+    let sha = file_sum(&checkpoint.join(MODEL_FILE))?.sha256;
+    if sha != prototypes.model.sha256 {
+        bail!(
+            "{} (weights {sha}) is not the model the prototypes were made with ({}, weights {}): \
+             score with that model, or make the prototypes again",
+            checkpoint.display(),
+            prototypes.model.checkpoint.display(),
+            prototypes.model.sha256
+        );
+    }
+    let range = shard_range(plan.patches, index, count);
+    if let Some(done) = ShardSummary::load(&run, index, count)?
+        && done.model_sha256 == sha
+        && done.plan_patches == plan.patches
+        && (done.first_patch, done.end_patch) == (range.start, range.end)
+    {
+        println!(
+            "shard {index}/{count} was scored already ({} records)",
+            done.records
+        );
+        return Ok(());
+    }
+    let dataset = card
+        .datasets
+        .iter()
+        .position(|d| d.name == prototypes.dataset)
+        .with_context(|| format!("the model has no dataset `{}`", prototypes.dataset))?;
+    let spec = DatasetSpec::load(&plan.spec)?;
+    let source = tiled(&plan);
+    let setup = ScoreSetup {
+        dataset,
+        background: card.datasets[dataset].background.map(usize::from),
+        batch: args.batch,
+    };
+    eprintln!(
+        "scoring shard {index}/{count}: patches {}..{} of {} on {}",
+        range.start, range.end, plan.patches, gpu.adapter.name
+    );
+    let bar = ProgressBar::new(range.end - range.start).with_style(ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} patches ({per_sec}, eta {eta})",
+    )?);
+    let started = std::time::Instant::now();
+    let (records, unreadable) = score_range(
+        &model,
+        &spec,
+        &source,
+        range.clone(),
+        &prototypes,
+        setup,
+        &gpu.device,
+        &|n| bar.set_position(n),
+    )?;
+    bar.finish_and_clear();
+    let (_, records_path) = ShardSummary::paths(&run, index, count);
+    write_records(&records_path, &records)?;
+    for file in &unreadable {
+        eprintln!("skipped {}: {}", file.path.display(), file.reason);
+    }
+    let summary = ShardSummary {
+        index,
+        count,
+        first_patch: range.start,
+        end_patch: range.end,
+        records: records.len() as u64,
+        model_sha256: sha,
+        plan_patches: plan.patches,
+        unreadable,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    summary.save(&run)?;
+    println!(
+        "shard {index}/{count}: {} records in {:.1} s ({} unreadable images skipped)",
+        summary.records,
+        summary.seconds,
+        summary.unreadable.len()
+    );
+    Ok(())
+}
+
+/// The finished shards of the run's newest sharding (all of one count), checked to come
+/// from one model.
+fn finished_shards(run: &RunDir) -> Result<(u32, Vec<ShardSummary>)> {
+    let dir = run.curation().join("shards");
+    let mut summaries: Vec<ShardSummary> = Vec::new();
+    if dir.is_dir() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&path)?;
+                summaries.push(
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("{}: not a shard summary", path.display()))?,
+                );
+            }
+        }
+    }
+    summaries.sort_by_key(|s| (s.count, s.index));
+    let count = summaries.iter().map(|s| s.count).max().unwrap_or(0);
+    summaries.retain(|s| s.count == count);
+    if let Some(first) = summaries.first()
+        && let Some(other) = summaries
+            .iter()
+            .find(|s| s.model_sha256 != first.model_sha256)
+    {
+        bail!(
+            "shards were scored by different models: shard {}/{} by weights {}, shard {}/{} by \
+             weights {}; score them all with one model",
+            first.index,
+            first.count,
+            first.model_sha256,
+            other.index,
+            other.count,
+            other.model_sha256
+        );
+    }
+    Ok((count, summaries))
+}
+
+fn status(args: StatusArgs) -> Result<()> {
+    let run = RunDir::new(&args.out);
+    let plan = Plan::load(&run)?;
+    let (count, done) = finished_shards(&run)?;
+    let scored: u64 = done.iter().map(|s| s.end_patch - s.first_patch).sum();
+    let unreadable: usize = done.iter().map(|s| s.unreadable.len()).sum();
+    println!(
+        "{} of {} patches scored ({:.1} %): {} of {} shards finished, {} unreadable images",
+        scored,
+        plan.patches,
+        100.0 * scored as f64 / plan.patches.max(1) as f64,
+        done.len(),
+        count,
+        unreadable
+    );
+    Ok(())
+}
+
+fn select(args: SelectArgs) -> Result<()> {
+    let (run, _lock) = open_curation_run(&args.out)?;
+    let plan = Plan::load(&run)?;
+    let prototypes = Prototypes::load(&Prototypes::path(&run))?;
+    let (count, done) = finished_shards(&run)?;
+    if done.len() as u32 != count || count == 0 {
+        bail!(
+            "{} of {count} shards are scored: score the others first (`s5 curate status --out {}`)",
+            done.len(),
+            args.out.display()
+        );
+    }
+    if let Some(first) = done.first()
+        && first.model_sha256 != prototypes.model.sha256
+    {
+        bail!(
+            "the shards were scored by weights {} but the prototypes come from weights {}",
+            first.model_sha256,
+            prototypes.model.sha256
+        );
+    }
+    let shards: Vec<PathBuf> = done
+        .iter()
+        .map(|s| ShardSummary::paths(&run, s.index, s.count).1)
+        .collect();
+    let filters = Filters {
+        foreground_min: args.foreground_min,
+        entropy_max: args.entropy_max,
+        similarity_min: args.similarity_min,
+        ..Filters::default()
+    };
+    let selection = s5::curate::select::select(
+        &shards,
+        &prototypes.labeled_per_cluster,
+        args.budget,
+        &filters,
+    )?;
+    let source = tiled(&plan);
+    let table = s5::curate::selected::write_selected(&run, &source, &selection)?;
+    println!(
+        "selected {} of {} candidate patches ({} filtered out) into {}",
+        selection.selected.len(),
+        selection.candidates.iter().sum::<u64>(),
+        selection.filtered_out,
+        table.display()
+    );
+    println!(
+        "{:>8} {:>8} {:>10} {:>8} {:>8}",
+        "cluster", "N_l", "candidates", "nominal", "final"
+    );
+    for m in 0..selection.candidates.len() {
+        println!(
+            "{m:>8} {:>8} {:>10} {:>8} {:>8}",
+            prototypes.labeled_per_cluster[m],
+            selection.candidates[m],
+            selection.quotas.nominal[m],
+            selection.quotas.final_[m]
+        );
+    }
     Ok(())
 }

@@ -5,13 +5,19 @@
 //! - [`embed`]: backbone features pooled into one unit vector per image;
 //! - [`kmeans`]: spherical K-Means;
 //! - [`prototypes`]: the labeled set embedded and clustered (`s5 curate prototypes`);
+//! - [`plan`]: the pool fixed once, and the patches of each shard;
+//! - [`score`]: entropy, confidence, foreground share and nearest prototype of each patch;
 //! - [`quota`]: Eq. 3's quotas, their rounding and the redistribution of shortfalls;
 //! - [`record`]: one scored patch per fixed-size record, in per-shard files;
-//! - [`select`]: the selection in two streaming passes, memory bounded by the budget.
+//! - [`select`]: the selection in two streaming passes, memory bounded by the budget;
+//! - [`selected`]: the selection as a table that `s5 pretrain` reads.
 
 pub mod embed;
 pub mod kmeans;
+pub mod plan;
 pub mod prototypes;
 pub mod quota;
 pub mod record;
+pub mod score;
 pub mod select;
+pub mod selected;

@@ -210,6 +210,9 @@ pub struct UnlabeledEntry {
     pub split: String,
     /// Large images are cut into patches of this side (0: whole images).
     pub patch_px: u32,
+    /// A patch list written by `s5 curate select` (`curation/selected.tsv`): when given,
+    /// its patches are the unlabeled set, instead of `split` cut by `patch_px`.
+    pub patches: Option<PathBuf>,
 }
 
 impl Default for UnlabeledEntry {
@@ -219,6 +222,7 @@ impl Default for UnlabeledEntry {
             root: None,
             split: "unlabeled".into(),
             patch_px: 0,
+            patches: None,
         }
     }
 }
@@ -480,6 +484,9 @@ impl TrainConfig {
             semi.unlabeled.spec = absolute(&semi.unlabeled.spec)?;
             if let Some(root) = &semi.unlabeled.root {
                 semi.unlabeled.root = Some(absolute(root)?);
+            }
+            if let Some(patches) = &semi.unlabeled.patches {
+                semi.unlabeled.patches = Some(absolute(patches)?);
             }
         }
         if let Some(init) = &self.model.init {

@@ -145,19 +145,25 @@ impl FixMatch {
         if let Some(root) = &entry.root {
             spec.root = Some(root.clone());
         }
-        let images = spec.samples(&entry.split)?;
-        if images.is_empty() {
-            return Err(Error::Spec {
-                path: entry.spec.clone(),
-                reason: format!("split `{}` has no images", entry.split),
-            });
-        }
-        let patch = if entry.patch_px == 0 {
-            u32::MAX
-        } else {
-            entry.patch_px
+        let source = match &entry.patches {
+            Some(list) => crate::curate::selected::read_selected(list)?,
+            None => {
+                let images = spec.samples(&entry.split)?;
+                if images.is_empty() {
+                    return Err(Error::Spec {
+                        path: entry.spec.clone(),
+                        reason: format!("split `{}` has no images", entry.split),
+                    });
+                }
+                let patch = if entry.patch_px == 0 {
+                    u32::MAX
+                } else {
+                    entry.patch_px
+                };
+                TiledSource::new(images, patch, patch, config.skip_bad)?
+            }
         };
-        let source = Arc::new(TiledSource::new(images, patch, patch, config.skip_bad)?);
+        let source = Arc::new(source);
         let spec = Arc::new(spec);
         let len = source.patches.len();
         let stream = |seed: u64| {

@@ -1,0 +1,204 @@
+//! Scoring unlabeled patches with the seed model (paper §3, Eq. 1): one forward per batch
+//! gives the logits and the backbone maps; `pixel_stats` gives each patch's mean pixel
+//! entropy over the non-background classes, and each pixel's class and confidence (hence
+//! the mean confidence and the foreground share); the embedding gives the nearest
+//! prototype, its cosine similarity and the margin to the second.
+
+use std::ops::Range;
+
+use burn::tensor::{Bool, Device, Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::embed::embed;
+use super::record::PatchRecord;
+use crate::data::DatasetSpec;
+use crate::data::augment::normalize;
+use crate::data::source::TiledSource;
+use crate::error::Result;
+use crate::eval::infer::STRIDE_PX;
+use crate::kernels::pixel_stats;
+use crate::model::Segmentor;
+use crate::run::curation::{Prototypes, SkippedFile};
+
+/// What a scoring pass needs besides the model and the patches.
+#[derive(Debug, Clone, Copy)]
+pub struct ScoreSetup {
+    /// The decoder (dataset) whose classes score the patches.
+    pub dataset: usize,
+    /// Its background class, left out of the entropy and not counted as foreground.
+    pub background: Option<usize>,
+    /// Patches per forward pass.
+    pub batch: usize,
+}
+
+/// Scores the patches `range` of `source` (an unreadable image is skipped and listed, never
+/// fatal). `done(n)` is called after every batch with the patches handled so far.
+#[allow(clippy::too_many_arguments)]
+pub fn score_range(
+    model: &Segmentor,
+    spec: &DatasetSpec,
+    source: &TiledSource,
+    range: Range<u64>,
+    prototypes: &Prototypes,
+    setup: ScoreSetup,
+    device: &Device,
+    done: &dyn Fn(u64),
+) -> Result<(Vec<PatchRecord>, Vec<SkippedFile>)> {
+    let m = prototypes.centroids.len();
+    let dim = prototypes.centroids.first().map_or(0, Vec::len);
+    let centroids = Tensor::<2>::from_data(
+        TensorData::new(
+            prototypes
+                .centroids
+                .iter()
+                .flatten()
+                .copied()
+                .collect::<Vec<f32>>(),
+            [m, dim],
+        ),
+        device,
+    );
+    let side = source
+        .patches
+        .iter()
+        .map(|p| p.width_px.max(p.height_px) as usize)
+        .max()
+        .unwrap_or(STRIDE_PX)
+        .div_ceil(STRIDE_PX)
+        * STRIDE_PX;
+    let mut records = Vec::with_capacity((range.end - range.start) as usize);
+    let mut skipped: Vec<SkippedFile> = Vec::new();
+    let indices: Vec<u64> = range.clone().collect();
+    for chunk in indices.chunks(setup.batch.max(1)) {
+        // Read the batch's patches in parallel; an unreadable image is noted once.
+        let loaded: Vec<(u64, Result<image::RgbImage>)> = chunk
+            .par_iter()
+            .map(|&i| (i, source.load(spec, i as usize).map(|(image, _)| image)))
+            .collect();
+        let mut batch = Vec::new();
+        for (i, image) in loaded {
+            match image {
+                Ok(image) => batch.push((i, image)),
+                Err(e) => {
+                    let path = &source.images[source.patches[i as usize].image].image;
+                    if !skipped.iter().any(|s| &s.path == path) {
+                        skipped.push(SkippedFile {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        if !batch.is_empty() {
+            records.extend(score_batch(
+                model, &batch, side, &centroids, prototypes, setup, device,
+            ));
+        }
+        done(chunk.last().map_or(0, |&l| l + 1 - range.start));
+    }
+    Ok((records, skipped))
+}
+
+/// Records of one batch of loaded patches, each padded to `side` (padding is not valid).
+fn score_batch(
+    model: &Segmentor,
+    batch: &[(u64, image::RgbImage)],
+    side: usize,
+    centroids: &Tensor<2>,
+    prototypes: &Prototypes,
+    setup: ScoreSetup,
+    device: &Device,
+) -> Vec<PatchRecord> {
+    let b = batch.len();
+    let plane = side * side;
+    let mut pixels = vec![0f32; b * 3 * plane];
+    let mut valid = vec![false; b * plane];
+    for (k, (_, image)) in batch.iter().enumerate() {
+        let (w, h) = (image.width() as usize, image.height() as usize);
+        let normalized = normalize(image);
+        for c in 0..3 {
+            for y in 0..h {
+                let from = c * w * h + y * w;
+                let to = (k * 3 + c) * plane + y * side;
+                pixels[to..to + w].copy_from_slice(&normalized[from..from + w]);
+            }
+        }
+        for y in 0..h {
+            valid[k * plane + y * side..k * plane + y * side + w].fill(true);
+        }
+    }
+    let images = Tensor::<4>::from_data(TensorData::new(pixels, [b, 3, side, side]), device);
+    let mask =
+        Tensor::<3, Bool>::from_data(TensorData::new(valid.clone(), [b, side, side]), device);
+    let (logits, maps) = model.forward_with_features(images, setup.dataset);
+    let stats = pixel_stats(logits, Some(mask), setup.background);
+    let floats = |t: Tensor<1>| -> Vec<f32> {
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32")
+    };
+    let entropy = floats(stats.entropy);
+    let confidence = floats(stats.confidence.reshape([b * plane]));
+    let labels: Vec<i32> = stats
+        .labels
+        .reshape([b * plane])
+        .into_data()
+        .convert::<i32>()
+        .try_into_vec::<i32>()
+        .expect("i32 labels");
+    let similarity = floats(
+        embed(&maps, prototypes.embedding)
+            .matmul(centroids.clone().transpose())
+            .reshape([b * centroids.dims()[0]]),
+    );
+    let m = centroids.dims()[0];
+    batch
+        .iter()
+        .enumerate()
+        .map(|(k, (patch, _))| {
+            let range = k * plane..(k + 1) * plane;
+            let (mut n, mut conf, mut fg) = (0usize, 0f64, 0usize);
+            for ((&v, &c), &l) in valid[range.clone()]
+                .iter()
+                .zip(&confidence[range.clone()])
+                .zip(&labels[range])
+            {
+                if v {
+                    n += 1;
+                    conf += f64::from(c);
+                    fg += usize::from(setup.background != Some(l as usize));
+                }
+            }
+            let sims = &similarity[k * m..(k + 1) * m];
+            // Nearest prototype (ties to the lower index) and the runner-up's similarity.
+            let (best, first) =
+                sims.iter()
+                    .enumerate()
+                    .fold((0, f32::NEG_INFINITY), |(bi, bs), (i, &s)| {
+                        if s > bs { (i, s) } else { (bi, bs) }
+                    });
+            let second = sims
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != best)
+                .map(|(_, &s)| s)
+                .fold(f32::NEG_INFINITY, f32::max);
+            let n = n.max(1) as f64;
+            PatchRecord {
+                patch: *patch,
+                entropy: entropy[k],
+                confidence: (conf / n) as f32,
+                foreground: (fg as f64 / n) as f32,
+                similarity: first,
+                margin: if second.is_finite() {
+                    first - second
+                } else {
+                    first + 1.0
+                },
+                cluster: best as u32,
+            }
+        })
+        .collect()
+}
