@@ -301,3 +301,16 @@ fn spherical_kmeans_finds_the_clusters_and_repeats_itself() {
         .to_string();
     assert!(err.contains("3 clusters for 2 points"), "{err}");
 }
+
+#[test]
+fn auroc_counts_pairs_and_half_ties() {
+    use s5::curate::evaluate::auroc_lower_is_positive as auroc;
+    // Every positive below every negative: 1; above: 0.
+    assert_eq!(auroc(&[0.1, 0.2], &[0.5, 0.9]), 1.0);
+    assert_eq!(auroc(&[0.5, 0.9], &[0.1, 0.2]), 0.0);
+    // Pairs (p, n): (0.1, 0.3) yes, (0.1, 0.2) yes, (0.4, 0.3) no, (0.4, 0.2) no → 2 / 4.
+    assert_eq!(auroc(&[0.1, 0.4], &[0.3, 0.2]), 0.5);
+    // One tie of three pairs counts half: (0.2, 0.2) half, (0.2, 0.5) yes, (0.2, 0.1) no.
+    assert!((auroc(&[0.2], &[0.2, 0.5, 0.1]) - 0.5).abs() < 1e-12);
+    assert_eq!(auroc(&[0.3], &[0.3]), 0.5);
+}

@@ -30,6 +30,23 @@ pub enum CurateCommand {
     Status(StatusArgs),
     /// Select the budget: each cluster's quota filled with its lowest-entropy patches.
     Select(SelectArgs),
+    /// Measure the scores and the selection against a pool's known truth (`s5 synth`'s
+    /// pool/truth.ron): per kind, patches pooled and selected, mean entropy, AUROC.
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvaluateArgs {
+    /// The curation run directory (scored, and selected if a selection is to be measured).
+    #[arg(long)]
+    out: PathBuf,
+    /// The pool's truth: a RON list of `(image: "<path relative to this file's folder>",
+    /// kind: <Kind>)`, as `s5 synth` writes it.
+    #[arg(long)]
+    truth: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -142,6 +159,7 @@ pub fn run(backend: Option<GpuBackend>, command: CurateCommand) -> Result<()> {
         CurateCommand::Score(args) => score(backend, args),
         CurateCommand::Status(args) => status(args),
         CurateCommand::Select(args) => select(args),
+        CurateCommand::Evaluate(args) => evaluate(args),
     }
 }
 
@@ -459,5 +477,69 @@ fn select(args: SelectArgs) -> Result<()> {
             selection.quotas.final_[m]
         );
     }
+    Ok(())
+}
+
+fn evaluate(args: EvaluateArgs) -> Result<()> {
+    let run = RunDir::new(&args.out);
+    let plan = Plan::load(&run)?;
+    let (count, done) = finished_shards(&run)?;
+    if done.len() as u32 != count || count == 0 {
+        bail!(
+            "{} of {count} shards are scored: score them all first",
+            done.len()
+        );
+    }
+    let text = std::fs::read_to_string(&args.truth)
+        .with_context(|| format!("{}: cannot read the truth", args.truth.display()))?;
+    let truth: Vec<s5::data::synth::PoolTruth> = ron::from_str(&text)
+        .with_context(|| format!("{}: not a list of (image, kind)", args.truth.display()))?;
+    let base = args.truth.parent().unwrap_or(std::path::Path::new("."));
+    let mut kind_of = std::collections::HashMap::new();
+    for t in truth {
+        kind_of.insert(
+            std::path::absolute(base.join(&t.image))?,
+            format!("{:?}", t.kind),
+        );
+    }
+    let mut selected = std::collections::HashSet::new();
+    let table = run.curation().join("selected.tsv");
+    if table.exists() {
+        let source = s5::curate::selected::read_selected(&table)?;
+        for p in &source.patches {
+            selected.insert((source.images[p.image].image.clone(), p.x_px, p.y_px));
+        }
+    }
+    let shards: Vec<PathBuf> = done
+        .iter()
+        .map(|s| ShardSummary::paths(&run, s.index, s.count).1)
+        .collect();
+    let report =
+        s5::curate::evaluate::evaluate(&tiled(&plan), &shards, &kind_of, "InDomain", &selected)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{:<12} {:>8} {:>9} {:>13} {:>11} {:>15}",
+        "kind", "pool", "selected", "mean entropy", "foreground", "AUROC vs in"
+    );
+    for k in &report.kinds {
+        println!(
+            "{:<12} {:>8} {:>9} {:>13.3} {:>11.2} {:>15}",
+            k.kind,
+            k.pool_patches,
+            k.selected_patches,
+            k.mean_entropy,
+            k.mean_foreground,
+            k.auroc_vs_in_domain
+                .map_or("-".to_string(), |a| format!("{a:.3}"))
+        );
+    }
+    println!(
+        "out-of-distribution share: pool (= a random selection's, on average) {:.1} %, selection {:.1} %",
+        100.0 * report.pool_ood_share,
+        100.0 * report.selected_ood_share
+    );
     Ok(())
 }

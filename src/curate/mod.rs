@@ -3,6 +3,7 @@
 //! quotas that follow the labeled set's clusters, so the selection stays diverse.
 //!
 //! - [`embed`]: backbone features pooled into one unit vector per image;
+//! - [`evaluate`]: a curation against a pool's known truth (kinds, AUROC);
 //! - [`kmeans`]: spherical K-Means;
 //! - [`prototypes`]: the labeled set embedded and clustered (`s5 curate prototypes`);
 //! - [`plan`]: the pool fixed once, and the patches of each shard;
@@ -13,6 +14,7 @@
 //! - [`selected`]: the selection as a table that `s5 pretrain` reads.
 
 pub mod embed;
+pub mod evaluate;
 pub mod kmeans;
 pub mod plan;
 pub mod prototypes;
