@@ -770,6 +770,55 @@ fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
     let rows = std::fs::read_to_string(&table).unwrap().lines().count();
     assert_eq!(rows, 1 + 4, "a header and the budget");
 
+    // The same pool scored in 1 shard, and in 3 shards side by side, one of them crashed
+    // midway and restarted: the same selection, byte for byte.
+    let fresh = |name: &str| {
+        let other = dir.path().join(name);
+        std::fs::create_dir_all(other.join("curation")).unwrap();
+        for file in [
+            "manifest.json",
+            "curation/plan.json",
+            "curation/prototypes.json",
+        ] {
+            std::fs::copy(curation.join(file), other.join(file)).unwrap();
+        }
+        other
+    };
+    let score = |out: &Path, shard: &str, extra: &[&str]| {
+        s5().args([
+            "curate", "score", "--model", model, "--shard", shard, "--batch", "4",
+        ])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .spawn()
+        .unwrap()
+    };
+    let select = |out: &Path| {
+        let done = s5()
+            .args(["curate", "select", "--budget", "5", "--out"])
+            .arg(out)
+            .output()
+            .unwrap();
+        ok(&done, "s5 curate select");
+        std::fs::read(out.join("curation/selected.tsv")).unwrap()
+    };
+    let one = fresh("one-shard");
+    assert!(score(&one, "0/1", &[]).wait().unwrap().success());
+    let three = fresh("three-shards");
+    let crashed = score(&three, "1/3", &["--abort-after-patches", "4"])
+        .wait()
+        .unwrap();
+    assert!(!crashed.success(), "meant to crash");
+    let side_by_side: Vec<_> = ["0/3", "1/3", "2/3"]
+        .iter()
+        .map(|shard| score(&three, shard, &[]))
+        .collect();
+    for mut child in side_by_side {
+        assert!(child.wait().unwrap().success());
+    }
+    assert_eq!(select(&one), select(&three));
+
     // s5 pretrain trains two steps on the selection.
     let pretrain_dir = dir.path().join("pretrain");
     std::fs::create_dir(&pretrain_dir).unwrap();

@@ -65,9 +65,15 @@ impl RunLock {
     /// Takes `run`'s lock (creating the run folder if needed). Returns the lock and, when a
     /// stale lock was taken over, its former holder.
     pub fn acquire(run: &RunDir) -> Result<(Self, Option<LockHolder>)> {
-        let root = run.root();
+        Self::acquire_at(&run.lock())
+    }
+
+    /// Takes the lock file at `path` (its folder created if needed): for a part of a run that
+    /// processes write side by side, such as one curation shard each.
+    pub fn acquire_at(path: &Path) -> Result<(Self, Option<LockHolder>)> {
+        let root = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(root).map_err(RunError::io(root))?;
-        let path = run.lock();
+        let path = path.to_path_buf();
         let me = LockHolder::me();
         let mut taken_over = None;
         // Two rounds: the second after removing a stale lock.

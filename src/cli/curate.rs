@@ -83,9 +83,13 @@ pub struct ScoreArgs {
     /// Shards in all, for a Kubernetes Indexed Job (its completions).
     #[arg(long)]
     shards: Option<u32>,
-    /// Patches per forward pass.
+    /// Patches per forward pass (shards of one plan must use the same, so that every patch
+    /// is scored in the same batch whatever the sharding).
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Crash (abort, no cleanup) once this many patches are scored: for testing restarts.
+    #[arg(long, hide = true)]
+    abort_after_patches: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -277,7 +281,22 @@ fn plan(args: PlanArgs) -> Result<()> {
 
 fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
     let (index, count) = shard_from(args.shard.as_deref(), args.shards)?;
-    let (run, _lock) = open_curation_run(&args.out)?;
+    // Shards run side by side (one process each, on one machine or many): each holds the
+    // lock of its own files, not the run's.
+    let run = RunDir::new(&args.out);
+    if Manifest::load(&run)?.kind != RunKind::Curate {
+        bail!(
+            "{}: not a curation run (start it with `s5 curate plan`)",
+            args.out.display()
+        );
+    }
+    let (summary_path, _) = ShardSummary::paths(&run, index, count);
+    let (_lock, taken_over) = RunLock::acquire_at(&summary_path.with_extension("lock"))?;
+    if let Some(holder) = taken_over {
+        eprintln!(
+            "warning: took over the lock of shard {index}/{count} from {holder}, which no longer runs"
+        );
+    }
     let plan = Plan::load(&run)?;
     let prototypes = Prototypes::load(&Prototypes::path(&run))?;
     let gpu = device::gpu(backend)?;
@@ -292,7 +311,7 @@ fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
             prototypes.model.sha256
         );
     }
-    let range = shard_range(plan.patches, index, count);
+    let range = shard_range(plan.patches, index, count, args.batch as u64);
     if let Some(done) = ShardSummary::load(&run, index, count)?
         && done.model_sha256 == sha
         && done.plan_patches == plan.patches
@@ -332,7 +351,12 @@ fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
         &prototypes,
         setup,
         &gpu.device,
-        &|n| bar.set_position(n),
+        &|n| {
+            bar.set_position(n);
+            if args.abort_after_patches.is_some_and(|limit| n >= limit) {
+                std::process::abort(); // a crash, as a killed node would
+            }
+        },
     )?;
     bar.finish_and_clear();
     let (_, records_path) = ShardSummary::paths(&run, index, count);

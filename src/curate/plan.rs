@@ -94,13 +94,18 @@ pub fn tiled(plan: &Plan) -> TiledSource {
     }
 }
 
-/// The patches of shard `index` of `count`: contiguous, the first `patches % count` shards
-/// one longer.
-pub fn shard_range(patches: u64, index: u32, count: u32) -> Range<u64> {
+/// The patches of shard `index` of `count`: contiguous runs of whole blocks of `block`
+/// patches (the scoring batch), the first shards one block longer. Batches then start at the
+/// same patches however the plan is sharded, so every patch is scored in the same company
+/// and gets the same bits.
+pub fn shard_range(patches: u64, index: u32, count: u32, block: u64) -> Range<u64> {
+    let block = block.max(1);
+    let blocks = patches.div_ceil(block);
     let (count, index) = (u64::from(count.max(1)), u64::from(index));
-    let (base, extra) = (patches / count, patches % count);
-    let start = index * base + index.min(extra);
-    start..start + base + u64::from(index < extra)
+    let (base, extra) = (blocks / count, blocks % count);
+    let first = index * base + index.min(extra);
+    let end = first + base + u64::from(index < extra);
+    (first * block).min(patches)..(end * block).min(patches)
 }
 
 /// Which shard this process scores: `--shard i/n` if given, else a Slurm array task

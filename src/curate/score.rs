@@ -69,7 +69,14 @@ pub fn score_range(
     let mut records = Vec::with_capacity((range.end - range.start) as usize);
     let mut skipped: Vec<SkippedFile> = Vec::new();
     let indices: Vec<u64> = range.clone().collect();
-    for chunk in indices.chunks(setup.batch.max(1)) {
+    // Batches start at multiples of the batch size (as shards do, see `plan::shard_range`).
+    let batch = setup.batch.max(1);
+    let lead = ((batch as u64 - range.start % batch as u64) % batch as u64) as usize;
+    let (head, tail) = indices.split_at(lead.min(indices.len()));
+    for chunk in std::iter::once(head)
+        .filter(|h| !h.is_empty())
+        .chain(tail.chunks(batch))
+    {
         // Read the batch's patches in parallel; an unreadable image is noted once.
         let loaded: Vec<(u64, Result<image::RgbImage>)> = chunk
             .par_iter()
