@@ -421,3 +421,90 @@ pub fn write_synthetic_records(
     }
     Ok(paths)
 }
+
+/// Curation's scoring of one batch of patches (forward with backbone maps, `pixel_stats`,
+/// embedding, nearest prototype, records read back) against the same model's forward alone
+/// on the same batch, timed interleaved: the cost of everything scoring adds.
+pub fn bench_score(
+    device: &Device,
+    model: &SegmentorConfig,
+    shapes: StepShapes,
+    prototypes: usize,
+    config: BenchConfig,
+) -> Result<Vec<Timing>> {
+    use crate::curate::score::{ScoreSetup, score_batch};
+    use crate::run::curation::{Embedding, ModelRef, Prototypes};
+    let group = "curate score";
+    let segmentor = Segmentor::new(model, device);
+    let (b, s) = (shapes.batch, shapes.crop_px);
+    let patches: Vec<(u64, image::RgbImage)> = (0..b)
+        .map(|i| {
+            let (image, _) = crate::data::synth::urban_tile(s as u32, s as u32, i as u64);
+            (i as u64, image)
+        })
+        .collect();
+    let dim = model.backbone.dim;
+    let centroids: Vec<Vec<f32>> = (0..prototypes)
+        .map(|m| {
+            let mut c: Vec<f32> = (0..dim)
+                .map(|d| ((m * 31 + d * 7) % 13) as f32 - 6.0)
+                .collect();
+            crate::curate::kmeans::normalize_rows(&mut c, dim);
+            c
+        })
+        .collect();
+    let flat: Vec<f32> = centroids.iter().flatten().copied().collect();
+    let on_device = Tensor::<2>::from_data(TensorData::new(flat, [prototypes, dim]), device);
+    let prototypes = Prototypes {
+        model: ModelRef {
+            checkpoint: "bench".into(),
+            sha256: String::new(),
+        },
+        dataset: "bench".into(),
+        split: "bench".into(),
+        embedding: Embedding::default(),
+        centroids,
+        labeled_per_cluster: vec![1; prototypes],
+        mean_similarity: 0.0,
+        seed: 0,
+        restarts: 1,
+    };
+    let setup = ScoreSetup {
+        dataset: 0,
+        background: Some(0),
+        batch: b,
+    };
+    let images: Vec<f32> = patches
+        .iter()
+        .flat_map(|(_, image)| crate::data::augment::normalize(image))
+        .collect();
+    let forward = || {
+        let x = Tensor::<4>::from_data(TensorData::new(images.clone(), [b, 3, s, s]), device);
+        segmentor.forward(x, 0)
+    };
+    let score = || {
+        score_batch(
+            &segmentor,
+            &patches,
+            s,
+            &on_device,
+            &prototypes,
+            setup,
+            device,
+        )
+    };
+    let shape = format!("batch {b} × {s}² px");
+    let alone = "forward alone (logits)";
+    let times = time_interleaved(device, config, &mut [op(forward), op(score)])?;
+    let mut rows = Vec::new();
+    push(&mut rows, group, alone, &shape, None, times[0]);
+    push(
+        &mut rows,
+        group,
+        "scoring: forward, stats, prototypes",
+        &shape,
+        Some(alone),
+        times[1],
+    );
+    Ok(with_ratios(rows))
+}

@@ -105,6 +105,17 @@ fn bench_step_times_one_gpu_against_data_parallel() {
     assert!(ratio.is_finite() && ratio > 0.0, "{ratio}");
 }
 
+/// `s5 bench score` times curation's scoring against the forward alone, in one run.
+#[test]
+fn bench_score_times_scoring_against_the_forward() {
+    let doc = bench_json(&["score"]);
+    let rows = doc["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["baseline"], "forward alone (logits)");
+    let ratio = rows[1]["ratio"].as_f64().expect("a ratio against the forward");
+    assert!(ratio.is_finite() && ratio > 0.0, "{ratio}");
+}
+
 #[test]
 fn synth_output_passes_data_check_and_a_broken_dataset_fails_it() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -22,6 +22,8 @@ pub enum BenchCommand {
     /// A training step (forward + backward) on one GPU against the same step split over
     /// several (data parallel), in one run.
     Step(StepArgs),
+    /// Curation's scoring of a batch against the same model's forward alone, in one run.
+    Score(StepArgs),
     /// Curation's selection: peak memory and time at growing pool sizes (made-up records, no
     /// model), each size in its own process.
     Select(SelectArgs),
@@ -110,43 +112,13 @@ pub fn run(backend: Option<GpuBackend>, cmd: BenchCommand) -> Result<()> {
         BenchCommand::Data(args) => data(args),
         BenchCommand::Step(args) => step(backend, args),
         BenchCommand::Select(args) => select(args),
+        BenchCommand::Score(args) => score(backend, args),
     }
 }
 
 fn step(backend: Option<GpuBackend>, args: StepArgs) -> Result<()> {
     let gpus = device::training_gpus(backend, args.gpus.choice())?;
-    let (model, shapes) = match &args.config {
-        Some(path) => {
-            let config = TrainConfig::load(path)?;
-            let classes = config
-                .datasets
-                .iter()
-                .map(|d| d.load_spec().map(|s| s.num_classes()))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            let classes = if classes.is_empty() { vec![6] } else { classes };
-            let shapes = StepShapes {
-                batch: config.batch,
-                crop_px: config.augment.crop_px as usize,
-            };
-            (config.model.segmentor(classes)?, shapes)
-        }
-        None => {
-            let mut backbone = VitConfig::vit_tiny();
-            let (dim, depth, heads, batch, crop_px, decoder) = if args.tiny {
-                (32, 1, 2, 2, 32, 8)
-            } else {
-                (96, 4, 3, 8, 128, 32)
-            };
-            backbone.dim = dim;
-            backbone.depth = depth;
-            backbone.heads = heads;
-            backbone.pos_grid_px = crop_px;
-            backbone.feature_blocks = [0, 1, 2, 3].map(|i: usize| i.min(depth - 1));
-            let mut model = SegmentorConfig::new(backbone, vec![6]);
-            model.decoder_channels = decoder;
-            (model, StepShapes { batch, crop_px })
-        }
-    };
+    let (model, shapes) = model_and_shapes(&args)?;
     let config = BenchConfig {
         warmup: args.warmup,
         reps: args.reps,
@@ -326,6 +298,66 @@ fn select(args: SelectArgs) -> Result<()> {
             r.peak_rss_bytes as f64 / f64::from(1u32 << 20),
             r.peak_rss_bytes as f64 / base
         );
+    }
+    Ok(())
+}
+
+/// The model and batch of `s5 bench step` / `score`: a training config's, or the model of
+/// assets/configs/train-synth.ron with batch 8 of 128 px (`--tiny`: a smoke-test size).
+fn model_and_shapes(args: &StepArgs) -> Result<(SegmentorConfig, StepShapes)> {
+    Ok(match &args.config {
+        Some(path) => {
+            let config = TrainConfig::load(path)?;
+            let classes = config
+                .datasets
+                .iter()
+                .map(|d| d.load_spec().map(|s| s.num_classes()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let classes = if classes.is_empty() { vec![6] } else { classes };
+            let shapes = StepShapes {
+                batch: config.batch,
+                crop_px: config.augment.crop_px as usize,
+            };
+            (config.model.segmentor(classes)?, shapes)
+        }
+        None => {
+            let mut backbone = VitConfig::vit_tiny();
+            let (dim, depth, heads, batch, crop_px, decoder) = if args.tiny {
+                (32, 1, 2, 2, 32, 8)
+            } else {
+                (96, 4, 3, 8, 128, 32)
+            };
+            backbone.dim = dim;
+            backbone.depth = depth;
+            backbone.heads = heads;
+            backbone.pos_grid_px = crop_px;
+            backbone.feature_blocks = [0, 1, 2, 3].map(|i: usize| i.min(depth - 1));
+            let mut model = SegmentorConfig::new(backbone, vec![6]);
+            model.decoder_channels = decoder;
+            (model, StepShapes { batch, crop_px })
+        }
+    })
+}
+
+fn score(backend: Option<GpuBackend>, args: StepArgs) -> Result<()> {
+    let gpu = device::gpu(backend)?;
+    let (model, shapes) = model_and_shapes(&args)?;
+    let config = BenchConfig {
+        warmup: args.warmup,
+        reps: args.reps,
+    };
+    if !args.json {
+        eprintln!(
+            "benchmarking curation scoring on {}; {} warm-up + {} timed runs each",
+            gpu.adapter.name, config.warmup, config.reps
+        );
+    }
+    let rows = s5::bench::bench_score(&gpu.device, &model, shapes, 16, config)?;
+    if args.json {
+        let doc = serde_json::json!({ "adapters": [&gpu.adapter], "rows": rows });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", format_table(&rows));
     }
     Ok(())
 }

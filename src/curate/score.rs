@@ -107,8 +107,9 @@ pub fn score_range(
     Ok((records, skipped))
 }
 
-/// Records of one batch of loaded patches, each padded to `side` (padding is not valid).
-fn score_batch(
+/// Records of one batch of loaded patches, each padded to `side` (padding is not valid);
+/// `centroids` are the prototypes' `[M, D]` on the device.
+pub fn score_batch(
     model: &Segmentor,
     batch: &[(u64, image::RgbImage)],
     side: usize,
