@@ -112,7 +112,9 @@ fn bench_score_times_scoring_against_the_forward() {
     let rows = doc["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1]["baseline"], "forward alone (logits)");
-    let ratio = rows[1]["ratio"].as_f64().expect("a ratio against the forward");
+    let ratio = rows[1]["ratio"]
+        .as_f64()
+        .expect("a ratio against the forward");
     assert!(ratio.is_finite() && ratio > 0.0, "{ratio}");
 }
 

@@ -818,6 +818,22 @@ fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
         assert!(child.wait().unwrap().success());
     }
     assert_eq!(select(&one), select(&three));
+    // A shard scored by another model: select refuses, naming both models' hashes.
+    let summary = three.join("curation/shards/shard-00001-of-00003.json");
+    let text = std::fs::read_to_string(&summary).unwrap();
+    let sha = p.model.sha256.as_str();
+    std::fs::write(&summary, text.replace(sha, &"f".repeat(64))).unwrap();
+    let out = s5()
+        .args(["curate", "select", "--budget", "5", "--out"])
+        .arg(&three)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "mixed models selected");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(sha) && stderr.contains(&"f".repeat(64)),
+        "{stderr}"
+    );
 
     // s5 pretrain trains two steps on the selection.
     let pretrain_dir = dir.path().join("pretrain");
