@@ -145,6 +145,8 @@ pub struct ShardSummary {
     pub model_sha256: String,
     /// Patches of the plan in all (a changed plan invalidates the shard).
     pub plan_patches: u64,
+    /// SHA-256 of the `prototypes.json` its clusters refer to (new prototypes invalidate it).
+    pub prototypes_sha256: String,
     pub unreadable: Vec<SkippedFile>,
     pub seconds: f64,
 }

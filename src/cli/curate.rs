@@ -312,8 +312,10 @@ fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
         );
     }
     let range = shard_range(plan.patches, index, count, args.batch as u64);
+    let prototypes_sha256 = file_sum(&Prototypes::path(&run))?.sha256;
     if let Some(done) = ShardSummary::load(&run, index, count)?
         && done.model_sha256 == sha
+        && done.prototypes_sha256 == prototypes_sha256
         && done.plan_patches == plan.patches
         && (done.first_patch, done.end_patch) == (range.start, range.end)
     {
@@ -372,6 +374,7 @@ fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
         records: records.len() as u64,
         model_sha256: sha,
         plan_patches: plan.patches,
+        prototypes_sha256,
         unreadable,
         seconds: started.elapsed().as_secs_f64(),
     };
@@ -461,6 +464,17 @@ fn select(args: SelectArgs) -> Result<()> {
             "the shards were scored by weights {} but the prototypes come from weights {}",
             first.model_sha256,
             prototypes.model.sha256
+        );
+    }
+    let current = file_sum(&Prototypes::path(&run))?.sha256;
+    if let Some(stale) = done.iter().find(|s| s.prototypes_sha256 != current) {
+        bail!(
+            "shard {}/{} was scored against other prototypes than curation/prototypes.json \
+             now holds: score it again (`s5 curate score --shard {}/{}`)",
+            stale.index,
+            stale.count,
+            stale.index,
+            stale.count
         );
     }
     let shards: Vec<PathBuf> = done
