@@ -216,9 +216,14 @@ fn record_files_round_trip_and_name_themselves_when_broken() {
         ..all[0]
     }];
     write_records(&path, &stray).unwrap();
-    let err = select(&[path.clone()], &[1, 1, 1], 1, &Filters::default())
-        .unwrap_err()
-        .to_string();
+    let err = select(
+        std::slice::from_ref(&path),
+        &[1, 1, 1],
+        1,
+        &Filters::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains("shard.bin") && err.contains("cluster 9"),
         "{err}"
