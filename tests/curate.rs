@@ -319,3 +319,21 @@ fn auroc_counts_pairs_and_half_ties() {
     assert!((auroc(&[0.2], &[0.2, 0.5, 0.1]) - 0.5).abs() < 1e-12);
     assert_eq!(auroc(&[0.3], &[0.3]), 0.5);
 }
+
+/// Without the quotas (Eq. 2 alone): the lowest entropies of the whole pool, whatever their
+/// cluster.
+#[test]
+fn entropy_alone_takes_the_lowest_of_the_whole_pool() {
+    use s5::curate::select::select_by_entropy_alone;
+    let mut rng = Rng::fresh("entropy_alone");
+    let dir = tempfile::tempdir().unwrap();
+    let all = records(&mut rng, 5_003, 4);
+    let shards = shard_files(dir.path(), &all, 3, &mut rng);
+    let got = select_by_entropy_alone(&shards, 4, 700, &Filters::default()).unwrap();
+    let mut expected = all.clone();
+    expected.sort_by_key(|r| (r.entropy.to_bits(), tiebreak(r.patch), r.patch));
+    expected.truncate(700);
+    assert_eq!(got.selected, expected);
+    // Records of a cluster the prototypes do not have are still refused.
+    assert!(select_by_entropy_alone(&shards, 3, 700, &Filters::default()).is_err());
+}

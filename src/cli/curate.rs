@@ -117,6 +117,10 @@ pub struct SelectArgs {
     /// Keep only patches at least this similar to their prototype.
     #[arg(long)]
     similarity_min: Option<f32>,
+    /// Rank the whole pool by entropy alone (Eq. 2 without Eq. 3's quotas): the baseline
+    /// that shows what the quotas add.
+    #[arg(long)]
+    ignore_clusters: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -487,12 +491,21 @@ fn select(args: SelectArgs) -> Result<()> {
         similarity_min: args.similarity_min,
         ..Filters::default()
     };
-    let selection = s5::curate::select::select(
-        &shards,
-        &prototypes.labeled_per_cluster,
-        args.budget,
-        &filters,
-    )?;
+    let selection = if args.ignore_clusters {
+        s5::curate::select::select_by_entropy_alone(
+            &shards,
+            prototypes.labeled_per_cluster.len(),
+            args.budget,
+            &filters,
+        )?
+    } else {
+        s5::curate::select::select(
+            &shards,
+            &prototypes.labeled_per_cluster,
+            args.budget,
+            &filters,
+        )?
+    };
     let source = tiled(&plan);
     let table = s5::curate::selected::write_selected(&run, &source, &selection)?;
     println!(
@@ -502,6 +515,10 @@ fn select(args: SelectArgs) -> Result<()> {
         selection.filtered_out,
         table.display()
     );
+    if args.ignore_clusters {
+        println!("clusters ignored: the lowest entropies of the whole pool");
+        return Ok(());
+    }
     println!(
         "{:>8} {:>8} {:>10} {:>8} {:>8}",
         "cluster", "N_l", "candidates", "nominal", "final"

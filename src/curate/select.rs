@@ -105,31 +105,62 @@ pub fn select(
     budget: u64,
     filters: &Filters,
 ) -> Result<Selection> {
+    select_grouped(shards, labeled, budget, filters, |r| r.cluster as usize)
+}
+
+/// The `budget` lowest-entropy candidates of the whole pool, clusters ignored (Eq. 2
+/// without Eq. 3): the baseline that shows what the quotas add. `clusters` is M, to check
+/// the records against.
+pub fn select_by_entropy_alone(
+    shards: &[PathBuf],
+    clusters: usize,
+    budget: u64,
+    filters: &Filters,
+) -> Result<Selection> {
+    let check = vec![1; clusters];
+    // Validate the records' clusters like `select` does, then rank them as one group.
+    for path in shards {
+        for_each_record(path, |r| check_cluster(path, r, check.len()))?;
+    }
+    select_grouped(shards, &[1], budget, filters, |_| 0)
+}
+
+/// A record's cluster must be one of the `clusters` prototypes.
+fn check_cluster(path: &Path, r: &PatchRecord, clusters: usize) -> Result<()> {
+    if (r.cluster as usize) < clusters {
+        Ok(())
+    } else {
+        Err(Error::Spec {
+            path: path.to_path_buf(),
+            reason: format!(
+                "patch {} is in cluster {}, but there are {clusters} prototypes: were these \
+                 records scored with other prototypes?",
+                r.patch, r.cluster
+            ),
+        })
+    }
+}
+
+/// The selection with records grouped by `group_of` (the quota groups).
+fn select_grouped(
+    shards: &[PathBuf],
+    labeled: &[u64],
+    budget: u64,
+    filters: &Filters,
+    group_of: impl Fn(&PatchRecord) -> usize,
+) -> Result<Selection> {
     let clusters = labeled.len();
-    let check_cluster = |path: &Path, r: &PatchRecord| {
-        if (r.cluster as usize) < clusters {
-            Ok(())
-        } else {
-            Err(Error::Spec {
-                path: path.to_path_buf(),
-                reason: format!(
-                    "patch {} is in cluster {}, but there are {clusters} prototypes: were \
-                     these records scored with other prototypes?",
-                    r.patch, r.cluster
-                ),
-            })
-        }
-    };
     // Pass 1: candidates per cluster, by entropy bin.
     let mut histograms: Vec<BTreeMap<u16, u64>> = vec![BTreeMap::new(); clusters];
     let mut filtered_out = 0u64;
     for path in shards {
         for_each_record(path, |r| {
-            check_cluster(path, r)?;
+            let m = group_of(r);
+            if m >= clusters {
+                check_cluster(path, r, clusters)?;
+            }
             if filters.admit(r) {
-                *histograms[r.cluster as usize]
-                    .entry(bin(r.entropy))
-                    .or_default() += 1;
+                *histograms[m].entry(bin(r.entropy)).or_default() += 1;
             } else {
                 filtered_out += 1;
             }
@@ -158,7 +189,7 @@ pub fn select(
     let mut boundary: Vec<BinaryHeap<Ranked>> = (0..clusters).map(|_| BinaryHeap::new()).collect();
     for path in shards {
         for_each_record(path, |r| {
-            let m = r.cluster as usize;
+            let m = group_of(r);
             let Some((threshold, room)) = thresholds[m] else {
                 return Ok(());
             };
