@@ -770,8 +770,8 @@ fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
     let rows = std::fs::read_to_string(&table).unwrap().lines().count();
     assert_eq!(rows, 1 + 4, "a header and the budget");
 
-    // The same pool scored in 1 shard, and in 3 shards side by side, one of them crashed
-    // midway and restarted: the same selection, byte for byte.
+    // The same pool scored in 1 shard, and in 3 shards side by side, one of them killed
+    // (SIGKILL) midway and restarted: the same selection, byte for byte.
     let fresh = |name: &str| {
         let other = dir.path().join(name);
         std::fs::create_dir_all(other.join("curation")).unwrap();
@@ -809,6 +809,11 @@ fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
     let crashed = score(&three, "1/3", &["--abort-after-patches", "4"])
         .wait()
         .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(crashed.signal(), Some(9), "killed by SIGKILL midway");
+    }
     assert!(!crashed.success(), "meant to crash");
     let side_by_side: Vec<_> = ["0/3", "1/3", "2/3"]
         .iter()

@@ -22,6 +22,8 @@ pub enum BenchCommand {
     /// A training step (forward + backward) on one GPU against the same step split over
     /// several (data parallel), in one run.
     Step(StepArgs),
+    /// Curation: `score` then `select` with their defaults (what the README reports).
+    Curate(StepArgs),
     /// Curation's scoring of a batch against the same model's forward alone, in one run.
     Score(StepArgs),
     /// Curation's selection: peak memory and time at growing pool sizes (made-up records, no
@@ -113,6 +115,18 @@ pub fn run(backend: Option<GpuBackend>, cmd: BenchCommand) -> Result<()> {
         BenchCommand::Step(args) => step(backend, args),
         BenchCommand::Select(args) => select(args),
         BenchCommand::Score(args) => score(backend, args),
+        BenchCommand::Curate(args) => {
+            let json = args.json;
+            score(backend, args)?;
+            select(SelectArgs {
+                records: vec![1_000, 100_000, 10_000_000],
+                budget: 10_000,
+                clusters: 16,
+                shards: 8,
+                json,
+                measure: None,
+            })
+        }
     }
 }
 

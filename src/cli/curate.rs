@@ -87,7 +87,7 @@ pub struct ScoreArgs {
     /// is scored in the same batch whatever the sharding).
     #[arg(long, default_value_t = 8)]
     batch: usize,
-    /// Crash (abort, no cleanup) once this many patches are scored: for testing restarts.
+    /// Die by SIGKILL (no cleanup) once this many patches are scored: for testing restarts.
     #[arg(long, hide = true)]
     abort_after_patches: Option<u64>,
 }
@@ -360,7 +360,7 @@ fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
         &|n| {
             bar.set_position(n);
             if args.abort_after_patches.is_some_and(|limit| n >= limit) {
-                std::process::abort(); // a crash, as a killed node would
+                kill_self();
             }
         },
     )?;
@@ -597,4 +597,15 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
         100.0 * report.selected_ood_share
     );
     Ok(())
+}
+
+/// Ends this process as a killed cluster node's would end: SIGKILL, nothing cleaned up
+/// (`abort` where there are no signals).
+fn kill_self() -> ! {
+    #[cfg(unix)]
+    // SAFETY: sends a signal to this very process; nothing is read or written.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    std::process::abort()
 }
