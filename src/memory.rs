@@ -10,7 +10,10 @@ pub fn peak_rss_bytes() -> Option<u64> {
     #[cfg(target_os = "linux")]
     if let Ok(status) = std::fs::read_to_string("/proc/self/status")
         && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:"))
-        && let Some(kib) = line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok())
+        && let Some(kib) = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u64>().ok())
     {
         return Some(kib * 1024);
     }

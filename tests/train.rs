@@ -840,6 +840,38 @@ fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
         "{stderr}"
     );
 
+    // `s5 curate run` on the same run goes on from where the stages are: plan and
+    // prototypes are there, the score and the selection follow.
+    let out = s5()
+        .args([
+            "curate",
+            "run",
+            "--model",
+            model,
+            "--spec",
+            pool.to_str().unwrap(),
+        ])
+        .args([
+            "--patch-px",
+            "64",
+            "--clusters",
+            "2",
+            "--budget",
+            "4",
+            "--batch",
+            "4",
+        ])
+        .arg("--out")
+        .arg(&curation)
+        .output()
+        .unwrap();
+    ok(&out, "s5 curate run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[1/4] plan: there") && stderr.contains("[2/4] prototypes: there"),
+        "{stderr}"
+    );
+
     // s5 pretrain trains two steps on the selection.
     let pretrain_dir = dir.path().join("pretrain");
     std::fs::create_dir(&pretrain_dir).unwrap();

@@ -18,6 +18,9 @@ use s5::run::{Manifest, RunDir, RunKind, RunLock};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CurateCommand {
+    /// Every stage on this machine: plan, prototypes, score, select. Each stage whose
+    /// result is already there (and still fits) is skipped, so a stopped run just goes on.
+    Run(RunArgs),
     /// Fix the pool: every image of an unlabeled split and its patch grid, numbered once.
     Plan(PlanArgs),
     /// Embed the labeled images with the seed model and cluster them: the prototypes and
@@ -47,6 +50,42 @@ pub struct EvaluateArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The seed model: a run directory (its newest checkpoint) or a checkpoint folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// The spec of the unlabeled images.
+    #[arg(long)]
+    spec: PathBuf,
+    /// Its split to curate.
+    #[arg(long, default_value = "unlabeled")]
+    split: String,
+    /// The split of the seed model's dataset whose images make the prototypes.
+    #[arg(long, default_value = "train")]
+    labeled_split: String,
+    /// Patch side (stride: the same).
+    #[arg(long, default_value_t = 256)]
+    patch_px: u32,
+    /// M, the number of prototypes.
+    #[arg(long, default_value_t = 16)]
+    clusters: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Patches per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// B_u: patches to select.
+    #[arg(long)]
+    budget: u64,
+    /// Keep only patches whose predicted foreground share is at least this (0–1).
+    #[arg(long)]
+    foreground_min: Option<f32>,
+    /// The curation run directory (created, or continued).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,6 +201,7 @@ enum PoolingArg {
 
 pub fn run(backend: Option<GpuBackend>, command: CurateCommand) -> Result<()> {
     match command {
+        CurateCommand::Run(args) => run_all(backend, args),
         CurateCommand::Plan(args) => plan(args),
         CurateCommand::Prototypes(args) => prototypes(backend, args),
         CurateCommand::Score(args) => score(backend, args),
@@ -392,9 +432,11 @@ fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
     Ok(())
 }
 
-/// The finished shards of the run's newest sharding (all of one count), checked to come
-/// from one model.
+/// The finished shards scored against the run's current prototypes, of one sharding: a
+/// complete one if there is one (the finest), else the finest begun; checked to come from one
+/// model.
 fn finished_shards(run: &RunDir) -> Result<(u32, Vec<ShardSummary>)> {
+    let current = file_sum(&Prototypes::path(run))?.sha256;
     let dir = run.curation().join("shards");
     let mut summaries: Vec<ShardSummary> = Vec::new();
     if dir.is_dir() {
@@ -409,8 +451,25 @@ fn finished_shards(run: &RunDir) -> Result<(u32, Vec<ShardSummary>)> {
             }
         }
     }
+    let before = summaries.len();
+    summaries.retain(|s| s.prototypes_sha256 == current);
+    if summaries.is_empty() && before > 0 {
+        bail!(
+            "every scored shard was scored against other prototypes than curation/prototypes.json \
+             now holds: score again (`s5 curate score`)"
+        );
+    }
     summaries.sort_by_key(|s| (s.count, s.index));
-    let count = summaries.iter().map(|s| s.count).max().unwrap_or(0);
+    let complete =
+        |count: u32| summaries.iter().filter(|s| s.count == count).count() as u32 == count;
+    let counts: Vec<u32> = summaries.iter().map(|s| s.count).collect();
+    let count = counts
+        .iter()
+        .copied()
+        .filter(|&c| complete(c))
+        .max()
+        .or_else(|| counts.iter().copied().max())
+        .unwrap_or(0);
     summaries.retain(|s| s.count == count);
     if let Some(first) = summaries.first()
         && let Some(other) = summaries
@@ -468,17 +527,6 @@ fn select(args: SelectArgs) -> Result<()> {
             "the shards were scored by weights {} but the prototypes come from weights {}",
             first.model_sha256,
             prototypes.model.sha256
-        );
-    }
-    let current = file_sum(&Prototypes::path(&run))?.sha256;
-    if let Some(stale) = done.iter().find(|s| s.prototypes_sha256 != current) {
-        bail!(
-            "shard {}/{} was scored against other prototypes than curation/prototypes.json \
-             now holds: score it again (`s5 curate score --shard {}/{}`)",
-            stale.index,
-            stale.count,
-            stale.index,
-            stale.count
         );
     }
     let shards: Vec<PathBuf> = done
@@ -608,4 +656,98 @@ fn kill_self() -> ! {
         libc::kill(libc::getpid(), libc::SIGKILL);
     }
     std::process::abort()
+}
+
+/// `s5 curate run`: the stages in order, each skipped when its result is there and fits.
+fn run_all(backend: Option<GpuBackend>, args: RunArgs) -> Result<()> {
+    let run = RunDir::new(&args.out);
+    let spec = std::path::absolute(&args.spec)?;
+    match Plan::load(&run) {
+        Ok(plan) => {
+            let same = (
+                plan.spec.as_path(),
+                plan.split.as_str(),
+                plan.patch_px,
+                plan.stride_px,
+            ) == (
+                spec.as_path(),
+                args.split.as_str(),
+                args.patch_px,
+                args.patch_px,
+            );
+            if !same {
+                bail!(
+                    "{}: its plan was made for {} `{}` with {} px patches every {} px; curate \
+                     another pool or patch size into another --out",
+                    args.out.display(),
+                    plan.spec.display(),
+                    plan.split,
+                    plan.patch_px,
+                    plan.stride_px
+                );
+            }
+            eprintln!("[1/4] plan: there ({} patches)", plan.patches);
+        }
+        Err(s5::run::RunError::Missing { .. }) => {
+            eprintln!("[1/4] plan");
+            plan(PlanArgs {
+                spec: args.spec.clone(),
+                split: args.split.clone(),
+                patch_px: args.patch_px,
+                stride_px: None,
+                out: args.out.clone(),
+            })?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let fits = |p: &Prototypes| -> Result<bool> {
+        let checkpoint = s5::run::checkpoint::resolve_checkpoint(&args.model)?;
+        Ok(
+            p.model.sha256 == file_sum(&checkpoint.join(MODEL_FILE))?.sha256
+                && p.centroids.len() == args.clusters
+                && p.seed == args.seed
+                && p.split == args.labeled_split,
+        )
+    };
+    match Prototypes::load(&Prototypes::path(&run)) {
+        Ok(p) if fits(&p)? => eprintln!("[2/4] prototypes: there ({} clusters)", args.clusters),
+        _ => {
+            eprintln!("[2/4] prototypes");
+            prototypes(
+                backend,
+                PrototypeArgs {
+                    model: args.model.clone(),
+                    dataset: None,
+                    split: args.labeled_split.clone(),
+                    out: args.out.clone(),
+                    clusters: args.clusters,
+                    restarts: KMeansConfig::default().restarts,
+                    seed: args.seed,
+                    level: Embedding::default().level,
+                    pooling: PoolingArg::Mean,
+                },
+            )?;
+        }
+    }
+    eprintln!("[3/4] score");
+    score(
+        backend,
+        ScoreArgs {
+            model: args.model.clone(),
+            out: args.out.clone(),
+            shard: Some("0/1".into()),
+            shards: None,
+            batch: args.batch,
+            abort_after_patches: None,
+        },
+    )?;
+    eprintln!("[4/4] select");
+    select(SelectArgs {
+        out: args.out,
+        budget: args.budget,
+        foreground_min: args.foreground_min,
+        entropy_max: None,
+        similarity_min: None,
+        ignore_clusters: false,
+    })
 }
