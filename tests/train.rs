@@ -47,6 +47,15 @@ fn synth() -> &'static Path {
     .path()
 }
 
+/// The steps of a run's `train` events, in log order.
+fn train_steps(events: &[s5::run::Event]) -> Vec<u64> {
+    events
+        .iter()
+        .filter(|e| e.kind == "train")
+        .map(|e| e.step)
+        .collect()
+}
+
 /// A training config for a tiny model (dropout and drop path on, to prove their draws
 /// resume too).
 fn tiny_config(dir: &Path, steps: u64, lr: f64) -> PathBuf {
@@ -153,13 +162,8 @@ fn a_killed_run_resumes_to_the_same_weights() {
         "a finished run releases its lock"
     );
     let events = s5::run::read_events(&crashed.join("events.jsonl")).unwrap();
-    let steps: Vec<u64> = events
-        .iter()
-        .filter(|e| e.kind == "train")
-        .map(|e| e.step)
-        .collect();
     assert_eq!(
-        steps,
+        train_steps(&events),
         [1, 2, 3, 3, 4, 5, 6],
         "step 3 redone after the crash"
     );
@@ -660,13 +664,8 @@ fn resume_checks_what_it_resumes() {
         "{text}"
     );
     let events = s5::run::read_events(&run.join("events.jsonl")).unwrap();
-    let steps: Vec<u64> = events
-        .iter()
-        .filter(|e| e.kind == "train")
-        .map(|e| e.step)
-        .collect();
     assert_eq!(
-        steps,
+        train_steps(&events),
         [1, 2, 3, 4, 3, 4, 5],
         "steps 3 and 4 redone from step 2"
     );
