@@ -436,7 +436,13 @@ fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
 /// complete one if there is one (the finest), else the finest begun; checked to come from one
 /// model.
 fn finished_shards(run: &RunDir) -> Result<(u32, Vec<ShardSummary>)> {
-    let current = file_sum(&Prototypes::path(run))?.sha256;
+    // Without prototypes (yet), every shard counts.
+    let prototypes = Prototypes::path(run);
+    let current = if prototypes.exists() {
+        Some(file_sum(&prototypes)?.sha256)
+    } else {
+        None
+    };
     let dir = run.curation().join("shards");
     let mut summaries: Vec<ShardSummary> = Vec::new();
     if dir.is_dir() {
@@ -452,7 +458,7 @@ fn finished_shards(run: &RunDir) -> Result<(u32, Vec<ShardSummary>)> {
         }
     }
     let before = summaries.len();
-    summaries.retain(|s| s.prototypes_sha256 == current);
+    summaries.retain(|s| current.as_ref().is_none_or(|c| &s.prototypes_sha256 == c));
     if summaries.is_empty() && before > 0 {
         bail!(
             "every scored shard was scored against other prototypes than curation/prototypes.json \
