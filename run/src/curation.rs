@@ -167,6 +167,24 @@ impl ShardSummary {
         write_atomic(&Self::paths(run, self.index, self.count).0, text.as_bytes())
     }
 
+    /// Every finished shard's summary, of any sharding, in no particular order.
+    pub fn load_all(run: &RunDir) -> Result<Vec<Self>> {
+        let dir = run.curation().join("shards");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(RunError::io(&dir)(source)),
+        };
+        let mut summaries = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(RunError::io(&dir))?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                summaries.push(load_json(&path, "shard summary")?);
+            }
+        }
+        Ok(summaries)
+    }
+
     /// The finished shard `index` of `count`, if its summary is there.
     pub fn load(run: &RunDir, index: u32, count: u32) -> Result<Option<Self>> {
         let path = Self::paths(run, index, count).0;

@@ -48,9 +48,6 @@ pub enum RunError {
     /// A checkpoint file whose bytes are not those recorded when it was written.
     #[error("{path}: {reason}; the checkpoint is damaged (truncated or altered)")]
     Checksum { path: PathBuf, reason: String },
-    /// The run directory cannot be used as asked.
-    #[error("{path}: {reason}")]
-    Unusable { path: PathBuf, reason: String },
 }
 
 impl RunError {

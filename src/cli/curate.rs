@@ -443,20 +443,7 @@ fn finished_shards(run: &RunDir) -> Result<(u32, Vec<ShardSummary>)> {
     } else {
         None
     };
-    let dir = run.curation().join("shards");
-    let mut summaries: Vec<ShardSummary> = Vec::new();
-    if dir.is_dir() {
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "json") {
-                let text = std::fs::read_to_string(&path)?;
-                summaries.push(
-                    serde_json::from_str(&text)
-                        .with_context(|| format!("{}: not a shard summary", path.display()))?,
-                );
-            }
-        }
-    }
+    let mut summaries = ShardSummary::load_all(run)?;
     let before = summaries.len();
     summaries.retain(|s| current.as_ref().is_none_or(|c| &s.prototypes_sha256 == c));
     if summaries.is_empty() && before > 0 {
