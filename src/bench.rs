@@ -407,6 +407,7 @@ pub fn write_synthetic_records(
         for patch in start..end {
             writer.push(&PatchRecord {
                 patch,
+                content: rng.random(),
                 entropy: rng.random_range(0.0..2.0),
                 confidence: rng.random_range(0.3..1.0),
                 foreground: rng.random_range(0.0..1.0),
@@ -432,15 +433,15 @@ pub fn bench_score(
     prototypes: usize,
     config: BenchConfig,
 ) -> Result<Vec<Timing>> {
-    use crate::curate::score::{ScoreSetup, score_batch};
+    use crate::curate::score::{LoadedPatch, ScoreSetup, score_batch};
     use crate::run::curation::{Embedding, ModelRef, Prototypes};
     let group = "curate score";
     let segmentor = Segmentor::new(model, device);
     let (b, s) = (shapes.batch, shapes.crop_px);
-    let patches: Vec<(u64, image::RgbImage)> = (0..b)
+    let patches: Vec<LoadedPatch> = (0..b)
         .map(|i| {
             let (image, _) = crate::data::synth::urban_tile(s as u32, s as u32, i as u64);
-            (i as u64, image)
+            LoadedPatch::new(i as u64, image)
         })
         .collect();
     let dim = model.backbone.dim;
@@ -473,10 +474,12 @@ pub fn bench_score(
         dataset: 0,
         background: Some(0),
         batch: b,
+        // Every patch keeps its embedding (a pool under 20 000 patches): the dearest case.
+        sample_below: u64::MAX,
     };
     let images: Vec<f32> = patches
         .iter()
-        .flat_map(|(_, image)| crate::data::augment::normalize(image))
+        .flat_map(|p| crate::data::augment::normalize(&p.image))
         .collect();
     let forward = || {
         let x = Tensor::<4>::from_data(TensorData::new(images.clone(), [b, 3, s, s]), device);
@@ -501,7 +504,7 @@ pub fn bench_score(
     push(
         &mut rows,
         group,
-        "scoring: forward, stats, prototypes",
+        "scoring: forward, stats, prototypes, embeddings kept",
         &shape,
         Some(alone),
         times[1],

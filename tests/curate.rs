@@ -87,6 +87,7 @@ fn records(rng: &mut Rng, n: usize, clusters: usize) -> Vec<PatchRecord> {
     (0..n)
         .map(|i| PatchRecord {
             patch: i as u64,
+            content: i as u64,
             entropy: rng.below(40) as f32 * 0.05,
             confidence: 0.5,
             foreground: rng.below(100) as f32 / 100.0,
@@ -125,7 +126,15 @@ fn the_selection_matches_a_full_sort_and_never_depends_on_the_sharding() {
     let mut rng = Rng::fresh("the_selection_matches_a_full_sort");
     let dir = tempfile::tempdir().unwrap();
     let clusters = 5;
-    let all = records(&mut rng, 20_011, clusters);
+    let mut all = records(&mut rng, 20_011, clusters);
+    // Exact duplicates: an eighth of the records take the content of another record of
+    // their cluster (scores drawn apart, so which copy is kept is tested too).
+    for i in 0..all.len() {
+        let j = rng.below(all.len());
+        if rng.below(8) == 0 && all[j].cluster == all[i].cluster {
+            all[i].content = all[j].content;
+        }
+    }
     let labeled = [7, 1, 3, 0, 4];
     let filters = Filters {
         foreground_min: Some(0.1),
@@ -155,23 +164,44 @@ fn the_selection_matches_a_full_sort_and_never_depends_on_the_sharding() {
             );
             assert_eq!(many.quotas, one.quotas);
         }
-        // Brute force: every candidate of a cluster sorted by (entropy, tie-break, index).
+        // Brute force: of each group of equal content only the best-ranked candidate stays;
+        // every remaining candidate of a cluster sorted by (entropy, tie-break, index).
+        let key = |r: &PatchRecord| (r.entropy.to_bits(), tiebreak(r.patch), r.patch);
+        let mut best: std::collections::HashMap<u64, PatchRecord> = Default::default();
+        for r in all.iter().filter(|r| filters.admit(r)) {
+            let slot = best.entry(r.content).or_insert(*r);
+            if key(r) < key(slot) {
+                *slot = *r;
+            }
+        }
+        let by_cluster: Vec<Vec<PatchRecord>> = (0..clusters)
+            .map(|m| {
+                let mut c: Vec<PatchRecord> = best
+                    .values()
+                    .filter(|r| r.cluster as usize == m)
+                    .copied()
+                    .collect();
+                c.sort_by_key(key);
+                c
+            })
+            .collect();
+        let unique: Vec<u64> = by_cluster.iter().map(|c| c.len() as u64).collect();
+        let quotas = Quotas::new(budget, &labeled, &unique);
+        assert_eq!(one.quotas.final_, quotas.final_, "budget {budget}");
         let mut expected = Vec::new();
-        for m in 0..clusters {
-            let mut candidates: Vec<PatchRecord> = all
-                .iter()
-                .filter(|r| r.cluster as usize == m && filters.admit(r))
-                .copied()
-                .collect();
-            assert_eq!(candidates.len() as u64, one.candidates[m]);
-            candidates.sort_by_key(|r| (r.entropy.to_bits(), tiebreak(r.patch), r.patch));
-            expected.extend(candidates.into_iter().take(one.quotas.final_[m] as usize));
+        for (m, candidates) in by_cluster.into_iter().enumerate() {
+            // Groups never near a selection may still be counted once per copy.
+            assert!(one.candidates[m] >= unique[m]);
+            expected.extend(candidates.into_iter().take(quotas.final_[m] as usize));
         }
         assert_eq!(one.selected, expected, "budget {budget}");
+        let contents: std::collections::HashSet<u64> =
+            one.selected.iter().map(|r| r.content).collect();
+        assert_eq!(contents.len(), one.selected.len(), "no two equal patches");
         assert_eq!(
             one.selected.len() as u64,
             budget.min(
-                one.candidates
+                unique
                     .iter()
                     .zip(&labeled)
                     .filter(|&(_, &n)| n > 0)
@@ -179,8 +209,15 @@ fn the_selection_matches_a_full_sort_and_never_depends_on_the_sharding() {
                     .sum()
             )
         );
+        if budget >= 3_000 {
+            assert!(one.duplicates_dropped > 0, "budget {budget}");
+        }
         let filtered = all.iter().filter(|r| !filters.admit(r)).count() as u64;
         assert_eq!(one.filtered_out, filtered);
+        assert_eq!(
+            one.filtered_out + one.duplicates_dropped + one.candidates.iter().sum::<u64>(),
+            all.len() as u64
+        );
     }
 }
 
@@ -336,4 +373,45 @@ fn entropy_alone_takes_the_lowest_of_the_whole_pool() {
     assert_eq!(got.selected, expected);
     // Records of a cluster the prototypes do not have are still refused.
     assert!(select_by_entropy_alone(&shards, 3, 700, &Filters::default()).is_err());
+}
+
+#[test]
+fn pca_finds_the_two_widest_directions() {
+    use s5::curate::pca::Pca2;
+    let mut rng = Rng::fresh("pca");
+    let dim = 9;
+    // Two orthonormal directions, spreads 3 and 1, small noise elsewhere, an offset.
+    let mut u = vec![0f64; dim];
+    let mut v = vec![0f64; dim];
+    for d in 0..dim {
+        u[d] = (d as f64 + 1.0).sin();
+        v[d] = (d as f64 * 2.0 + 0.5).cos();
+    }
+    let norm = |x: &mut Vec<f64>| {
+        let n = x.iter().map(|a| a * a).sum::<f64>().sqrt();
+        x.iter_mut().for_each(|a| *a /= n);
+    };
+    norm(&mut u);
+    let along: f64 = u.iter().zip(&v).map(|(a, b)| a * b).sum();
+    v.iter_mut().zip(&u).for_each(|(b, a)| *b -= along * a);
+    norm(&mut v);
+    let uniform = |rng: &mut Rng| rng.below(2001) as f64 / 1000.0 - 1.0;
+    let rows: Vec<Vec<f32>> = (0..2_001)
+        .map(|_| {
+            let (a, b) = (3.0 * uniform(&mut rng), uniform(&mut rng));
+            (0..dim)
+                .map(|d| (5.0 + a * u[d] + b * v[d] + 0.01 * uniform(&mut rng)) as f32)
+                .collect()
+        })
+        .collect();
+    let pca = Pca2::fit(&rows);
+    let cos = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(a, b)| a * b).sum::<f64>().abs();
+    assert!(cos(&pca.axes[0], &u) > 0.999, "{:?}", pca.axes[0]);
+    assert!(cos(&pca.axes[1], &v) > 0.999, "{:?}", pca.axes[1]);
+    // Variances 3²/3 and 1/3 of a uniform spread: shares 0.9 and 0.1 of nearly all.
+    assert!((pca.explained[0] - 0.9).abs() < 0.03, "{:?}", pca.explained);
+    assert!((pca.explained[1] - 0.1).abs() < 0.03, "{:?}", pca.explained);
+    assert_eq!(Pca2::fit(&rows), pca, "deterministic");
+    let p = pca.project(&rows[0]);
+    assert!(p.iter().all(|c| c.is_finite() && c.abs() < 4.0), "{p:?}");
 }

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use s5::run::curation::{CurationReport, ReportStage, ThumbnailRole};
 
 use crate::common::{Rng, device, s5, small_segmentor, to_vec};
 
@@ -681,6 +682,55 @@ fn resume_checks_what_it_resumes() {
 /// its checkpoint recorded it); plan, two shards (one from Slurm's variables), status and
 /// select on the pool, an unreadable image skipped and counted; `s5 pretrain` trains on the
 /// selection; a bad level and a training run as `--out` are clear errors.
+/// The report after a selection of `budget` patches: every count adds up, the projection
+/// holds every patch of this small pool, the thumbnails it names exist.
+fn check_final_report(run: &s5::run::RunDir, budget: u64) {
+    let report = CurationReport::load(run).unwrap();
+    assert_eq!(report.stage, ReportStage::Selected);
+    assert_eq!(report.budget, Some(budget));
+    assert_eq!(report.shards_finished, report.shards);
+    assert_eq!(report.patches_scored, report.patches_planned);
+    let filled: u64 = report.clusters.iter().map(|c| c.filled).sum();
+    assert_eq!(filled, budget);
+    assert_eq!(report.entropy.selected.iter().sum::<u64>(), budget);
+    let scored: u64 = report.clusters.iter().map(|c| c.scored).sum();
+    assert_eq!(report.entropy.pool.iter().sum::<u64>(), scored);
+    for c in &report.clusters {
+        assert_eq!(Some(c.filled), c.quota_final);
+        assert!(c.filled == 0 || c.entropy_cut.is_some());
+    }
+    assert_eq!(
+        report.projection.points.len() as u64,
+        scored,
+        "a small pool: all sampled"
+    );
+    assert_eq!(
+        report
+            .projection
+            .points
+            .iter()
+            .filter(|p| p.selected)
+            .count() as u64,
+        budget
+    );
+    assert_eq!(report.projection.centroids.len(), report.clusters.len());
+    let (pool_ood, _) = report.ood_shares().expect("the plan knows the kinds");
+    assert!(pool_ood > 0.0 && pool_ood < 1.0, "{pool_ood}");
+    assert!(report.projection.points.iter().all(|p| p.kind.is_some()));
+    assert!(!report.thumbnails.is_empty());
+    for t in &report.thumbnails {
+        let path = run.curation().join(&t.file);
+        let image = image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(image.width() <= 96 && image.height() <= 96);
+    }
+    assert!(
+        report
+            .thumbnails
+            .iter()
+            .any(|t| t.role == ThumbnailRole::Best)
+    );
+}
+
 #[test]
 fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
     let dir = tempfile::tempdir().unwrap();
@@ -733,8 +783,17 @@ fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
         cmd.output().unwrap()
     };
     let pool = synth().join("pool/pool.ron");
+    let truth = synth().join("pool/truth.ron");
     let out = curate(
-        &["plan", "--spec", pool.to_str().unwrap(), "--patch-px", "64"],
+        &[
+            "plan",
+            "--spec",
+            pool.to_str().unwrap(),
+            "--patch-px",
+            "64",
+            "--truth",
+            truth.to_str().unwrap(),
+        ],
         &[],
     );
     ok(&out, "s5 curate plan");
@@ -749,6 +808,20 @@ fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
     let out = curate(&["status"], &[]);
     ok(&out, "s5 curate status");
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 of 2 shards"));
+    // The report while scoring runs: the finished shard only, nothing selected.
+    let curation_run = s5::run::RunDir::new(&curation);
+    let partial = CurationReport::load(&curation_run).unwrap();
+    assert_eq!(partial.stage, ReportStage::Scoring);
+    assert_eq!((partial.shards_finished, partial.shards), (1, 2));
+    assert!(partial.patches_scored < partial.patches_planned);
+    assert!(
+        partial
+            .clusters
+            .iter()
+            .all(|c| c.filled == 0 && c.quota_final.is_none())
+    );
+    assert!(partial.entropy.selected.is_empty());
+    assert!(!partial.projection.points.is_empty());
     let slurm = [
         ("SLURM_ARRAY_TASK_ID", "2"),
         ("SLURM_ARRAY_TASK_MIN", "1"),
@@ -768,6 +841,7 @@ fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
     let table = curation.join("curation/selected.tsv");
     let rows = std::fs::read_to_string(&table).unwrap().lines().count();
     assert_eq!(rows, 1 + 4, "a header and the budget");
+    check_final_report(&curation_run, 4);
 
     // The same pool scored in 1 shard, and in 3 shards side by side, one of them killed
     // (SIGKILL) midway and restarted: the same selection, byte for byte.
@@ -822,6 +896,27 @@ fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
         assert!(child.wait().unwrap().success());
     }
     assert_eq!(select(&one), select(&three));
+    // The reports agree too, whatever the sharding.
+    let (one_report, three_report) = (
+        CurationReport::load(&s5::run::RunDir::new(&one)).unwrap(),
+        CurationReport::load(&s5::run::RunDir::new(&three)).unwrap(),
+    );
+    // (Means summed in another order differ in the last bits.)
+    let rounded = |r: &CurationReport| -> Vec<_> {
+        r.clusters
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                c.pool_mean_entropy = (c.pool_mean_entropy * 1e9).round();
+                c.pool_mean_similarity = (c.pool_mean_similarity * 1e9).round();
+                c
+            })
+            .collect()
+    };
+    assert_eq!(rounded(&one_report), rounded(&three_report));
+    assert_eq!(one_report.entropy, three_report.entropy);
+    assert_eq!(one_report.projection, three_report.projection);
+    assert_eq!(one_report.thumbnails, three_report.thumbnails);
     // A shard scored by another model: select refuses, naming both models' hashes.
     let summary = three.join("curation/shards/shard-00001-of-00003.json");
     let text = std::fs::read_to_string(&summary).unwrap();

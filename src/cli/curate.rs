@@ -7,9 +7,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use s5::curate::kmeans::KMeansConfig;
 use s5::curate::plan::{make_plan, shard_from, shard_range, tiled};
 use s5::curate::prototypes::build_prototypes;
-use s5::curate::record::write_records;
+use s5::curate::record::{VERSION as RECORDS_VERSION, write_records};
+use s5::curate::report::{ReportInputs, entropy_range_nats, shard_clusters, write_report};
+use s5::curate::sample::{sample_threshold, write_samples};
 use s5::curate::score::{ScoreSetup, score_range};
-use s5::curate::select::Filters;
+use s5::curate::select::{Filters, Selection};
 use s5::data::DatasetSpec;
 use s5::device::{self, GpuBackend};
 use s5::run::checkpoint::{MODEL_FILE, file_sum};
@@ -83,6 +85,9 @@ pub struct RunArgs {
     /// Keep only patches whose predicted foreground share is at least this (0–1).
     #[arg(long)]
     foreground_min: Option<f32>,
+    /// The pool's truth, where it is known (`s5 synth`'s pool/truth.ron), for the report.
+    #[arg(long)]
+    truth: Option<PathBuf>,
     /// The curation run directory (created, or continued).
     #[arg(long)]
     out: PathBuf,
@@ -102,6 +107,10 @@ pub struct PlanArgs {
     /// Patch stride (default: the patch side, no overlap).
     #[arg(long)]
     stride_px: Option<u32>,
+    /// The pool's truth, where it is known (`s5 synth`'s pool/truth.ron): the report then
+    /// shows each patch's kind and the out-of-distribution share.
+    #[arg(long)]
+    truth: Option<PathBuf>,
     /// The curation run directory (created).
     #[arg(long)]
     out: PathBuf,
@@ -308,7 +317,22 @@ fn prototypes(backend: Option<GpuBackend>, args: PrototypeArgs) -> Result<()> {
 fn plan(args: PlanArgs) -> Result<()> {
     let (run, _lock) = open_curation_run(&args.out)?;
     let stride = args.stride_px.unwrap_or(args.patch_px);
-    let plan = make_plan(&args.spec, &args.split, args.patch_px, stride)?;
+    let mut plan = make_plan(&args.spec, &args.split, args.patch_px, stride)?;
+    if let Some(truth) = &args.truth {
+        let kinds = read_truth(truth)?;
+        for image in &mut plan.images {
+            image.kind = kinds.get(&image.path).cloned();
+        }
+        plan.in_distribution_kind = Some(IN_DISTRIBUTION.into());
+        let known = plan.images.iter().filter(|i| i.kind.is_some()).count();
+        if known == 0 {
+            bail!(
+                "{}: names none of the pool's {} images (paths are relative to its folder)",
+                truth.display(),
+                plan.images.len()
+            );
+        }
+    }
     plan.save(&run)?;
     println!(
         "{} patches of {} px (stride {stride}) from {} images in {}",
@@ -361,6 +385,7 @@ fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
         && done.model_sha256 == sha
         && done.prototypes_sha256 == prototypes_sha256
         && done.plan_patches == plan.patches
+        && done.records_version == RECORDS_VERSION
         && (done.first_patch, done.end_patch) == (range.start, range.end)
     {
         println!(
@@ -380,6 +405,7 @@ fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
         dataset,
         background: card.datasets[dataset].background.map(usize::from),
         batch: args.batch,
+        sample_below: sample_threshold(plan.patches),
     };
     eprintln!(
         "scoring shard {index}/{count}: patches {}..{} of {} on {}",
@@ -389,7 +415,7 @@ fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
         "{bar:30} {pos}/{len} patches ({per_sec}, eta {eta})",
     )?);
     let started = std::time::Instant::now();
-    let (records, unreadable) = score_range(
+    let (scored, unreadable) = score_range(
         &model,
         &spec,
         &source,
@@ -405,8 +431,14 @@ fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
         },
     )?;
     bar.finish_and_clear();
+    let records = scored.records;
     let (_, records_path) = ShardSummary::paths(&run, index, count);
     write_records(&records_path, &records)?;
+    write_samples(
+        &ShardSummary::sample_path(&run, index, count),
+        &scored.samples,
+    )?;
+    let range_nats = entropy_range_nats(card.datasets[dataset].classes.len());
     for file in &unreadable {
         eprintln!("skipped {}: {}", file.path.display(), file.reason);
     }
@@ -421,6 +453,9 @@ fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
         prototypes_sha256,
         unreadable,
         seconds: started.elapsed().as_secs_f64(),
+        records_version: RECORDS_VERSION,
+        clusters: shard_clusters(&records, prototypes.centroids.len(), range_nats),
+        entropy_range_nats: range_nats,
     };
     summary.save(&run)?;
     println!(
@@ -429,7 +464,57 @@ fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
         summary.seconds,
         summary.unreadable.len()
     );
+    let report = report(&run, None)?;
+    println!(
+        "report: {} of {} shards in {}",
+        report.shards_finished,
+        report.shards,
+        s5::run::curation::CurationReport::path(&run).display()
+    );
     Ok(())
+}
+
+/// Rewrites `curation/report.json` from the finished shards (and the selection, once made).
+fn report(
+    run: &RunDir,
+    selection: Option<(&Selection, u64)>,
+) -> Result<s5::run::curation::CurationReport> {
+    let plan = Plan::load(run)?;
+    let prototypes = Prototypes::load(&Prototypes::path(run))?;
+    let (count, shards) = finished_shards(run)?;
+    let spec = DatasetSpec::load(&plan.spec)?;
+    let source = tiled(&plan);
+    Ok(write_report(&ReportInputs {
+        run,
+        plan: &plan,
+        source: &source,
+        spec: &spec,
+        prototypes: &prototypes,
+        shards: &shards,
+        shard_count: count,
+        selection,
+    })?)
+}
+
+/// The kind `s5 synth` gives the images that are in distribution.
+const IN_DISTRIBUTION: &str = "InDomain";
+
+/// A pool's truth (`s5 synth`'s RON list of `(image, kind)`, paths relative to its folder)
+/// as absolute image path → kind.
+fn read_truth(path: &std::path::Path) -> Result<std::collections::HashMap<PathBuf, String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the truth", path.display()))?;
+    let truth: Vec<s5::data::synth::PoolTruth> = ron::from_str(&text)
+        .with_context(|| format!("{}: not a list of (image, kind)", path.display()))?;
+    let base = path.parent().unwrap_or(std::path::Path::new("."));
+    let mut kind_of = std::collections::HashMap::new();
+    for t in truth {
+        kind_of.insert(
+            std::path::absolute(base.join(&t.image))?,
+            format!("{:?}", t.kind),
+        );
+    }
+    Ok(kind_of)
 }
 
 /// The finished shards scored against the run's current prototypes, of one sharding: a
@@ -444,6 +529,8 @@ fn finished_shards(run: &RunDir) -> Result<(u32, Vec<ShardSummary>)> {
         None
     };
     let mut summaries = ShardSummary::load_all(run)?;
+    // Shards of an older record format count as not scored (`score` scores them again).
+    summaries.retain(|s| s.records_version == RECORDS_VERSION);
     let before = summaries.len();
     summaries.retain(|s| current.as_ref().is_none_or(|c| &s.prototypes_sha256 == c));
     if summaries.is_empty() && before > 0 {
@@ -550,11 +637,17 @@ fn select(args: SelectArgs) -> Result<()> {
     let source = tiled(&plan);
     let table = s5::curate::selected::write_selected(&run, &source, &selection)?;
     println!(
-        "selected {} of {} candidate patches ({} filtered out) into {}",
+        "selected {} of {} candidate patches ({} filtered out, {} exact duplicates dropped) into {}",
         selection.selected.len(),
         selection.candidates.iter().sum::<u64>(),
         selection.filtered_out,
+        selection.duplicates_dropped,
         table.display()
+    );
+    report(&run, Some((&selection, args.budget)))?;
+    println!(
+        "report: {}",
+        s5::run::curation::CurationReport::path(&run).display()
     );
     if args.ignore_clusters {
         println!("clusters ignored: the lowest entropies of the whole pool");
@@ -586,18 +679,7 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
             done.len()
         );
     }
-    let text = std::fs::read_to_string(&args.truth)
-        .with_context(|| format!("{}: cannot read the truth", args.truth.display()))?;
-    let truth: Vec<s5::data::synth::PoolTruth> = ron::from_str(&text)
-        .with_context(|| format!("{}: not a list of (image, kind)", args.truth.display()))?;
-    let base = args.truth.parent().unwrap_or(std::path::Path::new("."));
-    let mut kind_of = std::collections::HashMap::new();
-    for t in truth {
-        kind_of.insert(
-            std::path::absolute(base.join(&t.image))?,
-            format!("{:?}", t.kind),
-        );
-    }
+    let kind_of = read_truth(&args.truth)?;
     let mut selected = std::collections::HashSet::new();
     let table = run.curation().join("selected.tsv");
     if table.exists() {
@@ -610,8 +692,13 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
         .iter()
         .map(|s| ShardSummary::paths(&run, s.index, s.count).1)
         .collect();
-    let report =
-        s5::curate::evaluate::evaluate(&tiled(&plan), &shards, &kind_of, "InDomain", &selected)?;
+    let report = s5::curate::evaluate::evaluate(
+        &tiled(&plan),
+        &shards,
+        &kind_of,
+        IN_DISTRIBUTION,
+        &selected,
+    )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -688,6 +775,7 @@ fn run_all(backend: Option<GpuBackend>, args: RunArgs) -> Result<()> {
                 split: args.split.clone(),
                 patch_px: args.patch_px,
                 stride_px: None,
+                truth: args.truth.clone(),
                 out: args.out.clone(),
             })?;
         }

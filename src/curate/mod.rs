@@ -6,20 +6,26 @@
 //! - [`evaluate`]: a curation against a pool's known truth (kinds, AUROC);
 //! - [`kmeans`]: spherical K-Means;
 //! - [`prototypes`]: the labeled set embedded and clustered (`s5 curate prototypes`);
+//! - [`pca`]: the two principal axes of the projection;
 //! - [`plan`]: the pool fixed once, and the patches of each shard;
 //! - [`score`]: entropy, confidence, foreground share and nearest prototype of each patch;
 //! - [`quota`]: Eq. 3's quotas, their rounding and the redistribution of shortfalls;
 //! - [`record`]: one scored patch per fixed-size record, in per-shard files;
+//! - [`report`]: the report the viewer reads (clusters, histograms, projection, thumbnails);
+//! - [`sample`]: the embeddings of a bounded, deterministic sample of the pool;
 //! - [`select`]: the selection in two streaming passes, memory bounded by the budget;
 //! - [`selected`]: the selection as a table that `s5 pretrain` reads.
 
 pub mod embed;
 pub mod evaluate;
 pub mod kmeans;
+pub mod pca;
 pub mod plan;
 pub mod prototypes;
 pub mod quota;
 pub mod record;
+pub mod report;
+pub mod sample;
 pub mod score;
 pub mod select;
 pub mod selected;

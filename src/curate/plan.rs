@@ -37,6 +37,7 @@ pub fn make_plan(spec_path: &Path, split: &str, patch_px: u32, stride_px: u32) -
                 })?,
                 width_px,
                 height_px,
+                kind: None,
             }),
             Err(e) => skipped.push(SkippedFile {
                 path: sample.image,
@@ -62,6 +63,7 @@ pub fn make_plan(spec_path: &Path, split: &str, patch_px: u32, stride_px: u32) -
         images,
         skipped,
         patches,
+        in_distribution_kind: None,
     })
 }
 

@@ -19,6 +19,9 @@ use crate::fsutil::AtomicFile;
 pub struct PatchRecord {
     /// The patch's index in the curation plan, which fixes its image, position and size.
     pub patch: u64,
+    /// A hash of the patch's pixels and size (the first 8 bytes of their SHA-256): equal
+    /// for exact duplicates, which the selection keeps once.
+    pub content: u64,
     /// Mean pixel entropy over the non-background classes (paper Eq. 1), in nats.
     pub entropy: f32,
     /// Mean softmax probability of each pixel's predicted class.
@@ -34,7 +37,8 @@ pub struct PatchRecord {
 }
 
 const MAGIC: &[u8; 8] = b"S5PATCH\0";
-const VERSION: u32 = 1;
+/// The record format's version: 2 added [`PatchRecord::content`].
+pub const VERSION: u32 = 2;
 const RECORD_BYTES: usize = std::mem::size_of::<PatchRecord>();
 /// Records read or written per block.
 const BLOCK: usize = 4096;
@@ -118,7 +122,7 @@ pub fn for_each_record(
     if version != VERSION || size != RECORD_BYTES {
         return Err(bad(format!(
             "version {version} with {size}-byte records; this s5 reads version {VERSION} with \
-             {RECORD_BYTES}-byte records"
+             {RECORD_BYTES}-byte records: score the shards again (`s5 curate score`)"
         )));
     }
     let mut block = vec![PatchRecord::zeroed(); BLOCK];

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use super::embed::embed;
 use super::record::PatchRecord;
+use super::select::tiebreak;
 use crate::data::DatasetSpec;
 use crate::data::augment::normalize;
 use crate::data::source::TiledSource;
@@ -29,6 +30,45 @@ pub struct ScoreSetup {
     pub background: Option<usize>,
     /// Patches per forward pass.
     pub batch: usize,
+    /// Patches whose [`tiebreak`] hash is below this keep their embedding (the report's
+    /// projection sample, see [`super::sample`]); 0 keeps none.
+    pub sample_below: u64,
+}
+
+/// A patch read from the pool, with the hash of its content.
+pub struct LoadedPatch {
+    pub patch: u64,
+    pub content: u64,
+    pub image: image::RgbImage,
+}
+
+impl LoadedPatch {
+    pub fn new(patch: u64, image: image::RgbImage) -> Self {
+        Self {
+            patch,
+            content: content_hash(&image),
+            image,
+        }
+    }
+}
+
+/// The first 8 bytes of the SHA-256 of an image's size and pixels.
+pub fn content_hash(image: &image::RgbImage) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(image.width().to_le_bytes());
+    hasher.update(image.height().to_le_bytes());
+    hasher.update(image.as_raw());
+    let digest = hasher.finalize();
+    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// The records of a scored batch, and the embeddings of its sampled patches.
+#[derive(Default)]
+pub struct Scored {
+    pub records: Vec<PatchRecord>,
+    /// `(record, embedding)` of the patches [`ScoreSetup::sample_below`] picks.
+    pub samples: Vec<(PatchRecord, Vec<f32>)>,
 }
 
 /// Scores the patches `range` of `source` (an unreadable image is skipped and listed, never
@@ -43,7 +83,7 @@ pub fn score_range(
     setup: ScoreSetup,
     device: &Device,
     done: &dyn Fn(u64),
-) -> Result<(Vec<PatchRecord>, Vec<SkippedFile>)> {
+) -> Result<(Scored, Vec<SkippedFile>)> {
     let m = prototypes.centroids.len();
     let dim = prototypes.centroids.first().map_or(0, Vec::len);
     let centroids = Tensor::<2>::from_data(
@@ -66,7 +106,10 @@ pub fn score_range(
         .unwrap_or(STRIDE_PX)
         .div_ceil(STRIDE_PX)
         * STRIDE_PX;
-    let mut records = Vec::with_capacity((range.end - range.start) as usize);
+    let mut scored = Scored {
+        records: Vec::with_capacity((range.end - range.start) as usize),
+        samples: Vec::new(),
+    };
     let mut skipped: Vec<SkippedFile> = Vec::new();
     let indices: Vec<u64> = range.clone().collect();
     // Batches start at multiples of the batch size (as shards do, see `plan::shard_range`).
@@ -78,14 +121,17 @@ pub fn score_range(
         .chain(tail.chunks(batch))
     {
         // Read the batch's patches in parallel; an unreadable image is noted once.
-        let loaded: Vec<(u64, Result<image::RgbImage>)> = chunk
+        let loaded: Vec<(u64, Result<LoadedPatch>)> = chunk
             .par_iter()
-            .map(|&i| (i, source.load(spec, i as usize).map(|(image, _)| image)))
+            .map(|&i| {
+                let image = source.load(spec, i as usize);
+                (i, image.map(|(image, _)| LoadedPatch::new(i, image)))
+            })
             .collect();
         let mut batch = Vec::new();
-        for (i, image) in loaded {
-            match image {
-                Ok(image) => batch.push((i, image)),
+        for (i, patch) in loaded {
+            match patch {
+                Ok(patch) => batch.push(patch),
                 Err(e) => {
                     let path = &source.images[source.patches[i as usize].image].image;
                     if !skipped.iter().any(|s| &s.path == path) {
@@ -98,31 +144,31 @@ pub fn score_range(
             }
         }
         if !batch.is_empty() {
-            records.extend(score_batch(
-                model, &batch, side, &centroids, prototypes, setup, device,
-            ));
+            let more = score_batch(model, &batch, side, &centroids, prototypes, setup, device);
+            scored.records.extend(more.records);
+            scored.samples.extend(more.samples);
         }
         done(chunk.last().map_or(0, |&l| l + 1 - range.start));
     }
-    Ok((records, skipped))
+    Ok((scored, skipped))
 }
 
 /// Records of one batch of loaded patches, each padded to `side` (padding is not valid);
 /// `centroids` are the prototypes' `[M, D]` on the device.
 pub fn score_batch(
     model: &Segmentor,
-    batch: &[(u64, image::RgbImage)],
+    batch: &[LoadedPatch],
     side: usize,
     centroids: &Tensor<2>,
     prototypes: &Prototypes,
     setup: ScoreSetup,
     device: &Device,
-) -> Vec<PatchRecord> {
+) -> Scored {
     let b = batch.len();
     let plane = side * side;
     let mut pixels = vec![0f32; b * 3 * plane];
     let mut valid = vec![false; b * plane];
-    for (k, (_, image)) in batch.iter().enumerate() {
+    for (k, LoadedPatch { image, .. }) in batch.iter().enumerate() {
         let (w, h) = (image.width() as usize, image.height() as usize);
         let normalized = normalize(image);
         for c in 0..3 {
@@ -156,16 +202,18 @@ pub fn score_batch(
         .convert::<i32>()
         .try_into_vec::<i32>()
         .expect("i32 labels");
+    let embedded = embed(&maps, prototypes.embedding);
     let similarity = floats(
-        embed(&maps, prototypes.embedding)
+        embedded
+            .clone()
             .matmul(centroids.clone().transpose())
             .reshape([b * centroids.dims()[0]]),
     );
     let m = centroids.dims()[0];
-    batch
+    let records: Vec<PatchRecord> = batch
         .iter()
         .enumerate()
-        .map(|(k, (patch, _))| {
+        .map(|(k, patch)| {
             let range = k * plane..(k + 1) * plane;
             let (mut n, mut conf, mut fg) = (0usize, 0f64, 0usize);
             for ((&v, &c), &l) in valid[range.clone()]
@@ -195,7 +243,8 @@ pub fn score_batch(
                 .fold(f32::NEG_INFINITY, f32::max);
             let n = n.max(1) as f64;
             PatchRecord {
-                patch: *patch,
+                patch: patch.patch,
+                content: patch.content,
                 entropy: entropy[k],
                 confidence: (conf / n) as f32,
                 foreground: (fg as f64 / n) as f32,
@@ -208,5 +257,17 @@ pub fn score_batch(
                 cluster: best as u32,
             }
         })
-        .collect()
+        .collect();
+    let sampled: Vec<usize> = (0..b)
+        .filter(|&k| tiebreak(batch[k].patch) < setup.sample_below)
+        .collect();
+    let mut samples = Vec::with_capacity(sampled.len());
+    if !sampled.is_empty() {
+        let dim = embedded.dims()[1];
+        let vectors = floats(embedded.reshape([b * dim]));
+        for k in sampled {
+            samples.push((records[k], vectors[k * dim..(k + 1) * dim].to_vec()));
+        }
+    }
+    Scored { records, samples }
 }

@@ -11,8 +11,14 @@
 //! Within a cluster, patches rank by ascending entropy, ties broken by a hash of the patch's
 //! plan index and then the index itself: the result never depends on how the pool was
 //! sharded or in which order the shards are read.
+//!
+//! Exact duplicates (equal [`PatchRecord::content`]) count once: of a group of equal patches
+//! only the best-ranked is a candidate. The groups are found where they matter, in the
+//! selection: when it holds two equal patches, their content joins a set of known
+//! duplicates (bounded by the budget), each known group is reduced to its best-ranked patch
+//! in one more pass, and the selection is made again, until it holds no two equal patches.
 
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::quota::Quotas;
@@ -52,6 +58,8 @@ pub struct Selection {
     pub candidates: Vec<u64>,
     /// Records that did not pass the filters.
     pub filtered_out: u64,
+    /// Records that passed them but were exact duplicates of a better-ranked one.
+    pub duplicates_dropped: u64,
     /// Selected records: cluster 0's by rank, then cluster 1's, ...
     pub selected: Vec<PatchRecord>,
 }
@@ -141,7 +149,8 @@ fn check_cluster(path: &Path, r: &PatchRecord, clusters: usize) -> Result<()> {
     }
 }
 
-/// The selection with records grouped by `group_of` (the quota groups).
+/// The selection with records grouped by `group_of` (the quota groups), exact duplicates
+/// counted once.
 fn select_grouped(
     shards: &[PathBuf],
     labeled: &[u64],
@@ -149,20 +158,67 @@ fn select_grouped(
     filters: &Filters,
     group_of: impl Fn(&PatchRecord) -> usize,
 ) -> Result<Selection> {
+    // Known duplicate contents, each with its best-ranked admitted patch.
+    let mut duplicates: HashMap<u64, u64> = HashMap::new();
+    loop {
+        let selection = select_once(shards, labeled, budget, filters, &duplicates, &group_of)?;
+        let mut seen: HashMap<u64, u32> = HashMap::with_capacity(selection.selected.len());
+        for r in &selection.selected {
+            *seen.entry(r.content).or_default() += 1;
+        }
+        let new: Vec<u64> = seen
+            .into_iter()
+            .filter(|&(content, n)| n > 1 && !duplicates.contains_key(&content))
+            .map(|(content, _)| content)
+            .collect();
+        if new.is_empty() {
+            return Ok(selection);
+        }
+        // The best-ranked admitted patch of every known group.
+        let groups: HashSet<u64> = duplicates.keys().chain(&new).copied().collect();
+        let mut found: HashMap<u64, PatchRecord> = HashMap::with_capacity(groups.len());
+        for path in shards {
+            for_each_record(path, |r| {
+                if groups.contains(&r.content) && filters.admit(r) {
+                    let slot = found.entry(r.content).or_insert(*r);
+                    if rank_key(r) < rank_key(slot) {
+                        *slot = *r;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        duplicates = found.into_iter().map(|(c, r)| (c, r.patch)).collect();
+    }
+}
+
+/// One selection, in which a record whose content is in `duplicates` is a candidate only if
+/// it is that group's best-ranked patch.
+fn select_once(
+    shards: &[PathBuf],
+    labeled: &[u64],
+    budget: u64,
+    filters: &Filters,
+    duplicates: &HashMap<u64, u64>,
+    group_of: &impl Fn(&PatchRecord) -> usize,
+) -> Result<Selection> {
     let clusters = labeled.len();
+    let unique = |r: &PatchRecord| duplicates.get(&r.content).is_none_or(|&p| p == r.patch);
     // Pass 1: candidates per cluster, by entropy bin.
     let mut histograms: Vec<BTreeMap<u16, u64>> = vec![BTreeMap::new(); clusters];
-    let mut filtered_out = 0u64;
+    let (mut filtered_out, mut duplicates_dropped) = (0u64, 0u64);
     for path in shards {
         for_each_record(path, |r| {
             let m = group_of(r);
             if m >= clusters {
                 check_cluster(path, r, clusters)?;
             }
-            if filters.admit(r) {
-                *histograms[m].entry(bin(r.entropy)).or_default() += 1;
-            } else {
+            if !filters.admit(r) {
                 filtered_out += 1;
+            } else if !unique(r) {
+                duplicates_dropped += 1;
+            } else {
+                *histograms[m].entry(bin(r.entropy)).or_default() += 1;
             }
             Ok(())
         })?;
@@ -193,7 +249,7 @@ fn select_grouped(
             let Some((threshold, room)) = thresholds[m] else {
                 return Ok(());
             };
-            if !filters.admit(r) {
+            if !filters.admit(r) || !unique(r) {
                 return Ok(());
             }
             let b = bin(r.entropy);
@@ -219,6 +275,7 @@ fn select_grouped(
         quotas,
         candidates,
         filtered_out,
+        duplicates_dropped,
         selected,
     })
 }

@@ -1,5 +1,20 @@
 //! What `s5 curate` leaves in a run's `curation/` folder for pre-training, the viewer and
-//! later stages. Written atomically; read with [`Prototypes::load`].
+//! later stages. Every file is written atomically.
+//!
+//! ```text
+//! curation/plan.json            the pool, numbered once                       [`Plan`]
+//! curation/prototypes.json      the labeled set's clusters                    [`Prototypes`]
+//! curation/shards/shard-<i>-of-<n>.json   a finished shard's summary          [`ShardSummary`]
+//! curation/report.json          what the viewer shows, refreshed as shards finish  [`CurationReport`]
+//! curation/thumbs/patch-<k>.png thumbnails the report names
+//! ```
+
+pub mod report;
+
+pub use report::{
+    ClusterReport, CurationReport, EntropyHistogram, KindShare, PROJECTION_MAX_POINTS,
+    ProjectedPatch, Projection, ReportStage, Thumbnail, ThumbnailRole,
+};
 
 use std::path::{Path, PathBuf};
 
@@ -96,6 +111,10 @@ pub struct PlanImage {
     pub path: PathBuf,
     pub width_px: u32,
     pub height_px: u32,
+    /// What the image really is, where the pool's truth is known (`s5 synth`'s
+    /// `pool/truth.ron`, given to `s5 curate plan --truth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 /// `curation/plan.json`: the pool fixed once, so every shard and every restart numbers its
@@ -113,6 +132,9 @@ pub struct Plan {
     pub skipped: Vec<SkippedFile>,
     /// Patches in all.
     pub patches: u64,
+    /// The kind of image that is in distribution, where kinds are known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_distribution_kind: Option<String>,
 }
 
 impl Plan {
@@ -149,6 +171,54 @@ pub struct ShardSummary {
     pub prototypes_sha256: String,
     pub unreadable: Vec<SkippedFile>,
     pub seconds: f64,
+    /// The version of the record file's format (0: written before versions were noted here).
+    #[serde(default)]
+    pub records_version: u32,
+    /// Per cluster: what the shard's records hold (the partial report is merged from these).
+    #[serde(default)]
+    pub clusters: Vec<ShardCluster>,
+    /// The upper edge of [`ShardCluster::entropy_histogram`]'s range `[0, entropy_range_nats]`.
+    #[serde(default)]
+    pub entropy_range_nats: f32,
+}
+
+/// One cluster's records in one shard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ShardCluster {
+    /// Records whose nearest prototype this is.
+    pub records: u64,
+    pub entropy_sum: f64,
+    pub similarity_sum: f64,
+    pub foreground_sum: f64,
+    /// Counts in [`ENTROPY_BINS`] equal bins over `[0, entropy_range_nats]` (values above it
+    /// count in the last).
+    pub entropy_histogram: Vec<u64>,
+    /// The lowest-entropy records (at most [`EXTREMES_KEPT`]), lowest first.
+    pub lowest: Vec<ScoredPatch>,
+    /// The highest-entropy records (at most [`EXTREMES_KEPT`]), highest first.
+    pub highest: Vec<ScoredPatch>,
+}
+
+/// A patch and its entropy.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScoredPatch {
+    pub patch: u64,
+    pub entropy: f32,
+}
+
+/// Bins of the entropy histograms.
+pub const ENTROPY_BINS: usize = 64;
+/// Lowest and highest records kept per cluster and shard (the thumbnails come from them).
+pub const EXTREMES_KEPT: usize = 8;
+
+impl ShardCluster {
+    /// The bin of `entropy` in `ENTROPY_BINS` bins over `[0, range]`.
+    pub fn bin(entropy: f32, range: f32) -> usize {
+        if range.is_nan() || range <= 0.0 || !entropy.is_finite() {
+            return 0;
+        }
+        ((entropy.max(0.0) / range * ENTROPY_BINS as f32) as usize).min(ENTROPY_BINS - 1)
+    }
 }
 
 impl ShardSummary {
@@ -160,6 +230,13 @@ impl ShardSummary {
             dir.join(format!("{stem}.json")),
             dir.join(format!("{stem}.bin")),
         )
+    }
+
+    /// The file of the shard's sampled embeddings (for the report's projection).
+    pub fn sample_path(run: &RunDir, index: u32, count: u32) -> PathBuf {
+        Self::paths(run, index, count)
+            .0
+            .with_extension("sample.bin")
     }
 
     pub fn save(&self, run: &RunDir) -> Result<()> {
@@ -195,7 +272,10 @@ impl ShardSummary {
     }
 }
 
-fn load_json<T: for<'de> Deserialize<'de>>(path: &Path, what: &'static str) -> Result<T> {
+pub(crate) fn load_json<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    what: &'static str,
+) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| RunError::reading(path, e, what))?;
     serde_json::from_str(&text).map_err(|e| RunError::Format {
         path: path.to_path_buf(),
