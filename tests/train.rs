@@ -516,7 +516,10 @@ fn sample_folders_are_thinned_to_a_bound() {
     for step in 1..=40u64 {
         let mut writer = SampleWriter::new(&run, step).keep(8);
         writer
-            .add(SampleEntry::default(), &[(SampleRole::Image, &picture)])
+            .add(
+                SampleEntry::default(),
+                &[(SampleRole::Image, (&picture).into())],
+            )
             .unwrap();
         writer.finish().unwrap();
         let steps = sample_steps(&run).unwrap();
@@ -1203,11 +1206,36 @@ fn pretrain_logs_fixmatch_and_samples_appear_whole_while_it_runs() {
                 "pseudo_label",
                 "strong",
                 "student",
+                "truth",
+                "valid",
                 "weak"
             ]
         );
-        assert!(entry.stats.contains_key("mask_ratio") && entry.stats.contains_key("mean_entropy"));
+        for key in ["mask_ratio", "mean_entropy", "tau"] {
+            assert!(entry.stats.contains_key(key), "{key}");
+        }
+        // The stored confidence gives the trainer's τ-mask back, pixel for pixel.
+        let step_dir = run.sample_step(8);
+        let file = |role: &str| {
+            let role = s5::run::SampleRole::try_from(role.to_string()).unwrap();
+            step_dir.join(&entry.files[&role])
+        };
+        let confidence = image::open(file("confidence")).unwrap().into_luma16();
+        let valid = image::open(file("valid")).unwrap().into_luma8();
+        let mask = image::open(file("mask")).unwrap().into_luma8();
+        let tau = entry.stats["tau"] as f32;
+        let mut confident = 0usize;
+        for ((c, v), m) in confidence.pixels().zip(valid.pixels()).zip(mask.pixels()) {
+            let recomputed = s5::run::samples::passes(c[0], tau) && v[0] > 127;
+            assert_eq!(recomputed, m[0] > 127);
+            confident += usize::from(recomputed);
+        }
+        let valid_px = valid.pixels().filter(|v| v[0] > 127).count();
+        let ratio = confident as f64 / valid_px.max(1) as f64;
+        assert!((ratio - entry.stats["mask_ratio"]).abs() < 1e-12);
     }
+    assert_eq!(index.datasets.len(), 1, "the legend of the dataset");
+    assert!(!index.datasets[0].classes.is_empty());
     assert!(
         index.entries.iter().any(|e| e.kind == "val"),
         "validation shares the step folder"

@@ -11,6 +11,8 @@ pub const L_U: &str = "L_u";
 pub const GRAD_NORM: &str = "grad_norm";
 /// Share of valid unlabeled pixels with confidence ≥ τ.
 pub const MASK_RATIO: &str = "mask_ratio";
+/// The confidence threshold τ a sampled mask was made with (a sample entry's stat).
+pub const TAU: &str = "tau";
 /// Mean pixel entropy of the unlabeled batch (paper Eq. 1).
 pub const MEAN_ENTROPY: &str = "mean_entropy";
 /// Pseudo-label accuracy over confident pixels with ground truth.

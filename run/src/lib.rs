@@ -37,4 +37,4 @@ pub use events::{Event, EventKind, EventLog, read_events};
 pub use layout::RunDir;
 pub use lock::{LockHolder, RunLock};
 pub use manifest::{FORMAT_VERSION, Manifest, OLDEST_READABLE_VERSION, RunKind};
-pub use samples::{SampleEntry, SampleIndex, SampleKind, SampleRole, SampleWriter};
+pub use samples::{Picture, SampleEntry, SampleIndex, SampleKind, SampleRole, SampleWriter};

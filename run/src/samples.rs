@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use image::RgbImage;
+use image::{GrayImage, ImageBuffer, Luma, RgbImage};
 use serde::{Deserialize, Serialize};
 
+use crate::card::DatasetCard;
 use crate::error::{Result, RunError};
 use crate::fsutil::{save_png_atomic, write_atomic};
 use crate::layout::{RunDir, publish_folder, step_folders, step_tmp_name};
@@ -104,10 +105,13 @@ named_enum! {
         Weak = "weak",
         /// The teacher's pseudo-label on the weak view (palette colours).
         PseudoLabel = "pseudo_label",
-        /// The teacher's confidence, 0–255.
+        /// The teacher's confidence: a 16-bit grey PNG of [`confidence_level`]s (format 1:
+        /// 8-bit RGB, 0–255).
         Confidence = "confidence",
         /// The τ-mask: white where confidence ≥ τ on a valid pixel.
         Mask = "mask",
+        /// Where the crop holds image (white) rather than padding (black).
+        Valid = "valid",
         /// The cut-mixed strong view the student sees.
         Strong = "strong",
         /// The student's prediction on the strong view.
@@ -134,6 +138,56 @@ pub struct SampleEntry {
 pub struct SampleIndex {
     pub step: u64,
     pub entries: Vec<SampleEntry>,
+    /// The datasets of the entries: class names and palette, for legends and per-class
+    /// toggles (empty in runs written before format 2 added it).
+    #[serde(default)]
+    pub datasets: Vec<DatasetCard>,
+}
+
+/// Levels of a stored confidence (16-bit).
+const LEVELS: f32 = 65_535.0;
+
+/// The lowest stored level that passes threshold `tau`.
+pub fn tau_level(tau: f32) -> u16 {
+    (tau.clamp(0.0, 1.0) * LEVELS).ceil() as u16
+}
+
+/// The 16-bit level a confidence in `[0, 1]` is stored as, for a run whose threshold is
+/// `tau`: the nearest level, kept on the same side of [`tau_level`] as the confidence is of
+/// τ, so that [`passes`] at that τ gives the trainer's mask exactly (at any other τ, to
+/// within 1/65 535).
+pub fn confidence_level(confidence: f32, tau: f32) -> u16 {
+    let level = (confidence.clamp(0.0, 1.0) * LEVELS).round() as u16;
+    let t = tau_level(tau);
+    if confidence >= tau {
+        level.max(t)
+    } else {
+        level.min(t.saturating_sub(1))
+    }
+}
+
+/// Whether a stored confidence level passes threshold `tau`.
+pub fn passes(level: u16, tau: f32) -> bool {
+    level >= tau_level(tau)
+}
+
+/// A stored level as a confidence.
+pub fn level_confidence(level: u16) -> f32 {
+    f32::from(level) / LEVELS
+}
+
+/// One picture of a sample entry.
+#[derive(Debug, Clone, Copy)]
+pub enum Picture<'a> {
+    Rgb(&'a RgbImage),
+    Gray(&'a GrayImage),
+    Gray16(&'a ImageBuffer<Luma<u16>, Vec<u16>>),
+}
+
+impl<'a> From<&'a RgbImage> for Picture<'a> {
+    fn from(image: &'a RgbImage) -> Self {
+        Self::Rgb(image)
+    }
 }
 
 impl SampleIndex {
@@ -165,7 +219,7 @@ impl SampleWriter {
             tmp: run.samples().join(step_tmp_name(step)),
             index: SampleIndex {
                 step,
-                entries: Vec::new(),
+                ..SampleIndex::default()
             },
             keep: DEFAULT_KEEP,
         }
@@ -177,17 +231,28 @@ impl SampleWriter {
         self
     }
 
+    /// Names the datasets of the entries (class names, palette).
+    pub fn datasets(mut self, datasets: Vec<DatasetCard>) -> Self {
+        self.index.datasets = datasets;
+        self
+    }
+
     /// Adds an entry whose pictures are `(role, image)`; files are named
     /// `<entry number>-<role>.png`.
     pub fn add(
         &mut self,
         mut entry: SampleEntry,
-        pictures: &[(SampleRole, &RgbImage)],
+        pictures: &[(SampleRole, Picture)],
     ) -> Result<()> {
         let n = self.index.entries.len();
         for (role, picture) in pictures {
             let name = format!("{n:03}-{role}.png");
-            save_png_atomic(&self.tmp.join(&name), *picture)?;
+            let path = self.tmp.join(&name);
+            match picture {
+                Picture::Rgb(image) => save_png_atomic(&path, *image)?,
+                Picture::Gray(image) => save_png_atomic(&path, *image)?,
+                Picture::Gray16(image) => save_png_atomic(&path, *image)?,
+            }
             entry.files.insert(*role, name);
         }
         self.index.entries.push(entry);

@@ -467,7 +467,9 @@ impl<'r> Session<'r> {
             self.checkpoint(done)?;
         }
         // One sample folder per step, shared by validation and the recipe's pictures.
-        let mut samples = SampleWriter::new(self.run, done).keep(self.recipe.samples_keep());
+        let mut samples = SampleWriter::new(self.run, done)
+            .keep(self.recipe.samples_keep())
+            .datasets(self.card.datasets.clone());
         let every = self.config.val.every_steps;
         if last || (every > 0 && done.is_multiple_of(every)) {
             let v0 = Instant::now();

@@ -59,9 +59,9 @@ pub fn validate(
                     samples.add(
                         entry,
                         &[
-                            (SampleRole::Image, scored.image),
-                            (SampleRole::Truth, &truth),
-                            (SampleRole::Prediction, &prediction),
+                            (SampleRole::Image, scored.image.into()),
+                            (SampleRole::Truth, (&truth).into()),
+                            (SampleRole::Prediction, (&prediction).into()),
                         ],
                     )?;
                 }

@@ -21,7 +21,9 @@ use crate::data::source::TiledSource;
 use crate::error::{Error, Result};
 use crate::model::Segmentor;
 use crate::run::keys;
-use crate::run::samples::{SampleEntry, SampleKind, SampleRole, SampleWriter};
+use crate::run::samples::{
+    Picture, SampleEntry, SampleKind, SampleRole, SampleWriter, confidence_level,
+};
 use crate::train::batch::{Dataset, LabeledLoader, UnlabeledBatch, labeled_tensors};
 use crate::train::config::{FixMatchSetup, TrainConfig};
 use crate::train::fixmatch::{Normalizers, UnlabeledTensors, fixmatch_step, teacher_mix};
@@ -255,12 +257,28 @@ impl FixMatch {
             let range = i * plane..(i + 1) * plane;
             let gray = |v: Vec<u8>| GrayImage::from_raw(s, s, v).expect("one value per pixel");
             let pseudo = colorize(&gray(labels[range.clone()].to_vec()), &self.palette);
-            let conf = gray(
-                confidence[range.clone()]
+            // 16-bit levels that keep every pixel on its side of τ (the viewer's τ slider
+            // recomputes this very mask from them).
+            let conf: image::ImageBuffer<image::Luma<u16>, Vec<u16>> =
+                image::ImageBuffer::from_raw(
+                    s,
+                    s,
+                    confidence[range.clone()]
+                        .iter()
+                        .map(|&c| confidence_level(c, tau))
+                        .collect(),
+                )
+                .expect("one value per pixel");
+            let valid_image = gray(
+                valid[range.clone()]
                     .iter()
-                    .map(|&c| (c.clamp(0.0, 1.0) * 255.0).round() as u8)
+                    .map(|&v| if v > 0.5 { 255 } else { 0 })
                     .collect(),
             );
+            let truth = item
+                .truth
+                .as_ref()
+                .map(|t| colorize(&gray(t.clone()), &self.palette));
             let confident: Vec<bool> = confidence[range.clone()]
                 .iter()
                 .zip(&valid[range.clone()])
@@ -276,7 +294,6 @@ impl FixMatch {
             let strong = RgbImage::from_raw(s, s, strong).expect("an RGB crop");
             let student = colorize(&gray(student[range].to_vec()), &self.palette);
             let weak: &RgbImage = &item.weak_rgb;
-            let as_rgb = |g: &GrayImage| image::DynamicImage::ImageLuma8(g.clone()).to_rgb8();
             let entry = SampleEntry {
                 image_id: id.clone(),
                 dataset: self.dataset.clone(),
@@ -284,20 +301,23 @@ impl FixMatch {
                 stats: BTreeMap::from([
                     (keys::MASK_RATIO.to_string(), ratio),
                     (keys::MEAN_ENTROPY.to_string(), f64::from(entropy[i])),
+                    (keys::TAU.to_string(), f64::from(tau)),
                 ]),
                 ..SampleEntry::default()
             };
-            writer.add(
-                entry,
-                &[
-                    (SampleRole::Weak, weak),
-                    (SampleRole::PseudoLabel, &pseudo),
-                    (SampleRole::Confidence, &as_rgb(&conf)),
-                    (SampleRole::Mask, &as_rgb(&mask)),
-                    (SampleRole::Strong, &strong),
-                    (SampleRole::Student, &student),
-                ],
-            )?;
+            let mut pictures = vec![
+                (SampleRole::Weak, Picture::Rgb(weak)),
+                (SampleRole::PseudoLabel, Picture::Rgb(&pseudo)),
+                (SampleRole::Confidence, Picture::Gray16(&conf)),
+                (SampleRole::Valid, Picture::Gray(&valid_image)),
+                (SampleRole::Mask, Picture::Gray(&mask)),
+                (SampleRole::Strong, Picture::Rgb(&strong)),
+                (SampleRole::Student, Picture::Rgb(&student)),
+            ];
+            if let Some(truth) = &truth {
+                pictures.push((SampleRole::Truth, Picture::Rgb(truth)));
+            }
+            writer.add(entry, &pictures)?;
         }
         Ok(())
     }
