@@ -304,6 +304,7 @@ fn kinds_and_roles_are_typed_but_written_as_before() {
             "pseudo_label",
             "confidence",
             "mask",
+            "valid",
             "strong",
             "student"
         ]
