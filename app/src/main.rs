@@ -1,148 +1,134 @@
-//! s5-viewer: watches an s5 run directory through the run contract (`s5-run`, no burn).
-//! For now it shows what kind of run a folder holds and how far it got; the training views
-//! (pseudo-labels, confidence, curves, curation clusters) build on the same reader.
-//!
-//! Usage: `s5-viewer [RUN_DIR]`.
+//! `s5-viewer [RUN_DIR | FOLDER_OF_RUNS]...`: watch s5 runs while they train.
 
-use s5_run::{EventKind, Manifest, RunDir, read_events};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
-fn main() -> eframe::Result {
-    let run = std::env::args_os().nth(1).map(RunDir::new);
-    let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default().with_inner_size([480.0, 240.0]),
-        ..Default::default()
+use clap::Parser;
+use s5_viewer::screenshot::{WindowShot, headless};
+use s5_viewer::{View, Viewer};
+
+/// Watch s5 runs: curves, the FixMatch gallery with its τ slider, the curation explorer.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Run folders, or folders of runs (new runs in them appear as they start).
+    paths: Vec<PathBuf>,
+    /// Render one frame to this PNG and exit (headless: no window or display needed).
+    #[arg(long)]
+    screenshot: Option<PathBuf>,
+    /// With --screenshot: take it from a real window instead (needs a display, e.g. Xvfb).
+    #[arg(long, requires = "screenshot")]
+    window: bool,
+    /// The view to open: runs, curves, gallery or curation.
+    #[arg(long, default_value = "curves", value_parser = parse_view)]
+    view: View,
+    /// The step to show (default: the newest, following the run live).
+    #[arg(long)]
+    step: Option<u64>,
+    /// Window (or screenshot) size in points, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1400x900", value_parser = parse_size)]
+    size: (f32, f32),
+    /// How often the run folders are polled, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    poll_ms: u64,
+}
+
+fn parse_view(text: &str) -> Result<View, String> {
+    View::parse(text).ok_or_else(|| format!("`{text}`: choose runs, curves, gallery or curation"))
+}
+
+fn parse_size(text: &str) -> Result<(f32, f32), String> {
+    let (w, h) = text
+        .split_once('x')
+        .ok_or_else(|| format!("`{text}`: write WIDTHxHEIGHT, e.g. 1400x900"))?;
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<f32>()
+            .ok()
+            .filter(|v| *v >= 100.0)
+            .ok_or_else(|| format!("`{text}`: sides are numbers of at least 100"))
     };
-    let summary = run.as_ref().map(RunSummary::read);
-    eframe::run_native(
-        "s5 viewer",
-        options,
-        Box::new(|_cc| Ok(Box::new(Viewer { run, summary }))),
-    )
+    Ok((parse(w)?, parse(h)?))
 }
 
-/// What the window shows of a run, read from its files (never written).
-#[derive(Debug, Clone, PartialEq)]
-enum RunSummary {
-    Read {
-        kind: String,
-        format_version: u32,
-        train_steps: usize,
-        last_step: u64,
-    },
-    /// The folder is not a readable run: the reader's message, which names the file.
-    Unreadable(String),
-}
-
-impl RunSummary {
-    fn read(run: &RunDir) -> Self {
-        let read = || -> s5_run::Result<Self> {
-            let manifest = Manifest::load(run)?;
-            let events = read_events(&run.events())?;
-            Ok(Self::Read {
-                kind: manifest.kind.to_string(),
-                format_version: manifest.format_version,
-                train_steps: events.iter().filter(|e| e.kind == EventKind::Train).count(),
-                last_step: events.iter().map(|e| e.step).max().unwrap_or(0),
-            })
-        };
-        read().unwrap_or_else(|e| Self::Unreadable(e.to_string()))
-    }
-}
-
-struct Viewer {
-    run: Option<RunDir>,
-    summary: Option<RunSummary>,
-}
-
-impl eframe::App for Viewer {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        egui::CentralPanel::default().show(ui, |ui| {
-            if draw(ui, self.summary.as_ref())
-                && let Some(run) = &self.run
-            {
-                self.summary = Some(RunSummary::read(run));
-            }
-        });
-    }
-}
-
-/// The window's contents; returns whether "Reload" was clicked.
-fn draw(ui: &mut egui::Ui, summary: Option<&RunSummary>) -> bool {
-    ui.heading("s5 viewer");
-    ui.label(format!("version {}", env!("CARGO_PKG_VERSION")));
-    match summary {
-        None => {
-            ui.label("Open a run: s5-viewer RUN_DIR");
-            false
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("s5-viewer: {message}");
+            ExitCode::FAILURE
         }
-        Some(RunSummary::Read {
-            kind,
-            format_version,
-            train_steps,
-            last_step,
-        }) => {
-            ui.label(format!("{kind} run, format {format_version}"));
-            ui.label(format!(
-                "{train_steps} training steps logged, last step {last_step}"
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    for path in &args.paths {
+        if !path.exists() {
+            return Err(format!(
+                "{}: no such folder (give a run folder, e.g. runs/synth, or a folder of runs)",
+                path.display()
             ));
-            ui.button("Reload").clicked()
         }
-        Some(RunSummary::Unreadable(message)) => {
-            ui.colored_label(ui.visuals().error_fg_color, message);
-            ui.button("Reload").clicked()
+    }
+    let mut viewer = Viewer::new(&args.paths, Duration::from_millis(args.poll_ms.max(20)));
+    viewer.view = args.view;
+    if let Some(step) = args.step {
+        viewer.cursor.step = step;
+        viewer.cursor.live = false;
+    }
+    let size = egui::vec2(args.size.0, args.size.1);
+    match (&args.screenshot, args.window) {
+        (Some(out), false) => {
+            let report = headless(viewer, size, out)?;
+            println!(
+                "{}: {} view, frame time {:.1} ms (mean of 10 frames, after {} frames reading the run)",
+                out.display(),
+                args.view.label().to_lowercase(),
+                report.frame_ms,
+                report.frames_waited
+            );
+            Ok(())
         }
+        (Some(out), true) => {
+            let shot = WindowShot::new(viewer, out.clone());
+            let result = shot.result.clone();
+            eframe::run_native(
+                "s5 viewer",
+                native_options(size),
+                Box::new(|_cc| Ok(Box::new(shot))),
+            )
+            .map_err(|e| format!("cannot open a window: {e}"))?;
+            let outcome = result.lock().map_err(|_| "poisoned".to_string())?.take();
+            match outcome {
+                Some(Ok(())) => {
+                    println!("{}: window screenshot", out.display());
+                    Ok(())
+                }
+                Some(Err(e)) => Err(e),
+                None => Err("the window closed before its screenshot".into()),
+            }
+        }
+        (None, _) => eframe::run_native(
+            "s5 viewer",
+            native_options(size),
+            Box::new(|_cc| Ok(Box::new(viewer))),
+        )
+        .map_err(|e| {
+            format!(
+                "cannot open a window: {e}. Without a display, use --screenshot OUT.png; \
+                 without a GPU on Linux, install lavapipe (`apt install mesa-vulkan-drivers`)"
+            )
+        }),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Lays the window out headlessly and returns the texts it paints.
-    fn painted(summary: Option<&RunSummary>) -> Vec<String> {
-        let ctx = egui::Context::default();
-        let output = ctx.run_ui(egui::RawInput::default(), |ui| {
-            egui::CentralPanel::default().show(ui, |ui| draw(ui, summary));
-        });
-        output
-            .shapes
-            .iter()
-            .filter_map(|clipped| match &clipped.shape {
-                egui::Shape::Text(text) => Some(text.galley.text().to_string()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn window_shows_the_version() {
-        let texts = painted(None);
-        let version = format!("version {}", env!("CARGO_PKG_VERSION"));
-        assert!(texts.contains(&version), "painted texts: {texts:?}");
-    }
-
-    /// A run written by an older s5 (format 1, kept as files beside the run contract).
-    #[test]
-    fn a_run_is_read_through_the_contract() {
-        let fixture =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../run/tests/fixtures/run-v1");
-        let summary = RunSummary::read(&RunDir::new(fixture));
-        let texts = painted(Some(&summary));
-        assert!(
-            texts.contains(&"pretrain run, format 1".to_string()),
-            "{texts:?}"
-        );
-        assert!(
-            texts.contains(&"2 training steps logged, last step 2".to_string()),
-            "{texts:?}"
-        );
-        let missing = RunSummary::read(&RunDir::new("/nonexistent/run"));
-        let texts = painted(Some(&missing));
-        assert!(
-            texts
-                .iter()
-                .any(|t| t.contains("manifest.json") && t.contains("not an s5 run")),
-            "{texts:?}"
-        );
+fn native_options(size: egui::Vec2) -> eframe::NativeOptions {
+    eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_inner_size(size)
+            .with_title("s5 viewer"),
+        ..Default::default()
     }
 }

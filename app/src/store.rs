@@ -1,0 +1,276 @@
+//! The UI's copy of a run, built only from the reader's [`Update`]s: curves, the sample
+//! steps there are and a bounded cache of decoded ones, the curation report, diagnostics and
+//! the run's state.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use egui::ColorImage;
+use s5_run::{Event, EventKind, Manifest, RunKind};
+
+use crate::decoded::{DecodedReport, StepSamples};
+use crate::reader::Update;
+
+/// Decoded sample steps kept per run (older ones are decoded again when visited).
+pub const DECODED_STEPS_KEPT: usize = 6;
+/// Diagnostics kept per run (the newest).
+pub const DIAGNOSTICS_KEPT: usize = 50;
+/// A run whose writer holds the lock but whose events have not changed for this long is
+/// shown as stalled.
+pub const STALLED_AFTER_S: f64 = 300.0;
+
+/// One curve: `(step, wall_s, value)` in arrival order (steps ascending after purges).
+#[derive(Debug, Clone, Default)]
+pub struct Series {
+    pub steps: Vec<f64>,
+    pub wall_s: Vec<f64>,
+    pub values: Vec<f64>,
+}
+
+impl Series {
+    fn push(&mut self, step: u64, wall_s: f64, value: f64) {
+        self.steps.push(step as f64);
+        self.wall_s.push(wall_s);
+        self.values.push(value);
+    }
+
+    /// Drops the points at `step` and after.
+    fn purge_from(&mut self, step: u64) {
+        let keep = self.steps.partition_point(|&s| s < step as f64);
+        self.steps.truncate(keep);
+        self.wall_s.truncate(keep);
+        self.values.truncate(keep);
+    }
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Nothing read yet.
+    Unknown,
+    Running,
+    /// A writer holds the lock but nothing was logged for [`STALLED_AFTER_S`].
+    Stalled,
+    /// No writer, and it did not diverge.
+    Finished,
+    /// Its loss stopped being a number.
+    Diverged,
+    /// Its folder is gone (what was read stays shown).
+    Deleted,
+}
+
+impl RunState {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Running => "running",
+            Self::Stalled => "stalled",
+            Self::Finished => "finished",
+            Self::Diverged => "diverged",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+/// Everything shown of one run.
+#[derive(Debug, Default)]
+pub struct RunStore {
+    pub path: PathBuf,
+    pub name: String,
+    pub manifest: Option<Result<Manifest, String>>,
+    pub config: Option<String>,
+    /// Curves by key (`loss`, `L_u`, `lr`, `images_per_s`, `mask_ratio`, `urban/mIoU`, ...).
+    pub series: BTreeMap<String, Series>,
+    pub events: u64,
+    pub last_step: Option<u64>,
+    pub last_kind: Option<EventKind>,
+    /// Sample step folders there now, ascending.
+    pub steps: Vec<u64>,
+    /// Decoded steps, the most recently used last.
+    decoded: VecDeque<Arc<StepSamples>>,
+    pub report: Option<Arc<DecodedReport>>,
+    /// Pictures of pool patches, by patch.
+    pub crops: BTreeMap<u64, ColorImage>,
+    pub diagnostics: VecDeque<String>,
+    pub deleted: bool,
+    pub locked: bool,
+    pub events_age_s: Option<f64>,
+    /// Times the run went back in steps (a restart): later points were dropped.
+    pub restarts: u32,
+}
+
+impl RunStore {
+    pub fn new(path: PathBuf) -> Self {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        Self {
+            path,
+            name,
+            ..Self::default()
+        }
+    }
+
+    pub fn kind(&self) -> Option<RunKind> {
+        self.manifest.as_ref()?.as_ref().ok().map(|m| m.kind)
+    }
+
+    pub fn state(&self) -> RunState {
+        if self.deleted {
+            RunState::Deleted
+        } else if self.last_kind == Some(EventKind::Diverged) {
+            RunState::Diverged
+        } else if self.manifest.is_none() {
+            RunState::Unknown
+        } else if self.locked {
+            if self.events_age_s.is_some_and(|a| a > STALLED_AFTER_S) {
+                RunState::Stalled
+            } else {
+                RunState::Running
+            }
+        } else {
+            RunState::Finished
+        }
+    }
+
+    fn diagnose(&mut self, message: String) {
+        if self.diagnostics.len() == DIAGNOSTICS_KEPT {
+            self.diagnostics.pop_front();
+        }
+        self.diagnostics.push_back(message);
+    }
+
+    /// Applies one update of the reader.
+    pub fn apply(&mut self, update: Update) {
+        match update {
+            Update::Manifest(m) => {
+                if let Err(e) = &m {
+                    self.diagnose(e.clone());
+                }
+                self.manifest = Some(m);
+            }
+            Update::Config(text) => self.config = Some(text),
+            Update::Events(read) => {
+                if read.reset {
+                    self.series.clear();
+                    self.events = 0;
+                    self.last_step = None;
+                    self.diagnose("events.jsonl was replaced: read again from its start".into());
+                }
+                for c in read.corrupt {
+                    self.diagnose(format!(
+                        "events.jsonl line {}: skipped, not an event ({})",
+                        c.line, c.reason
+                    ));
+                }
+                for event in read.events {
+                    self.add_event(&event);
+                }
+            }
+            Update::Steps(steps) => {
+                self.decoded.retain(|d| steps.contains(&d.step));
+                self.steps = steps;
+            }
+            Update::Samples(samples) => {
+                for e in samples.entries.iter().flat_map(|e| &e.errors) {
+                    let message = e.clone();
+                    self.diagnose(message);
+                }
+                self.decoded.retain(|d| d.step != samples.step);
+                if self.decoded.len() == DECODED_STEPS_KEPT {
+                    self.decoded.pop_front();
+                }
+                self.decoded.push_back(samples);
+            }
+            Update::SamplesError { step, message } => {
+                // A folder thinned away between listing and reading is not an error.
+                if self.steps.contains(&step) {
+                    self.diagnose(format!("sample step {step}: {message}"));
+                }
+            }
+            Update::Report(report) => self.report = Some(report),
+            Update::ReportError(message) => self.diagnose(message),
+            Update::Crops(crops) => self.crops.extend(crops),
+            Update::Status {
+                locked,
+                events_age_s,
+            } => {
+                self.locked = locked;
+                self.events_age_s = events_age_s;
+            }
+            Update::Deleted(deleted) => {
+                self.deleted = deleted;
+                if deleted {
+                    self.diagnose(format!(
+                        "{} was deleted: showing what was read",
+                        self.path.display()
+                    ));
+                }
+            }
+        }
+    }
+
+    fn add_event(&mut self, e: &Event) {
+        self.events += 1;
+        if e.kind == EventKind::Train {
+            // Steps going back: the run was restarted from an earlier checkpoint; the points
+            // from there on are replaced (TensorBoard purges the same way).
+            if self.last_step.is_some_and(|last| e.step <= last) {
+                self.restarts += 1;
+                for series in self.series.values_mut() {
+                    series.purge_from(e.step);
+                }
+            }
+            self.last_step = Some(e.step);
+        }
+        self.last_kind = Some(e.kind);
+        let mut put = |key: &str, value: f64| {
+            if value.is_finite() {
+                self.series
+                    .entry(key.to_string())
+                    .or_default()
+                    .push(e.step, e.wall_s, value);
+            }
+        };
+        for (k, v) in &e.losses {
+            put(k, *v);
+        }
+        for (k, v) in &e.metrics {
+            put(k, *v);
+        }
+        if let Some(lr) = e.lr {
+            put("lr", lr);
+        }
+        if let Some(ips) = e.images_per_s {
+            put("images_per_s", ips);
+        }
+        for (k, v) in &e.extra {
+            if let Some(v) = v.as_f64() {
+                put(k, v);
+            }
+        }
+    }
+
+    /// The surviving sample step nearest to `step` (the later one on a tie).
+    pub fn nearest_step(&self, step: u64) -> Option<u64> {
+        self.steps
+            .iter()
+            .copied()
+            .min_by_key(|&s| (s.abs_diff(step), u64::MAX - s))
+    }
+
+    /// The decoded step, if it is in the cache (marks it used).
+    pub fn decoded(&mut self, step: u64) -> Option<Arc<StepSamples>> {
+        let at = self.decoded.iter().position(|d| d.step == step)?;
+        let d = self.decoded.remove(at)?;
+        self.decoded.push_back(d.clone());
+        Some(d)
+    }
+
+    /// Steps decoded now (for tests and memory checks).
+    pub fn decoded_steps(&self) -> Vec<u64> {
+        self.decoded.iter().map(|d| d.step).collect()
+    }
+}

@@ -1,0 +1,77 @@
+//! The runs panel: every run found, its kind, state, progress, manifest and config.
+
+use crate::app::RunEntry;
+use crate::store::RunState;
+
+pub fn show(ui: &mut egui::Ui, runs: &[RunEntry]) {
+    if runs.is_empty() {
+        ui.label("No run: start the viewer with a run folder or a folder of runs.");
+        return;
+    }
+    egui::ScrollArea::vertical().show(ui, |ui| {
+        egui::Grid::new("runs")
+            .striped(true)
+            .num_columns(7)
+            .show(ui, |ui| {
+                for title in [
+                    "run",
+                    "kind",
+                    "state",
+                    "events",
+                    "last step",
+                    "sample steps",
+                    "restarts",
+                ] {
+                    ui.strong(title);
+                }
+                ui.end_row();
+                for run in runs {
+                    let s = &run.store;
+                    ui.label(&s.name)
+                        .on_hover_text(s.path.display().to_string());
+                    ui.label(s.kind().map_or("?".to_string(), |k| k.to_string()));
+                    let state = s.state();
+                    let colour = match state {
+                        RunState::Running => egui::Color32::from_rgb(80, 180, 80),
+                        RunState::Stalled | RunState::Deleted => ui.visuals().warn_fg_color,
+                        RunState::Diverged => ui.visuals().error_fg_color,
+                        _ => ui.visuals().text_color(),
+                    };
+                    ui.colored_label(colour, state.label());
+                    ui.label(s.events.to_string());
+                    ui.label(s.last_step.map_or("-".into(), |x| x.to_string()));
+                    ui.label(s.steps.len().to_string());
+                    ui.label(s.restarts.to_string());
+                    ui.end_row();
+                }
+            });
+        for run in runs {
+            let s = &run.store;
+            egui::CollapsingHeader::new(format!("{}: manifest and config", s.name))
+                .id_salt(("run-details", &s.path))
+                .show(ui, |ui| {
+                    match &s.manifest {
+                        Some(Ok(m)) => {
+                            ui.label(format!(
+                                "format {}, kind {}, s5 {}, created at unix time {} s",
+                                m.format_version, m.kind, m.s5_version, m.created_unix_s
+                            ));
+                        }
+                        Some(Err(e)) => {
+                            ui.colored_label(ui.visuals().error_fg_color, e);
+                        }
+                        None => {
+                            ui.label("no manifest yet");
+                        }
+                    }
+                    if let Some(config) = &s.config {
+                        ui.add(
+                            egui::TextEdit::multiline(&mut config.as_str())
+                                .code_editor()
+                                .desired_rows(12),
+                        );
+                    }
+                });
+        }
+    });
+}
