@@ -280,7 +280,7 @@ impl Viewer {
     pub fn settled(&self) -> bool {
         self.runs
             .iter()
-            .all(|r| r.pending_step.is_none() && (r.store.manifest.is_some() || r.store.deleted))
+            .all(|r| r.pending_step.is_none() && r.store.first_look && r.store.events_behind_bytes == 0)
     }
 }
 

@@ -42,6 +42,8 @@ pub enum Update {
     },
     /// The run folder disappeared (true) or came back (false).
     Deleted(bool),
+    /// The first poll is complete (sent once).
+    FirstLook,
 }
 
 /// A patch of the curation pool to picture: plan image index and window.
@@ -78,6 +80,7 @@ pub struct Reader {
     plan: Option<Vec<PathBuf>>,
     /// The last status sent.
     status: Option<(bool, Option<f64>)>,
+    first_look: bool,
 }
 
 /// A status is sent again when the events' age moved by this much.
@@ -100,11 +103,20 @@ impl Reader {
             deleted: false,
             plan: None,
             status: None,
+            first_look: false,
         }
     }
 
     /// One look at every file; sends what changed.
     pub fn poll(&mut self, out: &mut dyn FnMut(Update)) {
+        self.look(out);
+        if !self.first_look {
+            self.first_look = true;
+            out(Update::FirstLook);
+        }
+    }
+
+    fn look(&mut self, out: &mut dyn FnMut(Update)) {
         let exists = self.run.root().is_dir();
         if exists == self.deleted {
             self.deleted = !exists;

@@ -22,13 +22,17 @@ pub struct FrameReport {
     pub frames_waited: usize,
 }
 
-/// Renders `viewer` headless at `size` (points) once its readers have settled, and writes
-/// the picture to `out` (PNG).
-pub fn headless(viewer: Viewer, size: egui::Vec2, out: &Path) -> Result<FrameReport, String> {
-    let mut harness = egui_kittest::Harness::builder()
+/// A headless harness around `viewer` at `size` (points), rendering through wgpu.
+pub fn harness<'a>(viewer: Viewer, size: egui::Vec2) -> egui_kittest::Harness<'a, Viewer> {
+    egui_kittest::Harness::builder()
         .with_size(size)
         .wgpu()
-        .build_ui_state(|ui, viewer: &mut Viewer| viewer.ui(ui), viewer);
+        .build_ui_state(|ui, viewer: &mut Viewer| viewer.ui(ui), viewer)
+}
+
+/// Steps `harness` until its readers have delivered everything the view asked for and
+/// nothing changed for a few frames; returns the frames it took.
+pub fn settle(harness: &mut egui_kittest::Harness<'_, Viewer>) -> Result<usize, String> {
     let started = Instant::now();
     let mut quiet = 0;
     let mut frames = 0;
@@ -60,6 +64,14 @@ pub fn headless(viewer: Viewer, size: egui::Vec2, out: &Path) -> Result<FrameRep
         last = Some(now);
         std::thread::sleep(Duration::from_millis(40));
     }
+    Ok(frames)
+}
+
+/// Renders `viewer` headless at `size` (points) once its readers have settled, and writes
+/// the picture to `out` (PNG).
+pub fn headless(viewer: Viewer, size: egui::Vec2, out: &Path) -> Result<FrameReport, String> {
+    let mut harness = harness(viewer, size);
+    let frames = settle(&mut harness)?;
     let timer = Instant::now();
     for _ in 0..TIMED_FRAMES {
         harness.step();

@@ -98,6 +98,10 @@ pub struct RunStore {
     pub events_age_s: Option<f64>,
     /// Times the run went back in steps (a restart): later points were dropped.
     pub restarts: u32,
+    /// The reader's first poll is complete.
+    pub first_look: bool,
+    /// Bytes of `events.jsonl` not read yet (a long file takes several polls).
+    pub events_behind_bytes: u64,
 }
 
 impl RunStore {
@@ -152,7 +156,9 @@ impl RunStore {
                 self.manifest = Some(m);
             }
             Update::Config(text) => self.config = Some(text),
+            Update::FirstLook => self.first_look = true,
             Update::Events(read) => {
+                self.events_behind_bytes = read.behind_bytes;
                 if read.reset {
                     self.series.clear();
                     self.events = 0;

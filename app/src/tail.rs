@@ -35,23 +35,19 @@ pub struct TailRead {
     pub reset: bool,
     pub events: Vec<Event>,
     pub corrupt: Vec<CorruptLine>,
-    /// Bytes still unread (more than one poll reads).
+    /// Bytes left for later polls (more than one poll reads at most).
     pub behind_bytes: u64,
 }
 
 impl EventTail {
-    /// Reads the whole lines appended since the last poll. A missing file reads as empty.
+    /// Reads the whole lines appended since the last poll. A missing file reads as nothing
+    /// new.
     pub fn poll(&mut self, path: &Path) -> std::io::Result<TailRead> {
         let mut read = TailRead::default();
         let mut file = match std::fs::File::open(path) {
             Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if self.offset > 0 {
-                    *self = Self::default();
-                    read.reset = true;
-                }
-                return Ok(read);
-            }
+            // Not there (yet, or deleted with its run): nothing new; what was read stays.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(read),
             Err(e) => return Err(e),
         };
         let len = file.metadata()?.len();
@@ -64,6 +60,9 @@ impl EventTail {
         }
         file.seek(SeekFrom::Start(self.offset))?;
         let want = (len - self.offset).min(MAX_READ_BYTES);
+        // Bytes this poll leaves unread for its size limit (a line still being written is
+        // not counted: it is not there yet).
+        read.behind_bytes = len - self.offset - want;
         let mut bytes = Vec::with_capacity(want as usize);
         file.take(want).read_to_end(&mut bytes)?;
         let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
@@ -84,7 +83,6 @@ impl EventTail {
             }
         }
         self.offset += end as u64 + 1;
-        read.behind_bytes = len - self.offset;
         Ok(read)
     }
 }

@@ -103,7 +103,7 @@ pub fn show(
             ui.selectable_value(&mut state.colour_by, ColourBy::Kind, "true kind");
         }
         ui.separator();
-        ui.toggle_value(&mut state.boxing, "▭ box select")
+        ui.toggle_value(&mut state.boxing, "box select")
             .on_hover_text("Drag in the projection to pick patches");
         if state.selection.is_some() && ui.button("clear selection").clicked() {
             state.selection = None;
@@ -305,7 +305,7 @@ fn scatter(
                 Points::new("prototypes", centroids)
                     .shape(egui_plot::MarkerShape::Diamond)
                     .radius(6.0)
-                    .color(Color32::BLACK),
+                    .color(Color32::WHITE),
             );
             if let Some([a, b]) = state.selection {
                 plot.add(

@@ -31,7 +31,7 @@ pub fn diagnostics(ui: &mut egui::Ui, runs: &[RunEntry]) {
             ui.colored_label(
                 ui.visuals().warn_fg_color,
                 format!(
-                    "⚠ {} was deleted: showing what was read before",
+                    "{} was deleted: showing what was read before",
                     run.store.path.display()
                 ),
             );

@@ -1,0 +1,272 @@
+//! s5-viewer on its sample runs (`tests/fixtures/runs`, made with the real s5 by
+//! `tests/fixtures/make-fixture.sh`): a snapshot of every view, the live behaviour of item 8
+//! of the viewer's design (half lines, new and thinned steps, deleted and restarted runs),
+//! the τ slider against the trainer's mask, bounded memory, and a real window under Xvfb.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use s5_run::{SampleKind, SampleRole};
+use s5_viewer::app::{Viewer, View};
+use s5_viewer::decoded::StepSamples;
+use s5_viewer::screenshot::{harness, settle};
+use s5_viewer::views::gallery::Overlay;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs").join(name)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+const SIZE: [f32; 2] = [1200.0, 800.0];
+
+fn viewer(paths: &[PathBuf]) -> Viewer {
+    Viewer::new(paths, Duration::from_millis(30))
+}
+
+/// Steps the harness (sleeping between frames, so the reader can poll) until `done` holds;
+/// panics naming `what` after `frames` frames.
+fn frames_until(
+    h: &mut egui_kittest::Harness<'_, Viewer>,
+    frames: usize,
+    what: &str,
+    done: impl Fn(&Viewer) -> bool,
+) {
+    for _ in 0..frames {
+        h.step();
+        if done(h.state()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    panic!("{what}: not within {frames} frames");
+}
+
+#[test]
+fn every_view_matches_its_snapshot() {
+    let runs = [fixture("s4p"), fixture("curation")];
+    let mut h = harness(viewer(&runs), SIZE.into());
+    settle(&mut h).unwrap();
+    let mut results = Vec::new();
+    for view in View::ALL {
+        h.state_mut().view = view;
+        settle(&mut h).unwrap();
+        results.push(h.try_snapshot(view.label().to_lowercase()));
+    }
+    // The gallery with labels over the image and τ moved off the trainer's.
+    let v = h.state_mut();
+    v.view = View::Gallery;
+    v.gallery.overlay = Overlay::On(SampleRole::PseudoLabel);
+    v.gallery.tau = Some(0.3);
+    settle(&mut h).unwrap();
+    results.push(h.try_snapshot("gallery-overlay-tau"));
+    for r in results {
+        r.unwrap();
+    }
+}
+
+#[test]
+fn the_tau_slider_gives_back_the_trainers_mask_pixel_for_pixel() {
+    let run = fixture("s4p");
+    let mut checked = 0;
+    for step in s5_run::samples::sample_steps(&s5_run::RunDir::new(&run)).unwrap() {
+        let samples = StepSamples::read(&run.join(format!("samples/step-{step:08}"))).unwrap();
+        for e in samples.entries.iter().filter(|e| e.entry.kind == SampleKind::Unlabeled) {
+            let tau = e.entry.stats["tau"] as f32;
+            let c = e.confidence.as_ref().expect("unlabeled entries store confidence");
+            let mask = &e.images[&SampleRole::Mask];
+            let recomputed = c.mask(tau);
+            assert_eq!(recomputed.len(), mask.pixels.len());
+            for (r, m) in recomputed.iter().zip(&mask.pixels) {
+                assert_eq!(*r, m.r() > 127, "step {step}, {}", e.entry.image_id);
+            }
+            let ratio = e.entry.stats["mask_ratio"];
+            assert!((c.ratio(tau) - ratio).abs() < 1e-12, "{} vs {ratio}", c.ratio(tau));
+            // Accuracy against coverage: coverage falls as τ rises, all pixels at τ = 0.
+            let pseudo: Vec<u8> = e.classes[&SampleRole::PseudoLabel].iter().map(|p| p.unwrap()).collect();
+            let curve = c.accuracy_coverage(&pseudo, &e.classes[&SampleRole::Truth], &[0.0, 0.5, 1.0]);
+            assert!((curve[0].1 - 1.0).abs() < 1e-12, "{curve:?}");
+            assert!(curve[0].1 >= curve[1].1 && curve[1].1 >= curve[2].1, "{curve:?}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "{checked} entries checked");
+}
+
+#[test]
+fn a_live_run_half_lines_new_and_thinned_steps_and_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("s4p");
+    copy_dir(&fixture("s4p"), &run);
+    let mut h = harness(viewer(std::slice::from_ref(&run)), SIZE.into());
+    h.state_mut().view = View::Gallery;
+    settle(&mut h).unwrap();
+    let events = h.state().runs[0].store.events;
+    assert!(events > 0);
+    let append = |text: &str| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(run.join("events.jsonl")).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    // Half a line: no new point, however many frames pass.
+    append(r#"{"step": 9, "wall_s": 99.0, "kind": "train", "losses": {"loss": 0.25"#);
+    for _ in 0..15 {
+        h.step();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert_eq!(h.state().runs[0].store.events, events, "half a line was read");
+    // Completed: the point appears.
+    append("}}\n");
+    frames_until(&mut h, 100, "the completed line", |v| v.runs[0].store.events == events + 1);
+    let loss = &h.state().runs[0].store.series["loss"];
+    assert_eq!((*loss.steps.last().unwrap(), *loss.values.last().unwrap()), (9.0, 0.25));
+    // A corrupt whole line is skipped and shown.
+    append("not an event\n");
+    frames_until(&mut h, 100, "the corrupt line's diagnostic", |v| {
+        v.runs[0].store.diagnostics.iter().any(|d| d.contains("line") && d.contains("not an event"))
+    });
+    // A new sample step: it appears, and the live cursor follows it.
+    let samples = run.join("samples");
+    copy_dir(&samples.join("step-00000008"), &samples.join(".step-00000010.tmp"));
+    let index = samples.join(".step-00000010.tmp/index.ron");
+    let text = std::fs::read_to_string(&index).unwrap().replacen("step: 8,", "step: 10,", 1);
+    std::fs::write(&index, text).unwrap();
+    std::fs::rename(samples.join(".step-00000010.tmp"), samples.join("step-00000010")).unwrap();
+    frames_until(&mut h, 100, "the new sample step", |v| {
+        v.cursor.step == 10 && v.runs[0].store.decoded_steps().contains(&10)
+    });
+    // A step folder thinned away under the cursor: the views snap to the nearest survivor.
+    {
+        let v = h.state_mut();
+        v.cursor.live = false;
+        v.cursor.step = 6;
+    }
+    frames_until(&mut h, 100, "step 6 shown", |v| v.runs[0].store.decoded_steps().contains(&6));
+    std::fs::remove_dir_all(samples.join("step-00000006")).unwrap();
+    frames_until(&mut h, 100, "step 6 gone", |v| !v.runs[0].store.steps.contains(&6));
+    let nearest = h.state().runs[0].store.nearest_step(6).unwrap();
+    assert!([2, 8].contains(&nearest), "{nearest}");
+    frames_until(&mut h, 100, "the nearest step shown", |v| v.runs[0].store.decoded_steps().contains(&nearest));
+    // Steps going back (a restart from an earlier checkpoint): later points are dropped.
+    append("{\"step\": 3, \"wall_s\": 120.0, \"kind\": \"train\", \"losses\": {\"loss\": 0.75}}\n");
+    frames_until(&mut h, 100, "the restart", |v| v.runs[0].store.restarts == 1);
+    let loss = &h.state().runs[0].store.series["loss"];
+    assert_eq!(*loss.steps.last().unwrap(), 3.0);
+    assert!(loss.steps.iter().all(|&s| s <= 3.0), "{:?}", loss.steps);
+    // The run deleted: a banner, and what was read stays.
+    std::fs::remove_dir_all(&run).unwrap();
+    frames_until(&mut h, 100, "the deletion", |v| v.runs[0].store.state() == s5_viewer::store::RunState::Deleted);
+    let v = h.state();
+    assert!(!v.runs[0].store.series.is_empty());
+    assert!(v.runs[0].store.diagnostics.iter().any(|d| d.contains("was deleted")));
+}
+
+#[test]
+fn memory_stays_bounded_on_a_long_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("long");
+    std::fs::create_dir_all(run.join("samples")).unwrap();
+    std::fs::copy(fixture("s4p").join("manifest.json"), run.join("manifest.json")).unwrap();
+    let mut text = String::new();
+    for step in 1..=100_000u64 {
+        text.push_str(&format!(
+            "{{\"step\":{step},\"wall_s\":{},\"kind\":\"train\",\"losses\":{{\"loss\":{},\"L_s\":0.5,\"L_u\":0.25}},\"lr\":0.001,\"mask_ratio\":0.5}}\n",
+            step as f64 * 0.1,
+            1.0 / step as f64
+        ));
+    }
+    std::fs::write(run.join("events.jsonl"), text).unwrap();
+    let source = fixture("s4p").join("samples/step-00000008");
+    for k in 1..=100u64 {
+        let step = k * 1000;
+        let to = run.join(format!("samples/step-{step:08}"));
+        copy_dir(&source, &to);
+        let index = to.join("index.ron");
+        let t = std::fs::read_to_string(&index).unwrap().replacen("step: 8,", &format!("step: {step},"), 1);
+        std::fs::write(index, t).unwrap();
+    }
+    let mut h = harness(viewer(std::slice::from_ref(&run)), SIZE.into());
+    h.state_mut().view = View::Gallery;
+    settle(&mut h).unwrap();
+    assert_eq!(h.state().runs[0].store.events, 100_000);
+    assert_eq!(h.state().runs[0].store.steps.len(), 100);
+    // Visit every tenth step with the cursor.
+    for k in (10..=100u64).step_by(10) {
+        {
+            let v = h.state_mut();
+            v.cursor.live = false;
+            v.cursor.step = k * 1000;
+        }
+        frames_until(&mut h, 200, "the visited step", |v| v.runs[0].store.decoded_steps().contains(&(k * 1000)));
+        h.step();
+    }
+    let v = h.state();
+    assert!(v.runs[0].store.decoded_steps().len() <= s5_viewer::store::DECODED_STEPS_KEPT);
+    assert!(v.textures.len() <= s5_viewer::textures::TEXTURES_KEPT + 64, "{}", v.textures.len());
+    h.state_mut().view = View::Curves;
+    settle(&mut h).unwrap();
+}
+
+/// A real window (winit, eframe's wgpu painter) on an X server, screenshotted by the app
+/// itself: the gallery's pictures carry the dataset's palette.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_real_window_under_xvfb_screenshots_itself() {
+    let xvfb = std::process::Command::new("xvfb-run").arg("--help").output();
+    assert!(
+        xvfb.is_ok(),
+        "xvfb-run is missing: install it (Debian/Ubuntu: `apt install xvfb`), as .ci/run does"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("window.png");
+    let run = fixture("s4p");
+    let result = std::process::Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1280x1024x24"])
+        .arg(env!("CARGO_BIN_EXE_s5-viewer"))
+        .arg(&run)
+        .args(["--view", "gallery", "--size", "1100x700", "--window", "--screenshot"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let shot = image::open(&out).unwrap().into_rgb8();
+    let index = s5_run::SampleIndex::load(&run.join("samples/step-00000008")).unwrap();
+    let palette = &index.datasets[0].palette;
+    let coloured = shot.pixels().filter(|p| palette.iter().any(|c| c[..] == p.0[..])).count();
+    assert!(coloured > 2_000, "{coloured} pixels of palette colours in the window");
+}
+
+#[test]
+fn ema_is_bias_corrected_and_the_tail_reads_whole_lines() {
+    let smooth = s5_viewer::smooth::ema(&[2.0, 2.0, 2.0, f64::NAN, 4.0], 0.9);
+    assert!((smooth[0] - 2.0).abs() < 1e-12 && (smooth[2] - 2.0).abs() < 1e-12, "{smooth:?}");
+    assert_eq!(smooth[3], smooth[2]);
+    assert!(smooth[4] > 2.0 && smooth[4] < 4.0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let mut tail = s5_viewer::tail::EventTail::default();
+    assert!(tail.poll(&path).unwrap().events.is_empty(), "a missing file reads as empty");
+    std::fs::write(&path, "{\"step\":1,\"wall_s\":0.5,\"kind\":\"train\"}\n{\"step\":2,").unwrap();
+    let read = tail.poll(&path).unwrap();
+    assert_eq!(read.events.len(), 1);
+    std::fs::write(&path, "{\"step\":1,\"wall_s\":0.1,\"kind\":\"val\"}\n").unwrap();
+    let read = tail.poll(&path).unwrap();
+    assert!(read.reset, "a shorter file was replaced");
+    assert_eq!(read.events.len(), 1);
+}
