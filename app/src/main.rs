@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use s5_run::SampleRole;
+use s5_viewer::decoded::LABEL_ROLES;
 use s5_viewer::screenshot::{WindowShot, headless};
+use s5_viewer::views::gallery::Overlay;
 use s5_viewer::{View, Viewer};
 
 /// Watch s5 runs: curves, the FixMatch gallery with its τ slider, the curation explorer.
@@ -26,6 +29,12 @@ struct Args {
     /// The step to show (default: the newest, following the run live).
     #[arg(long)]
     step: Option<u64>,
+    /// Gallery: draw these labels over the image (pseudo_label, prediction, student, truth).
+    #[arg(long, value_parser = parse_overlay)]
+    overlay: Option<SampleRole>,
+    /// Gallery: the τ of the slider (default: the trainer's).
+    #[arg(long)]
+    tau: Option<f32>,
     /// Window (or screenshot) size in points, WIDTHxHEIGHT.
     #[arg(long, default_value = "1400x900", value_parser = parse_size)]
     size: (f32, f32),
@@ -36,6 +45,13 @@ struct Args {
 
 fn parse_view(text: &str) -> Result<View, String> {
     View::parse(text).ok_or_else(|| format!("`{text}`: choose runs, curves, gallery or curation"))
+}
+
+fn parse_overlay(text: &str) -> Result<SampleRole, String> {
+    SampleRole::try_from(text.to_string())
+        .ok()
+        .filter(|r| LABEL_ROLES.contains(r))
+        .ok_or_else(|| format!("`{text}`: choose pseudo_label, prediction, student or truth"))
 }
 
 fn parse_size(text: &str) -> Result<(f32, f32), String> {
@@ -77,6 +93,15 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(step) = args.step {
         viewer.cursor.step = step;
         viewer.cursor.live = false;
+    }
+    if let Some(role) = args.overlay {
+        viewer.gallery.overlay = Overlay::On(role);
+    }
+    if let Some(tau) = args.tau {
+        if !(0.0..=1.0).contains(&tau) {
+            return Err(format!("--tau {tau}: τ is a confidence, between 0 and 1"));
+        }
+        viewer.gallery.tau = Some(tau);
     }
     let size = egui::vec2(args.size.0, args.size.1);
     match (&args.screenshot, args.window) {

@@ -68,7 +68,7 @@ fn every_view_matches_its_snapshot() {
     let v = h.state_mut();
     v.view = View::Gallery;
     v.gallery.overlay = Overlay::On(SampleRole::PseudoLabel);
-    v.gallery.tau = Some(0.3);
+    v.gallery.tau = Some(0.2);
     settle(&mut h).unwrap();
     results.push(h.try_snapshot("gallery-overlay-tau"));
     for r in results {
