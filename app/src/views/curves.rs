@@ -2,6 +2,8 @@
 //! (step or wall time); bias-corrected EMA smoothing with the raw line faint; the cursor as
 //! a vertical line (a click in a plot moves it).
 
+use std::collections::HashMap;
+
 use egui_plot::{Legend, Line, Plot, PlotPoints, VLine};
 
 use crate::app::{Cursor, RunEntry};
@@ -27,6 +29,18 @@ pub struct CurvesState {
     /// EMA weight, 0 (none) to 0.99.
     pub smoothing: f64,
     pub columns: usize,
+    /// Drawn points by (run, key): recomputed only when the series grows or the settings
+    /// change, so a long run costs its frames nothing.
+    drawn: HashMap<(usize, String), Drawn>,
+}
+
+/// One series as drawn: raw and smoothed points, thinned.
+#[derive(Debug, Clone)]
+struct Drawn {
+    /// (points, x axis, smoothing) it was made for.
+    made_for: (usize, XAxis, u64),
+    raw: Vec<[f64; 2]>,
+    smooth: Vec<[f64; 2]>,
 }
 
 impl Default for CurvesState {
@@ -35,7 +49,34 @@ impl Default for CurvesState {
             x_axis: XAxis::Step,
             smoothing: 0.6,
             columns: 3,
+            drawn: HashMap::new(),
         }
+    }
+}
+
+impl CurvesState {
+    fn drawn(&mut self, run: usize, key: &str, series: &Series) -> &Drawn {
+        let made_for = (series.values.len(), self.x_axis, self.smoothing.to_bits());
+        let (axis, smoothing) = (self.x_axis, self.smoothing);
+        let entry = self
+            .drawn
+            .entry((run, key.to_string()))
+            .or_insert_with(|| Drawn {
+                made_for: (usize::MAX, axis, 0),
+                raw: Vec::new(),
+                smooth: Vec::new(),
+            });
+        if entry.made_for != made_for {
+            let xs = x_of(series, axis);
+            entry.raw = thinned(xs, &series.values);
+            entry.smooth = if smoothing > 0.0 {
+                thinned(xs, &ema(&series.values, smoothing))
+            } else {
+                Vec::new()
+            };
+            entry.made_for = made_for;
+        }
+        entry
     }
 }
 
@@ -125,7 +166,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut CurvesState, runs: &[RunEntry], curso
 #[allow(clippy::too_many_arguments)]
 fn plot(
     ui: &mut egui::Ui,
-    state: &CurvesState,
+    state: &mut CurvesState,
     runs: &[RunEntry],
     cursor: &mut Cursor,
     key: &str,
@@ -144,7 +185,26 @@ fn plot(
                 .copied()
         }),
     };
-    let response = Plot::new(("curve", key))
+    let lines: Vec<(String, egui::Color32, bool, Drawn)> = runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, run)| {
+            let series = run.store.series.get(key)?;
+            let drawn = state.drawn(i, key, series).clone();
+            Some((run.store.name.clone(), category(i), series.values.len() < SMOOTHED_FROM, drawn))
+        })
+        .collect();
+    // A flat series gets a range around its value (an empty range draws nothing useful).
+    let (lo, hi) = lines
+        .iter()
+        .flat_map(|l| l.3.raw.iter().map(|p| p[1]))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
+    let pad = if hi - lo < 1e-12 * hi.abs().max(1e-12) { hi.abs().max(1e-3) * 0.5 } else { 0.0 };
+    let mut chart = Plot::new(("curve", key));
+    if lo.is_finite() && pad > 0.0 {
+        chart = chart.include_y(lo - pad).include_y(hi + pad);
+    }
+    let response = chart
         .width(width)
         .height(height)
         .link_axis(link, [true, false])
@@ -152,48 +212,24 @@ fn plot(
         .legend(Legend::default())
         .allow_scroll(false)
         .show(ui, |plot| {
-            for (i, run) in runs.iter().enumerate() {
-                let Some(series) = run.store.series.get(key) else {
-                    continue;
-                };
-                let colour = category(i);
-                let xs = x_of(series, state.x_axis);
+            for (name, colour, sparse, drawn) in lines {
                 // Sparse series (validations) are drawn as they are, with markers.
-                if series.values.len() < SMOOTHED_FROM {
-                    plot.line(
-                        Line::new(
-                            run.store.name.clone(),
-                            PlotPoints::from(thinned(xs, &series.values)),
-                        )
-                        .color(colour),
-                    );
+                if sparse {
+                    plot.line(Line::new(name, PlotPoints::from(drawn.raw.clone())).color(colour));
                     plot.add(
-                        egui_plot::Points::new("", PlotPoints::from(thinned(xs, &series.values)))
+                        egui_plot::Points::new("", PlotPoints::from(drawn.raw))
                             .color(colour)
                             .radius(2.5),
                     );
-                } else if state.smoothing > 0.0 {
+                } else if !drawn.smooth.is_empty() {
                     plot.line(
-                        Line::new("", PlotPoints::from(thinned(xs, &series.values)))
+                        Line::new("", PlotPoints::from(drawn.raw))
                             .color(colour.gamma_multiply(0.25))
                             .allow_hover(false),
                     );
-                    let smooth = ema(&series.values, state.smoothing);
-                    plot.line(
-                        Line::new(
-                            run.store.name.clone(),
-                            PlotPoints::from(thinned(xs, &smooth)),
-                        )
-                        .color(colour),
-                    );
+                    plot.line(Line::new(name, PlotPoints::from(drawn.smooth)).color(colour));
                 } else {
-                    plot.line(
-                        Line::new(
-                            run.store.name.clone(),
-                            PlotPoints::from(thinned(xs, &series.values)),
-                        )
-                        .color(colour),
-                    );
+                    plot.line(Line::new(name, PlotPoints::from(drawn.raw)).color(colour));
                 }
             }
             if let Some(x) = cursor_x {
