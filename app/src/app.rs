@@ -278,9 +278,9 @@ impl Viewer {
     /// Whether every reader has delivered its first look and no step request is pending
     /// (headless screenshots wait for this).
     pub fn settled(&self) -> bool {
-        self.runs
-            .iter()
-            .all(|r| r.pending_step.is_none() && r.store.first_look && r.store.events_behind_bytes == 0)
+        self.runs.iter().all(|r| {
+            r.pending_step.is_none() && r.store.first_look && r.store.events_behind_bytes == 0
+        })
     }
 }
 

@@ -7,13 +7,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use s5_run::{SampleKind, SampleRole};
-use s5_viewer::app::{Viewer, View};
+use s5_viewer::app::{View, Viewer};
 use s5_viewer::decoded::StepSamples;
 use s5_viewer::screenshot::{harness, settle};
 use s5_viewer::views::gallery::Overlay;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/runs")
+        .join(name)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -82,9 +84,16 @@ fn the_tau_slider_gives_back_the_trainers_mask_pixel_for_pixel() {
     let mut checked = 0;
     for step in s5_run::samples::sample_steps(&s5_run::RunDir::new(&run)).unwrap() {
         let samples = StepSamples::read(&run.join(format!("samples/step-{step:08}"))).unwrap();
-        for e in samples.entries.iter().filter(|e| e.entry.kind == SampleKind::Unlabeled) {
+        for e in samples
+            .entries
+            .iter()
+            .filter(|e| e.entry.kind == SampleKind::Unlabeled)
+        {
             let tau = e.entry.stats["tau"] as f32;
-            let c = e.confidence.as_ref().expect("unlabeled entries store confidence");
+            let c = e
+                .confidence
+                .as_ref()
+                .expect("unlabeled entries store confidence");
             let mask = &e.images[&SampleRole::Mask];
             let recomputed = c.mask(tau);
             assert_eq!(recomputed.len(), mask.pixels.len());
@@ -92,12 +101,23 @@ fn the_tau_slider_gives_back_the_trainers_mask_pixel_for_pixel() {
                 assert_eq!(*r, m.r() > 127, "step {step}, {}", e.entry.image_id);
             }
             let ratio = e.entry.stats["mask_ratio"];
-            assert!((c.ratio(tau) - ratio).abs() < 1e-12, "{} vs {ratio}", c.ratio(tau));
+            assert!(
+                (c.ratio(tau) - ratio).abs() < 1e-12,
+                "{} vs {ratio}",
+                c.ratio(tau)
+            );
             // Accuracy against coverage: coverage falls as τ rises, all pixels at τ = 0.
-            let pseudo: Vec<u8> = e.classes[&SampleRole::PseudoLabel].iter().map(|p| p.unwrap()).collect();
-            let curve = c.accuracy_coverage(&pseudo, &e.classes[&SampleRole::Truth], &[0.0, 0.5, 1.0]);
+            let pseudo: Vec<u8> = e.classes[&SampleRole::PseudoLabel]
+                .iter()
+                .map(|p| p.unwrap())
+                .collect();
+            let curve =
+                c.accuracy_coverage(&pseudo, &e.classes[&SampleRole::Truth], &[0.0, 0.5, 1.0]);
             assert!((curve[0].1 - 1.0).abs() < 1e-12, "{curve:?}");
-            assert!(curve[0].1 >= curve[1].1 && curve[1].1 >= curve[2].1, "{curve:?}");
+            assert!(
+                curve[0].1 >= curve[1].1 && curve[1].1 >= curve[2].1,
+                "{curve:?}"
+            );
             checked += 1;
         }
     }
@@ -116,7 +136,10 @@ fn a_live_run_half_lines_new_and_thinned_steps_and_deletion() {
     assert!(events > 0);
     let append = |text: &str| {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().append(true).open(run.join("events.jsonl")).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(run.join("events.jsonl"))
+            .unwrap();
         f.write_all(text.as_bytes()).unwrap();
     };
     // Half a line: no new point, however many frames pass.
@@ -125,24 +148,46 @@ fn a_live_run_half_lines_new_and_thinned_steps_and_deletion() {
         h.step();
         std::thread::sleep(Duration::from_millis(30));
     }
-    assert_eq!(h.state().runs[0].store.events, events, "half a line was read");
+    assert_eq!(
+        h.state().runs[0].store.events,
+        events,
+        "half a line was read"
+    );
     // Completed: the point appears.
     append("}}\n");
-    frames_until(&mut h, 100, "the completed line", |v| v.runs[0].store.events == events + 1);
+    frames_until(&mut h, 100, "the completed line", |v| {
+        v.runs[0].store.events == events + 1
+    });
     let loss = &h.state().runs[0].store.series["loss"];
-    assert_eq!((*loss.steps.last().unwrap(), *loss.values.last().unwrap()), (9.0, 0.25));
+    assert_eq!(
+        (*loss.steps.last().unwrap(), *loss.values.last().unwrap()),
+        (9.0, 0.25)
+    );
     // A corrupt whole line is skipped and shown.
     append("not an event\n");
     frames_until(&mut h, 100, "the corrupt line's diagnostic", |v| {
-        v.runs[0].store.diagnostics.iter().any(|d| d.contains("line") && d.contains("not an event"))
+        v.runs[0]
+            .store
+            .diagnostics
+            .iter()
+            .any(|d| d.contains("line") && d.contains("not an event"))
     });
     // A new sample step: it appears, and the live cursor follows it.
     let samples = run.join("samples");
-    copy_dir(&samples.join("step-00000008"), &samples.join(".step-00000010.tmp"));
+    copy_dir(
+        &samples.join("step-00000008"),
+        &samples.join(".step-00000010.tmp"),
+    );
     let index = samples.join(".step-00000010.tmp/index.ron");
-    let text = std::fs::read_to_string(&index).unwrap().replacen("step: 8,", "step: 10,", 1);
+    let text = std::fs::read_to_string(&index)
+        .unwrap()
+        .replacen("step: 8,", "step: 10,", 1);
     std::fs::write(&index, text).unwrap();
-    std::fs::rename(samples.join(".step-00000010.tmp"), samples.join("step-00000010")).unwrap();
+    std::fs::rename(
+        samples.join(".step-00000010.tmp"),
+        samples.join("step-00000010"),
+    )
+    .unwrap();
     frames_until(&mut h, 100, "the new sample step", |v| {
         v.cursor.step == 10 && v.runs[0].store.decoded_steps().contains(&10)
     });
@@ -152,24 +197,40 @@ fn a_live_run_half_lines_new_and_thinned_steps_and_deletion() {
         v.cursor.live = false;
         v.cursor.step = 6;
     }
-    frames_until(&mut h, 100, "step 6 shown", |v| v.runs[0].store.decoded_steps().contains(&6));
+    frames_until(&mut h, 100, "step 6 shown", |v| {
+        v.runs[0].store.decoded_steps().contains(&6)
+    });
     std::fs::remove_dir_all(samples.join("step-00000006")).unwrap();
-    frames_until(&mut h, 100, "step 6 gone", |v| !v.runs[0].store.steps.contains(&6));
+    frames_until(&mut h, 100, "step 6 gone", |v| {
+        !v.runs[0].store.steps.contains(&6)
+    });
     let nearest = h.state().runs[0].store.nearest_step(6).unwrap();
     assert!([2, 8].contains(&nearest), "{nearest}");
-    frames_until(&mut h, 100, "the nearest step shown", |v| v.runs[0].store.decoded_steps().contains(&nearest));
+    frames_until(&mut h, 100, "the nearest step shown", |v| {
+        v.runs[0].store.decoded_steps().contains(&nearest)
+    });
     // Steps going back (a restart from an earlier checkpoint): later points are dropped.
     append("{\"step\": 3, \"wall_s\": 120.0, \"kind\": \"train\", \"losses\": {\"loss\": 0.75}}\n");
-    frames_until(&mut h, 100, "the restart", |v| v.runs[0].store.restarts == 1);
+    frames_until(&mut h, 100, "the restart", |v| {
+        v.runs[0].store.restarts == 1
+    });
     let loss = &h.state().runs[0].store.series["loss"];
     assert_eq!(*loss.steps.last().unwrap(), 3.0);
     assert!(loss.steps.iter().all(|&s| s <= 3.0), "{:?}", loss.steps);
     // The run deleted: a banner, and what was read stays.
     std::fs::remove_dir_all(&run).unwrap();
-    frames_until(&mut h, 100, "the deletion", |v| v.runs[0].store.state() == s5_viewer::store::RunState::Deleted);
+    frames_until(&mut h, 100, "the deletion", |v| {
+        v.runs[0].store.state() == s5_viewer::store::RunState::Deleted
+    });
     let v = h.state();
     assert!(!v.runs[0].store.series.is_empty());
-    assert!(v.runs[0].store.diagnostics.iter().any(|d| d.contains("was deleted")));
+    assert!(
+        v.runs[0]
+            .store
+            .diagnostics
+            .iter()
+            .any(|d| d.contains("was deleted"))
+    );
 }
 
 #[test]
@@ -177,7 +238,11 @@ fn memory_stays_bounded_on_a_long_run() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("long");
     std::fs::create_dir_all(run.join("samples")).unwrap();
-    std::fs::copy(fixture("s4p").join("manifest.json"), run.join("manifest.json")).unwrap();
+    std::fs::copy(
+        fixture("s4p").join("manifest.json"),
+        run.join("manifest.json"),
+    )
+    .unwrap();
     let mut text = String::new();
     for step in 1..=100_000u64 {
         text.push_str(&format!(
@@ -193,7 +258,11 @@ fn memory_stays_bounded_on_a_long_run() {
         let to = run.join(format!("samples/step-{step:08}"));
         copy_dir(&source, &to);
         let index = to.join("index.ron");
-        let t = std::fs::read_to_string(&index).unwrap().replacen("step: 8,", &format!("step: {step},"), 1);
+        let t = std::fs::read_to_string(&index).unwrap().replacen(
+            "step: 8,",
+            &format!("step: {step},"),
+            1,
+        );
         std::fs::write(index, t).unwrap();
     }
     let mut h = harness(viewer(std::slice::from_ref(&run)), SIZE.into());
@@ -208,12 +277,18 @@ fn memory_stays_bounded_on_a_long_run() {
             v.cursor.live = false;
             v.cursor.step = k * 1000;
         }
-        frames_until(&mut h, 200, "the visited step", |v| v.runs[0].store.decoded_steps().contains(&(k * 1000)));
+        frames_until(&mut h, 200, "the visited step", |v| {
+            v.runs[0].store.decoded_steps().contains(&(k * 1000))
+        });
         h.step();
     }
     let v = h.state();
     assert!(v.runs[0].store.decoded_steps().len() <= s5_viewer::store::DECODED_STEPS_KEPT);
-    assert!(v.textures.len() <= s5_viewer::textures::TEXTURES_KEPT + 64, "{}", v.textures.len());
+    assert!(
+        v.textures.len() <= s5_viewer::textures::TEXTURES_KEPT + 64,
+        "{}",
+        v.textures.len()
+    );
     h.state_mut().view = View::Curves;
     settle(&mut h).unwrap();
 }
@@ -223,7 +298,9 @@ fn memory_stays_bounded_on_a_long_run() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_real_window_under_xvfb_screenshots_itself() {
-    let xvfb = std::process::Command::new("xvfb-run").arg("--help").output();
+    let xvfb = std::process::Command::new("xvfb-run")
+        .arg("--help")
+        .output();
     assert!(
         xvfb.is_ok(),
         "xvfb-run is missing: install it (Debian/Ubuntu: `apt install xvfb`), as .ci/run does"
@@ -235,7 +312,14 @@ fn a_real_window_under_xvfb_screenshots_itself() {
         .args(["-a", "-s", "-screen 0 1280x1024x24"])
         .arg(env!("CARGO_BIN_EXE_s5-viewer"))
         .arg(&run)
-        .args(["--view", "gallery", "--size", "1100x700", "--window", "--screenshot"])
+        .args([
+            "--view",
+            "gallery",
+            "--size",
+            "1100x700",
+            "--window",
+            "--screenshot",
+        ])
         .arg(&out)
         .output()
         .unwrap();
@@ -248,21 +332,37 @@ fn a_real_window_under_xvfb_screenshots_itself() {
     let shot = image::open(&out).unwrap().into_rgb8();
     let index = s5_run::SampleIndex::load(&run.join("samples/step-00000008")).unwrap();
     let palette = &index.datasets[0].palette;
-    let coloured = shot.pixels().filter(|p| palette.iter().any(|c| c[..] == p.0[..])).count();
-    assert!(coloured > 2_000, "{coloured} pixels of palette colours in the window");
+    let coloured = shot
+        .pixels()
+        .filter(|p| palette.iter().any(|c| c[..] == p.0[..]))
+        .count();
+    assert!(
+        coloured > 2_000,
+        "{coloured} pixels of palette colours in the window"
+    );
 }
 
 #[test]
 fn ema_is_bias_corrected_and_the_tail_reads_whole_lines() {
     let smooth = s5_viewer::smooth::ema(&[2.0, 2.0, 2.0, f64::NAN, 4.0], 0.9);
-    assert!((smooth[0] - 2.0).abs() < 1e-12 && (smooth[2] - 2.0).abs() < 1e-12, "{smooth:?}");
+    assert!(
+        (smooth[0] - 2.0).abs() < 1e-12 && (smooth[2] - 2.0).abs() < 1e-12,
+        "{smooth:?}"
+    );
     assert_eq!(smooth[3], smooth[2]);
     assert!(smooth[4] > 2.0 && smooth[4] < 4.0);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
     let mut tail = s5_viewer::tail::EventTail::default();
-    assert!(tail.poll(&path).unwrap().events.is_empty(), "a missing file reads as empty");
-    std::fs::write(&path, "{\"step\":1,\"wall_s\":0.5,\"kind\":\"train\"}\n{\"step\":2,").unwrap();
+    assert!(
+        tail.poll(&path).unwrap().events.is_empty(),
+        "a missing file reads as empty"
+    );
+    std::fs::write(
+        &path,
+        "{\"step\":1,\"wall_s\":0.5,\"kind\":\"train\"}\n{\"step\":2,",
+    )
+    .unwrap();
     let read = tail.poll(&path).unwrap();
     assert_eq!(read.events.len(), 1);
     std::fs::write(&path, "{\"step\":1,\"wall_s\":0.1,\"kind\":\"val\"}\n").unwrap();

@@ -191,15 +191,26 @@ fn plot(
         .filter_map(|(i, run)| {
             let series = run.store.series.get(key)?;
             let drawn = state.drawn(i, key, series).clone();
-            Some((run.store.name.clone(), category(i), series.values.len() < SMOOTHED_FROM, drawn))
+            Some((
+                run.store.name.clone(),
+                category(i),
+                series.values.len() < SMOOTHED_FROM,
+                drawn,
+            ))
         })
         .collect();
     // A flat series gets a range around its value (an empty range draws nothing useful).
     let (lo, hi) = lines
         .iter()
         .flat_map(|l| l.3.raw.iter().map(|p| p[1]))
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
-    let pad = if hi - lo < 1e-12 * hi.abs().max(1e-12) { hi.abs().max(1e-3) * 0.5 } else { 0.0 };
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
+            (a.min(y), b.max(y))
+        });
+    let pad = if hi - lo < 1e-12 * hi.abs().max(1e-12) {
+        hi.abs().max(1e-3) * 0.5
+    } else {
+        0.0
+    };
     let mut chart = Plot::new(("curve", key));
     if lo.is_finite() && pad > 0.0 {
         chart = chart.include_y(lo - pad).include_y(hi + pad);
