@@ -27,8 +27,25 @@ pub fn viridis(t: f32) -> Color32 {
     Color32::from_rgb(c[0], c[1], c[2])
 }
 
-/// A distinct colour per category (golden-angle hues).
+/// Tableau's ten categorical colours.
+const TABLEAU10: [[u8; 3]; 10] = [
+    [78, 121, 167],
+    [242, 142, 43],
+    [225, 87, 89],
+    [118, 183, 178],
+    [89, 161, 79],
+    [237, 201, 72],
+    [176, 122, 161],
+    [255, 157, 167],
+    [156, 117, 95],
+    [186, 176, 172],
+];
+
+/// A distinct colour per category: Tableau 10, then golden-angle hues.
 pub fn category(index: usize) -> Color32 {
+    if let Some([r, g, b]) = TABLEAU10.get(index) {
+        return Color32::from_rgb(*r, *g, *b);
+    }
     let hue = (index as f32 * 0.381_966) % 1.0;
     egui::ecolor::Hsva::new(hue, 0.75, 0.9, 1.0).into()
 }

@@ -8,6 +8,7 @@ use clap::Parser;
 use s5_run::SampleRole;
 use s5_viewer::decoded::LABEL_ROLES;
 use s5_viewer::screenshot::{WindowShot, headless};
+use s5_viewer::views::curation::ColourBy;
 use s5_viewer::views::gallery::Overlay;
 use s5_viewer::{View, Viewer};
 
@@ -35,6 +36,9 @@ struct Args {
     /// Gallery: the τ of the slider (default: the trainer's).
     #[arg(long)]
     tau: Option<f32>,
+    /// Curation: colour the projection by cluster, entropy, selected or kind.
+    #[arg(long, default_value = "cluster", value_parser = parse_colour)]
+    colour_by: ColourBy,
     /// Window (or screenshot) size in points, WIDTHxHEIGHT.
     #[arg(long, default_value = "1400x900", value_parser = parse_size)]
     size: (f32, f32),
@@ -52,6 +56,16 @@ fn parse_overlay(text: &str) -> Result<SampleRole, String> {
         .ok()
         .filter(|r| LABEL_ROLES.contains(r))
         .ok_or_else(|| format!("`{text}`: choose pseudo_label, prediction, student or truth"))
+}
+
+fn parse_colour(text: &str) -> Result<ColourBy, String> {
+    match text {
+        "cluster" => Ok(ColourBy::Cluster),
+        "entropy" => Ok(ColourBy::Entropy),
+        "selected" => Ok(ColourBy::Selected),
+        "kind" => Ok(ColourBy::Kind),
+        _ => Err(format!("`{text}`: choose cluster, entropy, selected or kind")),
+    }
 }
 
 fn parse_size(text: &str) -> Result<(f32, f32), String> {
@@ -103,6 +117,7 @@ fn run(args: Args) -> Result<(), String> {
         }
         viewer.gallery.tau = Some(tau);
     }
+    viewer.curation.colour_by = args.colour_by;
     let size = egui::vec2(args.size.0, args.size.1);
     match (&args.screenshot, args.window) {
         (Some(out), false) => {
