@@ -64,7 +64,9 @@ fn parse_colour(text: &str) -> Result<ColourBy, String> {
         "entropy" => Ok(ColourBy::Entropy),
         "selected" => Ok(ColourBy::Selected),
         "kind" => Ok(ColourBy::Kind),
-        _ => Err(format!("`{text}`: choose cluster, entropy, selected or kind")),
+        _ => Err(format!(
+            "`{text}`: choose cluster, entropy, selected or kind"
+        )),
     }
 }
 

@@ -234,6 +234,22 @@ fn a_live_run_half_lines_new_and_thinned_steps_and_deletion() {
 }
 
 #[test]
+fn a_folder_of_runs_shows_new_runs_as_they_start() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture("s4p"), &dir.path().join("a"));
+    std::fs::create_dir(dir.path().join("not-a-run")).unwrap();
+    let mut h = harness(viewer(&[dir.path().to_path_buf()]), SIZE.into());
+    h.state_mut().view = View::Runs;
+    settle(&mut h).unwrap();
+    assert_eq!(h.state().runs.len(), 1, "one run, the other folder is none");
+    copy_dir(&fixture("curation"), &dir.path().join("b"));
+    frames_until(&mut h, 300, "the new run", |v| v.runs.len() == 2);
+    frames_until(&mut h, 100, "the new run read", |v| {
+        v.runs[1].store.report.is_some()
+    });
+}
+
+#[test]
 fn memory_stays_bounded_on_a_long_run() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("long");
