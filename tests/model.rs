@@ -531,3 +531,38 @@ fn an_authors_s4p_checkpoint_loads_backbone_neck_and_decoders() {
         source.forward(x, 0),
     );
 }
+
+/// Paper Table 3's parameter counts for ViT-B on the four fine-tuning datasets: four single
+/// models (SDF), one dense model with four decoders (MDF), and MoE-MDF with experts of
+/// P = 128, 256, 512 (the paper's α = P / 1024).
+#[test]
+fn table_3_parameter_counts() {
+    let classes = s5::run::architecture::PAPER_MDF_CLASSES.to_vec();
+    let m = |cfg: &SegmentorConfig| count_params(cfg).total() as f64 / 1e6;
+    let sdf: f64 = classes
+        .iter()
+        .map(|&k| m(&SegmentorConfig::new(VitConfig::vit_base(), vec![k])))
+        .sum();
+    let mdf = m(&SegmentorConfig::new(
+        VitConfig::vit_base(),
+        classes.clone(),
+    ));
+    let moe = |p| {
+        m(&SegmentorConfig::new(
+            VitConfig::vit_base().with_moe(classes.len(), p),
+            classes.clone(),
+        ))
+    };
+    for (name, got, paper) in [
+        ("SDF", sdf, 412.8),
+        ("MDF", mdf, 132.1),
+        ("MoE-MDF P=128", moe(128), 146.2),
+        ("MoE-MDF P=256", moe(256), 160.4),
+        ("MoE-MDF P=512", moe(512), 188.7),
+    ] {
+        assert!(
+            (got - paper).abs() <= 0.2,
+            "{name}: {got:.2} M vs the paper's {paper} M"
+        );
+    }
+}
