@@ -249,6 +249,64 @@ fn a_folder_of_runs_shows_new_runs_as_they_start() {
     });
 }
 
+/// Box selection in the curation explorer: dragging over the projection picks the patches
+/// inside, and the reader crops them from the pool's images.
+#[test]
+fn box_selection_shows_the_patches_inside() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("curation");
+    copy_dir(&fixture("curation"), &run);
+    // The fixture keeps no pool: make images of the plan's size for the crops.
+    let report = s5_run::curation::CurationReport::load(&s5_run::RunDir::new(&run)).unwrap();
+    let images = report.projection.points.iter().map(|p| p.image).max().unwrap() + 1;
+    let mut plan_images = Vec::new();
+    for i in 0..images {
+        let path = dir.path().join(format!("pool-{i}.png"));
+        image::RgbImage::from_pixel(64, 64, image::Rgb([i as u8 * 5, 90, 200])).save(&path).unwrap();
+        plan_images.push(s5_run::curation::PlanImage { path, width_px: 64, height_px: 64, kind: None });
+    }
+    let plan = s5_run::curation::Plan {
+        spec: "pool.ron".into(),
+        split: "unlabeled".into(),
+        patch_px: 32,
+        stride_px: 32,
+        images: plan_images,
+        skipped: Vec::new(),
+        patches: report.patches_planned,
+        in_distribution_kind: None,
+    };
+    plan.save(&s5_run::RunDir::new(&run)).unwrap();
+    let mut h = harness(viewer(std::slice::from_ref(&run)), SIZE.into());
+    h.state_mut().view = View::Curation;
+    h.state_mut().curation.boxing = true;
+    settle(&mut h).unwrap();
+    // Drag across most of the projection (the left part of the window).
+    let (from, to) = (egui::pos2(150.0, 200.0), egui::pos2(600.0, 540.0));
+    let press = |pos, pressed| egui::Event::PointerButton {
+        pos,
+        button: egui::PointerButton::Primary,
+        pressed,
+        modifiers: egui::Modifiers::NONE,
+    };
+    h.input_mut().events.push(egui::Event::PointerMoved(from));
+    h.step();
+    h.input_mut().events.push(press(from, true));
+    h.step();
+    for k in 1..=10 {
+        let t = k as f32 / 10.0;
+        h.input_mut().events.push(egui::Event::PointerMoved(from + (to - from) * t));
+        h.step();
+    }
+    h.input_mut().events.push(press(to, false));
+    h.step();
+    let chosen = h.state().curation.chosen.len();
+    assert!(chosen > 0, "nothing chosen by the box");
+    assert!(h.state().curation.selection.is_some());
+    frames_until(&mut h, 200, "the crops of the chosen patches", |v| {
+        !v.runs[0].store.crops.is_empty()
+    });
+}
+
 #[test]
 fn memory_stays_bounded_on_a_long_run() {
     let dir = tempfile::tempdir().unwrap();
