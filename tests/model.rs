@@ -566,3 +566,104 @@ fn table_3_parameter_counts() {
         );
     }
 }
+
+/// Every parameter's identity, in visiting order.
+fn param_ids(model: &Segmentor) -> Vec<burn::module::ParamId> {
+    struct Ids(Vec<burn::module::ParamId>);
+    impl ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push(param.id);
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    model.visit(&mut ids);
+    ids.0
+}
+
+/// Right after expansion from a dense model, the FFN-MoE backbone and neck compute what the
+/// dense ones did, for every dataset; the decoders are the dense decoder with new heads, and
+/// every parameter is its own.
+#[test]
+fn experts_initialised_from_a_dense_model_compute_what_it_did() {
+    use s5::model::experts::moe_from_dense;
+    let device = device();
+    let dense_cfg = tiny(None, vec![3], 4);
+    let dense = Segmentor::new(&dense_cfg, &device);
+    let target = tiny(Some((2, 12)), vec![3, 5], 4);
+    let moe = moe_from_dense(&dense, &dense_cfg, &target, 0, &device).unwrap();
+    let mut rng = Rng::fresh("experts from dense");
+    let x = rng.tensor([2, 3, 32, 32], 1.0, &device);
+    for t in 0..2 {
+        let ids = Tensor::<1, burn::tensor::Int>::from_ints([t as i32, t as i32], &device);
+        let dense_ids = Tensor::<1, burn::tensor::Int>::from_ints([0, 0], &device);
+        let a = moe.neck.forward(moe.backbone.forward(x.clone(), ids));
+        let b = dense
+            .neck
+            .forward(dense.backbone.forward(x.clone(), dense_ids));
+        for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+            assert_close(&format!("dataset {t}, level {i}"), a.clone(), b.clone());
+        }
+    }
+    // Decoder 0 with the dense head put back: the dense model's logits.
+    let mut with_head = moe.clone();
+    with_head.decoders[0].classifier = dense.decoders[0].classifier.clone();
+    assert_close(
+        "logits",
+        with_head.forward(x.clone(), 0),
+        dense.forward(x.clone(), 0),
+    );
+    // The heads are new.
+    let head = |m: &Segmentor, d: usize| to_vec(m.decoders[d].classifier.weight.val());
+    assert_ne!(head(&moe, 0), head(&dense, 0));
+    let ids = param_ids(&moe);
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "a parameter appears twice");
+    assert_eq!(moe.num_trainable_params(), count_params(&target).total());
+    // A dense model of another backbone is refused.
+    let other = tiny(None, vec![3], 2);
+    assert!(
+        moe_from_dense(
+            &Segmentor::new(&other, &device),
+            &other,
+            &target,
+            0,
+            &device
+        )
+        .is_err()
+    );
+}
+
+/// The dense export of one dataset of an FFN-MoE model gives that dataset's logits (same
+/// argmax) with a single model's parameters.
+#[test]
+fn a_dense_export_computes_what_the_moe_model_computes_for_its_dataset() {
+    use s5::model::experts::dense_for_dataset;
+    let device = device();
+    let cfg = tiny(Some((3, 8)), vec![3, 4, 6], 4);
+    let moe = Segmentor::new(&cfg, &device);
+    let mut rng = Rng::fresh("dense export");
+    let x = rng.tensor([2, 3, 32, 32], 1.0, &device);
+    for t in 0..3 {
+        let (dense, dense_cfg) = dense_for_dataset(&moe, &cfg, t, &device).unwrap();
+        assert_eq!(dense_cfg.classes, vec![cfg.classes[t]]);
+        assert_eq!(
+            dense.num_trainable_params(),
+            count_params(&dense_cfg).total()
+        );
+        let want = moe.forward(x.clone(), t);
+        let got = dense.forward(x.clone(), 0);
+        let (a, b) = (to_vec(got.clone()), to_vec(want.clone()));
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-4, "dataset {t}: logits differ by {worst}");
+        assert_eq!(
+            to_vec(got.argmax(1).float()),
+            to_vec(want.argmax(1).float()),
+            "dataset {t}"
+        );
+    }
+    assert!(dense_for_dataset(&moe, &cfg, 3, &device).is_err());
+}

@@ -258,12 +258,26 @@ fn box_selection_shows_the_patches_inside() {
     copy_dir(&fixture("curation"), &run);
     // The fixture keeps no pool: make images of the plan's size for the crops.
     let report = s5_run::curation::CurationReport::load(&s5_run::RunDir::new(&run)).unwrap();
-    let images = report.projection.points.iter().map(|p| p.image).max().unwrap() + 1;
+    let images = report
+        .projection
+        .points
+        .iter()
+        .map(|p| p.image)
+        .max()
+        .unwrap()
+        + 1;
     let mut plan_images = Vec::new();
     for i in 0..images {
         let path = dir.path().join(format!("pool-{i}.png"));
-        image::RgbImage::from_pixel(64, 64, image::Rgb([i as u8 * 5, 90, 200])).save(&path).unwrap();
-        plan_images.push(s5_run::curation::PlanImage { path, width_px: 64, height_px: 64, kind: None });
+        image::RgbImage::from_pixel(64, 64, image::Rgb([i as u8 * 5, 90, 200]))
+            .save(&path)
+            .unwrap();
+        plan_images.push(s5_run::curation::PlanImage {
+            path,
+            width_px: 64,
+            height_px: 64,
+            kind: None,
+        });
     }
     let plan = s5_run::curation::Plan {
         spec: "pool.ron".into(),
@@ -294,7 +308,9 @@ fn box_selection_shows_the_patches_inside() {
     h.step();
     for k in 1..=10 {
         let t = k as f32 / 10.0;
-        h.input_mut().events.push(egui::Event::PointerMoved(from + (to - from) * t));
+        h.input_mut()
+            .events
+            .push(egui::Event::PointerMoved(from + (to - from) * t));
         h.step();
     }
     h.input_mut().events.push(press(to, false));

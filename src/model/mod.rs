@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod count;
 pub mod drop_path;
+pub mod experts;
 pub mod ffn;
 pub mod import;
 pub mod neck;

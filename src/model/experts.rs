@@ -1,0 +1,194 @@
+//! FFN-MoE from a dense model, and a dense single-dataset model back from FFN-MoE (paper
+//! §3, "Multi-Dataset Fine-Tuning with MoE").
+//!
+//! **Expansion** (as the authors' code initialises MoE-MDF from a dense S4P checkpoint):
+//! every weight the two models share is copied; each block's dense `fc2` (`[F, D]`, burn's
+//! `[in, out]`) gives the shared expert its first `D − P` output columns and every dataset
+//! expert a copy of the last `P`, biases likewise, so the expanded backbone computes exactly
+//! what the dense one did; every dataset's decoder is a copy of the dense model's decoder
+//! with a new head (its classes are the dataset's).
+//!
+//! **Export**: the MoE output for dataset t is `[h·W_shared + b_shared | h·W_t + b_t]`,
+//! which is `h·[W_shared | W_t] + [b_shared | b_t]`: a dense `fc2` with the stacked matrix.
+//! With dataset t's decoder and head, the dense model computes what the MoE model computes
+//! for t, at a single model's parameter count.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::nn::Linear;
+use burn::tensor::{Device, Tensor};
+
+use super::config::{FfnKind, SegmentorConfig};
+use super::ffn::MoeProjection;
+use super::segmentor::Segmentor;
+use crate::error::{Error, Result};
+
+/// Gives every parameter a new identity (its values unchanged), so copies of one module
+/// are separate parameters for the optimiser.
+struct FreshIds;
+
+impl ModuleMapper for FreshIds {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        Param::from_tensor(param.val())
+    }
+}
+
+fn mismatch(reason: String) -> Error {
+    Error::Config { reason }
+}
+
+/// The FFN-MoE model of `target` initialised from `dense` (a dense model of `dense_cfg`):
+/// outputs of the backbone and neck equal the dense model's for every dataset.
+///
+/// `target` must be `dense_cfg`'s backbone with FFN-MoE, and the same decoder settings;
+/// the dense model's decoder `from_decoder` is copied to every dataset.
+pub fn moe_from_dense(
+    dense: &Segmentor,
+    dense_cfg: &SegmentorConfig,
+    target: &SegmentorConfig,
+    from_decoder: usize,
+    device: &Device,
+) -> Result<Segmentor> {
+    let FfnKind::Moe {
+        datasets,
+        expert_dim,
+    } = target.backbone.ffn
+    else {
+        return Err(mismatch(
+            "the target model has dense FFNs, not FFN-MoE".into(),
+        ));
+    };
+    let mut same = target.backbone.clone();
+    same.ffn = dense_cfg.backbone.ffn;
+    if dense_cfg.backbone.ffn != FfnKind::Dense || same != dense_cfg.backbone {
+        return Err(mismatch(
+            "experts are initialised from a dense model of the same backbone (dim, depth, \
+             heads, patch size, FFN width)"
+                .into(),
+        ));
+    }
+    if (dense_cfg.decoder_channels, dense_cfg.pool_scales)
+        != (target.decoder_channels, target.pool_scales)
+        || from_decoder >= dense.decoders.len()
+        || target.classes.len() != datasets
+    {
+        return Err(mismatch(format!(
+            "decoders do not fit: the dense model has {} decoder(s) of {} channels, the target \
+             {} of {} channels for {datasets} dataset(s)",
+            dense.decoders.len(),
+            dense_cfg.decoder_channels,
+            target.classes.len(),
+            target.decoder_channels
+        )));
+    }
+    let mut moe = Segmentor::new(target, device);
+    // Everything with the same name and shape: patch embedding, tokens, attention, norms,
+    // fc1, neck (and the dense decoders, replaced below).
+    moe = moe.load_record(
+        dense
+            .clone()
+            .into_record()
+            .allow_partial(true)
+            .allow_unused(true)
+            .validate(false),
+    );
+    let d = target.backbone.dim;
+    for (block, dense_block) in moe.backbone.blocks.iter_mut().zip(&dense.backbone.blocks) {
+        let fc2 = dense_block.ffn.fc2.as_ref().expect("a dense block has fc2");
+        let w = fc2.weight.val();
+        let f = w.dims()[0];
+        let b = fc2
+            .bias
+            .as_ref()
+            .map(|b| b.val())
+            .unwrap_or_else(|| Tensor::zeros([d], device));
+        let w_tail = w.clone().narrow(1, d - expert_dim, expert_dim);
+        let b_tail = b.clone().narrow(0, d - expert_dim, expert_dim);
+        block.ffn.moe = Some(MoeProjection {
+            w_shared: Param::from_tensor(w.narrow(1, 0, d - expert_dim)),
+            b_shared: Param::from_tensor(b.narrow(0, 0, d - expert_dim)),
+            w_expert: Param::from_tensor(
+                w_tail.reshape([1, f, expert_dim]).repeat_dim(0, datasets),
+            ),
+            b_expert: Param::from_tensor(b_tail.reshape([1, expert_dim]).repeat_dim(0, datasets)),
+        });
+    }
+    // Every decoder a copy of the dense one's, with a new head: bodies and heads come from
+    // two fresh models, so nothing is shared between them or with `dense`.
+    let source = dense.decoders[from_decoder].clone().into_record();
+    let heads = Segmentor::new(target, device).decoders;
+    moe.decoders = Segmentor::new(target, device)
+        .decoders
+        .into_iter()
+        .zip(heads)
+        .map(|(body, head)| {
+            let mut copy = body.load_record(
+                source
+                    .clone()
+                    .allow_partial(true)
+                    .allow_unused(true)
+                    .validate(false),
+            );
+            copy.classifier = head.classifier;
+            copy.map(&mut FreshIds)
+        })
+        .collect();
+    Ok(moe)
+}
+
+/// The dense single-dataset model of dataset `dataset` of an FFN-MoE model of `cfg`, and
+/// its configuration: the same outputs for that dataset, a single model's parameters.
+pub fn dense_for_dataset(
+    moe: &Segmentor,
+    cfg: &SegmentorConfig,
+    dataset: usize,
+    device: &Device,
+) -> Result<(Segmentor, SegmentorConfig)> {
+    let FfnKind::Moe { datasets, .. } = cfg.backbone.ffn else {
+        return Err(mismatch(
+            "the model has dense FFNs already: nothing to export".into(),
+        ));
+    };
+    if dataset >= datasets || dataset >= moe.decoders.len() {
+        return Err(mismatch(format!(
+            "dataset {dataset}: the model has {datasets} dataset(s)"
+        )));
+    }
+    let mut dense_cfg = cfg.clone();
+    dense_cfg.backbone.ffn = FfnKind::Dense;
+    dense_cfg.classes = vec![cfg.classes[dataset]];
+    let mut dense = Segmentor::new(&dense_cfg, device);
+    dense = dense.load_record(
+        moe.clone()
+            .into_record()
+            .allow_partial(true)
+            .allow_unused(true)
+            .validate(false),
+    );
+    for (block, moe_block) in dense.backbone.blocks.iter_mut().zip(&moe.backbone.blocks) {
+        let p = moe_block
+            .ffn
+            .moe
+            .as_ref()
+            .expect("an FFN-MoE block has experts");
+        let w_expert = p.w_expert.val().narrow(0, dataset, 1);
+        let [_, f, e] = w_expert.dims();
+        let b_expert = p.b_expert.val().narrow(0, dataset, 1).reshape([e]);
+        let fc2: &mut Option<Linear> = &mut block.ffn.fc2;
+        let fc2 = fc2.as_mut().expect("a dense block has fc2");
+        fc2.weight = Param::from_tensor(Tensor::cat(
+            vec![p.w_shared.val(), w_expert.reshape([f, e])],
+            1,
+        ));
+        fc2.bias = Some(Param::from_tensor(Tensor::cat(
+            vec![p.b_shared.val(), b_expert],
+            0,
+        )));
+    }
+    dense.decoders = vec![
+        Segmentor::new(&dense_cfg, device)
+            .decoders
+            .remove(0)
+            .load_record(moe.decoders[dataset].clone().into_record()),
+    ];
+    Ok((dense, dense_cfg))
+}
