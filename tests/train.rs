@@ -1285,3 +1285,95 @@ fn ctrl_c_checkpoints_and_exits_cleanly() {
     assert_eq!(step, last.step, "the stop step is checkpointed");
     assert!(step < 1000);
 }
+
+/// MoE-MDF from a dense run: `s5 train` with `moe_expert_dim` and `--init` of a dense run
+/// expands its FFNs into experts; `s5 finetune export` writes one dataset as a dense model
+/// that computes what the MoE model computes for it, and `s5 eval` takes it.
+#[test]
+fn moe_from_a_dense_run_then_a_dense_export_per_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let dense_run = dir.path().join("dense");
+    ok(
+        &train_cmd(
+            &["--quiet"],
+            Some(&tiny_config(dir.path(), 2, 1e-3)),
+            &dense_run,
+        ),
+        "dense s5 train",
+    );
+    let config = tiny_config(dir.path(), 2, 1e-3);
+    let rural = synth().join("rural/rural.ron");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            "datasets: [(spec: ",
+            &format!("datasets: [(spec: \"{}\"), (spec: ", rural.display()),
+        )
+        .replace(
+            "decoder_channels: 16,",
+            "decoder_channels: 16, moe_expert_dim: Some(8),",
+        );
+    assert!(text.contains("moe_expert_dim"), "{text}");
+    std::fs::write(&config, text).unwrap();
+    let moe_run = dir.path().join("moe");
+    let init = dense_run.to_str().unwrap();
+    ok(
+        &train_cmd(&["--quiet", "--init", init], Some(&config), &moe_run),
+        "MoE s5 train from the dense run",
+    );
+    let export = dir.path().join("rural-dense");
+    let out = s5()
+        .args(["finetune", "export", "--dataset", "synth-rural", "--model"])
+        .arg(&moe_run)
+        .arg("--out")
+        .arg(&export)
+        .output()
+        .unwrap();
+    ok(&out, "s5 finetune export");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("dense model of"), "{stdout}");
+    let device = device();
+    let (moe, moe_card, _) = s5::train::load_model(&moe_run, &device).unwrap();
+    let (dense, dense_card, _) = s5::train::load_model(&export, &device).unwrap();
+    assert_eq!(dense_card.datasets.len(), 1);
+    assert_eq!(dense_card.datasets[0].name, "synth-rural");
+    assert_eq!(dense_card.segmentor.backbone.ffn, s5::model::FfnKind::Dense);
+    let rural_index = moe_card.dataset_index(Some("synth-rural")).unwrap();
+    let x = Rng::fresh("export e2e").tensor([1, 3, 64, 64], 1.0, &device);
+    let (a, b) = (
+        to_vec(dense.forward(x.clone(), 0)),
+        to_vec(moe.forward(x, rural_index)),
+    );
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst <= 1e-4, "the export's logits differ by {worst}");
+    let out = s5()
+        .args(["eval", "--mode", "whole", "--model"])
+        .arg(&export)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    ok(&out, "s5 eval of the export");
+    // An export into a run folder that exists is refused; a dataset the model lacks, too.
+    let again = s5()
+        .args(["finetune", "export", "--dataset", "synth-rural", "--model"])
+        .arg(&moe_run)
+        .arg("--out")
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("holds a run already"));
+    let missing = s5()
+        .args(["finetune", "export", "--dataset", "nowhere", "--model"])
+        .arg(&moe_run)
+        .arg("--out")
+        .arg(dir.path().join("x"))
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nowhere"));
+}

@@ -9,6 +9,7 @@ mod bench;
 mod curate;
 mod data;
 mod eval;
+mod finetune;
 mod gpu_args;
 mod infer_args;
 mod info;
@@ -55,9 +56,12 @@ enum Command {
     /// Inspect models.
     #[command(subcommand)]
     Model(model::ModelCommand),
-    /// Curate unlabeled data the paper's way (in progress: prototypes).
+    /// Curate unlabeled data the paper's way: plan, prototypes, score (sharded), select.
     #[command(subcommand)]
     Curate(curate::CurateCommand),
+    /// Multi-dataset fine-tuning's tools (export a dataset of an FFN-MoE model).
+    #[command(subcommand)]
+    Finetune(finetune::FinetuneCommand),
 }
 
 /// Exit code for "no usable GPU adapter".
@@ -72,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Data(cmd) => data::run(cmd),
         Command::Model(cmd) => model::run(cli.backend, cmd),
         Command::Curate(cmd) => curate::run(cli.backend, cmd),
+        Command::Finetune(cmd) => finetune::run(cli.backend, cmd),
         Command::Train(args) => train::run(cli.backend, args),
         Command::Pretrain(args) => train::run_pretrain(cli.backend, args),
         Command::Eval(args) => eval::run(cli.backend, args),

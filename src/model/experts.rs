@@ -22,13 +22,18 @@ use super::ffn::MoeProjection;
 use super::segmentor::Segmentor;
 use crate::error::{Error, Result};
 
+/// A new parameter of these values (a leaf: on an autodiff device, computed tensors are not).
+fn param<const D: usize>(values: Tensor<D>) -> Param<Tensor<D>> {
+    Param::from_tensor(values.detach())
+}
+
 /// Gives every parameter a new identity (its values unchanged), so copies of one module
 /// are separate parameters for the optimiser.
 struct FreshIds;
 
 impl ModuleMapper for FreshIds {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        Param::from_tensor(param.val())
+    fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param(p.val())
     }
 }
 
@@ -104,12 +109,10 @@ pub fn moe_from_dense(
         let w_tail = w.clone().narrow(1, d - expert_dim, expert_dim);
         let b_tail = b.clone().narrow(0, d - expert_dim, expert_dim);
         block.ffn.moe = Some(MoeProjection {
-            w_shared: Param::from_tensor(w.narrow(1, 0, d - expert_dim)),
-            b_shared: Param::from_tensor(b.narrow(0, 0, d - expert_dim)),
-            w_expert: Param::from_tensor(
-                w_tail.reshape([1, f, expert_dim]).repeat_dim(0, datasets),
-            ),
-            b_expert: Param::from_tensor(b_tail.reshape([1, expert_dim]).repeat_dim(0, datasets)),
+            w_shared: param(w.narrow(1, 0, d - expert_dim)),
+            b_shared: param(b.narrow(0, 0, d - expert_dim)),
+            w_expert: param(w_tail.reshape([1, f, expert_dim]).repeat_dim(0, datasets)),
+            b_expert: param(b_tail.reshape([1, expert_dim]).repeat_dim(0, datasets)),
         });
     }
     // Every decoder a copy of the dense one's, with a new head: bodies and heads come from
@@ -175,14 +178,11 @@ pub fn dense_for_dataset(
         let b_expert = p.b_expert.val().narrow(0, dataset, 1).reshape([e]);
         let fc2: &mut Option<Linear> = &mut block.ffn.fc2;
         let fc2 = fc2.as_mut().expect("a dense block has fc2");
-        fc2.weight = Param::from_tensor(Tensor::cat(
+        fc2.weight = param(Tensor::cat(
             vec![p.w_shared.val(), w_expert.reshape([f, e])],
             1,
         ));
-        fc2.bias = Some(Param::from_tensor(Tensor::cat(
-            vec![p.b_shared.val(), b_expert],
-            0,
-        )));
+        fc2.bias = Some(param(Tensor::cat(vec![p.b_shared.val(), b_expert], 0)));
     }
     dense.decoders = vec![
         Segmentor::new(&dense_cfg, device)

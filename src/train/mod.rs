@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
+pub mod export;
 pub mod fixmatch;
 pub mod loss;
 pub mod optimizer;

@@ -293,7 +293,7 @@ impl<'r> Session<'r> {
             }
             None => {
                 if let Some(init) = &config.model.init {
-                    model = init_weights(model, init, &train_device)?;
+                    model = init_weights(model, &card.segmentor, init, &train_device)?;
                 }
                 (0, 0.0)
             }
@@ -518,12 +518,39 @@ impl<'r> Session<'r> {
     }
 }
 
-/// Starting weights: an s5 checkpoint (folder or `.bpk`) of the same model, or an imported
-/// `.pth` / `.safetensors` (timm, MAE, the authors' S4P).
-fn init_weights(model: Segmentor, path: &Path, device: &Device) -> Result<Segmentor> {
+/// Starting weights: an s5 checkpoint (folder or `.bpk`) of the same model, or of its dense
+/// form when the model has FFN-MoE (the experts are then initialised from the dense FFNs and
+/// every decoder from the dense model's first, see [`crate::model::experts`]), or an
+/// imported `.pth` / `.safetensors` (timm, MAE, the authors' S4P).
+fn init_weights(
+    model: Segmentor,
+    target: &crate::model::SegmentorConfig,
+    path: &Path,
+    device: &Device,
+) -> Result<Segmentor> {
     if path.is_dir() {
         let dir = resolve_checkpoint(path)?;
         crate::run::checkpoint::verify(&dir)?;
+        let saved = read_card(&dir)?;
+        let dense_into_moe = saved.segmentor.backbone.ffn == crate::model::FfnKind::Dense
+            && target.backbone.ffn != crate::model::FfnKind::Dense;
+        if dense_into_moe {
+            let dense = checkpoint::load(
+                Segmentor::new(&saved.segmentor, device),
+                &dir.join(MODEL_FILE),
+            )?;
+            return crate::model::experts::moe_from_dense(
+                &dense,
+                &saved.segmentor,
+                target,
+                0,
+                device,
+            )
+            .map_err(|e| Error::Checkpoint {
+                path: dir.clone(),
+                reason: format!("cannot initialise the experts from it: {e}"),
+            });
+        }
         return checkpoint::load(model, &dir.join(MODEL_FILE));
     }
     if path.extension().is_some_and(|e| e == "bpk") {

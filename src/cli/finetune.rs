@@ -1,0 +1,53 @@
+//! `s5 finetune`: multi-dataset fine-tuning's tools. For now `export`: one dataset of an
+//! FFN-MoE model as a dense single-dataset model (the training itself runs through `s5
+//! train` with `moe_expert_dim` and `init` from a dense run).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use s5::device::{self, GpuBackend};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum FinetuneCommand {
+    /// Write one dataset of an FFN-MoE model as a dense single-dataset model: fc2 stacks the
+    /// shared and the dataset's expert, with that dataset's decoder; same outputs, a single
+    /// model's parameters. `s5 predict` and `s5 eval` take it.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The FFN-MoE model: a run directory (its newest checkpoint) or a checkpoint folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// The dataset to export (its name in the model's card).
+    #[arg(long)]
+    dataset: String,
+    /// A new folder for the exported model.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(backend: Option<GpuBackend>, command: FinetuneCommand) -> Result<()> {
+    match command {
+        FinetuneCommand::Export(args) => {
+            let gpu = device::gpu(backend)?;
+            let done = s5::train::export::export_dense(
+                &args.model,
+                &args.dataset,
+                &args.out,
+                &gpu.device,
+            )?;
+            println!(
+                "{} of {}: dense model of {:.2} M parameters (the FFN-MoE model: {:.2} M), step {}, in {}",
+                args.dataset,
+                args.model.display(),
+                done.dense_params as f64 / 1e6,
+                done.moe_params as f64 / 1e6,
+                done.step,
+                done.checkpoint.display()
+            );
+            Ok(())
+        }
+    }
+}
