@@ -1377,3 +1377,119 @@ fn moe_from_a_dense_run_then_a_dense_export_per_dataset() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nowhere"));
 }
+
+/// A dataset gated by its `start_step` adds no gradient before that step, and the other
+/// datasets' gradients are exactly what they are without it (same model, same batches).
+#[test]
+fn a_gated_dataset_adds_no_gradient_and_leaves_the_others_alone() {
+    use s5::train::recipe::Recipe;
+    use s5::train::recipe::supervised::Supervised;
+    let dir = tempfile::tempdir().unwrap();
+    let rural = synth().join("rural/rural.ron");
+    // No dropout or drop path: two steps must compute the same thing.
+    let deterministic = |text: String| {
+        text.replace(
+            "head_dropout: 0.1, drop_path: 0.1,",
+            "head_dropout: 0.0, drop_path: 0.0, moe_expert_dim: Some(8),",
+        )
+    };
+    let config = tiny_config(dir.path(), 10, 1e-3);
+    let alone_text = deterministic(std::fs::read_to_string(&config).unwrap());
+    assert!(alone_text.contains("moe_expert_dim"), "{alone_text}");
+    // Urban is dataset 0 in both configs (its loader draws the same batches); the gated
+    // rural dataset comes second.
+    let gated_text = alone_text.replace(
+        "\")],",
+        &format!("\"), (spec: \"{}\", start_step: 5)],", rural.display()),
+    );
+    assert!(gated_text.contains("start_step: 5"), "{gated_text}");
+    let load = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        s5::train::TrainConfig::load(&path).unwrap()
+    };
+    let gated = load("gated.ron", &gated_text);
+    let alone = load("alone.ron", &alone_text);
+    let device = device().autodiff();
+    let datasets = s5::train::batch::load_datasets(&gated).unwrap();
+    let cfg = gated
+        .model
+        .segmentor(datasets.iter().map(|d| d.spec.num_classes()).collect())
+        .unwrap();
+    let model = s5::model::Segmentor::new(&cfg, &device);
+    let mut with_gate = Supervised::new(&gated, &datasets, 0);
+    let a = with_gate
+        .step(&model, std::slice::from_ref(&device))
+        .unwrap();
+    let mut without = Supervised::new(&alone, &s5::train::batch::load_datasets(&alone).unwrap(), 0);
+    let c = without.step(&model, std::slice::from_ref(&device)).unwrap();
+    assert_eq!(a.stats["gate/synth-rural"], 0.0);
+    assert_eq!(a.stats["gate/synth-urban"], 1.0);
+    assert!(!a.losses.contains_key("loss/synth-rural"), "{:?}", a.losses);
+    let (la, lc) = (a.losses["loss"], c.losses["loss"]);
+    assert!((la - lc).abs() <= 1e-6 * lc.abs(), "{la} vs {lc}");
+    struct Compare<'a> {
+        a: &'a burn::optim::GradientsParams,
+        c: &'a burn::optim::GradientsParams,
+        path: Vec<String>,
+        compared: usize,
+        rural_decoder_grads: usize,
+    }
+    impl ModuleVisitor for Compare<'_> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let (ga, gc) = (self.a.get::<D>(param.id), self.c.get::<D>(param.id));
+            let path = self.path.join(".");
+            if path.starts_with("decoders.1") {
+                self.rural_decoder_grads += usize::from(ga.is_some());
+            }
+            match (ga, gc) {
+                (Some(ga), Some(gc)) => {
+                    let (ga, gc) = (to_vec(ga), to_vec(gc));
+                    let scale = gc.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+                    let worst = ga
+                        .iter()
+                        .zip(&gc)
+                        .fold(0f32, |m, (a, c)| m.max((a - c).abs()));
+                    // Equal but for the order of float sums (burn's backward reductions sum
+                    // with atomics on some adapters): had the gated batch been trained on,
+                    // they would differ by far more. (Gradients that are zero but for
+                    // rounding, as of a bias before BatchNorm, get an absolute floor.)
+                    assert!(
+                        worst <= 1e-4 * scale + 1e-7,
+                        "{path}: differs by {worst} (of {scale})"
+                    );
+                    self.compared += 1;
+                }
+                (None, None) => {}
+                (ga, gc) => panic!(
+                    "{path}: a gradient in one run only ({} / {})",
+                    ga.is_some(),
+                    gc.is_some()
+                ),
+            }
+        }
+    }
+    let mut compare = Compare {
+        a: &a.grads,
+        c: &c.grads,
+        path: Vec::new(),
+        compared: 0,
+        rural_decoder_grads: 0,
+    };
+    model.visit(&mut compare);
+    assert!(
+        compare.compared > 20,
+        "{} gradients compared",
+        compare.compared
+    );
+    assert_eq!(
+        compare.rural_decoder_grads, 0,
+        "the gated decoder got gradients"
+    );
+}

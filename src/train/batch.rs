@@ -29,6 +29,8 @@ pub struct Dataset {
     pub train: Arc<Vec<SampleRef>>,
     pub val: Vec<SampleRef>,
     pub weight: f64,
+    /// The step from which its loss counts.
+    pub start_step: u64,
 }
 
 /// The datasets a config names, with their training and validation samples.
@@ -63,6 +65,7 @@ pub fn load_datasets(config: &TrainConfig) -> Result<Vec<Dataset>> {
                 train: Arc::new(train),
                 val,
                 weight: entry.loss_weight,
+                start_step: entry.start_step,
             })
         })
         .collect()

@@ -25,6 +25,10 @@ pub struct DatasetEntry {
     /// `None`: this dataset is not validated.
     pub val_split: Option<String>,
     pub loss_weight: f64,
+    /// The step from which this dataset's loss counts (the authors' MoE-MDF gates
+    /// Vaihingen off until epoch 70 of 100). Before it the dataset's batches are still drawn
+    /// (so every stream stays where an ungated run has it) but not trained on.
+    pub start_step: u64,
 }
 
 impl Default for DatasetEntry {
@@ -35,6 +39,7 @@ impl Default for DatasetEntry {
             train_split: "train".into(),
             val_split: Some("val".into()),
             loss_weight: 1.0,
+            start_step: 0,
         }
     }
 }
@@ -429,6 +434,13 @@ impl TrainConfig {
         }
         if self.checkpoint_every == 0 {
             return Err("`checkpoint_every` must be at least 1".into());
+        }
+        if self.datasets.iter().all(|d| d.start_step > 0) {
+            return Err(
+                "every dataset has a start_step above 0: the first steps would train on \
+                 nothing; give one dataset start_step 0"
+                    .into(),
+            );
         }
         let o = &self.optimizer;
         if !(o.lr > 0.0 && o.lr.is_finite()) || o.final_lr < 0.0 || o.weight_decay < 0.0 {

@@ -1,6 +1,8 @@
 //! The supervised recipe (`s5 train`): every dataset's labeled crops in one backbone pass
 //! (tokens routed to their dataset's expert with FFN-MoE), each dataset's decoder on its own
-//! crops, loss `Σ_d w_d · CE_d`, each CE averaged over its batch's valid pixels.
+//! crops, loss `Σ_d w_d · CE_d`, each CE averaged over its batch's valid pixels. A dataset
+//! gated by its `start_step` has its batch drawn but not forwarded until then: it adds no
+//! gradient, and the others' gradients are what they would be without it.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +24,9 @@ pub struct Supervised {
     loaders: Vec<LabeledLoader>,
     names: Vec<String>,
     weights: Vec<f64>,
+    start_steps: Vec<u64>,
+    /// Steps done (the next step's index).
+    step: u64,
     batch: usize,
     crop: usize,
 }
@@ -36,6 +41,8 @@ impl Supervised {
                 .collect(),
             names: datasets.iter().map(|d| d.spec.name.clone()).collect(),
             weights: datasets.iter().map(|d| d.weight).collect(),
+            start_steps: datasets.iter().map(|d| d.start_step).collect(),
+            step: start_step,
             batch: config.batch,
             crop: config.augment.crop_px as usize,
         }
@@ -52,11 +59,33 @@ impl Recipe for Supervised {
     }
 
     fn step(&mut self, model: &Segmentor, devices: &[Device]) -> Result<StepResult> {
-        let batches = self
+        let drawn = self
             .loaders
             .iter_mut()
             .map(LabeledLoader::next_batch)
             .collect::<Result<Vec<LabeledBatch>>>()?;
+        // Datasets past their start step (one always is: the config checks it).
+        let active: Vec<usize> = (0..drawn.len())
+            .filter(|&d| self.step >= self.start_steps[d])
+            .collect();
+        let gates: BTreeMap<String, f64> = if self.loaders.len() > 1 {
+            (0..drawn.len())
+                .map(|d| {
+                    let open = active.contains(&d);
+                    (format!("gate/{}", self.names[d]), f64::from(u8::from(open)))
+                })
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        self.step += 1;
+        let mut drawn: Vec<Option<LabeledBatch>> = drawn.into_iter().map(Some).collect();
+        let batches: Vec<LabeledBatch> = active
+            .iter()
+            .map(|&d| drawn[d].take().expect("each dataset once"))
+            .collect();
+        let names: Vec<String> = active.iter().map(|&d| self.names[d].clone()).collect();
+        let weights: Vec<f64> = active.iter().map(|&d| self.weights[d]).collect();
         let norms: Vec<f64> = batches.iter().map(|b| labeled_valid_px(&b.items)).collect();
         let ranges: Vec<_> = batches
             .iter()
@@ -69,13 +98,7 @@ impl Recipe for Supervised {
                 .map(|(b, r)| &b.items[r[i].clone()])
                 .collect();
             Ok(supervised_share(
-                replica,
-                &share,
-                &self.names,
-                &self.weights,
-                &norms,
-                self.crop,
-                device,
+                replica, &share, &active, &names, &weights, &norms, self.crop, device,
             ))
         })?;
         let mut losses = out.sums;
@@ -85,17 +108,19 @@ impl Recipe for Supervised {
         Ok(StepResult {
             grads: out.grads,
             losses,
-            stats: BTreeMap::new(),
+            stats: gates,
         })
     }
 }
 
-/// `Σ_d w_d · CE_d` over one share of every dataset's batch (one backbone pass for all of
-/// them), each CE divided by its whole batch's valid pixels `norms[d]`: sums `loss` and
-/// `loss/<dataset>`.
+/// `Σ_d w_d · CE_d` over one share of every active dataset's batch (one backbone pass for
+/// all of them; `ids[k]` is batch k's dataset, its expert and decoder), each CE divided by
+/// its whole batch's valid pixels `norms[k]`: sums `loss` and `loss/<dataset>`.
+#[allow(clippy::too_many_arguments)]
 fn supervised_share(
     model: &Segmentor,
     batches: &[&[crate::data::loader::LabeledItem]],
+    ids: &[usize],
     names: &[String],
     weights: &[f64],
     norms: &[f64],
@@ -107,12 +132,12 @@ fn supervised_share(
         .map(|items| labeled_tensors(items, crop, device))
         .collect();
     let logits: Vec<Tensor<4>> = if parts.len() == 1 {
-        vec![model.forward(parts[0].0.clone(), 0)]
+        vec![model.forward(parts[0].0.clone(), ids[0])]
     } else {
         let ids: Vec<usize> = batches
             .iter()
-            .enumerate()
-            .flat_map(|(d, items)| std::iter::repeat_n(d, items.len()))
+            .zip(ids)
+            .flat_map(|(items, &d)| std::iter::repeat_n(d, items.len()))
             .collect();
         let images = Tensor::cat(parts.iter().map(|p| p.0.clone()).collect(), 0);
         let per_image = model.forward_mixed(images, &ids);
