@@ -348,6 +348,74 @@ pub fn bench_train_step(
 }
 
 /// Fills each row's `ratio` from its baseline row in the same group.
+/// One MoE-MDF training step (the batch split evenly over `datasets` datasets, one backbone
+/// pass with each token routed to its dataset's expert, each dataset's decoder on its share,
+/// the losses summed) against the same step with a dense backbone, timed interleaved on
+/// `device`. `model`'s backbone must be dense; its first class count serves every dataset.
+pub fn bench_moe_step(
+    device: &Device,
+    model: &SegmentorConfig,
+    datasets: usize,
+    expert_dim: usize,
+    shapes: StepShapes,
+    config: BenchConfig,
+) -> Result<Vec<Timing>> {
+    let group = "moe-mdf step";
+    let train = device.clone().autodiff();
+    let t = datasets.max(1);
+    let mut dense_cfg = model.clone();
+    dense_cfg.classes = vec![model.classes[0]; t];
+    let mut moe_cfg = dense_cfg.clone();
+    moe_cfg.backbone = moe_cfg.backbone.clone().with_moe(t, expert_dim);
+    let dense = Segmentor::new(&dense_cfg, &train);
+    let moe = Segmentor::new(&moe_cfg, &train);
+    let (b, s, k) = (shapes.batch.max(t), shapes.crop_px, model.classes[0]);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let images: Vec<f32> = (0..b * 3 * s * s)
+        .map(|_| (next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+        .collect();
+    let labels: Vec<i32> = (0..b * s * s).map(|_| (next() % k as u64) as i32).collect();
+    let ids: Vec<usize> = (0..b).map(|i| i * t / b).collect();
+    let step = |segmentor: &Segmentor| -> GradientsParams {
+        let x = Tensor::from_data(TensorData::new(images.clone(), [b, 3, s, s]), &train);
+        let per_image = segmentor.forward_mixed(x, &ids);
+        let logits = Tensor::cat(per_image, 0);
+        let loss = cross_entropy_over(
+            logits,
+            Tensor::from_data(TensorData::new(labels.clone(), [b, s, s]), &train),
+            Tensor::ones([b, s, s], &train),
+            (b * s * s) as f64,
+        );
+        GradientsParams::from_grads(loss.backward(), segmentor)
+    };
+    step(&dense);
+    step(&moe);
+    let times = time_interleaved(
+        device,
+        config,
+        &mut [op(|| step(&dense)), op(|| step(&moe))],
+    )?;
+    let shape = format!("batch {b} × {s}² px, {t} datasets, P = {expert_dim}");
+    let dense_name = "forward + backward, dense backbone";
+    let mut rows = Vec::new();
+    push(&mut rows, group, dense_name, &shape, None, times[0]);
+    push(
+        &mut rows,
+        group,
+        "forward + backward, FFN-MoE backbone",
+        &shape,
+        Some(dense_name),
+        times[1],
+    );
+    Ok(with_ratios(rows))
+}
+
 pub fn with_ratios(mut rows: Vec<Timing>) -> Vec<Timing> {
     let medians: Vec<(&'static str, &'static str, f64)> = rows
         .iter()

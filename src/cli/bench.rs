@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use s5::bench::{
     BenchConfig, KernelGroup, KernelShapes, StepShapes, bench_kernels, bench_train_step,
     format_table,
@@ -74,6 +74,13 @@ pub struct StepArgs {
     /// A tiny model and batch (a smoke test of the benchmark itself, not a measurement).
     #[arg(long)]
     tiny: bool,
+    /// `bench step` also times an MoE-MDF step over this many datasets against the same
+    /// step with a dense backbone (0: not).
+    #[arg(long, default_value_t = 4)]
+    moe_datasets: usize,
+    /// P of that MoE-MDF step (default: a quarter of the width, as the paper's 256 of 1024).
+    #[arg(long)]
+    moe_expert_dim: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -151,7 +158,29 @@ fn step(backend: Option<GpuBackend>, args: StepArgs) -> Result<()> {
         }
     }
     let devices: Vec<_> = gpus.iter().map(|g| g.device.clone()).collect();
-    let rows = bench_train_step(&devices, &model, shapes, config)?;
+    let mut rows = bench_train_step(&devices, &model, shapes, config)?;
+    if args.moe_datasets > 0 {
+        if model.backbone.ffn != s5::model::FfnKind::Dense {
+            bail!("--moe-datasets compares FFN-MoE with a dense backbone: give a dense model");
+        }
+        let p = args
+            .moe_expert_dim
+            .unwrap_or((model.backbone.dim / 4).max(4) / 4 * 4);
+        if p == 0 || p >= model.backbone.dim {
+            bail!(
+                "--moe-expert-dim must be between 1 and the width {} (exclusive)",
+                model.backbone.dim
+            );
+        }
+        rows.extend(s5::bench::bench_moe_step(
+            &devices[0],
+            &model,
+            args.moe_datasets,
+            p,
+            shapes,
+            config,
+        )?);
+    }
     if args.json {
         let adapters: Vec<_> = gpus.iter().map(|g| &g.adapter).collect();
         let doc = serde_json::json!({ "adapters": adapters, "rows": rows });
