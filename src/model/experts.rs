@@ -124,15 +124,19 @@ pub fn moe_from_dense(
         .into_iter()
         .zip(heads)
         .map(|(body, head)| {
-            let mut copy = body.load_record(
+            let copy = body.load_record(
                 source
                     .clone()
                     .allow_partial(true)
                     .allow_unused(true)
                     .validate(false),
             );
+            // Fresh identities for the copied body; the new head keeps its own, and its lazy
+            // initialisation, so it draws its values when first used, from the run's seeded
+            // generator, as a model built from scratch does (a resumed run gets the same).
+            let mut copy = copy.map(&mut FreshIds);
             copy.classifier = head.classifier;
-            copy.map(&mut FreshIds)
+            copy
         })
         .collect();
     Ok(moe)
