@@ -78,6 +78,48 @@ fn every_view_matches_its_snapshot() {
     }
 }
 
+/// Zooming one picture of a gallery row zooms the whole row; dragging pans it.
+#[test]
+fn zoom_and_pan_are_shared_across_a_row() {
+    let mut h = harness(viewer(&[fixture("s4p")]), SIZE.into());
+    h.state_mut().view = View::Gallery;
+    settle(&mut h).unwrap();
+    // The first row's pictures (the validation image) start under the controls, at the left.
+    let at = egui::pos2(80.0, 220.0);
+    h.input_mut().events.push(egui::Event::PointerMoved(at));
+    h.step();
+    h.input_mut().events.push(egui::Event::Zoom(2.0));
+    h.step();
+    h.step();
+    let rows = &h.state().gallery.rows;
+    let (row, view) = rows.iter().next().expect("a row was zoomed");
+    assert!(view.zoom > 1.5, "{row}: zoom {}", view.zoom);
+    let before = view.centre;
+    let press = |pos, pressed| egui::Event::PointerButton {
+        pos,
+        button: egui::PointerButton::Primary,
+        pressed,
+        modifiers: egui::Modifiers::NONE,
+    };
+    h.input_mut().events.push(press(at, true));
+    h.step();
+    for k in 1..=5 {
+        h.input_mut().events.push(egui::Event::PointerMoved(
+            at + egui::vec2(6.0 * k as f32, 0.0),
+        ));
+        h.step();
+    }
+    h.input_mut()
+        .events
+        .push(press(at + egui::vec2(30.0, 0.0), false));
+    h.step();
+    let after = h.state().gallery.rows.values().next().unwrap().centre;
+    assert!(
+        after.x < before.x,
+        "dragging right moves the view left: {before:?} → {after:?}"
+    );
+}
+
 #[test]
 fn the_tau_slider_gives_back_the_trainers_mask_pixel_for_pixel() {
     let run = fixture("s4p");

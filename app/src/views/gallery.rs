@@ -1,8 +1,8 @@
 //! The FixMatch gallery: per sampled image of the cursor's step, its pictures side by side
 //! (weak view, pseudo-label, confidence with a colour bar, τ-mask, cut-mixed strong view,
 //! student prediction, truth), an overlay mode (labels over the image, opacity, per-class
-//! toggles with the dataset's palette and names), hover readouts, zoom and pan shared across
-//! a row, and the τ slider: the τ-mask and mask ratio recomputed from the stored confidence,
+//! toggles with the dataset's palette and names), hover readouts, zoom (ctrl + wheel) and
+//! pan (drag) shared across a row, and the τ slider: the τ-mask and mask ratio recomputed from the stored confidence,
 //! and pseudo-label accuracy against coverage as τ varies, where truth is known.
 
 use std::collections::{BTreeSet, HashMap};
@@ -333,10 +333,11 @@ fn row(
                         .fit_to_exact_size(size)
                         .sense(Sense::click_and_drag()),
                 );
+                // Ctrl + wheel (or a pinch) zooms; a plain wheel scrolls the gallery.
                 if response.hovered() {
-                    let scroll = ui.input(|i| i.smooth_scroll_delta.y);
-                    if scroll != 0.0 {
-                        view.zoom = (view.zoom * (1.0 + scroll * 0.005)).clamp(1.0, 32.0);
+                    let zoom = ui.input(|i| i.zoom_delta());
+                    if zoom != 1.0 {
+                        view.zoom = (view.zoom * zoom).clamp(1.0, 32.0);
                     }
                 }
                 if response.dragged() {
