@@ -1560,3 +1560,67 @@ fn a_killed_moe_mdf_run_resumes_to_the_same_weights() {
         "resumed weights differ by {diff} (most in {at})"
     );
 }
+
+/// Every validation logs the mean of each dataset's chosen metric (`metric: MF1` for one
+/// here); the model where it was highest is `checkpoints/best`, which `s5 eval` takes.
+#[test]
+fn the_best_checkpoint_follows_the_mean_of_each_datasets_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path(), 4, 1e-3);
+    let rural = synth().join("rural/rural.ron");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            "\")],",
+            &format!("\"), (spec: \"{}\", metric: MF1)],", rural.display()),
+        )
+        .replace("val: (every_steps: 0,", "val: (every_steps: 1,");
+    assert!(
+        text.contains("every_steps: 1,") && text.contains("MF1"),
+        "{text}"
+    );
+    std::fs::write(&config, text).unwrap();
+    let run = dir.path().join("run");
+    ok(&train_cmd(&["--quiet"], Some(&config), &run), "s5 train");
+    let events = s5::run::read_events(&run.join("events.jsonl")).unwrap();
+    let vals: Vec<_> = events.iter().filter(|e| e.kind == "val").collect();
+    assert_eq!(vals.len(), 4);
+    let mut best = (f64::NEG_INFINITY, 0);
+    for e in &vals {
+        let mean = (e.metrics["synth-urban/mIoU"] + e.metrics["synth-rural/mF1"]) / 2.0;
+        assert!(
+            (e.metrics["val_mean"] - mean).abs() < 1e-9,
+            "{:?}",
+            e.metrics
+        );
+        if mean > best.0 {
+            best = (mean, e.step);
+        }
+    }
+    let run_dir = s5::run::RunDir::new(&run);
+    let score = s5::run::checkpoint::read_best(&run_dir).unwrap().unwrap();
+    assert_eq!(score.step, best.1);
+    assert!((score.score - best.0).abs() < 1e-9);
+    assert_eq!(score.metrics, ["synth-urban/mIoU", "synth-rural/mF1"]);
+    let best_dir = run_dir.best_checkpoint();
+    s5::run::checkpoint::verify(&best_dir).unwrap();
+    assert_eq!(
+        s5::run::checkpoint::read_state(&best_dir).unwrap().step,
+        best.1
+    );
+    // Pruning keeps it (it is no step folder), and `s5 eval` takes it.
+    let out = s5()
+        .args([
+            "eval",
+            "--mode",
+            "whole",
+            "--dataset",
+            "synth-rural",
+            "--model",
+        ])
+        .arg(&best_dir)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    ok(&out, "s5 eval of the best checkpoint");
+}

@@ -300,6 +300,71 @@ impl CheckpointWriter {
     }
 }
 
+/// `checkpoints/best/best.ron`: why the best checkpoint is the best.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BestScore {
+    pub step: u64,
+    /// The mean over the validated datasets of each one's metric.
+    pub score: f64,
+    /// The metric of each dataset, as `<dataset>/<metric>` keys.
+    pub metrics: Vec<String>,
+}
+
+/// The file of [`BestScore`] in the best checkpoint's folder.
+pub const BEST_FILE: &str = "best.ron";
+
+/// Builds `checkpoints/best/` (the model, its card and state, [`BestScore`], checksums) in a
+/// temporary folder that then replaces the previous best. It holds no optimizer state: it is
+/// for inference and export, not for resuming.
+#[derive(Debug)]
+pub struct BestWriter {
+    run: RunDir,
+    tmp: PathBuf,
+}
+
+impl BestWriter {
+    pub fn begin(run: &RunDir) -> Result<Self> {
+        let tmp = run.checkpoints().join(".best.tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(RunError::io(&tmp))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(RunError::io(&tmp))?;
+        Ok(Self {
+            run: run.clone(),
+            tmp,
+        })
+    }
+
+    /// The folder being built (the caller writes the model file into it).
+    pub fn dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    pub fn finish(
+        self,
+        card: &ModelCard,
+        state: &TrainState,
+        score: &BestScore,
+    ) -> Result<PathBuf> {
+        write_atomic(&self.tmp.join(CARD_FILE), ron_text(card).as_bytes())?;
+        write_atomic(&self.tmp.join(STATE_FILE), ron_text(state).as_bytes())?;
+        write_atomic(&self.tmp.join(BEST_FILE), ron_text(score).as_bytes())?;
+        write_checksums(&self.tmp)?;
+        let dir = self.run.best_checkpoint();
+        publish_folder(&self.tmp, &dir)?;
+        Ok(dir)
+    }
+}
+
+/// The best checkpoint's score, if the run has one.
+pub fn read_best(run: &RunDir) -> Result<Option<BestScore>> {
+    let path = run.best_checkpoint().join(BEST_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    read_ron(&path, "best checkpoint score").map(Some)
+}
+
 /// Deletes all but the `keep` newest checkpoints older than the newest.
 fn prune(run: &RunDir, keep: usize) -> Result<()> {
     let Some((latest, _)) = run.latest_checkpoint()? else {

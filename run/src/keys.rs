@@ -20,6 +20,10 @@ pub const PSEUDO_LABEL_ACC_CONFIDENT: &str = "pseudo_label_acc_confident";
 /// Pseudo-label accuracy over all pixels with ground truth.
 pub const PSEUDO_LABEL_ACC_ALL: &str = "pseudo_label_acc_all";
 
+/// The mean over the validated datasets of each one's chosen metric (a validation's
+/// `metrics`; the best checkpoint is the one where it was highest).
+pub const VAL_MEAN: &str = "val_mean";
+
 /// Suffix of a dataset's validation mIoU (`<dataset>/mIoU`).
 pub const MIOU: &str = "mIoU";
 /// Suffix of a dataset's validation mean F1.

@@ -45,6 +45,12 @@ impl RunDir {
         self.checkpoints().join(step_name(step))
     }
 
+    /// The best checkpoint so far by the mean validation metric (see
+    /// [`crate::checkpoint::BestWriter`]); not a `step-<n>` folder, so never pruned.
+    pub fn best_checkpoint(&self) -> PathBuf {
+        self.checkpoints().join("best")
+    }
+
     /// The pointer file naming the newest complete checkpoint.
     pub fn latest_pointer(&self) -> PathBuf {
         self.checkpoints().join("latest")

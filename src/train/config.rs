@@ -25,10 +25,33 @@ pub struct DatasetEntry {
     /// `None`: this dataset is not validated.
     pub val_split: Option<String>,
     pub loss_weight: f64,
+    /// The validation metric of this dataset that counts for the best checkpoint (the paper
+    /// reports mF1 for Potsdam, mIoU for the others).
+    pub metric: ValMetric,
     /// The step from which this dataset's loss counts (the authors' MoE-MDF gates
     /// Vaihingen off until epoch 70 of 100). Before it the dataset's batches are still drawn
     /// (so every stream stays where an ungated run has it) but not trained on.
     pub start_step: u64,
+}
+
+/// A dataset's validation metric for choosing the best checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ValMetric {
+    #[default]
+    MIoU,
+    MF1,
+    OA,
+}
+
+impl ValMetric {
+    /// Its key suffix in validation events (`<dataset>/<suffix>`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::MIoU => crate::run::keys::MIOU,
+            Self::MF1 => crate::run::keys::MF1,
+            Self::OA => crate::run::keys::OA,
+        }
+    }
 }
 
 impl Default for DatasetEntry {
@@ -39,6 +62,7 @@ impl Default for DatasetEntry {
             train_split: "train".into(),
             val_split: Some("val".into()),
             loss_weight: 1.0,
+            metric: ValMetric::MIoU,
             start_step: 0,
         }
     }

@@ -252,6 +252,8 @@ struct Session<'r> {
     wall_offset_s: f64,
     started: Instant,
     last_checkpoint: Option<u64>,
+    /// The best checkpoint's score so far (`checkpoints/best`).
+    best: Option<crate::run::checkpoint::BestScore>,
     outcome: TrainOutcome,
 }
 
@@ -346,6 +348,7 @@ impl<'r> Session<'r> {
             wall_offset_s,
             started: Instant::now(),
             last_checkpoint,
+            best: crate::run::checkpoint::read_best(run)?,
         })
     }
 
@@ -473,13 +476,14 @@ impl<'r> Session<'r> {
         let every = self.config.val.every_steps;
         if last || (every > 0 && done.is_multiple_of(every)) {
             let v0 = Instant::now();
-            let metrics = validate(
+            let mut metrics = validate(
                 self.model(),
                 &self.datasets,
                 &self.config,
                 &mut samples,
                 &self.device,
             )?;
+            self.keep_best(done, &mut metrics)?;
             self.events.append(&Event {
                 metrics: metrics.clone(),
                 ..Event::new(done, self.wall(), EventKind::Val)
@@ -494,6 +498,45 @@ impl<'r> Session<'r> {
         self.recipe
             .write_samples(self.model(), done, &mut samples, &self.device)?;
         Ok(samples.finish()?)
+    }
+
+    /// The mean over the validated datasets of each one's chosen metric goes into `metrics`
+    /// (key [`keys::VAL_MEAN`]); when it beats the best so far, the model becomes
+    /// `checkpoints/best`.
+    fn keep_best(&mut self, done: u64, metrics: &mut BTreeMap<String, f64>) -> Result<()> {
+        let keys: Vec<String> = self
+            .config
+            .datasets
+            .iter()
+            .zip(&self.datasets)
+            .filter(|(entry, _)| entry.val_split.is_some())
+            .map(|(entry, d)| crate::run::keys::per_dataset(&d.spec.name, entry.metric.key()))
+            .filter(|k| metrics.contains_key(k))
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let score = keys.iter().map(|k| metrics[k]).sum::<f64>() / keys.len() as f64;
+        metrics.insert(crate::run::keys::VAL_MEAN.to_string(), score);
+        if self.best.as_ref().is_some_and(|b| b.score >= score) {
+            return Ok(());
+        }
+        let best = crate::run::checkpoint::BestScore {
+            step: done,
+            score,
+            metrics: keys,
+        };
+        let writer = crate::run::checkpoint::BestWriter::begin(self.run)?;
+        // Synchronises the BatchNorm running statistics, as `save_checkpoint` does.
+        let _ = burn::module::Module::valid(self.model());
+        checkpoint::save(self.model(), &writer.dir().join(MODEL_FILE))?;
+        let state = TrainState {
+            step: done,
+            wall_s: self.wall(),
+        };
+        writer.finish(&self.card, &state, &best)?;
+        self.best = Some(best);
+        Ok(())
     }
 
     /// Writes the checkpoint folder of step `done` and logs it as a `checkpoint` event.
