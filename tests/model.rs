@@ -238,7 +238,7 @@ fn a_timm_checkpoint_reproduces_its_reference_features() {
             "{report:?}"
         );
         assert!(report.missing.is_empty(), "{report:?}");
-        assert_eq!(report.moe_from_dense, moe);
+        assert_eq!(report.init_from_dense, moe);
         let ids = Tensor::<1, burn::tensor::Int>::from_ints([1], &device);
         let features = vit.forward(tensor4("input"), ids);
         for (i, f) in features.into_iter().enumerate() {
@@ -585,12 +585,12 @@ fn param_ids(model: &Segmentor) -> Vec<burn::module::ParamId> {
 /// every parameter is its own.
 #[test]
 fn experts_initialised_from_a_dense_model_compute_what_it_did() {
-    use s5::model::experts::moe_from_dense;
+    use s5::model::experts::init_from_dense;
     let device = device();
     let dense_cfg = tiny(None, vec![3], 4);
     let dense = Segmentor::new(&dense_cfg, &device);
     let target = tiny(Some((2, 12)), vec![3, 5], 4);
-    let moe = moe_from_dense(&dense, &dense_cfg, &target, 0, &device).unwrap();
+    let moe = init_from_dense(&dense, &dense_cfg, &target, 0, &device).unwrap();
     let mut rng = Rng::fresh("experts from dense");
     let x = rng.tensor([2, 3, 32, 32], 1.0, &device);
     for t in 0..2 {
@@ -622,7 +622,7 @@ fn experts_initialised_from_a_dense_model_compute_what_it_did() {
     // A dense model of another backbone is refused.
     let other = tiny(None, vec![3], 2);
     assert!(
-        moe_from_dense(
+        init_from_dense(
             &Segmentor::new(&other, &device),
             &other,
             &target,

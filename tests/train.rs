@@ -1286,9 +1286,10 @@ fn ctrl_c_checkpoints_and_exits_cleanly() {
     assert!(step < 1000);
 }
 
-/// MoE-MDF from a dense run: `s5 train` with `moe_expert_dim` and `--init` of a dense run
-/// expands its FFNs into experts; `s5 finetune export` writes one dataset as a dense model
-/// that computes what the MoE model computes for it, and `s5 eval` takes it.
+/// `s5 finetune`: MoeMdf from a dense run expands its FFNs into experts (a `finetune` run),
+/// Sdf trains the one dataset it names; `s5 finetune export` writes one dataset of the MoE
+/// model as a dense model that computes what the MoE model computes for it, and `s5 eval`
+/// takes it.
 #[test]
 fn moe_from_a_dense_run_then_a_dense_export_per_dataset() {
     let dir = tempfile::tempdir().unwrap();
@@ -1309,18 +1310,47 @@ fn moe_from_a_dense_run_then_a_dense_export_per_dataset() {
             "datasets: [(spec: ",
             &format!("datasets: [(spec: \"{}\"), (spec: ", rural.display()),
         )
-        .replace(
-            "decoder_channels: 16,",
-            "decoder_channels: 16, moe_expert_dim: Some(8),",
-        );
-    assert!(text.contains("moe_expert_dim"), "{text}");
-    std::fs::write(&config, text).unwrap();
+        .replace("seed: 7,", "seed: 7, recipe: Finetune((mode: MoeMdf(8))),");
+    assert!(text.contains("MoeMdf"), "{text}");
+    std::fs::write(&config, text.clone()).unwrap();
+    let finetune = |config: &Path, out: &Path| {
+        s5().args(["finetune", "--quiet", "--init"])
+            .arg(&dense_run)
+            .arg("--config")
+            .arg(config)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
     let moe_run = dir.path().join("moe");
-    let init = dense_run.to_str().unwrap();
     ok(
-        &train_cmd(&["--quiet", "--init", init], Some(&config), &moe_run),
-        "MoE s5 train from the dense run",
+        &finetune(&config, &moe_run),
+        "s5 finetune MoeMdf from the dense run",
     );
+    let manifest = s5::run::Manifest::load(&s5::run::RunDir::new(&moe_run)).unwrap();
+    assert_eq!(manifest.kind, "finetune");
+    // `s5 train` refuses a fine-tuning config and names the command.
+    let out = train_cmd(&["--quiet"], Some(&config), dir.path().join("nope"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("s5 finetune"));
+    // Sdf trains the one dataset it names, dense.
+    let sdf_config = dir.path().join("sdf.ron");
+    std::fs::write(
+        &sdf_config,
+        text.replace("MoeMdf(8)", "Sdf(\"synth-rural\")"),
+    )
+    .unwrap();
+    let sdf_run = dir.path().join("sdf");
+    ok(&finetune(&sdf_config, &sdf_run), "s5 finetune Sdf");
+    let (_, sdf_card, _) = s5::train::load_model(&sdf_run, &device()).unwrap();
+    assert_eq!(sdf_card.datasets.len(), 1);
+    assert_eq!(sdf_card.datasets[0].name, "synth-rural");
+    assert_eq!(sdf_card.segmentor.backbone.ffn, s5::model::FfnKind::Dense);
+    std::fs::write(&sdf_config, text.replace("MoeMdf(8)", "Sdf(\"nowhere\")")).unwrap();
+    let out = finetune(&sdf_config, &dir.path().join("sdf-bad"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere"));
     let export = dir.path().join("rural-dense");
     let out = s5()
         .args(["finetune", "export", "--dataset", "synth-rural", "--model"])

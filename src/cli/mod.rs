@@ -59,9 +59,9 @@ enum Command {
     /// Curate unlabeled data the paper's way: plan, prototypes, score (sharded), select.
     #[command(subcommand)]
     Curate(curate::CurateCommand),
-    /// Multi-dataset fine-tuning's tools (export a dataset of an FFN-MoE model).
-    #[command(subcommand)]
-    Finetune(finetune::FinetuneCommand),
+    /// Fine-tune the paper's way (config `recipe: Finetune((mode: Sdf(..) | Mdf | MoeMdf(P)))`),
+    /// or `export` one dataset of an FFN-MoE model as a dense model.
+    Finetune(finetune::FinetuneArgs),
 }
 
 /// Exit code for "no usable GPU adapter".
@@ -76,7 +76,7 @@ pub fn main() -> ExitCode {
         Command::Data(cmd) => data::run(cmd),
         Command::Model(cmd) => model::run(cli.backend, cmd),
         Command::Curate(cmd) => curate::run(cli.backend, cmd),
-        Command::Finetune(cmd) => finetune::run(cli.backend, cmd),
+        Command::Finetune(args) => finetune::run(cli.backend, args),
         Command::Train(args) => train::run(cli.backend, args),
         Command::Pretrain(args) => train::run_pretrain(cli.backend, args),
         Command::Eval(args) => eval::run(cli.backend, args),

@@ -111,7 +111,7 @@ fn import(backend: Option<GpuBackend>, args: ImportArgs) -> Result<()> {
     if let Some((from, to)) = report.pos_resized {
         println!("position table resized from {from:?} to {to:?} (bicubic)");
     }
-    if report.moe_from_dense {
+    if report.init_from_dense {
         println!("FFN-MoE experts initialised from the dense fc2 rows");
     }
     for key in &report.unmapped {

@@ -19,8 +19,10 @@ pub struct TrainArgs {
     #[arg(long, required_unless_present = "resume")]
     config: Option<PathBuf>,
     /// Run directory (created): config, events, checkpoints and samples go here.
-    #[arg(long)]
-    out: PathBuf,
+    /// (Required; an `Option` so that `s5 finetune export`, which shares these arguments'
+    /// command, parses without it.)
+    #[arg(long, required = true)]
+    out: Option<PathBuf>,
     /// Continue the run in --out from its newest checkpoint.
     #[arg(long)]
     resume: bool,
@@ -68,7 +70,7 @@ pub fn run(backend: Option<GpuBackend>, args: TrainArgs) -> Result<()> {
 
 /// One rule for both commands: each runs (and resumes) its own recipe only; a config or run
 /// of the other recipe is refused with the command to use.
-fn run_with(
+pub(super) fn run_with(
     backend: Option<GpuBackend>,
     args: TrainArgs,
     loss_form: Option<LossFormArg>,
@@ -87,6 +89,8 @@ fn run_with(
                     match kind {
                         RunKind::Pretrain =>
                             " (s5 pretrain needs `recipe: FixMatch((unlabeled: (spec: ...), ...))`)",
+                        RunKind::Finetune =>
+                            " (s5 finetune needs `recipe: Finetune((mode: Sdf(\"<dataset>\") | Mdf | MoeMdf(<P>)))`)",
                         _ => "",
                     }
                 );
@@ -143,7 +147,8 @@ fn run_with(
         );
     })
     .context("installing the Ctrl-C handler")?;
-    let run = RunDir::new(&args.out);
+    let out = args.out.clone().context("--out is required")?;
+    let run = RunDir::new(&out);
     let more = match gpus.len() {
         1 => String::new(),
         n => format!(" and {} more, data parallel over {n} GPUs", n - 1),
@@ -181,7 +186,7 @@ fn run_with(
             "stopped after step {}; checkpoint {checkpoint}\ncontinue with: {} --resume --out {}",
             outcome.steps_done,
             kind.command(),
-            args.out.display()
+            out.display()
         );
     } else {
         println!(
@@ -197,6 +202,7 @@ fn recipe_name(recipe: &RecipeSetup) -> &'static str {
     match recipe {
         RecipeSetup::Supervised => "Supervised",
         RecipeSetup::FixMatch(_) => "FixMatch",
+        RecipeSetup::Finetune(_) => "Finetune",
     }
 }
 

@@ -41,32 +41,32 @@ fn mismatch(reason: String) -> Error {
     Error::Config { reason }
 }
 
-/// The FFN-MoE model of `target` initialised from `dense` (a dense model of `dense_cfg`):
-/// outputs of the backbone and neck equal the dense model's for every dataset.
+/// The model of `target` initialised from `dense` (a dense model of `dense_cfg`, e.g. an
+/// S4P run) for fine-tuning: the backbone and neck copied (FFN-MoE experts expanded from the
+/// dense FFNs when `target` has them, so backbone and neck compute what the dense ones did
+/// for every dataset), and the dense model's decoder `from_decoder` copied to every dataset
+/// of `target` with a new head (its classes are the dataset's).
 ///
-/// `target` must be `dense_cfg`'s backbone with FFN-MoE, and the same decoder settings;
-/// the dense model's decoder `from_decoder` is copied to every dataset.
-pub fn moe_from_dense(
+/// `target` must have `dense_cfg`'s backbone (dense or FFN-MoE) and decoder settings.
+pub fn init_from_dense(
     dense: &Segmentor,
     dense_cfg: &SegmentorConfig,
     target: &SegmentorConfig,
     from_decoder: usize,
     device: &Device,
 ) -> Result<Segmentor> {
-    let FfnKind::Moe {
-        datasets,
-        expert_dim,
-    } = target.backbone.ffn
-    else {
-        return Err(mismatch(
-            "the target model has dense FFNs, not FFN-MoE".into(),
-        ));
+    let (datasets, expert_dim) = match target.backbone.ffn {
+        FfnKind::Moe {
+            datasets,
+            expert_dim,
+        } => (datasets, Some(expert_dim)),
+        FfnKind::Dense => (target.classes.len(), None),
     };
     let mut same = target.backbone.clone();
     same.ffn = dense_cfg.backbone.ffn;
     if dense_cfg.backbone.ffn != FfnKind::Dense || same != dense_cfg.backbone {
         return Err(mismatch(
-            "experts are initialised from a dense model of the same backbone (dim, depth, \
+            "fine-tuning starts from a dense model of the same backbone (dim, depth, \
              heads, patch size, FFN width)"
                 .into(),
         ));
@@ -97,6 +97,11 @@ pub fn moe_from_dense(
             .validate(false),
     );
     let d = target.backbone.dim;
+    let Some(expert_dim) = expert_dim else {
+        // Dense: everything but the decoders came with the record.
+        moe.decoders = copied_decoders(dense, from_decoder, target, device);
+        return Ok(moe);
+    };
     for (block, dense_block) in moe.backbone.blocks.iter_mut().zip(&dense.backbone.blocks) {
         let fc2 = dense_block.ffn.fc2.as_ref().expect("a dense block has fc2");
         let w = fc2.weight.val();
@@ -115,11 +120,22 @@ pub fn moe_from_dense(
             b_expert: param(b_tail.reshape([1, expert_dim]).repeat_dim(0, datasets)),
         });
     }
-    // Every decoder a copy of the dense one's, with a new head: bodies and heads come from
-    // two fresh models, so nothing is shared between them or with `dense`.
+    moe.decoders = copied_decoders(dense, from_decoder, target, device);
+    Ok(moe)
+}
+
+/// Every decoder of `target`: a copy of `dense`'s decoder `from_decoder` with a new head.
+fn copied_decoders(
+    dense: &Segmentor,
+    from_decoder: usize,
+    target: &SegmentorConfig,
+    device: &Device,
+) -> Vec<crate::model::upernet::UperNet> {
+    // Bodies and heads come from two fresh models, so nothing is shared between them or with
+    // `dense`.
     let source = dense.decoders[from_decoder].clone().into_record();
     let heads = Segmentor::new(target, device).decoders;
-    moe.decoders = Segmentor::new(target, device)
+    Segmentor::new(target, device)
         .decoders
         .into_iter()
         .zip(heads)
@@ -138,8 +154,7 @@ pub fn moe_from_dense(
             copy.classifier = head.classifier;
             copy
         })
-        .collect();
-    Ok(moe)
+        .collect()
 }
 
 /// The dense single-dataset model of dataset `dataset` of an FFN-MoE model of `cfg`, and

@@ -36,7 +36,7 @@ pub struct ImportReport {
     /// (from, to) patch grids when the position table was resized.
     pub pos_resized: Option<([usize; 2], [usize; 2])>,
     /// Whether fc2 rows were split into shared and dataset experts.
-    pub moe_from_dense: bool,
+    pub init_from_dense: bool,
 }
 
 /// A float element type both checkpoint formats can hold.
@@ -361,7 +361,7 @@ pub fn load_vit(
                 moe.w_shared = Param::from_tensor(w.clone().narrow(1, 0, shared));
                 let expert = w.narrow(1, shared, p).unsqueeze_dim::<3>(0);
                 moe.w_expert = Param::from_tensor(expert.repeat_dim(0, t));
-                report.moe_from_dense = true;
+                report.init_from_dense = true;
             }
             if let Some(bias) = src.take(&format!("{b}.mlp.fc2.bias"), [dim])? {
                 moe.b_shared = Param::from_tensor(bias.clone().narrow(0, 0, shared));

@@ -326,6 +326,67 @@ pub enum RecipeSetup {
     Supervised,
     /// FixMatch on one labeled dataset and unlabeled images: S4P (`s5 pretrain`).
     FixMatch(FixMatchSetup),
+    /// Supervised fine-tuning in one of the paper's three settings (`s5 finetune`).
+    Finetune(FinetuneSetup),
+}
+
+/// `recipe: Finetune((mode: ...))`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneSetup {
+    pub mode: FinetuneMode,
+}
+
+/// The paper's fine-tuning settings (Table 3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FinetuneMode {
+    /// Single-dataset fine-tuning: only the named dataset of the config is trained and
+    /// validated, with a dense backbone.
+    Sdf(String),
+    /// Multi-dataset fine-tuning: every dataset of the config, one dense backbone, a decoder
+    /// each.
+    Mdf,
+    /// MDF with FFN-MoE: each block's FFN splits into a shared expert and one expert of this
+    /// many output columns (P) per dataset.
+    MoeMdf(usize),
+}
+
+impl FinetuneMode {
+    /// Applies the mode to a config whose datasets have the spec names `names`: keeps the
+    /// datasets it trains (their indices are returned) and sets the backbone's FFNs. Applying
+    /// it twice changes nothing more, so a resumed run (its config.ron) applies it again.
+    pub fn apply(
+        &self,
+        config: &mut TrainConfig,
+        names: &[String],
+    ) -> std::result::Result<Vec<usize>, String> {
+        let keep: Vec<usize> = match self {
+            Self::Sdf(name) => {
+                let at = names.iter().position(|n| n == name).ok_or_else(|| {
+                    format!(
+                        "Sdf(\"{name}\"): the config has no dataset of that name (it has {})",
+                        names.join(", ")
+                    )
+                })?;
+                vec![at]
+            }
+            Self::Mdf | Self::MoeMdf(_) => (0..names.len()).collect(),
+        };
+        let expert_dim = match self {
+            Self::MoeMdf(p) => Some(*p),
+            _ => None,
+        };
+        if config.model.moe_expert_dim.is_some() && config.model.moe_expert_dim != expert_dim {
+            return Err(format!(
+                "model.moe_expert_dim is {:?} but the fine-tuning mode is {self:?}: set the \
+                 experts through the mode only",
+                config.model.moe_expert_dim
+            ));
+        }
+        config.model.moe_expert_dim = expert_dim;
+        config.datasets = keep.iter().map(|&i| config.datasets[i].clone()).collect();
+        Ok(keep)
+    }
 }
 
 impl RecipeSetup {
@@ -334,6 +395,7 @@ impl RecipeSetup {
         match self {
             Self::Supervised => RunKind::Train,
             Self::FixMatch(_) => RunKind::Pretrain,
+            Self::Finetune(_) => RunKind::Finetune,
         }
     }
 }

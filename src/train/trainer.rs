@@ -264,8 +264,17 @@ impl<'r> Session<'r> {
         device: &Device,
         options: &mut TrainOptions<'_>,
     ) -> Result<Self> {
-        let Opened { config, resume } = opened;
-        let datasets = load_datasets(&config)?;
+        let Opened { mut config, resume } = opened;
+        let mut datasets = load_datasets(&config)?;
+        if let crate::train::config::RecipeSetup::Finetune(setup) = config.recipe.clone() {
+            let names: Vec<String> = datasets.iter().map(|d| d.spec.name.clone()).collect();
+            let keep = setup
+                .mode
+                .apply(&mut config, &names)
+                .map_err(|reason| Error::Config { reason })?;
+            let mut all: Vec<Option<Dataset>> = datasets.into_iter().map(Some).collect();
+            datasets = keep.iter().filter_map(|&i| all[i].take()).collect();
+        }
         let card = ModelCard {
             segmentor: config
                 .model
@@ -561,10 +570,11 @@ impl<'r> Session<'r> {
     }
 }
 
-/// Starting weights: an s5 checkpoint (folder or `.bpk`) of the same model, or of its dense
-/// form when the model has FFN-MoE (the experts are then initialised from the dense FFNs and
-/// every decoder from the dense model's first, see [`crate::model::experts`]), or an
-/// imported `.pth` / `.safetensors` (timm, MAE, the authors' S4P).
+/// Starting weights: an s5 checkpoint (folder or `.bpk`) of the same model, or of a dense
+/// model of the same backbone (FFN-MoE experts are then initialised from the dense FFNs, and
+/// every decoder from the dense model's first with a new head, see
+/// [`crate::model::experts`]), or an imported `.pth` / `.safetensors` (timm, MAE, the
+/// authors' S4P).
 fn init_weights(
     model: Segmentor,
     target: &crate::model::SegmentorConfig,
@@ -575,14 +585,16 @@ fn init_weights(
         let dir = resolve_checkpoint(path)?;
         crate::run::checkpoint::verify(&dir)?;
         let saved = read_card(&dir)?;
-        let dense_into_moe = saved.segmentor.backbone.ffn == crate::model::FfnKind::Dense
-            && target.backbone.ffn != crate::model::FfnKind::Dense;
-        if dense_into_moe {
+        // Another layout of a dense model (experts, datasets, classes): copy what carries
+        // over (see `model::experts`); the same model: load it whole.
+        let from_dense = saved.segmentor != *target
+            && saved.segmentor.backbone.ffn == crate::model::FfnKind::Dense;
+        if from_dense {
             let dense = checkpoint::load(
                 Segmentor::new(&saved.segmentor, device),
                 &dir.join(MODEL_FILE),
             )?;
-            return crate::model::experts::moe_from_dense(
+            return crate::model::experts::init_from_dense(
                 &dense,
                 &saved.segmentor,
                 target,

@@ -7,6 +7,7 @@
 //! |---|---|---|---|
 //! | [`supervised::Supervised`] | `recipe: Supervised` | `train` | `s5 train` |
 //! | [`fixmatch::FixMatch`] | `recipe: FixMatch((...))` | `pretrain` | `s5 pretrain` |
+//! | [`supervised::Supervised`] | `recipe: Finetune((mode: ...))` | `finetune` | `s5 finetune` |
 
 pub mod fixmatch;
 pub mod supervised;
@@ -67,7 +68,7 @@ pub fn build(
     start_step: u64,
 ) -> Result<Box<dyn Recipe>> {
     Ok(match &config.recipe {
-        RecipeSetup::Supervised => {
+        RecipeSetup::Supervised | RecipeSetup::Finetune(_) => {
             Box::new(supervised::Supervised::new(config, datasets, start_step))
         }
         RecipeSetup::FixMatch(setup) => Box::new(fixmatch::FixMatch::new(
