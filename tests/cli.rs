@@ -98,10 +98,17 @@ fn bench_step_times_one_gpu_against_data_parallel() {
     let doc = bench_json(&["step", "--gpus-on-one-adapter", "2"]);
     assert_eq!(doc["adapters"].as_array().map(Vec::len), Some(2));
     let rows = doc["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 4);
     assert!(rows[0]["shape"].as_str().unwrap().ends_with("on 1 GPU(s)"));
     assert!(rows[1]["shape"].as_str().unwrap().ends_with("on 2 GPU(s)"));
     let ratio = rows[1]["ratio"].as_f64().expect("a ratio against one GPU");
+    assert!(ratio.is_finite() && ratio > 0.0, "{ratio}");
+    // ... and an MoE-MDF step against the same step with a dense backbone.
+    assert_eq!(rows[3]["group"], "moe-mdf step");
+    assert_eq!(rows[3]["baseline"], "forward + backward, dense backbone");
+    let ratio = rows[3]["ratio"]
+        .as_f64()
+        .expect("a ratio against the dense step");
     assert!(ratio.is_finite() && ratio > 0.0, "{ratio}");
 }
 
