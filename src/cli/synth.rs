@@ -55,11 +55,12 @@ pub fn run(args: SynthArgs) -> Result<()> {
     let preview = args.out.join("preview.png");
     s5::fsutil::save_png_atomic(&preview, &s5::data::synth::preview(&args.out, 3, 128)?)?;
     println!(
-        "wrote {} files under {}\n  urban (Potsdam-like): {}\n  rural (LoveDA-like): {}\n  unlabeled pool:      {} (truth in pool/truth.ron)\n  a look at it:        {}",
+        "wrote {} files under {}\n  urban (Potsdam-like): {}\n  rural (LoveDA-like): {}\n  suburb (Vaihingen-like, conflicting labels): {}\n  unlabeled pool:      {} (truth in pool/truth.ron)\n  a look at it:        {}",
         out.files,
         args.out.display(),
         out.urban_spec.display(),
         out.rural_spec.display(),
+        out.suburb_spec.display(),
         out.pool_spec.display(),
         preview.display()
     );

@@ -1,5 +1,5 @@
 //! `s5 synth`: procedural aerial scenes with pixel labels, standing in for the benchmarks that
-//! cannot be shipped. Two domains with different styles, ground sampling distances, palettes
+//! cannot be shipped. Three domains with different styles, ground sampling distances, palettes
 //! and label spaces, plus an unlabeled pool mixing in-domain tiles with out-of-distribution
 //! ones (cloud, haze, open sea, sensor noise, the other domain), the truth of each recorded
 //! for evaluating curation. Everything is written in a real dataset layout with its RON spec,
@@ -12,6 +12,10 @@
 //! - `rural/`: LoveDA-like, 0.3 m-ish. `{Train,Val}/Rural/{images_png,masks_png}/*.png`,
 //!   masks in LoveDA's encoding (0 = no-data, class + 1); background, building, road,
 //!   water, barren, forest, agriculture; some tiles have a no-data border.
+//! - `suburb/`: Vaihingen-like, the urban scenes' kind under a warmer, drier light, whose
+//!   label space conflicts with urban's: buildings split by roof (flat, tiled), low
+//!   vegetation and trees merged; impervious surfaces, flat roof, tiled roof, vegetation,
+//!   car, clutter. Urban's layout.
 //! - `pool/`: `images/*.png` (larger than a patch, to be tiled), `masks/*.png` for the urban
 //!   ones, `unlabeled.txt` (the split), `truth.ron` (what each image really is), `pool.ron`.
 
@@ -36,7 +40,7 @@ mod urban;
 
 use pool::pool_scene;
 use rural::rural_scene;
-use urban::urban_scene;
+use urban::{urban_scene, urban_scene_with_roofs};
 
 pub use urban::urban_tile;
 
@@ -135,6 +139,7 @@ pub struct PoolTruth {
 pub struct SynthOutput {
     pub urban_spec: PathBuf,
     pub rural_spec: PathBuf,
+    pub suburb_spec: PathBuf,
     pub pool_spec: PathBuf,
     pub files: usize,
 }
@@ -181,6 +186,31 @@ const LOW_VEG: u8 = 2;
 const TREE: u8 = 3;
 const CAR: u8 = 4;
 const CLUTTER: u8 = 5;
+/// A building with a tiled roof, inside the generator (urban writes it as [`BUILDING`]).
+const TILED_ROOF: u8 = 6;
+// Suburb class indices.
+const S_IMPERVIOUS: u8 = 0;
+const S_FLAT_ROOF: u8 = 1;
+const S_TILED_ROOF: u8 = 2;
+const S_VEGETATION: u8 = 3;
+const S_CAR: u8 = 4;
+const S_CLUTTER: u8 = 5;
+const SUBURB_CLASSES: [&str; 6] = [
+    "impervious_surface",
+    "flat_roof",
+    "tiled_roof",
+    "vegetation",
+    "car",
+    "clutter",
+];
+const SUBURB_PALETTE: [[u8; 3]; 6] = [
+    [255, 255, 255],
+    [0, 0, 255],
+    [200, 90, 40],
+    [0, 200, 0],
+    [255, 255, 0],
+    [255, 0, 0],
+];
 // Rural class indices.
 const R_BACKGROUND: u8 = 0;
 const R_BUILDING: u8 = 1;
@@ -263,6 +293,43 @@ pub fn rural_spec() -> DatasetSpec {
     }
 }
 
+/// The suburb domain's spec: urban's layout, its own (conflicting) label space.
+pub fn suburb_spec() -> DatasetSpec {
+    let mut spec = urban_spec();
+    spec.name = "synth-suburb".into();
+    spec.classes = SUBURB_CLASSES.map(String::from).to_vec();
+    spec.palette = SUBURB_PALETTE.to_vec();
+    spec.background = Some(S_CLUTTER);
+    spec.splits
+        .retain(|name, _| name == "train" || name == "val");
+    spec
+}
+
+/// A suburb scene: an urban scene under a warmer, drier light, labeled in the suburb space.
+fn suburb_scene<R: Rng>(w: u32, h: u32, rng: &mut R) -> (RgbImage, GrayImage) {
+    let (mut rgb, mut labels) = urban_scene_with_roofs(w, h, rng);
+    for p in rgb.pixels_mut() {
+        let [r, g, b] = p.0.map(f32::from);
+        *p = Rgb([
+            (r * 1.08 + 6.0).min(255.0) as u8,
+            (g * 0.97 + 4.0).min(255.0) as u8,
+            (b * 0.82).min(255.0) as u8,
+        ]);
+    }
+    for l in labels.iter_mut() {
+        *l = match *l {
+            IMPERVIOUS => S_IMPERVIOUS,
+            BUILDING => S_FLAT_ROOF,
+            TILED_ROOF => S_TILED_ROOF,
+            LOW_VEG | TREE => S_VEGETATION,
+            CAR => S_CAR,
+            CLUTTER => S_CLUTTER,
+            other => other,
+        };
+    }
+    (rgb, labels)
+}
+
 /// The unlabeled pool's spec: urban classes, one `unlabeled` split from a list.
 pub fn pool_spec() -> DatasetSpec {
     let mut spec = urban_spec();
@@ -298,6 +365,10 @@ pub fn generate(
             img: PathBuf,
             mask: Option<PathBuf>,
             kind: PoolKind,
+        },
+        Suburb {
+            img: PathBuf,
+            mask: PathBuf,
         },
     }
     let mut jobs = Vec::new();
@@ -348,6 +419,16 @@ pub fn generate(
             kind,
         });
     }
+    // The suburb tiles come last, so every earlier job keeps its random stream (and bytes).
+    for (split, n) in [("train", cfg.train_per_domain), ("val", cfg.val_per_domain)] {
+        for i in 0..n {
+            let name = format!("{split}_{i:04}.png");
+            jobs.push(Job::Suburb {
+                img: out.join(format!("suburb/img_dir/{split}/{name}")),
+                mask: out.join(format!("suburb/ann_dir/{split}/{name}")),
+            });
+        }
+    }
 
     let written: Vec<usize> = jobs
         .par_iter()
@@ -381,6 +462,12 @@ pub fn generate(
                     }
                     1 + usize::from(mask.is_some())
                 }
+                Job::Suburb { img, mask } => {
+                    let (rgb, labels) = suburb_scene(t, t, &mut rng);
+                    save_png_atomic(img, &rgb)?;
+                    save_png_atomic(mask, &labels)?;
+                    2
+                }
             };
             progress();
             Ok(n)
@@ -390,6 +477,8 @@ pub fn generate(
     let urban_spec_path = out.join("urban/urban.ron");
     let rural_spec_path = out.join("rural/rural.ron");
     let pool_spec_path = out.join("pool/pool.ron");
+    let suburb_spec_path = out.join("suburb/suburb.ron");
+    suburb_spec().save(&suburb_spec_path)?;
     urban_spec().save(&urban_spec_path)?;
     rural_spec().save(&rural_spec_path)?;
     pool_spec().save(&pool_spec_path)?;
@@ -415,8 +504,9 @@ pub fn generate(
     Ok(SynthOutput {
         urban_spec: urban_spec_path,
         rural_spec: rural_spec_path,
+        suburb_spec: suburb_spec_path,
         pool_spec: pool_spec_path,
-        files: written.iter().sum::<usize>() + 7,
+        files: written.iter().sum::<usize>() + 8,
     })
 }
 
@@ -426,8 +516,9 @@ pub fn generate(
 pub fn preview(out: &Path, per_domain: usize, thumb_px: u32) -> Result<RgbImage> {
     let urban = DatasetSpec::load(&out.join("urban/urban.ron"))?;
     let rural = DatasetSpec::load(&out.join("rural/rural.ron"))?;
+    let suburb = DatasetSpec::load(&out.join("suburb/suburb.ron"))?;
     let mut rows: Vec<Vec<RgbImage>> = Vec::new();
-    for spec in [&urban, &rural] {
+    for spec in [&urban, &rural, &suburb] {
         let mut row = Vec::new();
         for sample in spec.samples("val")?.iter().take(per_domain) {
             let (image, labels) = super::io::read_sample(spec, sample)?;

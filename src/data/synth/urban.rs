@@ -11,6 +11,18 @@ use super::*;
 /// An urban scene (Potsdam-like): grass, a road grid, buildings with shadows, trees, cars
 /// on the roads, clutter.
 pub(super) fn urban_scene<R: Rng>(w: u32, h: u32, rng: &mut R) -> (RgbImage, GrayImage) {
+    let (rgb, mut labels) = urban_scene_with_roofs(w, h, rng);
+    for l in labels.iter_mut() {
+        if *l == TILED_ROOF {
+            *l = BUILDING;
+        }
+    }
+    (rgb, labels)
+}
+
+/// [`urban_scene`] with the buildings of tiled (terracotta or brown) roofs labeled
+/// [`TILED_ROOF`] rather than [`BUILDING`]: the same draws, so the same image.
+pub(super) fn urban_scene_with_roofs<R: Rng>(w: u32, h: u32, rng: &mut R) -> (RgbImage, GrayImage) {
     let mut c = Canvas::new(w, h, LOW_VEG, rng);
     let (wf, hf) = (w as f32, h as f32);
     let grass = jitter(rng, [96.0, 128.0, 70.0], 0.12);
@@ -77,18 +89,22 @@ pub(super) fn urban_scene<R: Rng>(w: u32, h: u32, rng: &mut R) -> (RgbImage, Gra
         let clear = (0..8).all(|i| {
             let (px, py) = (x + bw * (i % 3) as f32 / 2.0, y + bh * (i / 3) as f32 / 2.0);
             c.label_at(px, py)
-                .is_none_or(|l| l != IMPERVIOUS && l != BUILDING)
+                .is_none_or(|l| l != IMPERVIOUS && l != BUILDING && l != TILED_ROOF)
         });
         if !clear {
             continue;
         }
         let s = rng.random_range(5.0..10.0);
         c.shade(x + s, y + s, x + bw + s, y + bh + s, 0.55);
-        let roof = {
-            let pick = roofs[rng.random_range(0..roofs.len())];
-            jitter(rng, pick, 0.1)
+        let kind = rng.random_range(0..roofs.len());
+        let roof = jitter(rng, roofs[kind], 0.1);
+        // Terracotta and brown roofs are tiles; the others flat.
+        let label = if kind == 0 || kind == 4 {
+            TILED_ROOF
+        } else {
+            BUILDING
         };
-        c.rect(x, y, x + bw, y + bh, roof, (8.0, 0.12), Some(BUILDING));
+        c.rect(x, y, x + bw, y + bh, roof, (8.0, 0.12), Some(label));
         // A ridge line for pitched roofs.
         if rng.random_bool(0.5) {
             c.rect(
@@ -110,7 +126,7 @@ pub(super) fn urban_scene<R: Rng>(w: u32, h: u32, rng: &mut R) -> (RgbImage, Gra
                 cx + rng.random_range(-25.0..25.0),
                 cy + rng.random_range(-25.0..25.0),
             );
-            if c.label_at(x, y) == Some(BUILDING) {
+            if matches!(c.label_at(x, y), Some(BUILDING | TILED_ROOF)) {
                 continue;
             }
             let r = rng.random_range(6.0..14.0);
