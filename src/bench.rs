@@ -274,6 +274,25 @@ pub struct StepShapes {
     pub crop_px: usize,
 }
 
+/// Fixed pseudo-random step inputs (a step's time does not depend on the values).
+///
+/// # Shapes
+/// images `[b, 3, s, s]` in `[-0.5, 0.5)`, labels `[b, s, s]` in `0..k`, row-major.
+fn random_batch(b: usize, s: usize, k: usize, seed: u64) -> (Vec<f32>, Vec<i32>) {
+    let mut state = seed.max(1);
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let images = (0..b * 3 * s * s)
+        .map(|_| (next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+        .collect();
+    let labels = (0..b * s * s).map(|_| (next() % k as u64) as i32).collect();
+    (images, labels)
+}
+
 /// One training step's forward and backward (loss: cross-entropy on a random batch;
 /// gradients summed on the main device) on the main device alone, and data parallel over
 /// every device of `devices` (the main one first), timed interleaved.
@@ -287,18 +306,7 @@ pub fn bench_train_step(
     let train: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
     let segmentor = Segmentor::new(model, &train[0]);
     let (b, s, k) = (shapes.batch, shapes.crop_px, model.classes[0]);
-    // Fixed pseudo-random inputs (the time does not depend on the values).
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let images: Vec<f32> = (0..b * 3 * s * s)
-        .map(|_| (next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
-        .collect();
-    let labels: Vec<i32> = (0..b * s * s).map(|_| (next() % k as u64) as i32).collect();
+    let (images, labels) = random_batch(b, s, k, 0x2545_f491_4f6c_dd1d);
     let step = |devices: &[Device]| -> Result<GradientsParams> {
         let parts = shares(b, devices.len());
         let out = step_grads(&segmentor, devices, |i, replica, device| {
@@ -370,17 +378,7 @@ pub fn bench_moe_step(
     let dense = Segmentor::new(&dense_cfg, &train);
     let moe = Segmentor::new(&moe_cfg, &train);
     let (b, s, k) = (shapes.batch.max(t), shapes.crop_px, model.classes[0]);
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let images: Vec<f32> = (0..b * 3 * s * s)
-        .map(|_| (next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
-        .collect();
-    let labels: Vec<i32> = (0..b * s * s).map(|_| (next() % k as u64) as i32).collect();
+    let (images, labels) = random_batch(b, s, k, 0x9e37_79b9_7f4a_7c15);
     let ids: Vec<usize> = (0..b).map(|i| i * t / b).collect();
     let step = |segmentor: &Segmentor| -> GradientsParams {
         let x = Tensor::from_data(TensorData::new(images.clone(), [b, 3, s, s]), &train);

@@ -1286,6 +1286,17 @@ fn ctrl_c_checkpoints_and_exits_cleanly() {
     assert!(step < 1000);
 }
 
+/// A dense run of [`tiny_config`] trained 2 steps in `dir/dense` (what fine-tuning starts
+/// from).
+fn dense_run(dir: &Path) -> PathBuf {
+    let run = dir.join("dense");
+    ok(
+        &train_cmd(&["--quiet"], Some(&tiny_config(dir, 2, 1e-3)), &run),
+        "dense s5 train",
+    );
+    run
+}
+
 /// `s5 finetune`: MoeMdf from a dense run expands its FFNs into experts (a `finetune` run),
 /// Sdf trains the one dataset it names; `s5 finetune export` writes one dataset of the MoE
 /// model as a dense model that computes what the MoE model computes for it, and `s5 eval`
@@ -1293,15 +1304,7 @@ fn ctrl_c_checkpoints_and_exits_cleanly() {
 #[test]
 fn moe_from_a_dense_run_then_a_dense_export_per_dataset() {
     let dir = tempfile::tempdir().unwrap();
-    let dense_run = dir.path().join("dense");
-    ok(
-        &train_cmd(
-            &["--quiet"],
-            Some(&tiny_config(dir.path(), 2, 1e-3)),
-            &dense_run,
-        ),
-        "dense s5 train",
-    );
+    let dense_run = dense_run(dir.path());
     let config = tiny_config(dir.path(), 2, 1e-3);
     let rural = synth().join("rural/rural.ron");
     let text = std::fs::read_to_string(&config)
@@ -1530,15 +1533,7 @@ fn a_gated_dataset_adds_no_gradient_and_leaves_the_others_alone() {
 #[test]
 fn a_killed_moe_mdf_run_resumes_to_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
-    let dense_run = dir.path().join("dense");
-    ok(
-        &train_cmd(
-            &["--quiet"],
-            Some(&tiny_config(dir.path(), 2, 1e-3)),
-            &dense_run,
-        ),
-        "dense s5 train",
-    );
+    let dense_run = dense_run(dir.path());
     let config = tiny_config(dir.path(), 6, 1e-3);
     let rural = synth().join("rural/rural.ron");
     let text = std::fs::read_to_string(&config)
