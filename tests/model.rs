@@ -594,7 +594,7 @@ fn experts_initialised_from_a_dense_model_compute_what_it_did() {
     let mut rng = Rng::fresh("experts from dense");
     let x = rng.tensor([2, 3, 32, 32], 1.0, &device);
     for t in 0..2 {
-        let ids = Tensor::<1, burn::tensor::Int>::from_ints([t as i32, t as i32], &device);
+        let ids = Tensor::<1, burn::tensor::Int>::from_ints([t, t], &device);
         let dense_ids = Tensor::<1, burn::tensor::Int>::from_ints([0, 0], &device);
         let a = moe.neck.forward(moe.backbone.forward(x.clone(), ids));
         let b = dense

@@ -83,8 +83,17 @@ pub struct Viewer {
     /// Folders watched for new runs.
     roots: Vec<PathBuf>,
     discovered: Option<Receiver<PathBuf>>,
+    /// Tells the discovery thread to end (set when the viewer goes).
+    stop_discovery: std::sync::Arc<std::sync::atomic::AtomicBool>,
     interval: Duration,
     started: bool,
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        self.stop_discovery
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Whether `path` holds a run (its manifest).
@@ -143,6 +152,7 @@ impl Viewer {
             textures: TextureCache::default(),
             roots: paths.iter().filter(|p| !is_run(p)).cloned().collect(),
             discovered: None,
+            stop_discovery: Default::default(),
             interval,
             started: false,
         }
@@ -164,9 +174,10 @@ impl Viewer {
             let known: Vec<PathBuf> = self.runs.iter().map(|r| r.store.path.clone()).collect();
             let interval = self.interval.max(Duration::from_millis(500));
             let ctx = ctx.clone();
+            let stop = self.stop_discovery.clone();
             std::thread::spawn(move || {
                 let mut known = known;
-                loop {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     for root in &roots {
                         for run in runs_in(root) {
                             if !known.contains(&run) {

@@ -32,7 +32,8 @@ pub enum Update {
         message: String,
     },
     Report(Arc<DecodedReport>),
-    ReportError(String),
+    /// A file that could not be read (the events, the report), named, for the diagnostics.
+    Problem(String),
     /// Pictures of pool patches asked for by [`Request::Crops`].
     Crops(Vec<(u64, ColorImage)>),
     /// Whether a writer holds the run, and how long ago the events last changed.
@@ -144,7 +145,7 @@ impl Reader {
                     out(Update::Events(read));
                 }
             }
-            Err(e) => out(Update::ReportError(format!(
+            Err(e) => out(Update::Problem(format!(
                 "{}: {e}",
                 self.run.events().display()
             ))),
@@ -184,7 +185,7 @@ impl Reader {
             self.report_modified = report;
             match DecodedReport::read(&self.run) {
                 Ok(decoded) => out(Update::Report(Arc::new(decoded))),
-                Err(e) => out(Update::ReportError(e)),
+                Err(e) => out(Update::Problem(e)),
             }
         }
     }

@@ -197,7 +197,7 @@ impl RunStore {
                 }
             }
             Update::Report(report) => self.report = Some(report),
-            Update::ReportError(message) => self.diagnose(message),
+            Update::Problem(message) => self.diagnose(message),
             Update::Crops(crops) => self.crops.extend(crops),
             Update::Status {
                 locked,

@@ -30,6 +30,9 @@ const ORDER: [SampleRole; 10] = [
     SampleRole::Valid,
 ];
 
+/// A point of the accuracy–coverage curve: `(τ, coverage, accuracy)`.
+type CurvePoint = (f32, f64, Option<f64>);
+
 /// τ values of the accuracy–coverage curve.
 const TAU_STEPS: usize = 41;
 
@@ -81,7 +84,7 @@ pub struct GalleryState {
     pub size_px: f32,
     pub rows: HashMap<String, RowView>,
     /// Accuracy–coverage curves, by (run, step, entry).
-    curves: HashMap<(usize, u64, usize), Vec<(f32, f64, Option<f64>)>>,
+    curves: HashMap<(usize, u64, usize), Vec<CurvePoint>>,
 }
 
 impl Default for GalleryState {
@@ -469,7 +472,7 @@ fn colour_bar(ui: &mut egui::Ui, width: f32) {
 #[allow(clippy::too_many_arguments)]
 fn accuracy_plot(
     ui: &mut egui::Ui,
-    curve: &[(f32, f64, Option<f64>)],
+    curve: &[CurvePoint],
     c: &crate::tau::Confidence,
     pseudo: &[Option<u8>],
     truth: &[Option<u8>],
