@@ -1579,6 +1579,12 @@ fn a_killed_moe_mdf_run_resumes_to_the_same_weights() {
     // Steps 1-3, then 3 again (the checkpoint was of step 2) and 4-6; the loss counts from
     // the fourth step (index 3).
     assert_eq!(gates, [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+    // Passes over each split: 6 steps of 2 of the 4 training tiles of each domain.
+    let last = events.iter().rfind(|e| e.kind == "train").unwrap();
+    for name in ["synth-urban", "synth-rural"] {
+        let passes = last.extra[&format!("passes/{name}")].as_f64().unwrap();
+        assert!((passes - 3.0).abs() < 1e-9, "{name}: {passes}");
+    }
     let (diff, at) = max_weight_diff(&whole, &crashed);
     assert!(
         diff <= 1e-6,

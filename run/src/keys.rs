@@ -40,3 +40,13 @@ pub fn per_dataset(dataset: &str, metric: &str) -> String {
 pub fn dataset_loss(dataset: &str) -> String {
     format!("{LOSS}/{dataset}")
 }
+
+/// Whether a dataset's loss counted at a step (1) or its `start_step` gated it (0).
+pub fn dataset_gate(dataset: &str) -> String {
+    format!("gate/{dataset}")
+}
+
+/// Passes over a dataset's training split so far (steps × batch / images).
+pub fn dataset_passes(dataset: &str) -> String {
+    format!("passes/{dataset}")
+}

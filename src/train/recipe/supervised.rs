@@ -25,6 +25,8 @@ pub struct Supervised {
     names: Vec<String>,
     weights: Vec<f64>,
     start_steps: Vec<u64>,
+    /// Training images per dataset (for the passes over each split).
+    train_images: Vec<usize>,
     /// Steps done (the next step's index).
     step: u64,
     batch: usize,
@@ -42,6 +44,7 @@ impl Supervised {
             names: datasets.iter().map(|d| d.spec.name.clone()).collect(),
             weights: datasets.iter().map(|d| d.weight).collect(),
             start_steps: datasets.iter().map(|d| d.start_step).collect(),
+            train_images: datasets.iter().map(|d| d.train.len()).collect(),
             step: start_step,
             batch: config.batch,
             crop: config.augment.crop_px as usize,
@@ -68,17 +71,24 @@ impl Recipe for Supervised {
         let active: Vec<usize> = (0..drawn.len())
             .filter(|&d| self.step >= self.start_steps[d])
             .collect();
-        let gates: BTreeMap<String, f64> = if self.loaders.len() > 1 {
-            (0..drawn.len())
-                .map(|d| {
-                    let open = active.contains(&d);
-                    (format!("gate/{}", self.names[d]), f64::from(u8::from(open)))
-                })
-                .collect()
-        } else {
-            BTreeMap::new()
-        };
         self.step += 1;
+        // Several datasets: each one's gate, and the passes over its split so far (every
+        // dataset draws a batch each step, so the smaller ones are oversampled).
+        let mut gates = BTreeMap::new();
+        if self.loaders.len() > 1 {
+            for d in 0..drawn.len() {
+                let name = &self.names[d];
+                gates.insert(
+                    keys::dataset_gate(name),
+                    f64::from(u8::from(active.contains(&d))),
+                );
+                let seen = self.step as f64 * self.batch as f64;
+                gates.insert(
+                    keys::dataset_passes(name),
+                    seen / self.train_images[d].max(1) as f64,
+                );
+            }
+        }
         let mut drawn: Vec<Option<LabeledBatch>> = drawn.into_iter().map(Some).collect();
         let batches: Vec<LabeledBatch> = active
             .iter()
