@@ -1286,6 +1286,18 @@ fn ctrl_c_checkpoints_and_exits_cleanly() {
     assert!(step < 1000);
 }
 
+/// A [`tiny_config`] text with the rural domain added as the second dataset, with `fields`
+/// (e.g. `start_step: 3`) in its entry.
+fn with_rural_second(text: &str, fields: &str) -> String {
+    let rural = synth().join("rural/rural.ron");
+    let out = text.replace(
+        "\")],",
+        &format!("\"), (spec: \"{}\", {fields})],", rural.display()),
+    );
+    assert!(out.contains(fields), "{out}");
+    out
+}
+
 /// A dense run of [`tiny_config`] trained 2 steps in `dir/dense` (what fine-tuning starts
 /// from).
 fn dense_run(dir: &Path) -> PathBuf {
@@ -1418,7 +1430,6 @@ fn a_gated_dataset_adds_no_gradient_and_leaves_the_others_alone() {
     use s5::train::recipe::Recipe;
     use s5::train::recipe::supervised::Supervised;
     let dir = tempfile::tempdir().unwrap();
-    let rural = synth().join("rural/rural.ron");
     // No dropout or drop path: two steps must compute the same thing.
     let deterministic = |text: String| {
         text.replace(
@@ -1431,11 +1442,7 @@ fn a_gated_dataset_adds_no_gradient_and_leaves_the_others_alone() {
     assert!(alone_text.contains("moe_expert_dim"), "{alone_text}");
     // Urban is dataset 0 in both configs (its loader draws the same batches); the gated
     // rural dataset comes second.
-    let gated_text = alone_text.replace(
-        "\")],",
-        &format!("\"), (spec: \"{}\", start_step: 5)],", rural.display()),
-    );
-    assert!(gated_text.contains("start_step: 5"), "{gated_text}");
+    let gated_text = with_rural_second(&alone_text, "start_step: 5");
     let load = |name: &str, text: &str| {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
@@ -1535,13 +1542,7 @@ fn a_killed_moe_mdf_run_resumes_to_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
     let dense_run = dense_run(dir.path());
     let config = tiny_config(dir.path(), 6, 1e-3);
-    let rural = synth().join("rural/rural.ron");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(
-            "\")],",
-            &format!("\"), (spec: \"{}\", start_step: 3)],", rural.display()),
-        )
+    let text = with_rural_second(&std::fs::read_to_string(&config).unwrap(), "start_step: 3")
         .replace(
             "decoder_channels: 16,",
             &format!(
@@ -1598,13 +1599,7 @@ fn a_killed_moe_mdf_run_resumes_to_the_same_weights() {
 fn the_best_checkpoint_follows_the_mean_of_each_datasets_metric() {
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config(dir.path(), 4, 1e-3);
-    let rural = synth().join("rural/rural.ron");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(
-            "\")],",
-            &format!("\"), (spec: \"{}\", metric: MF1)],", rural.display()),
-        )
+    let text = with_rural_second(&std::fs::read_to_string(&config).unwrap(), "metric: MF1")
         .replace("val: (every_steps: 0,", "val: (every_steps: 1,");
     assert!(
         text.contains("every_steps: 1,") && text.contains("MF1"),
