@@ -1366,14 +1366,16 @@ fn moe_from_a_dense_run_then_a_dense_export_per_dataset() {
     let out = finetune(&sdf_config, &dir.path().join("sdf-bad"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere"));
+    let export_cmd = |dataset: &str, out: &Path| {
+        s5().args(["finetune", "export", "--dataset", dataset, "--model"])
+            .arg(&moe_run)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
     let export = dir.path().join("rural-dense");
-    let out = s5()
-        .args(["finetune", "export", "--dataset", "synth-rural", "--model"])
-        .arg(&moe_run)
-        .arg("--out")
-        .arg(&export)
-        .output()
-        .unwrap();
+    let out = export_cmd("synth-rural", &export);
     ok(&out, "s5 finetune export");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("dense model of"), "{stdout}");
@@ -1403,22 +1405,10 @@ fn moe_from_a_dense_run_then_a_dense_export_per_dataset() {
         .unwrap();
     ok(&out, "s5 eval of the export");
     // An export into a run folder that exists is refused; a dataset the model lacks, too.
-    let again = s5()
-        .args(["finetune", "export", "--dataset", "synth-rural", "--model"])
-        .arg(&moe_run)
-        .arg("--out")
-        .arg(&export)
-        .output()
-        .unwrap();
+    let again = export_cmd("synth-rural", &export);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("holds a run already"));
-    let missing = s5()
-        .args(["finetune", "export", "--dataset", "nowhere", "--model"])
-        .arg(&moe_run)
-        .arg("--out")
-        .arg(dir.path().join("x"))
-        .output()
-        .unwrap();
+    let missing = export_cmd("nowhere", &dir.path().join("x"));
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nowhere"));
 }

@@ -272,15 +272,23 @@ fn kinds(
         })
         .collect();
     for summary in shards {
+        // Patches of an image the shard could not read have no record: one lookup per
+        // image, not per patch.
         let unreadable: HashSet<&std::path::Path> = summary
             .unreadable
             .iter()
             .map(|u| u.path.as_path())
             .collect();
+        let mut last: Option<(usize, bool)> = None;
         for p in summary.first_patch..summary.end_patch {
             let image = source.patches[p as usize].image;
+            let readable = match last {
+                Some((i, readable)) if i == image => readable,
+                _ => !unreadable.contains(source.images[image].image.as_path()),
+            };
+            last = Some((image, readable));
             if let Some(k) = kind_index[image]
-                && !unreadable.contains(source.images[image].image.as_path())
+                && readable
             {
                 shares[k as usize].pool += 1;
             }

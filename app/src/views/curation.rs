@@ -361,6 +361,16 @@ fn scatter(
     }
 }
 
+/// A plot of the right-hand column: fixed in place, with a legend.
+fn side_plot(id: &'static str, width: f32) -> Plot<'static> {
+    Plot::new(id)
+        .width(width)
+        .height(width * 0.45)
+        .legend(Legend::default())
+        .allow_drag(false)
+        .allow_scroll(false)
+}
+
 fn histogram(ui: &mut egui::Ui, report: &s5_run::curation::CurationReport, width: f32) {
     let h = &report.entropy;
     let bins = h.pool.len().max(1);
@@ -382,31 +392,25 @@ fn histogram(ui: &mut egui::Ui, report: &s5_run::curation::CurationReport, width
         .iter()
         .filter_map(|c| c.entropy_cut)
         .fold(None, |a: Option<f32>, c| Some(a.map_or(c, |a| a.max(c))));
-    Plot::new("curation-histogram")
-        .width(width)
-        .height(width * 0.45)
-        .legend(Legend::default())
-        .allow_drag(false)
-        .allow_scroll(false)
-        .show(ui, |plot| {
-            plot.add(bars(&h.pool, Color32::from_gray(160), "pool"));
-            if !h.selected.is_empty() {
-                plot.add(bars(
-                    &h.selected,
-                    Color32::from_rgb(230, 90, 60),
-                    "selection",
-                ));
-            }
-            if let Some(cut) = cut {
-                plot.add(
-                    VLine::new(
-                        format!("highest entropy selected ({cut:.3})"),
-                        f64::from(cut),
-                    )
-                    .color(Color32::from_rgb(200, 40, 40)),
-                );
-            }
-        });
+    side_plot("curation-histogram", width).show(ui, |plot| {
+        plot.add(bars(&h.pool, Color32::from_gray(160), "pool"));
+        if !h.selected.is_empty() {
+            plot.add(bars(
+                &h.selected,
+                Color32::from_rgb(230, 90, 60),
+                "selection",
+            ));
+        }
+        if let Some(cut) = cut {
+            plot.add(
+                VLine::new(
+                    format!("highest entropy selected ({cut:.3})"),
+                    f64::from(cut),
+                )
+                .color(Color32::from_rgb(200, 40, 40)),
+            );
+        }
+    });
 }
 
 fn cluster_bars(ui: &mut egui::Ui, report: &s5_run::curation::CurationReport, width: f32) {
@@ -433,45 +437,39 @@ fn cluster_bars(ui: &mut egui::Ui, report: &s5_run::curation::CurationReport, wi
         )
         .color(colour)
     };
-    Plot::new("curation-clusters")
-        .width(width)
-        .height(width * 0.45)
-        .legend(Legend::default())
-        .allow_drag(false)
-        .allow_scroll(false)
-        .show(ui, |plot| {
-            // Labeled counts scaled to the budget (Eq. 3's nominal share), so the three compare.
-            let scale = if budget > 0.0 {
-                budget / total_labeled as f64
-            } else {
-                1.0
-            };
-            plot.add(group(
-                &|c| c.labeled as f64 * scale,
-                -0.27,
-                Color32::from_rgb(90, 130, 200),
-                "labeled (× B_u / B_l)",
-            ));
-            plot.add(group(
-                &|c| c.quota_final.unwrap_or(0) as f64,
-                0.0,
-                Color32::from_rgb(240, 180, 60),
-                "quota",
-            ));
-            plot.add(group(
-                &|c| c.filled as f64,
-                0.27,
-                Color32::from_rgb(230, 90, 60),
-                "filled",
-            ));
-            if report.stage == ReportStage::Scoring {
-                let scored: Vec<[f64; 2]> = report
-                    .clusters
-                    .iter()
-                    .enumerate()
-                    .map(|(m, c)| [m as f64, c.scored as f64])
-                    .collect();
-                plot.line(Line::new("scored so far", PlotPoints::from(scored)));
-            }
-        });
+    side_plot("curation-clusters", width).show(ui, |plot| {
+        // Labeled counts scaled to the budget (Eq. 3's nominal share), so the three compare.
+        let scale = if budget > 0.0 {
+            budget / total_labeled as f64
+        } else {
+            1.0
+        };
+        plot.add(group(
+            &|c| c.labeled as f64 * scale,
+            -0.27,
+            Color32::from_rgb(90, 130, 200),
+            "labeled (× B_u / B_l)",
+        ));
+        plot.add(group(
+            &|c| c.quota_final.unwrap_or(0) as f64,
+            0.0,
+            Color32::from_rgb(240, 180, 60),
+            "quota",
+        ));
+        plot.add(group(
+            &|c| c.filled as f64,
+            0.27,
+            Color32::from_rgb(230, 90, 60),
+            "filled",
+        ));
+        if report.stage == ReportStage::Scoring {
+            let scored: Vec<[f64; 2]> = report
+                .clusters
+                .iter()
+                .enumerate()
+                .map(|(m, c)| [m as f64, c.scored as f64])
+                .collect();
+            plot.line(Line::new("scored so far", PlotPoints::from(scored)));
+        }
+    });
 }
