@@ -591,6 +591,24 @@ fn labeled_and_unlabeled_streams_from_synthetic_data() {
         epoch_len: pool.patches.len(),
     };
     let samples = Arc::new(urban.samples("train").unwrap());
+    // The authors' MoE-MDF colour augmentations on labeled crops change pixels, not labels.
+    let strong_aug = AugmentConfig {
+        labeled_strong: true,
+        ..aug.clone()
+    };
+    let plain =
+        s5::data::loader::labeled_stream(urban.clone(), samples.clone(), aug.clone(), loader);
+    let strong =
+        s5::data::loader::labeled_stream(urban.clone(), samples.clone(), strong_aug, loader);
+    let (plain, strong) = (plain.take(2), strong.take(2));
+    let mut recoloured = 0;
+    for (p, s) in plain.zip(strong) {
+        for (p, s) in p.unwrap().items.iter().zip(&s.unwrap().items) {
+            assert_eq!((&p.labels, &p.valid), (&s.labels, &s.valid));
+            recoloured += usize::from(p.image != s.image);
+        }
+    }
+    assert!(recoloured > 0, "labeled_strong changed no crop");
     let labeled = s5::data::loader::labeled_stream(urban.clone(), samples, aug.clone(), loader);
     let unlabeled = s5::data::loader::unlabeled_stream(pool_spec, pool, aug, loader);
     for (l, u) in labeled.zip(unlabeled).take(4) {

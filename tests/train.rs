@@ -333,6 +333,56 @@ fn bad_training_configs_name_the_file_and_the_problem() {
     let out = train_cmd(&["--resume"], None, dir.path().join("empty"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("nothing to resume"), "{stderr}");
+    // Sampling ratios must match the datasets.
+    std::fs::write(
+        &path,
+        "(datasets: [(spec: \"a.ron\"), (spec: \"b.ron\")], sampling: Ratios([1.0]))",
+    )
+    .unwrap();
+    let out = train_cmd(&[], Some(&path), dir.path().join("run3"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.ron") && stderr.contains("1 ratios for 2 datasets"),
+        "{stderr}"
+    );
+}
+
+/// Multi-dataset sampling: `Zip` gives every dataset its batch each step; `Ratios` and
+/// `Temperature` share the step's crops by their probabilities, the same for a step
+/// whenever it is drawn, and `consumed` is where each stream stands at a step.
+#[test]
+fn sampling_shares_each_step_by_ratio_or_temperature() {
+    use s5::train::config::Sampling;
+    use s5::train::sampling::Sampler;
+    let zip = Sampler::new(&Sampling::Zip, vec![2, 3], &[10, 1000], 0);
+    assert_eq!(zip.counts(17), [2, 3]);
+    assert_eq!(zip.consumed(4), [8, 12]);
+    assert!(zip.probabilities().is_none());
+
+    let ratios = Sampler::new(&Sampling::Ratios(vec![1.0, 3.0]), vec![4, 4], &[10, 10], 5);
+    assert_eq!(ratios.probabilities().unwrap(), [0.25, 0.75]);
+    let steps = 2000;
+    let mut total = [0u64; 2];
+    for step in 0..steps {
+        let c = ratios.counts(step);
+        assert_eq!(c.iter().sum::<usize>(), 8, "a step keeps its size");
+        assert_eq!(c, ratios.counts(step), "a step's counts are fixed");
+        total[0] += c[0] as u64;
+        total[1] += c[1] as u64;
+    }
+    assert_eq!(ratios.consumed(steps).as_slice(), total);
+    let share = total[1] as f64 / (8 * steps) as f64;
+    assert!((share - 0.75).abs() < 0.02, "{share}");
+    // Another seed, other draws.
+    let other = Sampler::new(&Sampling::Ratios(vec![1.0, 3.0]), vec![4, 4], &[10, 10], 6);
+    assert!((0..50).any(|s| other.counts(s) != ratios.counts(s)));
+
+    // T = 1 samples by size; T → ∞ evenly; T = 2 by the square root of the size.
+    let sizes = [100, 400];
+    let p = |t: f64| Sampler::new(&Sampling::Temperature(t), vec![1, 1], &sizes, 0);
+    assert!((p(1.0).probabilities().unwrap()[1] - 0.8).abs() < 1e-12);
+    assert!((p(2.0).probabilities().unwrap()[1] - 2.0 / 3.0).abs() < 1e-12);
+    assert!((p(1e9).probabilities().unwrap()[1] - 0.5).abs() < 1e-6);
 }
 
 /// The loss against its definition computed by hand: ignored pixels weigh nothing.
@@ -1524,58 +1574,80 @@ fn a_gated_dataset_adds_no_gradient_and_leaves_the_others_alone() {
     );
 }
 
-/// An MoE-MDF run (two datasets with experts initialised from a dense run, the second gated
-/// until step 3) killed after step 3 and resumed ends with the weights of an uninterrupted
-/// run: every dataset's stream and the gate resume where they were.
+/// An `s5 finetune` MoE-MDF run (two datasets with experts initialised from a dense run, the
+/// second gated until step 3, with its own crop size and validation mode, the step's crops
+/// shared by `Ratios` sampling) killed after step 3 and resumed ends with the weights of an
+/// uninterrupted run: every dataset's stream, the sampler and the gate resume where they were.
 #[test]
-fn a_killed_moe_mdf_run_resumes_to_the_same_weights() {
+fn a_killed_moe_mdf_finetune_run_resumes_to_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
     let dense_run = dense_run(dir.path());
     let config = tiny_config(dir.path(), 6, 1e-3);
-    let text = with_rural_second(&std::fs::read_to_string(&config).unwrap(), "start_step: 3")
-        .replace(
-            "decoder_channels: 16,",
-            &format!(
-                "decoder_channels: 16, moe_expert_dim: Some(8), init: Some(\"{}\"),",
-                dense_run.display()
-            ),
-        );
+    let text = with_rural_second(
+        &std::fs::read_to_string(&config).unwrap(),
+        "start_step: 3, crop_px: 96, val_mode: Some(Whole(flip: false))",
+    )
+    .replace(
+        "seed: 7,",
+        "seed: 7, sampling: Ratios([1.0, 3.0]), recipe: Finetune((mode: MoeMdf(8))),",
+    );
     assert!(
-        text.contains("start_step: 3") && text.contains("init: Some"),
+        text.contains("Ratios") && text.contains("crop_px: 96"),
         "{text}"
     );
     std::fs::write(&config, text).unwrap();
+    let finetune = |flags: &[&str], config: Option<&Path>, out: &Path| {
+        let mut cmd = s5();
+        cmd.arg("finetune").args(flags);
+        if let Some(config) = config {
+            cmd.arg("--init")
+                .arg(&dense_run)
+                .arg("--config")
+                .arg(config);
+        }
+        cmd.arg("--out").arg(out).output().unwrap()
+    };
     let whole = dir.path().join("whole");
     ok(
-        &train_cmd(&["--quiet"], Some(&config), &whole),
+        &finetune(&["--quiet"], Some(&config), &whole),
         "uninterrupted MoE-MDF run",
     );
     let crashed = dir.path().join("crashed");
-    let out = train_cmd(
+    let out = finetune(
         &["--quiet", "--abort-after-step", "3"],
         Some(&config),
         &crashed,
     );
     assert!(!out.status.success(), "the run was meant to crash");
     ok(
-        &train_cmd(&["--quiet", "--resume"], None, &crashed),
+        &finetune(&["--quiet", "--resume"], None, &crashed),
         "resumed MoE-MDF run",
     );
     let events = s5::run::read_events(&crashed.join("events.jsonl")).unwrap();
-    let gates: Vec<f64> = events
+    let train: Vec<_> = events.iter().filter(|e| e.kind == "train").collect();
+    let gates: Vec<f64> = train
         .iter()
-        .filter(|e| e.kind == "train")
         .map(|e| e.extra["gate/synth-rural"].as_f64().unwrap())
         .collect();
     // Steps 1-3, then 3 again (the checkpoint was of step 2) and 4-6; the loss counts from
     // the fourth step (index 3).
     assert_eq!(gates, [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
-    // Passes over each split: 6 steps of 2 of the 4 training tiles of each domain.
-    let last = events.iter().rfind(|e| e.kind == "train").unwrap();
-    for name in ["synth-urban", "synth-rural"] {
-        let passes = last.extra[&format!("passes/{name}")].as_f64().unwrap();
-        assert!((passes - 3.0).abs() < 1e-9, "{name}: {passes}");
-    }
+    // Passes over each split: 6 steps of 4 crops (2 + 2 batches) shared by the ratios, over
+    // 4 training tiles per domain; rural (ratio 3) takes the larger share here.
+    let last = train.last().unwrap();
+    let passes: Vec<f64> = ["synth-urban", "synth-rural"]
+        .iter()
+        .map(|name| last.extra[&format!("passes/{name}")].as_f64().unwrap())
+        .collect();
+    assert!((passes[0] + passes[1] - 6.0).abs() < 1e-9, "{passes:?}");
+    assert!(passes[1] > passes[0], "{passes:?}");
+    // Both datasets validated, rural in its own mode.
+    let val = events.iter().rfind(|e| e.kind == "val").unwrap();
+    assert!(
+        val.metrics.contains_key("synth-rural/mIoU"),
+        "{:?}",
+        val.metrics
+    );
     let (diff, at) = max_weight_diff(&whole, &crashed);
     assert!(
         diff <= 1e-6,

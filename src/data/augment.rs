@@ -42,6 +42,9 @@ pub struct AugmentConfig {
     pub cutmix_area: (f32, f32),
     /// Box aspect ratio (height / width).
     pub cutmix_aspect: (f32, f32),
+    /// Labeled crops also get the strong view's colour augmentations (jitter, grayscale,
+    /// blur) after the weak view: the authors' MoE-MDF fine-tuning does, with `rot90_p` 0.5.
+    pub labeled_strong: bool,
 }
 
 impl Default for AugmentConfig {
@@ -65,6 +68,7 @@ impl Default for AugmentConfig {
             cutmix_p: 0.5,
             cutmix_area: (0.02, 0.4),
             cutmix_aspect: (0.3, 1.0 / 0.3),
+            labeled_strong: false,
         }
     }
 }

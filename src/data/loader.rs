@@ -188,8 +188,13 @@ pub fn labeled_stream(
     Prefetcher::spawn(len, config, move |i, rng| {
         let (image, labels) = super::io::read_sample(&spec, &samples[i])?;
         let view = super::augment::weak(&image, labels.as_ref(), &augment, rng);
+        let image = if augment.labeled_strong {
+            super::augment::strong(&view.image, &augment, rng)
+        } else {
+            view.image
+        };
         Ok(LabeledItem {
-            image: super::augment::normalize(&view.image),
+            image: super::augment::normalize(&image),
             labels: view.labels.into_raw(),
             valid: view.valid.into_raw(),
         })

@@ -31,6 +31,12 @@ pub struct Dataset {
     pub weight: f64,
     /// The step from which its loss counts.
     pub start_step: u64,
+    /// Crops per step (under `Zip` sampling) and per chunk its loader prepares.
+    pub batch: usize,
+    /// Its training crop side.
+    pub crop_px: u32,
+    /// How it is validated.
+    pub val_mode: crate::eval::InferMode,
 }
 
 /// The datasets a config names, with their training and validation samples.
@@ -66,45 +72,69 @@ pub fn load_datasets(config: &TrainConfig) -> Result<Vec<Dataset>> {
                 val,
                 weight: entry.loss_weight,
                 start_step: entry.start_step,
+                batch: entry.batch.unwrap_or(config.batch),
+                crop_px: entry.crop_px.unwrap_or(config.augment.crop_px),
+                val_mode: entry.val_mode.unwrap_or(config.val.mode),
             })
         })
         .collect()
 }
 
-/// A labeled stream for one dataset of a run, positioned at `start_step`.
+/// A labeled stream for one dataset of a run: crops in stream order, prepared in chunks of
+/// the dataset's `batch` and handed out in any number per step.
 pub struct LabeledLoader {
     stream: Prefetcher<LabeledItem>,
+    /// Prepared crops not handed out yet.
+    ready: std::collections::VecDeque<LabeledItem>,
+    /// Crops of the first chunk a resumed run had already taken.
+    skip: usize,
     name: String,
 }
 
 impl LabeledLoader {
-    /// The stream of dataset `index` (its seed is the run's seed plus `index`).
-    pub fn new(dataset: &Dataset, index: usize, config: &TrainConfig, start_step: u64) -> Self {
+    /// The stream of dataset `index` (its seed is the run's seed plus `index`), positioned
+    /// after its first `consumed` crops: a resumed run continues with the crops an
+    /// uninterrupted one would take.
+    pub fn new(dataset: &Dataset, index: usize, config: &TrainConfig, consumed: u64) -> Self {
+        let chunk = dataset.batch.max(1) as u64;
+        let augment = crate::data::augment::AugmentConfig {
+            crop_px: dataset.crop_px,
+            ..config.augment.clone()
+        };
         let stream = labeled_stream(
             dataset.spec.clone(),
             dataset.train.clone(),
-            config.augment.clone(),
+            augment,
             LoaderConfig {
-                batch: config.batch,
+                batch: chunk as usize,
                 prefetch: config.prefetch,
                 seed: config.seed.wrapping_add(index as u64),
                 skip_bad: config.skip_bad,
-                start_step,
+                start_step: consumed / chunk,
                 epoch_len: dataset.train.len(),
             },
         );
         Self {
             stream,
+            ready: std::collections::VecDeque::new(),
+            skip: (consumed % chunk) as usize,
             name: dataset.spec.name.clone(),
         }
     }
 
-    /// The next batch.
-    pub fn next_batch(&mut self) -> Result<LabeledBatch> {
-        let batch = self.stream.next().ok_or_else(|| Error::LoaderStopped {
-            what: format!("dataset {}", self.name),
-        })??;
-        Ok(LabeledBatch { items: batch.items })
+    /// The next `n` crops.
+    pub fn take(&mut self, n: usize) -> Result<LabeledBatch> {
+        while self.ready.len() < n + self.skip {
+            let chunk = self.stream.next().ok_or_else(|| Error::LoaderStopped {
+                what: format!("dataset {}", self.name),
+            })??;
+            self.ready.extend(chunk.items);
+        }
+        self.ready.drain(..self.skip);
+        self.skip = 0;
+        Ok(LabeledBatch {
+            items: self.ready.drain(..n).collect(),
+        })
     }
 }
 

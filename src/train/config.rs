@@ -32,6 +32,29 @@ pub struct DatasetEntry {
     /// Vaihingen off until epoch 70 of 100). Before it the dataset's batches are still drawn
     /// (so every stream stays where an ungated run has it) but not trained on.
     pub start_step: u64,
+    /// Crops of this dataset per step (`None`: the config's `batch`). Under `Ratios` and
+    /// `Temperature` sampling only the sum over datasets counts: it is the step's size.
+    pub batch: Option<usize>,
+    /// Its training crop (`None`: `augment.crop_px`). Datasets of one crop size share a
+    /// backbone pass; each further size costs one more.
+    pub crop_px: Option<u32>,
+    /// How it is validated (`None`: `val.mode`): whole images, sliding windows, or resized.
+    pub val_mode: Option<InferMode>,
+}
+
+/// How a step's crops are shared between the datasets of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub enum Sampling {
+    /// The authors' MoE-MDF: every step takes one batch from every dataset (its `batch`),
+    /// so the smaller datasets repeat more often (zip, oversampling to the largest).
+    #[default]
+    Zip,
+    /// Each of the step's crops comes from dataset d with probability `ratios[d] / Σ ratios`
+    /// (one ratio per dataset, in the config's order).
+    Ratios(Vec<f64>),
+    /// Each crop comes from dataset d with probability ∝ `n_d^(1/T)` (n_d: its training
+    /// images): T = 1 samples by size, large T evenly.
+    Temperature(f64),
 }
 
 /// A dataset's validation metric for choosing the best checkpoint.
@@ -64,6 +87,9 @@ impl Default for DatasetEntry {
             loss_weight: 1.0,
             metric: ValMetric::MIoU,
             start_step: 0,
+            batch: None,
+            crop_px: None,
+            val_mode: None,
         }
     }
 }
@@ -384,6 +410,10 @@ impl FinetuneMode {
             ));
         }
         config.model.moe_expert_dim = expert_dim;
+        if config.datasets.len() != keep.len() {
+            // One dataset left: nothing to share.
+            config.sampling = Sampling::Zip;
+        }
         config.datasets = keep.iter().map(|&i| config.datasets[i].clone()).collect();
         Ok(keep)
     }
@@ -407,8 +437,10 @@ pub struct TrainConfig {
     pub datasets: Vec<DatasetEntry>,
     pub model: ModelSetup,
     pub steps: u64,
-    /// Crops per dataset per step.
+    /// Crops per dataset per step (a dataset's own `batch` overrides it).
     pub batch: usize,
+    /// How the datasets share a step (several datasets only).
+    pub sampling: Sampling,
     pub optimizer: OptimizerSetup,
     /// Labeled-image augmentation; `crop_px` is the training crop.
     pub augment: AugmentConfig,
@@ -437,6 +469,7 @@ impl Default for TrainConfig {
             model: ModelSetup::default(),
             steps: 1000,
             batch: 8,
+            sampling: Sampling::Zip,
             optimizer: OptimizerSetup::default(),
             augment: AugmentConfig::default(),
             val: ValSetup::default(),
@@ -456,7 +489,10 @@ impl TrainConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::reading(path, e, Some("training config")))?;
-        let mut cfg: Self = ron::from_str(&text).map_err(|e| Error::ConfigFile {
+        // `crop_px: 96` as well as `crop_px: Some(96)` for optional fields.
+        let options = ron::Options::default()
+            .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
+        let mut cfg: Self = options.from_str(&text).map_err(|e| Error::ConfigFile {
             path: path.to_path_buf(),
             reason: format!("not a training config: {e}"),
         })?;
@@ -491,6 +527,7 @@ impl TrainConfig {
             datasets,
             model,
             batch,
+            sampling,
             optimizer,
             augment,
             val,
@@ -541,15 +578,64 @@ impl TrainConfig {
         if o.clip_grad_norm.is_some_and(|c| c <= 0.0) {
             return Err("optimizer.clip_grad_norm must be > 0".into());
         }
-        if self.augment.crop_px < 32 || !self.augment.crop_px.is_multiple_of(32) {
+        let crop_ok = |c: u32| c >= 32 && c.is_multiple_of(32);
+        if !crop_ok(self.augment.crop_px) {
             return Err(format!(
                 "augment.crop_px must be a multiple of 32 (the model's coarsest stride), got {}",
                 self.augment.crop_px
             ));
         }
+        for (i, d) in self.datasets.iter().enumerate() {
+            if let Some(c) = d.crop_px.filter(|&c| !crop_ok(c)) {
+                return Err(format!(
+                    "datasets[{i}].crop_px must be a multiple of 32 (the model's coarsest \
+                     stride), got {c}"
+                ));
+            }
+            if d.batch == Some(0) {
+                return Err(format!("datasets[{i}].batch must be at least 1"));
+            }
+            if let Some(mode) = &d.val_mode {
+                mode.validate()
+                    .map_err(|e| format!("datasets[{i}].val_mode: {e}"))?;
+            }
+        }
+        match &self.sampling {
+            Sampling::Zip => {}
+            Sampling::Ratios(r) => {
+                if r.len() != self.datasets.len() {
+                    return Err(format!(
+                        "sampling: Ratios has {} ratios for {} datasets: give one per dataset, \
+                         in the order of `datasets`",
+                        r.len(),
+                        self.datasets.len()
+                    ));
+                }
+                if r.iter().any(|&x| !(x >= 0.0 && x.is_finite())) || r.iter().sum::<f64>() <= 0.0 {
+                    return Err(format!(
+                        "sampling: Ratios must be ≥ 0 with a positive sum, got {r:?}"
+                    ));
+                }
+            }
+            Sampling::Temperature(t) => {
+                if !(*t > 0.0 && t.is_finite()) {
+                    return Err(format!("sampling: Temperature must be > 0, got {t}"));
+                }
+            }
+        }
         if let RecipeSetup::FixMatch(semi) = &self.recipe {
             if self.datasets.len() != 1 {
                 return Err("the FixMatch recipe takes exactly one labeled dataset".into());
+            }
+            if self.datasets[0]
+                .crop_px
+                .is_some_and(|c| c != self.augment.crop_px)
+            {
+                return Err(
+                    "the FixMatch recipe crops labeled and unlabeled images alike: set \
+                     augment.crop_px, not the dataset's crop_px"
+                        .into(),
+                );
             }
             if semi.unlabeled_batch == 0 {
                 return Err("recipe: FixMatch unlabeled_batch must be at least 1".into());

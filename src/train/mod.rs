@@ -14,6 +14,7 @@ pub mod loss;
 pub mod optimizer;
 pub mod parallel;
 pub mod recipe;
+pub mod sampling;
 pub mod schedule;
 pub mod trainer;
 pub mod validate;

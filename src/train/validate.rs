@@ -1,5 +1,5 @@
 //! Validation while training: every validated dataset scored on (the first images of) its
-//! validation split, a few predictions kept as samples for the viewer.
+//! validation split in its own mode (whole, slide, resize), a few predictions kept as samples for the viewer.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -43,7 +43,7 @@ pub fn validate(
             d,
             spec,
             &dataset.val[..n],
-            config.val.mode,
+            dataset.val_mode,
             DEFAULT_WINDOW_BATCH,
             device,
             |scored| {

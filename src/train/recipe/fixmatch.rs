@@ -198,8 +198,8 @@ impl FixMatch {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             setup: setup.clone(),
-            labeled: LabeledLoader::new(dataset, 0, config, start_step),
-            batch: config.batch,
+            labeled: LabeledLoader::new(dataset, 0, config, start_step * dataset.batch as u64),
+            batch: dataset.batch,
             crop: config.augment.crop_px as usize,
             background: labeled.background.map(usize::from),
             palette: labeled.palette.clone(),
@@ -333,7 +333,7 @@ impl Recipe for FixMatch {
     }
 
     fn step(&mut self, model: &Segmentor, devices: &[Device]) -> Result<StepResult> {
-        let labeled = self.labeled.next_batch()?;
+        let labeled = self.labeled.take(self.batch)?;
         let unlabeled = self.next_unlabeled()?;
         let (labeled, u, partner) = (&labeled.items, &unlabeled.items, &unlabeled.partner);
         let norms = Normalizers::of(labeled, u, partner);

@@ -1,115 +1,130 @@
 //! The supervised recipe (`s5 train`): every dataset's labeled crops in one backbone pass
 //! (tokens routed to their dataset's expert with FFN-MoE), each dataset's decoder on its own
-//! crops, loss `Σ_d w_d · CE_d`, each CE averaged over its batch's valid pixels. A dataset
-//! gated by its `start_step` has its batch drawn but not forwarded until then: it adds no
-//! gradient, and the others' gradients are what they would be without it.
+//! crops, loss `Σ_d w_d · CE_d`, each CE averaged over its batch's valid pixels. How many
+//! crops each dataset gives a step is the [`Sampler`]'s; datasets of different crop sizes
+//! take one backbone pass per size. A dataset gated by its `start_step` has its crops drawn
+//! but not forwarded until then: it adds no gradient, and the others' gradients are what
+//! they would be without it.
 
 use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Tensor};
 
 use super::{Recipe, StepResult};
+use crate::data::loader::LabeledItem;
 use crate::error::Result;
 use crate::model::Segmentor;
 use crate::run::keys;
-use crate::train::batch::{
-    Dataset, LabeledBatch, LabeledLoader, labeled_tensors, labeled_valid_px,
-};
+use crate::train::batch::{Dataset, LabeledLoader, labeled_tensors, labeled_valid_px};
 use crate::train::config::TrainConfig;
 use crate::train::loss::{cross_entropy_over, scalar};
 use crate::train::parallel::{ShareLoss, shares, step_grads};
+use crate::train::sampling::Sampler;
 
 /// Cross-entropy on the labeled crops of every dataset.
 pub struct Supervised {
     loaders: Vec<LabeledLoader>,
+    sampler: Sampler,
     names: Vec<String>,
     weights: Vec<f64>,
     start_steps: Vec<u64>,
+    crops: Vec<usize>,
     /// Training images per dataset (for the passes over each split).
     train_images: Vec<usize>,
+    /// Crops each dataset has handed out so far.
+    consumed: Vec<u64>,
     /// Steps done (the next step's index).
     step: u64,
-    batch: usize,
-    crop: usize,
 }
 
 impl Supervised {
     pub fn new(config: &TrainConfig, datasets: &[Dataset], start_step: u64) -> Self {
+        let sampler = Sampler::for_datasets(&config.sampling, datasets, config.seed);
+        let consumed = sampler.consumed(start_step);
         Self {
             loaders: datasets
                 .iter()
+                .zip(&consumed)
                 .enumerate()
-                .map(|(i, d)| LabeledLoader::new(d, i, config, start_step))
+                .map(|(i, (d, &c))| LabeledLoader::new(d, i, config, c))
                 .collect(),
+            sampler,
             names: datasets.iter().map(|d| d.spec.name.clone()).collect(),
             weights: datasets.iter().map(|d| d.weight).collect(),
             start_steps: datasets.iter().map(|d| d.start_step).collect(),
+            crops: datasets.iter().map(|d| d.crop_px as usize).collect(),
             train_images: datasets.iter().map(|d| d.train.len()).collect(),
+            consumed,
             step: start_step,
-            batch: config.batch,
-            crop: config.augment.crop_px as usize,
         }
     }
 }
 
 impl Recipe for Supervised {
     fn splittable_images(&self) -> usize {
-        self.batch
+        self.sampler.step_size()
     }
 
     fn images_per_step(&self) -> usize {
-        self.batch * self.loaders.len()
+        self.sampler.step_size()
     }
 
     fn step(&mut self, model: &Segmentor, devices: &[Device]) -> Result<StepResult> {
-        let drawn = self
-            .loaders
-            .iter_mut()
-            .map(LabeledLoader::next_batch)
-            .collect::<Result<Vec<LabeledBatch>>>()?;
-        // Datasets past their start step (one always is: the config checks it).
+        let counts = self.sampler.counts(self.step);
+        let mut drawn = Vec::with_capacity(counts.len());
+        for (loader, &n) in self.loaders.iter_mut().zip(&counts) {
+            drawn.push(loader.take(n)?);
+        }
+        for (c, &n) in self.consumed.iter_mut().zip(&counts) {
+            *c += n as u64;
+        }
+        // Datasets past their start step with crops in this step (gated datasets' crops are
+        // drawn all the same, so every stream stays where an ungated run has it).
         let active: Vec<usize> = (0..drawn.len())
-            .filter(|&d| self.step >= self.start_steps[d])
+            .filter(|&d| self.step >= self.start_steps[d] && counts[d] > 0)
             .collect();
         self.step += 1;
-        // Several datasets: each one's gate, and the passes over its split so far (every
-        // dataset draws a batch each step, so the smaller ones are oversampled).
-        let mut gates = BTreeMap::new();
+        // Several datasets: each one's gate, and the passes over its split so far.
+        let mut stats = BTreeMap::new();
         if self.loaders.len() > 1 {
             for d in 0..drawn.len() {
                 let name = &self.names[d];
-                gates.insert(
-                    keys::dataset_gate(name),
-                    f64::from(u8::from(active.contains(&d))),
-                );
-                let seen = self.step as f64 * self.batch as f64;
-                gates.insert(
+                let open = self.step > self.start_steps[d];
+                stats.insert(keys::dataset_gate(name), f64::from(u8::from(open)));
+                stats.insert(
                     keys::dataset_passes(name),
-                    seen / self.train_images[d].max(1) as f64,
+                    self.consumed[d] as f64 / self.train_images[d].max(1) as f64,
                 );
             }
         }
-        let mut drawn: Vec<Option<LabeledBatch>> = drawn.into_iter().map(Some).collect();
-        let batches: Vec<LabeledBatch> = active
+        let parts: Vec<Part> = active
             .iter()
-            .map(|&d| drawn[d].take().expect("each dataset once"))
+            .map(|&d| {
+                let items = std::mem::take(&mut drawn[d].items);
+                Part {
+                    norm: labeled_valid_px(&items),
+                    items,
+                    dataset: d,
+                    name: self.names[d].clone(),
+                    weight: self.weights[d],
+                    crop: self.crops[d],
+                }
+            })
             .collect();
-        let names: Vec<String> = active.iter().map(|&d| self.names[d].clone()).collect();
-        let weights: Vec<f64> = active.iter().map(|&d| self.weights[d]).collect();
-        let norms: Vec<f64> = batches.iter().map(|b| labeled_valid_px(&b.items)).collect();
-        let ranges: Vec<_> = batches
-            .iter()
-            .map(|b| shares(b.items.len(), devices.len()))
-            .collect();
+        if parts.is_empty() {
+            // Every crop of the step went to gated datasets (possible under `Ratios` and
+            // `Temperature` sampling): nothing is trained on, no parameter moves.
+            return Ok(StepResult {
+                grads: burn::optim::GradientsParams::new(),
+                losses: BTreeMap::from([(keys::LOSS.to_string(), 0.0)]),
+                stats,
+            });
+        }
+        // The step's crops in dataset order, split between the devices.
+        let total: usize = parts.iter().map(|p| p.items.len()).sum();
+        let ranges = shares(total, devices.len());
         let out = step_grads(model, devices, |i, replica, device| {
-            let share: Vec<&[_]> = batches
-                .iter()
-                .zip(&ranges)
-                .map(|(b, r)| &b.items[r[i].clone()])
-                .collect();
-            Ok(supervised_share(
-                replica, &share, &active, &names, &weights, &norms, self.crop, device,
-            ))
+            Ok(supervised_share(replica, &parts, ranges[i].clone(), device))
         })?;
         let mut losses = out.sums;
         if self.loaders.len() == 1 {
@@ -118,64 +133,87 @@ impl Recipe for Supervised {
         Ok(StepResult {
             grads: out.grads,
             losses,
-            stats: gates,
+            stats,
         })
     }
 }
 
-/// `Σ_d w_d · CE_d` over one share of every active dataset's batch (one backbone pass for
-/// all of them; `ids[k]` is batch k's dataset, its expert and decoder), each CE divided by
-/// its whole batch's valid pixels `norms[k]`: sums `loss` and `loss/<dataset>`.
-#[allow(clippy::too_many_arguments)]
+/// One dataset's crops in a step.
+struct Part {
+    items: Vec<LabeledItem>,
+    /// Its index in the run (expert and decoder).
+    dataset: usize,
+    name: String,
+    weight: f64,
+    crop: usize,
+    /// Its valid labeled pixels in the whole step (the CE's denominator).
+    norm: f64,
+}
+
+/// `Σ_d w_d · CE_d` over the crops `range` of the step (counted over the parts in order):
+/// one backbone pass per crop size (tokens routed to their dataset's expert), each
+/// dataset's decoder on its own crops, each CE divided by its whole step's valid pixels.
+/// Sums `loss` and `loss/<dataset>`.
 fn supervised_share(
     model: &Segmentor,
-    batches: &[&[crate::data::loader::LabeledItem]],
-    ids: &[usize],
-    names: &[String],
-    weights: &[f64],
-    norms: &[f64],
-    crop: usize,
+    parts: &[Part],
+    range: std::ops::Range<usize>,
     device: &Device,
 ) -> ShareLoss {
-    let parts: Vec<_> = batches
-        .iter()
-        .map(|items| labeled_tensors(items, crop, device))
-        .collect();
-    let logits: Vec<Tensor<4>> = if parts.len() == 1 {
-        vec![model.forward(parts[0].0.clone(), ids[0])]
-    } else {
-        let ids: Vec<usize> = batches
+    // Each part's slice inside `range`.
+    let mut offset = 0;
+    let mut slices: Vec<(&Part, &[LabeledItem])> = Vec::new();
+    for part in parts {
+        let (lo, hi) = (offset, offset + part.items.len());
+        offset = hi;
+        let (a, b) = (range.start.max(lo), range.end.min(hi));
+        if a < b {
+            slices.push((part, &part.items[a - lo..b - lo]));
+        }
+    }
+    // One backbone pass per crop size.
+    let mut crops: Vec<usize> = slices.iter().map(|(p, _)| p.crop).collect();
+    crops.sort_unstable();
+    crops.dedup();
+    let mut terms: Vec<(&Part, Tensor<1>)> = Vec::new();
+    for crop in crops {
+        let group: Vec<&(&Part, &[LabeledItem])> =
+            slices.iter().filter(|(p, _)| p.crop == crop).collect();
+        let tensors: Vec<_> = group
             .iter()
-            .zip(ids)
-            .flat_map(|(items, &d)| std::iter::repeat_n(d, items.len()))
+            .map(|(_, items)| labeled_tensors(items, crop, device))
             .collect();
-        let images = Tensor::cat(parts.iter().map(|p| p.0.clone()).collect(), 0);
-        let per_image = model.forward_mixed(images, &ids);
-        let mut offset = 0;
-        batches
-            .iter()
-            .map(|items| {
-                let group = Tensor::cat(per_image[offset..offset + items.len()].to_vec(), 0);
-                offset += items.len();
-                group
-            })
-            .collect()
-    };
-    let per_dataset: Vec<Tensor<1>> = parts
-        .into_iter()
-        .zip(logits)
-        .zip(norms)
-        .map(|(((_, labels, valid), logits), &n)| cross_entropy_over(logits, labels, valid, n))
-        .collect();
-    let loss = per_dataset
+        let logits: Vec<Tensor<4>> = if group.len() == 1 {
+            vec![model.forward(tensors[0].0.clone(), group[0].0.dataset)]
+        } else {
+            let ids: Vec<usize> = group
+                .iter()
+                .flat_map(|(p, items)| std::iter::repeat_n(p.dataset, items.len()))
+                .collect();
+            let images = Tensor::cat(tensors.iter().map(|t| t.0.clone()).collect(), 0);
+            let per_image = model.forward_mixed(images, &ids);
+            let mut at = 0;
+            group
+                .iter()
+                .map(|(_, items)| {
+                    let logits = Tensor::cat(per_image[at..at + items.len()].to_vec(), 0);
+                    at += items.len();
+                    logits
+                })
+                .collect()
+        };
+        for (((part, _), (_, labels, valid)), logits) in group.iter().zip(tensors).zip(logits) {
+            terms.push((part, cross_entropy_over(logits, labels, valid, part.norm)));
+        }
+    }
+    let loss = terms
         .iter()
-        .zip(weights)
-        .map(|(l, &w)| l.clone() * w)
+        .map(|(p, l)| l.clone() * p.weight)
         .reduce(|a, b| a + b)
-        .expect("at least one dataset");
+        .expect("every share has crops");
     let mut sums = BTreeMap::from([(keys::LOSS.to_string(), scalar(loss.clone()))]);
-    for (name, value) in names.iter().zip(per_dataset) {
-        sums.insert(keys::dataset_loss(name), scalar(value));
+    for (part, value) in terms {
+        sums.insert(keys::dataset_loss(&part.name), scalar(value));
     }
     ShareLoss {
         loss,
