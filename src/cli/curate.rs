@@ -58,39 +58,39 @@ pub struct EvaluateArgs {
 pub struct RunArgs {
     /// The seed model: a run directory (its newest checkpoint) or a checkpoint folder.
     #[arg(long)]
-    model: PathBuf,
+    pub(super) model: PathBuf,
     /// The spec of the unlabeled images.
     #[arg(long)]
-    spec: PathBuf,
+    pub(super) spec: PathBuf,
     /// Its split to curate.
     #[arg(long, default_value = "unlabeled")]
-    split: String,
+    pub(super) split: String,
     /// The split of the seed model's dataset whose images make the prototypes.
     #[arg(long, default_value = "train")]
-    labeled_split: String,
+    pub(super) labeled_split: String,
     /// Patch side (stride: the same).
     #[arg(long, default_value_t = 256)]
-    patch_px: u32,
+    pub(super) patch_px: u32,
     /// M, the number of prototypes.
     #[arg(long, default_value_t = 16)]
-    clusters: usize,
+    pub(super) clusters: usize,
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(super) seed: u64,
     /// Patches per forward pass.
     #[arg(long, default_value_t = 8)]
-    batch: usize,
+    pub(super) batch: usize,
     /// B_u: patches to select.
     #[arg(long)]
-    budget: u64,
+    pub(super) budget: u64,
     /// Keep only patches whose predicted foreground share is at least this (0–1).
     #[arg(long)]
-    foreground_min: Option<f32>,
+    pub(super) foreground_min: Option<f32>,
     /// The pool's truth, where it is known (`s5 synth`'s pool/truth.ron), for the report.
     #[arg(long)]
-    truth: Option<PathBuf>,
+    pub(super) truth: Option<PathBuf>,
     /// The curation run directory (created, or continued).
     #[arg(long)]
-    out: PathBuf,
+    pub(super) out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -673,8 +673,12 @@ fn select(args: SelectArgs) -> Result<()> {
     Ok(())
 }
 
-fn evaluate(args: EvaluateArgs) -> Result<()> {
-    let run = RunDir::new(&args.out);
+/// The scores and selection of the curation run in `out` against the pool's truth.
+pub(super) fn evaluation(
+    out: &std::path::Path,
+    truth: &std::path::Path,
+) -> Result<s5::curate::evaluate::Evaluation> {
+    let run = RunDir::new(out);
     let plan = Plan::load(&run)?;
     let (count, done) = finished_shards(&run)?;
     if done.len() as u32 != count || count == 0 {
@@ -683,7 +687,7 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
             done.len()
         );
     }
-    let kind_of = read_truth(&args.truth)?;
+    let kind_of = read_truth(truth)?;
     let mut selected = std::collections::HashSet::new();
     let table = run.curation().join("selected.tsv");
     if table.exists() {
@@ -696,13 +700,18 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
         .iter()
         .map(|s| ShardSummary::paths(&run, s.index, s.count).1)
         .collect();
-    let report = s5::curate::evaluate::evaluate(
+    Ok(s5::curate::evaluate::evaluate(
         &tiled(&plan),
         &shards,
         &kind_of,
         IN_DISTRIBUTION,
         &selected,
-    )?;
+    )?)
+}
+
+/// `s5 curate evaluate`.
+fn evaluate(args: EvaluateArgs) -> Result<()> {
+    let report = evaluation(&args.out, &args.truth)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -743,7 +752,7 @@ fn kill_self() -> ! {
 }
 
 /// `s5 curate run`: the stages in order, each skipped when its result is there and fits.
-fn run_all(backend: Option<GpuBackend>, args: RunArgs) -> Result<()> {
+pub(super) fn run_all(backend: Option<GpuBackend>, args: RunArgs) -> Result<()> {
     let run = RunDir::new(&args.out);
     let spec = std::path::absolute(&args.spec)?;
     match Plan::load(&run) {

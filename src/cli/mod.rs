@@ -8,6 +8,8 @@ use s5::device::GpuBackend;
 mod bench;
 mod curate;
 mod data;
+mod demo;
+mod demo_picture;
 mod eval;
 mod finetune;
 mod gpu_args;
@@ -34,12 +36,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole S5 method on synthetic data in one command: data, seed model, curation,
+    /// S4P, MoE-MDF and a supervised-only baseline, each a run in one folder, then a summary.
+    Demo(demo::DemoArgs),
     /// List the GPU adapters wgpu sees and the one s5 will use.
     Info(info::InfoArgs),
     /// Measure kernels against their references.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// Write the synthetic aerial dataset (two domains and an unlabeled pool) with its specs.
+    /// Write the synthetic aerial dataset (three domains and an unlabeled pool) with its specs.
     Synth(synth::SynthArgs),
     /// Inspect datasets.
     #[command(subcommand)]
@@ -70,6 +75,7 @@ const EXIT_NO_ADAPTER: u8 = 2;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(cli.backend, args),
         Command::Info(args) => info::run(cli.backend, args),
         Command::Bench(cmd) => bench::run(cli.backend, cmd),
         Command::Synth(args) => synth::run(args),

@@ -56,8 +56,6 @@ pub struct PretrainArgs {
     loss_form: Option<LossFormArg>,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
 /// `s5 pretrain`: the FixMatch recipe.
 pub fn run_pretrain(backend: Option<GpuBackend>, args: PretrainArgs) -> Result<()> {
     run_with(backend, args.train, args.loss_form, RunKind::Pretrain)
@@ -136,44 +134,17 @@ pub(super) fn run_with(
         Start::New(config)
     };
     let gpus = device::training_gpus(backend, args.gpus.choice())?;
-    let gpu = &gpus[0];
-    ctrlc::set_handler(|| {
-        if STOP.swap(true, Ordering::SeqCst) {
-            eprintln!("\nsecond Ctrl-C: exiting without a checkpoint");
-            std::process::exit(130);
-        }
-        eprintln!(
-            "\nCtrl-C: finishing this step and writing a checkpoint (Ctrl-C again to quit now)"
-        );
-    })
-    .context("installing the Ctrl-C handler")?;
     let out = args.out.clone().context("--out is required")?;
-    let run = RunDir::new(&out);
-    let more = match gpus.len() {
-        1 => String::new(),
-        n => format!(" and {} more, data parallel over {n} GPUs", n - 1),
-    };
-    eprintln!(
-        "training on {} ({}){more} into {}",
-        gpu.adapter.name,
-        gpu.adapter.backend,
-        run.root().display()
-    );
-    let mut progress = Progress::new(!args.quiet);
-    let mut report = |r: Report<'_>| progress.show(r);
-    let result = train(
+    let outcome = train_in(
+        &gpus,
         start,
-        &run,
-        &gpu.device,
-        TrainOptions {
-            stop: Some(&STOP),
+        &out,
+        kind,
+        TrainUi {
+            quiet: args.quiet,
             abort_after_step: args.abort_after_step,
-            replicas: gpus[1..].iter().map(|g| g.device.clone()).collect(),
-            kind: Some(kind),
-            report: Some(&mut report),
         },
-    );
-    let outcome = progress.end(result)?;
+    )?;
     for (name, value) in &outcome.val_metrics {
         println!("{name}: {:.2}", 100.0 * value);
     }
@@ -195,6 +166,88 @@ pub(super) fn run_with(
         );
     }
     Ok(())
+}
+
+/// How a training shows itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct TrainUi {
+    /// No progress bar and no validation lines.
+    pub quiet: bool,
+    /// Crash after this step (tests).
+    pub abort_after_step: Option<u64>,
+}
+
+/// Trains into `out` on `gpus` (the first the main one), with a progress bar and Ctrl-C
+/// (first: checkpoint and stop; second: quit).
+pub(super) fn train_in(
+    gpus: &[device::Gpu],
+    start: Start,
+    out: &std::path::Path,
+    kind: RunKind,
+    ui: TrainUi,
+) -> Result<s5::train::TrainOutcome> {
+    let gpu = &gpus[0];
+    install_ctrlc()?;
+    let run = RunDir::new(out);
+    let more = match gpus.len() {
+        1 => String::new(),
+        n => format!(" and {} more, data parallel over {n} GPUs", n - 1),
+    };
+    eprintln!(
+        "training on {} ({}){more} into {}",
+        gpu.adapter.name,
+        gpu.adapter.backend,
+        run.root().display()
+    );
+    let mut progress = Progress::new(!ui.quiet);
+    let mut report = |r: Report<'_>| progress.show(r);
+    STOPPABLE.store(true, Ordering::SeqCst);
+    let result = train(
+        start,
+        &run,
+        &gpu.device,
+        TrainOptions {
+            stop: Some(&STOP),
+            abort_after_step: ui.abort_after_step,
+            replicas: gpus[1..].iter().map(|g| g.device.clone()).collect(),
+            kind: Some(kind),
+            report: Some(&mut report),
+        },
+    );
+    STOPPABLE.store(false, Ordering::SeqCst);
+    Ok(progress.end(result)?)
+}
+
+/// Set by the first Ctrl-C: a training checkpoints and stops after its step.
+pub(super) static STOP: AtomicBool = AtomicBool::new(false);
+/// Whether a training is running (which stops cleanly); otherwise Ctrl-C quits at once.
+static STOPPABLE: AtomicBool = AtomicBool::new(false);
+
+/// The process's Ctrl-C handler (once): during a training the first Ctrl-C asks it to
+/// checkpoint and stop, a second quits; outside one, Ctrl-C quits (every stage of s5
+/// resumes from what it wrote).
+pub(super) fn install_ctrlc() -> Result<()> {
+    static INSTALLED: std::sync::OnceLock<std::result::Result<(), String>> =
+        std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            ctrlc::set_handler(|| {
+                if !STOPPABLE.load(Ordering::SeqCst) {
+                    eprintln!("\nCtrl-C: stopped (run the command again to continue)");
+                    std::process::exit(130);
+                }
+                if STOP.swap(true, Ordering::SeqCst) {
+                    eprintln!("\nsecond Ctrl-C: exiting without a checkpoint");
+                    std::process::exit(130);
+                }
+                eprintln!(
+                    "\nCtrl-C: finishing this step and writing a checkpoint (Ctrl-C again to quit now)"
+                );
+            })
+            .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!("installing the Ctrl-C handler: {e}"))
 }
 
 /// The recipe's name as a config writes it.

@@ -1,0 +1,99 @@
+//! `summary.png` of a demo folder: one row per domain (the first validation image of the last
+//! validation), columns image, truth, the S4P + MoE-MDF prediction, the baseline's, read from
+//! the two fine-tuning runs' sample folders.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use image::imageops::{self, FilterType};
+use image::{Rgb, RgbImage};
+use s5::run::RunDir;
+use s5::run::samples::{SampleIndex, SampleKind, SampleRole, sample_steps};
+
+/// Side of each picture in the grid.
+const CELL_PX: u32 = 160;
+/// Gap between pictures.
+const GAP_PX: u32 = 4;
+
+/// The last validation samples of a run: `(dataset, role) → picture` of each dataset's first
+/// entry.
+fn last_val_pictures(run: &Path) -> Result<Vec<(String, Vec<(SampleRole, RgbImage)>)>> {
+    let run = RunDir::new(run);
+    let steps = sample_steps(&run)?;
+    // The newest step folder with validation entries.
+    for &step in steps.iter().rev() {
+        let dir = run.sample_step(step);
+        let index = SampleIndex::load(&dir)?;
+        let mut out: Vec<(String, Vec<(SampleRole, RgbImage)>)> = Vec::new();
+        for entry in index.entries.iter().filter(|e| e.kind == SampleKind::Val) {
+            if out.iter().any(|(d, _)| *d == entry.dataset) {
+                continue;
+            }
+            let mut pictures = Vec::new();
+            for role in [SampleRole::Image, SampleRole::Truth, SampleRole::Prediction] {
+                let Some(file) = entry.files.get(&role) else {
+                    continue;
+                };
+                let path = dir.join(file);
+                let picture = image::open(&path)
+                    .with_context(|| format!("reading {}", path.display()))?
+                    .to_rgb8();
+                pictures.push((role, picture));
+            }
+            out.push((entry.dataset.clone(), pictures));
+        }
+        if !out.is_empty() {
+            return Ok(out);
+        }
+    }
+    anyhow::bail!(
+        "{}: no validation samples (the run validates at its end)",
+        run.root().display()
+    )
+}
+
+/// Writes `<demo>/summary.png`.
+pub fn write(demo: &Path) -> Result<()> {
+    let ours = last_val_pictures(&demo.join("4-moe-mdf"))?;
+    let baseline = last_val_pictures(&demo.join("5-baseline"))?;
+    let columns = 4;
+    let rows = ours.len() as u32;
+    let (w, h) = (
+        columns * CELL_PX + (columns + 1) * GAP_PX,
+        rows * CELL_PX + (rows + 1) * GAP_PX,
+    );
+    let mut grid = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
+    let cell = |p: &RgbImage| imageops::resize(p, CELL_PX, CELL_PX, FilterType::Nearest);
+    for (r, (dataset, pictures)) in ours.iter().enumerate() {
+        let find = |list: &[(SampleRole, RgbImage)], role| {
+            list.iter().find(|(r, _)| *r == role).map(|(_, p)| cell(p))
+        };
+        let theirs = baseline
+            .iter()
+            .find(|(d, _)| d == dataset)
+            .map(|(_, p)| p.as_slice())
+            .unwrap_or(&[]);
+        let row = [
+            find(pictures, SampleRole::Image),
+            find(pictures, SampleRole::Truth),
+            find(pictures, SampleRole::Prediction),
+            find(theirs, SampleRole::Prediction),
+        ];
+        for (c, picture) in row.iter().enumerate() {
+            if let Some(p) = picture {
+                let x = GAP_PX + c as u32 * (CELL_PX + GAP_PX);
+                let y = GAP_PX + r as u32 * (CELL_PX + GAP_PX);
+                imageops::replace(&mut grid, p, i64::from(x), i64::from(y));
+            }
+        }
+    }
+    let path = demo.join("summary.png");
+    s5::fsutil::write_atomic_via(&path, ".png", |tmp| {
+        grid.save(tmp).map_err(|e| s5::run::RunError::Format {
+            path: tmp.to_path_buf(),
+            what: "summary picture",
+            reason: e.to_string(),
+        })
+    })?;
+    Ok(())
+}
