@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod curate;
 mod data;
+mod demo;
 mod fixmatch;
 mod metrics;
 mod model;

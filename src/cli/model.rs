@@ -40,8 +40,12 @@ pub struct ImportArgs {
 #[derive(Debug, clap::Args)]
 pub struct SummaryArgs {
     /// vit-t, vit-s, vit-b, vit-l or vit-h.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "model")]
     backbone: Option<String>,
+    /// The model of a run directory (its newest checkpoint) or checkpoint folder, as its
+    /// card describes it.
+    #[arg(long)]
+    model: Option<std::path::PathBuf>,
     /// Datasets of a multi-dataset (MoE-MDF) model: one expert per FFN and one decoder each.
     #[arg(long, default_value_t = 1)]
     datasets: usize,
@@ -132,6 +136,18 @@ fn millions(n: usize) -> String {
 }
 
 fn summary(backend: Option<GpuBackend>, args: SummaryArgs) -> Result<()> {
+    if let Some(model) = &args.model {
+        let dir = s5::run::checkpoint::resolve_checkpoint(model)?;
+        let card = s5::run::checkpoint::read_card(&dir)?;
+        let counted = count_params(&card.segmentor);
+        if args.json {
+            let doc = serde_json::json!({ "config": card.segmentor, "parts": counted, "total": counted.total() });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        } else {
+            print_parts(&dir.display().to_string(), &counted);
+        }
+        return Ok(());
+    }
     let Some(name) = args.backbone else {
         let rows = paper_models();
         if args.json {

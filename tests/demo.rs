@@ -1,0 +1,155 @@
+//! `s5 demo` end to end at the micro preset: every stage a run in one folder, a summary; a
+//! rerun skips what is finished; Ctrl-C in a stage and a rerun give the summary of an
+//! uninterrupted demo.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::common::s5;
+
+/// Each finished stage's numbers in `demo.json`.
+fn stage_numbers(demo: &Path) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let text = std::fs::read_to_string(demo.join("demo.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&text).unwrap();
+    state["stages"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(stage, result)| {
+            let numbers = result["numbers"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(f64::NAN)))
+                .collect();
+            (stage.clone(), numbers)
+        })
+        .collect()
+}
+
+fn demo(out: &Path) -> std::process::Command {
+    let mut cmd = s5();
+    cmd.args([
+        "demo",
+        "--preset",
+        "micro",
+        "--quiet",
+        "--stage-steps",
+        "4",
+        "--out",
+    ])
+    .arg(out);
+    cmd
+}
+
+#[test]
+fn the_demo_runs_every_stage_resumes_and_survives_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    let out = demo(&whole).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "# s5 demo (preset `micro`)",
+        "2 curation",
+        "S4P + MoE-MDF",
+        "baseline",
+    ] {
+        assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
+    }
+    // Every stage is a run the viewer finds, and the summary is kept with its picture.
+    for (run, kind) in [
+        ("1-seed", "train"),
+        ("2-curation", "curate"),
+        ("3-s4p", "pretrain"),
+        ("4-moe-mdf", "finetune"),
+        ("5-baseline", "finetune"),
+    ] {
+        let manifest = s5::run::Manifest::load(&s5::run::RunDir::new(whole.join(run))).unwrap();
+        assert_eq!(manifest.kind.to_string(), kind, "{run}");
+    }
+    // The summary ends what the demo prints (stages print their own lines before it).
+    let summary = std::fs::read_to_string(whole.join("summary.md")).unwrap();
+    assert!(stdout.trim_end().ends_with(summary.trim_end()), "{stdout}");
+    let picture = image::open(whole.join("summary.png")).unwrap();
+    assert_eq!(picture.width(), 4 * 160 + 5 * 4, "four columns");
+    let numbers = stage_numbers(&whole);
+    assert_eq!(numbers.len(), 6, "{numbers:?}");
+    assert!(numbers["curation"]["selected_patches"] > 0.0);
+    for stage in ["moe-mdf", "baseline"] {
+        for key in [
+            "synth-urban/mF1",
+            "synth-rural/mIoU",
+            "synth-suburb/mIoU",
+            "val_mean",
+        ] {
+            assert!(numbers[stage][key].is_finite(), "{stage} {key}");
+        }
+    }
+
+    // A rerun finds every stage finished and prints the same summary.
+    let again = demo(&whole).output().unwrap();
+    assert!(again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr)
+            .contains("[6/6] 5 baseline: MoE-MDF, no pre-training: done")
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).trim_end(),
+        summary.trim_end()
+    );
+    // Another preset on the same folder is refused, naming the one there.
+    let other = s5()
+        .args(["demo", "--preset", "tiny", "--quiet", "--out"])
+        .arg(&whole)
+        .output()
+        .unwrap();
+    assert!(!other.status.success());
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("--preset micro"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+
+    // Ctrl-C during S4P: the step finishes, a checkpoint is written, the demo says how to
+    // continue; the rerun ends with the same numbers as the uninterrupted demo.
+    let stopped = dir.path().join("stopped");
+    let child = demo(&stopped)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let events = stopped.join("3-s4p/events.jsonl");
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&events).is_ok_and(|t| t.contains("\"train\"")) {
+        assert!(t0.elapsed() < Duration::from_secs(600), "S4P never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: sends SIGINT to the child process we started; nothing else is touched.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let interrupted = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&interrupted.stdout);
+    assert!(interrupted.status.success(), "{said}");
+    assert!(said.contains("stopped in stage `s4p`"), "{said}");
+    let partial = stage_numbers(&stopped);
+    assert!(!partial.contains_key("s4p") && partial.contains_key("curation"));
+    let resumed = demo(&stopped).output().unwrap();
+    assert!(resumed.status.success());
+    let (a, b) = (stage_numbers(&whole), stage_numbers(&stopped));
+    for (stage, numbers) in &a {
+        for (key, value) in numbers {
+            let other = b[stage][key];
+            assert!(
+                (value - other).abs() <= 1e-6 || (value.is_nan() && other.is_nan()),
+                "{stage} {key}: {value} uninterrupted, {other} after Ctrl-C and a rerun"
+            );
+        }
+    }
+}
