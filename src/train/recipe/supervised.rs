@@ -123,6 +123,8 @@ impl Recipe for Supervised {
         // The step's crops in dataset order, split between the devices.
         let total: usize = parts.iter().map(|p| p.items.len()).sum();
         let ranges = shares(total, devices.len());
+        // Fewer crops than devices (gated datasets' crops are not forwarded): fewer devices.
+        let devices = &devices[..ranges.len()];
         let out = step_grads(model, devices, |i, replica, device| {
             Ok(supervised_share(replica, &parts, ranges[i].clone(), device))
         })?;
