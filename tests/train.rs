@@ -1712,3 +1712,26 @@ fn the_best_checkpoint_follows_the_mean_of_each_datasets_metric() {
         .unwrap();
     ok(&out, "s5 eval of the best checkpoint");
 }
+
+/// The training configs shipped in `assets/configs/` load and pass the config checks.
+#[test]
+fn the_shipped_training_configs_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/configs");
+    for name in [
+        "train-synth.ron",
+        "train-synth-5pct.ron",
+        "s4p-synth.ron",
+        "moe-mdf-synth.ron",
+    ] {
+        let config = s5::train::TrainConfig::load(&dir.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        if name == "moe-mdf-synth.ron" {
+            assert_eq!(config.datasets.len(), 3);
+            assert!(matches!(
+                config.recipe,
+                s5::train::config::RecipeSetup::Finetune(ref f)
+                    if f.mode == s5::train::config::FinetuneMode::MoeMdf(32)
+            ));
+        }
+    }
+}
