@@ -1537,13 +1537,11 @@ fn a_gated_dataset_adds_no_gradient_and_leaves_the_others_alone() {
                         .zip(&gc)
                         .fold(0f32, |m, (a, c)| m.max((a - c).abs()));
                     // Equal but for the order of float sums (burn's backward reductions sum
-                    // with atomics on some adapters; under a loaded CI machine the patch
-                    // embedding's gradient once differed by 4e-3 of its largest value): had
-                    // the gated batch been trained on, they would differ by the order of the
-                    // gradients themselves. (Gradients that are zero but for rounding, as of
-                    // a bias before BatchNorm, get an absolute floor.)
+                    // with atomics on some adapters): had the gated batch been trained on,
+                    // they would differ by far more. (Gradients that are zero but for
+                    // rounding, as of a bias before BatchNorm, get an absolute floor.)
                     assert!(
-                        worst <= 2e-2 * scale + 1e-7,
+                        worst <= 1e-4 * scale + 1e-7,
                         "{path}: differs by {worst} (of {scale})"
                     );
                     self.compared += 1;
