@@ -1723,8 +1723,8 @@ fn the_shipped_training_configs_load() {
         "s4p-synth.ron",
         "moe-mdf-synth.ron",
     ] {
-        let config = s5::train::TrainConfig::load(&dir.join(name))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let config =
+            s5::train::TrainConfig::load(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         if name == "moe-mdf-synth.ron" {
             assert_eq!(config.datasets.len(), 3);
             assert!(matches!(

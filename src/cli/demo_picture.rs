@@ -15,16 +15,18 @@ const CELL_PX: u32 = 160;
 /// Gap between pictures.
 const GAP_PX: u32 = 4;
 
-/// The last validation samples of a run: `(dataset, role) → picture` of each dataset's first
-/// entry.
-fn last_val_pictures(run: &Path) -> Result<Vec<(String, Vec<(SampleRole, RgbImage)>)>> {
+/// One sample entry's pictures by role.
+type Pictures = Vec<(SampleRole, RgbImage)>;
+
+/// The last validation samples of a run: each dataset's first entry, `(dataset, pictures)`.
+fn last_val_pictures(run: &Path) -> Result<Vec<(String, Pictures)>> {
     let run = RunDir::new(run);
     let steps = sample_steps(&run)?;
     // The newest step folder with validation entries.
     for &step in steps.iter().rev() {
         let dir = run.sample_step(step);
         let index = SampleIndex::load(&dir)?;
-        let mut out: Vec<(String, Vec<(SampleRole, RgbImage)>)> = Vec::new();
+        let mut out: Vec<(String, Pictures)> = Vec::new();
         for entry in index.entries.iter().filter(|e| e.kind == SampleKind::Val) {
             if out.iter().any(|(d, _)| *d == entry.dataset) {
                 continue;
