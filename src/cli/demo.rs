@@ -544,8 +544,8 @@ impl Demo {
         let truth = self.data().join("pool/truth.ron");
         // The pool's patches: images of `tile_px` × `pool_width_px`.
         let per_image = (p.synth.pool_width_px / p.patch_px) * (p.synth.tile_px / p.patch_px);
-        let images = p.synth.pool_in_domain + 5 * p.synth.pool_ood_per_kind;
-        let budget = ((images as f64 * f64::from(per_image) * p.keep_share).round() as u64).max(1);
+        let images = p.synth.pool_total() as f64;
+        let budget = ((images * f64::from(per_image) * p.keep_share).round() as u64).max(1);
         super::curate::run_all(
             self.backend,
             super::curate::RunArgs {
@@ -625,7 +625,7 @@ fn summary(demo: &Demo, state: &DemoState) -> Result<String> {
                 p.synth.val_per_domain,
                 p.synth.tile_px,
                 FEW_LABELED,
-                p.synth.pool_in_domain + 5 * p.synth.pool_ood_per_kind
+                p.synth.pool_total()
             ),
             "seed" => format!("urban mIoU {}", pct(get("seed", "synth-urban/mIoU"))),
             "curation" => format!(

@@ -39,11 +39,16 @@ pub fn save_checkpoint(
 ) -> Result<PathBuf> {
     let writer = CheckpointWriter::begin(run, state.step)?;
     optimizer.save(&writer.dir().join(OPTIMIZER_FILE))?;
-    // BatchNorm running statistics lag one update until synchronised (burn's
-    // `RunningState`); taking a validation snapshot synchronises the shared state.
-    let _ = model.valid();
-    checkpoint::save(model, &writer.dir().join(MODEL_FILE))?;
+    save_trained_model(model, writer.dir())?;
     Ok(writer.finish(card, &state, keep)?)
+}
+
+/// Writes a model being trained as `dir/model.bpk`, its BatchNorm running statistics
+/// synchronised first: they lag one update until then (burn's `RunningState`), and taking a
+/// validation snapshot synchronises the shared state.
+pub fn save_trained_model(model: &Segmentor, dir: &Path) -> Result<()> {
+    let _ = model.valid();
+    checkpoint::save(model, &dir.join(MODEL_FILE))
 }
 
 /// The model of a checkpoint folder or run directory (newest checkpoint), for inference.

@@ -536,9 +536,7 @@ impl<'r> Session<'r> {
             metrics: keys,
         };
         let writer = crate::run::checkpoint::BestWriter::begin(self.run)?;
-        // Synchronises the BatchNorm running statistics, as `save_checkpoint` does.
-        let _ = burn::module::Module::valid(self.model());
-        checkpoint::save(self.model(), &writer.dir().join(MODEL_FILE))?;
+        super::checkpoint::save_trained_model(self.model(), writer.dir())?;
         let state = TrainState {
             step: done,
             wall_s: self.wall(),
