@@ -3,6 +3,7 @@
 //! the real `s5` binary.
 
 mod architecture;
+mod augment;
 mod cli;
 mod common;
 mod curate;

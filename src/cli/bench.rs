@@ -88,9 +88,17 @@ pub struct DataArgs {
     /// Crop side.
     #[arg(long, default_value_t = 512)]
     crop_px: u32,
-    /// Images per measurement (on all threads; a quarter of them on one thread).
+    /// Side of the square source image (uniform noise, as in the authors' PIL recipe of
+    /// `shared/peers/augment_pil.py`).
+    #[arg(long, default_value_t = 512)]
+    source_px: u32,
+    /// Images per measurement.
     #[arg(long, default_value_t = 64)]
     images: usize,
+    /// Also run this Python script (the PIL peer, printing `<n> images/s`) between the
+    /// single-thread measurements, and report s5's rate against it.
+    #[arg(long)]
+    peer: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -192,22 +200,77 @@ fn step(backend: Option<GpuBackend>, args: StepArgs) -> Result<()> {
 }
 
 fn data(args: DataArgs) -> Result<()> {
-    let rows = s5::data::throughput::augment_throughput(args.crop_px, args.images.max(1));
+    if !args.json {
+        eprintln!(
+            "augmenting {} crops of {} px from a {} px source on {} thread(s) and on one{}",
+            args.images.max(2),
+            args.crop_px,
+            args.source_px,
+            rayon::current_num_threads(),
+            if args.peer.is_some() {
+                "; the peer script runs between the single-thread rounds"
+            } else {
+                ""
+            }
+        );
+    }
+    let bench = s5::data::throughput::augment_throughput(
+        args.crop_px,
+        args.source_px,
+        args.images,
+        args.peer.as_deref(),
+    )?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", serde_json::to_string_pretty(&bench)?);
         return Ok(());
     }
-    println!(
-        "{:<36} {:>8} {:>7} {:>8} {:>10}",
+    print!("{}", format_data(&bench));
+    Ok(())
+}
+
+/// The tables of `s5 bench data`.
+fn format_data(bench: &s5::data::throughput::DataBench) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<40} {:>8} {:>7} {:>8} {:>10}",
         "pipeline", "crop px", "images", "threads", "images/s"
     );
-    for r in rows {
-        println!(
-            "{:<36} {:>8} {:>7} {:>8} {:>10.1}",
+    for r in &bench.rows {
+        let _ = writeln!(
+            out,
+            "{:<40} {:>8} {:>7} {:>8} {:>10.1}",
             r.pipeline, r.crop_px, r.images, r.threads, r.images_per_s
         );
     }
-    Ok(())
+    let _ = writeln!(
+        out,
+        "\n{:<40} {:>12} {:>7}",
+        "stage (one thread)", "ms/image", "share"
+    );
+    for s in &bench.stages {
+        let _ = writeln!(
+            out,
+            "{:<40} {:>12.2} {:>6.1}%",
+            s.stage,
+            s.ms_per_image,
+            s.share * 100.0
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\none thread: s5 is {:.2}x the reference implementation",
+        bench.reference_ratio
+    );
+    if let Some(peer) = &bench.peer {
+        let _ = writeln!(
+            out,
+            "one thread: s5 is {:.2}x the peer ({}: {:.1} images/s, one process)",
+            peer.s5_ratio, peer.script, peer.images_per_s
+        );
+    }
+    out
 }
 
 fn kernels(backend: Option<GpuBackend>, args: KernelArgs) -> Result<()> {

@@ -1,102 +1,13 @@
-//! The S5 / FixMatch augmentations (paper §3, "Semi-Supervised Pre-Training", and the
-//! authors' training code): the weak view (scale, pad, crop, flips,
-//! optional rot90 and rotation), the strong view on top of it (colour jitter, grayscale,
-//! blur), CutMix boxes mixing image, pseudo-label, confidence and validity with one box, and
-//! ImageNet normalisation. All randomness comes from the caller's RNG, so a seed gives the
-//! same bytes.
+//! The augmentations written plainly on the `image` crate: the behaviour the fast pipeline in
+//! the parent module reproduces up to rounding, and what the tests compare it with. Same
+//! random draws in the same order as the fast version.
 
 use image::imageops::{self, FilterType};
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 
-use super::IGNORE;
-
-/// Every probability and range of the augmentations; defaults are the paper's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AugmentConfig {
-    /// Output side (square crops).
-    pub crop_px: u32,
-    /// The long side is scaled by a factor drawn from this range.
-    pub scale_range: (f32, f32),
-    pub hflip_p: f32,
-    pub vflip_p: f32,
-    /// Rotation by a random multiple of 90° (the paper lists rotation; the authors' code never
-    /// applies it, hence 0 by default).
-    pub rot90_p: f32,
-    /// Rotation by an angle in ±`rotate_max_deg` (pixels rotated in from outside are padding).
-    pub rotate_p: f32,
-    pub rotate_max_deg: f32,
-    /// Colour jitter probability and strengths (torchvision `ColorJitter` semantics).
-    pub jitter_p: f32,
-    pub brightness: f32,
-    pub contrast: f32,
-    pub saturation: f32,
-    pub hue: f32,
-    pub grayscale_p: f32,
-    pub blur_p: f32,
-    pub blur_sigma: (f32, f32),
-    pub cutmix_p: f32,
-    /// Box area as a share of the crop.
-    pub cutmix_area: (f32, f32),
-    /// Box aspect ratio (height / width).
-    pub cutmix_aspect: (f32, f32),
-    /// Labeled crops also get the strong view's colour augmentations (jitter, grayscale,
-    /// blur) after the weak view: the authors' MoE-MDF fine-tuning does, with `rot90_p` 0.5.
-    pub labeled_strong: bool,
-}
-
-impl Default for AugmentConfig {
-    fn default() -> Self {
-        Self {
-            crop_px: 512,
-            scale_range: (0.5, 2.0),
-            hflip_p: 0.5,
-            vflip_p: 0.5,
-            rot90_p: 0.0,
-            rotate_p: 0.0,
-            rotate_max_deg: 30.0,
-            jitter_p: 0.8,
-            brightness: 0.5,
-            contrast: 0.5,
-            saturation: 0.5,
-            hue: 0.25,
-            grayscale_p: 0.2,
-            blur_p: 0.5,
-            blur_sigma: (0.1, 2.0),
-            cutmix_p: 0.5,
-            cutmix_area: (0.02, 0.4),
-            cutmix_aspect: (0.3, 1.0 / 0.3),
-            labeled_strong: false,
-        }
-    }
-}
-
-/// A weakly augmented crop.
-///
-/// # Shapes
-/// All three `crop_px × crop_px`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct View {
-    pub image: RgbImage,
-    /// Class per pixel, [`IGNORE`] where unknown (unlabeled input) or padded.
-    pub labels: GrayImage,
-    /// 1 where the pixel comes from the input, 0 where it is padding.
-    pub valid: GrayImage,
-}
-
-fn uniform<R: Rng>(rng: &mut R, (lo, hi): (f32, f32)) -> f32 {
-    if hi > lo {
-        rng.random_range(lo..hi)
-    } else {
-        lo
-    }
-}
-
-fn chance<R: Rng>(rng: &mut R, p: f32) -> bool {
-    p > 0.0 && rng.random::<f32>() < p
-}
+use super::{AugmentConfig, IMAGENET_MEAN, IMAGENET_STD, View, chance, uniform};
+use crate::data::IGNORE;
 
 /// The weak view: long side × U(scale_range), pad to the crop (image 0, labels [`IGNORE`],
 /// validity 0), random crop, flips, optional rot90 and rotation. `labels` `None` (unlabeled
@@ -206,7 +117,7 @@ pub fn weak<R: Rng>(
 
 /// Rotation about the centre: bilinear for the image, nearest for labels and validity;
 /// pixels from outside the crop become padding.
-fn rotate(view: &View, angle: f32) -> View {
+pub(super) fn rotate(view: &View, angle: f32) -> View {
     let (w, h) = view.image.dimensions();
     let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
     let (sin, cos) = angle.sin_cos();
@@ -339,68 +250,6 @@ fn hue_shift(p: [f32; 3], shift: f32) -> [f32; 3] {
     let m = v - c;
     [r1 + m, g1 + m, b1 + m].map(|v| v * 255.0)
 }
-
-/// A CutMix box in a square crop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CutMixBox {
-    pub x_px: u32,
-    pub y_px: u32,
-    pub width_px: u32,
-    pub height_px: u32,
-}
-
-impl CutMixBox {
-    /// With probability `cutmix_p`, a box of area U(cutmix_area) × the crop and aspect
-    /// (height / width) U(cutmix_aspect), placed uniformly where it fits; else `None`.
-    pub fn sample<R: Rng>(crop_px: u32, cfg: &AugmentConfig, rng: &mut R) -> Option<Self> {
-        if !chance(rng, cfg.cutmix_p) {
-            return None;
-        }
-        let side = crop_px as f32;
-        let area = uniform(rng, cfg.cutmix_area) * side * side;
-        for _ in 0..100 {
-            let aspect = uniform(rng, cfg.cutmix_aspect);
-            let w = (area / aspect).sqrt().round() as u32;
-            let h = (area * aspect).sqrt().round() as u32;
-            if w == 0 || h == 0 || w > crop_px || h > crop_px {
-                continue;
-            }
-            return Some(Self {
-                x_px: rng.random_range(0..=crop_px - w),
-                y_px: rng.random_range(0..=crop_px - h),
-                width_px: w,
-                height_px: h,
-            });
-        }
-        None
-    }
-
-    /// Whether pixel (x, y) is inside the box.
-    pub fn contains(&self, x: u32, y: u32) -> bool {
-        x >= self.x_px
-            && x < self.x_px + self.width_px
-            && y >= self.y_px
-            && y < self.y_px + self.height_px
-    }
-
-    /// Copies the box from `src` into `dst`, row-major `[H, W, channels]` planes of one type:
-    /// images, labels, confidence and validity are all mixed with the same call.
-    ///
-    /// # Shapes
-    /// dst, src `[width_px_of_plane * H * channels]`.
-    pub fn paste<T: Copy>(&self, dst: &mut [T], src: &[T], plane_width_px: u32, channels: usize) {
-        let w = plane_width_px as usize;
-        for y in self.y_px as usize..(self.y_px + self.height_px) as usize {
-            let start = (y * w + self.x_px as usize) * channels;
-            let end = start + self.width_px as usize * channels;
-            dst[start..end].copy_from_slice(&src[start..end]);
-        }
-    }
-}
-
-/// ImageNet mean and standard deviation (RGB, on [0, 1]).
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// The image as normalised planar floats, `(v / 255 - mean) / std` per channel.
 ///
