@@ -6,6 +6,8 @@
 //! interleaved, so their ratio is taken under the same conditions. Outputs stay alive until
 //! the sync so lazy backends cannot skip the work.
 
+pub mod memory;
+
 use std::time::{Duration, Instant};
 
 use burn::optim::GradientsParams;
@@ -295,13 +297,14 @@ fn random_batch(b: usize, s: usize, k: usize, seed: u64) -> (Vec<f32>, Vec<i32>)
 
 /// One training step's forward and backward (loss: cross-entropy on a random batch;
 /// gradients summed on the main device) on the main device alone, and data parallel over
-/// every device of `devices` (the main one first), timed interleaved.
+/// every device of `devices` (the main one first), timed interleaved; with the main device's
+/// memory after the first one-GPU step (its peak: nothing bigger ran before).
 pub fn bench_train_step(
     devices: &[Device],
     model: &SegmentorConfig,
     shapes: StepShapes,
     config: BenchConfig,
-) -> Result<Vec<Timing>> {
+) -> Result<(Vec<Timing>, Option<crate::memory::DeviceMemory>)> {
     let group = "train step";
     let train: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
     let segmentor = Segmentor::new(model, &train[0]);
@@ -331,8 +334,16 @@ pub fn bench_train_step(
         })?;
         Ok(out.grads)
     };
-    // Surface errors once, outside the timing.
-    step(&train)?;
+    // Surface errors once, outside the timing; read the memory of the one-GPU step.
+    let grads = step(&train[..1])?;
+    devices[0]
+        .sync()
+        .map_err(|e| Error::Execution(format!("device sync during the benchmark: {e}")))?;
+    let memory = crate::memory::device_memory(&devices[0]);
+    drop(grads);
+    if devices.len() > 1 {
+        step(&train)?;
+    }
     let shape = |gpus: usize| format!("batch {b} × {s}² px on {gpus} GPU(s)");
     let one = "forward + backward, one GPU";
     let parallel = "forward + backward, data parallel";
@@ -352,7 +363,7 @@ pub fn bench_train_step(
         Some(one),
         times[1],
     );
-    Ok(with_ratios(rows))
+    Ok((with_ratios(rows), memory))
 }
 
 /// Fills each row's `ratio` from its baseline row in the same group.

@@ -1,5 +1,27 @@
 //! How much memory this process has used at most (for `s5 predict`'s and `s5 bench`'s
-//! reports).
+//! reports), on the host and on a GPU.
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+/// What a GPU's allocator holds, from the runtime's memory statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceMemory {
+    /// Bytes of live tensors (padding included).
+    pub in_use_bytes: u64,
+    /// Bytes reserved on the device: live tensors plus pages kept for reuse. cubecl's
+    /// allocator keeps every page it took until told to clean up, so read after a step in a
+    /// process that did nothing bigger, this is the step's peak.
+    pub reserved_bytes: u64,
+}
+
+/// The allocator statistics of `device`; `None` where the backend keeps none.
+pub fn device_memory(device: &Device) -> Option<DeviceMemory> {
+    device.memory_pool_usage().map(|u| DeviceMemory {
+        in_use_bytes: u.bytes_in_use + u.bytes_padding,
+        reserved_bytes: u.bytes_reserved,
+    })
+}
 
 /// Peak resident set size in bytes, where the OS reports it.
 ///

@@ -9,6 +9,9 @@ pub const L_S: &str = "L_s";
 pub const L_U: &str = "L_u";
 /// Global gradient norm before clipping (a step's extra field).
 pub const GRAD_NORM: &str = "grad_norm";
+/// Bytes the main GPU's allocator holds after a step (a step's extra field): its high-water
+/// mark, since the allocator keeps every page it took until asked to free them.
+pub const DEVICE_MEMORY_BYTES: &str = "device_memory_bytes";
 /// Share of valid unlabeled pixels with confidence ≥ τ.
 pub const MASK_RATIO: &str = "mask_ratio";
 /// The confidence threshold τ a sampled mask was made with (a sample entry's stat).

@@ -26,9 +26,31 @@ pub enum BenchCommand {
     Curate(StepArgs),
     /// Curation's scoring of a batch against the same model's forward alone, in one run.
     Score(StepArgs),
+    /// GPU memory of one training step of ViT-T/S/B at 512 px with and without activation
+    /// checkpointing (each in its own process), and what fits 16/24/48/80 GB up to ViT-H.
+    Memory(MemoryArgs),
     /// Curation's selection: peak memory and time at growing pool sizes (made-up records, no
     /// model), each size in its own process.
     Select(SelectArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MemoryArgs {
+    /// Backbones measured at `--batch` (the projection always measures ViT-B at depth 12
+    /// and 6, batch 1 and 2).
+    #[arg(long = "model", default_values_t = ["vit-t".to_string(), "vit-s".to_string(), "vit-b".to_string()])]
+    models: Vec<String>,
+    /// Images per step of the measured rows.
+    #[arg(long, default_value_t = 2)]
+    batch: usize,
+    #[arg(long, default_value_t = 512)]
+    crop_px: usize,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Internal: measure this probe (JSON) once and print JSON.
+    #[arg(long, hide = true)]
+    measure: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -129,6 +151,7 @@ pub fn run(backend: Option<GpuBackend>, cmd: BenchCommand) -> Result<()> {
         BenchCommand::Data(args) => data(args),
         BenchCommand::Step(args) => step(backend, args),
         BenchCommand::Select(args) => select(args),
+        BenchCommand::Memory(args) => memory(backend, args),
         BenchCommand::Score(args) => score(backend, args),
         BenchCommand::Curate(args) => {
             let json = args.json;
@@ -166,7 +189,7 @@ fn step(backend: Option<GpuBackend>, args: StepArgs) -> Result<()> {
         }
     }
     let devices: Vec<_> = gpus.iter().map(|g| g.device.clone()).collect();
-    let mut rows = bench_train_step(&devices, &model, shapes, config)?;
+    let (mut rows, memory) = bench_train_step(&devices, &model, shapes, config)?;
     if args.moe_datasets > 0 {
         if model.backbone.ffn != s5::model::FfnKind::Dense {
             bail!("--moe-datasets compares FFN-MoE with a dense backbone: give a dense model");
@@ -191,10 +214,18 @@ fn step(backend: Option<GpuBackend>, args: StepArgs) -> Result<()> {
     }
     if args.json {
         let adapters: Vec<_> = gpus.iter().map(|g| &g.adapter).collect();
-        let doc = serde_json::json!({ "adapters": adapters, "rows": rows });
+        let doc = serde_json::json!({ "adapters": adapters, "rows": rows, "device_memory": memory });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print!("{}", format_table(&rows));
+        match memory {
+            Some(m) => println!(
+                "device memory after the one-GPU step: {:.0} MiB reserved (its peak), {:.0} MiB in use",
+                mib(m.reserved_bytes as f64),
+                mib(m.in_use_bytes as f64)
+            ),
+            None => println!("device memory: this backend reports none"),
+        }
     }
     Ok(())
 }
@@ -327,6 +358,151 @@ impl From<KernelGroupArg> for KernelGroup {
             KernelGroupArg::MoeFfn => KernelGroup::MoeFfn,
         }
     }
+}
+
+/// GPU sizes of the memory table, in GiB.
+const GPU_GIB: [u64; 4] = [16, 24, 48, 80];
+
+fn memory(backend: Option<GpuBackend>, args: MemoryArgs) -> Result<()> {
+    use anyhow::Context;
+    use s5::bench::memory::{MemoryFit, MemoryProbe, StepMemory, measure_step, probes};
+    if let Some(probe) = &args.measure {
+        let probe: MemoryProbe = serde_json::from_str(probe).context("--measure takes a probe")?;
+        let gpu = device::gpu(backend)?;
+        let run = measure_step(&gpu.device, &probe)?;
+        println!("{}", serde_json::to_string(&run)?);
+        return Ok(());
+    }
+    let gpu_name = device::gpu(backend)?.adapter.name.clone();
+    let me = std::env::current_exe().context("locating the s5 binary")?;
+    let todo = probes(&args.models, args.batch, args.crop_px);
+    let mut runs: Vec<StepMemory> = Vec::new();
+    for (i, probe) in todo.iter().enumerate() {
+        eprint!(
+            "[{}/{}] {} batch {} at {} px{} ... ",
+            i + 1,
+            todo.len(),
+            probe.model,
+            probe.batch,
+            probe.crop_px,
+            if probe.checkpointing { ", checkpointed" } else { "" }
+        );
+        let mut cmd = std::process::Command::new(&me);
+        if let Some(b) = backend {
+            cmd.args(["--backend", b.name()]);
+        }
+        let out = cmd
+            .args(["bench", "memory", "--measure", &serde_json::to_string(probe)?])
+            .output()
+            .context("running the measurement")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "measuring {} batch {} failed: {}",
+            probe.model,
+            probe.batch,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        let run: StepMemory = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("reading the measurement of {}", probe.model))?;
+        eprintln!("{:.0} MiB in {:.1} s", mib(run.peak_bytes as f64), run.seconds);
+        runs.push(run);
+    }
+    let fits: Vec<MemoryFit> = [false, true]
+        .into_iter()
+        .filter_map(|c| MemoryFit::from_runs(&runs, c))
+        .collect();
+    let presets = ["vit-t", "vit-s", "vit-b", "vit-l", "vit-h"];
+    let rows: Vec<serde_json::Value> = fits
+        .iter()
+        .flat_map(|fit| {
+            presets.iter().map(move |name| {
+                let cfg = MemoryProbe {
+                    model: name.to_string(),
+                    batch: args.batch,
+                    crop_px: args.crop_px,
+                    checkpointing: fit.checkpointing,
+                    dry_run: true,
+                }
+                .segmentor()
+                .expect("presets exist");
+                serde_json::json!({
+                    "model": name,
+                    "checkpointing": fit.checkpointing,
+                    "fixed_bytes": fit.fixed_bytes(&cfg),
+                    "per_image_bytes": fit.per_image_bytes(&cfg.backbone),
+                    "max_batch": GPU_GIB.map(|g| (g, fit.max_batch(&cfg, (g << 30) as f64))),
+                })
+            })
+        })
+        .collect();
+    if args.json {
+        let doc = serde_json::json!({
+            "adapter": gpu_name,
+            "crop_px": args.crop_px,
+            "measured": runs,
+            "fits": fits,
+            "projection": rows,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!(
+        "{gpu_name}: training steps (forward, backward, AdamW) at {} px, the allocator's plan \
+         from a dry run (every allocation made, no kernel run); peak = after the second step",
+        args.crop_px
+    );
+    println!(
+        "{:<10} {:>6} {:>7} {:>9} {:>14} {:>10} {:>13}",
+        "model", "ckpt", "batch", "params M", "1st step MiB", "peak MiB", "projected MiB"
+    );
+    for r in &runs {
+        let cfg = r.probe.segmentor()?;
+        let projected = fits
+            .iter()
+            .find(|f| f.checkpointing == r.probe.checkpointing)
+            .map_or(f64::NAN, |f| mib(f.peak_bytes(&cfg, r.probe.batch)));
+        println!(
+            "{:<10} {:>6} {:>7} {:>9.1} {:>14.0} {:>10.0} {:>13.0}",
+            r.probe.model,
+            if r.probe.checkpointing { "yes" } else { "no" },
+            r.probe.batch,
+            r.params as f64 / 1e6,
+            mib(r.first_step_bytes as f64),
+            mib(r.peak_bytes as f64),
+            projected
+        );
+    }
+    println!(
+        "\nlargest batch (images with gradients per GPU) that fits, at {} px; ViT-L/H projected",
+        args.crop_px
+    );
+    print!("{:<10} {:>6} {:>10} {:>13}", "model", "ckpt", "fixed GiB", "GiB / image");
+    for g in GPU_GIB {
+        print!(" {:>7}", format!("{g} GB"));
+    }
+    println!();
+    for row in &rows {
+        print!(
+            "{:<10} {:>6} {:>10.2} {:>13.3}",
+            row["model"].as_str().unwrap_or_default(),
+            if row["checkpointing"].as_bool() == Some(true) { "yes" } else { "no" },
+            row["fixed_bytes"].as_f64().unwrap_or(0.0) / f64::from(1u32 << 30),
+            row["per_image_bytes"].as_f64().unwrap_or(0.0) / f64::from(1u32 << 30),
+        );
+        for fit in row["max_batch"].as_array().into_iter().flatten() {
+            print!(" {:>7}", fit[1].as_u64().unwrap_or(0));
+        }
+        println!();
+    }
+    println!(
+        "(the paper's S4P step keeps activations of 24 images per GPU: 12 labeled + 12 strong \
+         views; GB here are GiB)"
+    );
+    Ok(())
+}
+
+fn mib(bytes: f64) -> f64 {
+    bytes / f64::from(1u32 << 20)
 }
 
 /// One pool size's selection: its records, time and the peak memory of its own process.

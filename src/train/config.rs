@@ -456,6 +456,10 @@ pub struct TrainConfig {
     pub skip_bad: bool,
     /// What a step computes: `Supervised` (default) or `FixMatch((...))`.
     pub recipe: RecipeSetup,
+    /// Recompute cheap activations in the backward pass instead of keeping them (burn's
+    /// balanced gradient checkpointing): less GPU memory per image, same gradients, more
+    /// time. May change between sessions of a run.
+    pub activation_checkpointing: bool,
     /// Run format 1's spelling of the recipe (`semi: Some((...))` for FixMatch), read so
     /// that older runs resume; folded into `recipe` on load, never written.
     #[serde(default, skip_serializing)]
@@ -479,6 +483,7 @@ impl Default for TrainConfig {
             prefetch: 2,
             skip_bad: false,
             recipe: RecipeSetup::Supervised,
+            activation_checkpointing: false,
             semi: None,
         }
     }

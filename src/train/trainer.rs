@@ -105,6 +105,17 @@ pub struct TrainOutcome {
 /// Mixed into the seed of data-parallel device k > 0, so its dropout draws differ.
 const REPLICA_SEED: u64 = 0x5851_f42d_4c95_7f2d;
 
+/// The training twin of `device`: autodiff, with balanced gradient checkpointing when
+/// `checkpointing` (activations of memory-bound ops recomputed in the backward pass).
+pub fn autodiff_device(device: &Device, checkpointing: bool) -> Device {
+    let train = device.clone().autodiff();
+    if checkpointing {
+        train.gradient_checkpointing()
+    } else {
+        train
+    }
+}
+
 /// The seed of the device RNG (dropout, drop path) for a step: a resumed run draws the same
 /// masks as an uninterrupted one.
 pub fn step_seed(seed: u64, step: u64) -> u64 {
@@ -285,7 +296,7 @@ impl<'r> Session<'r> {
                 .map(|(d, entry)| dataset_card(&d.spec, &entry.spec))
                 .collect(),
         };
-        let train_device = device.clone().autodiff();
+        let train_device = autodiff_device(device, config.activation_checkpointing);
         let mut model = Segmentor::new(&card.segmentor, &train_device);
         let (start_step, wall_offset_s) = match &resume {
             Some(point) => {
@@ -325,7 +336,12 @@ impl<'r> Session<'r> {
         // Data parallelism: the main device first; no more devices than images in a share.
         let per_step_images = recipe.splittable_images();
         let mut devices: Vec<Device> = std::iter::once(train_device)
-            .chain(options.replicas.iter().map(|d| d.clone().autodiff()))
+            .chain(
+                options
+                    .replicas
+                    .iter()
+                    .map(|d| autodiff_device(d, config.activation_checkpointing)),
+            )
             .collect();
         if devices.len() > per_step_images {
             options.report(Report::Warning(format!(
@@ -440,6 +456,12 @@ impl<'r> Session<'r> {
             .collect();
         if let Some(norm) = grad_norm {
             extra.insert(keys::GRAD_NORM.to_string(), serde_json::json!(norm));
+        }
+        if let Some(memory) = crate::memory::device_memory(&self.devices[0]) {
+            extra.insert(
+                keys::DEVICE_MEMORY_BYTES.to_string(),
+                serde_json::json!(memory.reserved_bytes),
+            );
         }
         let event = Event {
             losses,
