@@ -10,6 +10,7 @@ mod curate;
 mod data;
 mod demo;
 mod fixmatch;
+mod memory;
 mod metrics;
 mod model;
 mod moe_ffn;

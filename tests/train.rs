@@ -1735,3 +1735,70 @@ fn the_shipped_training_configs_load() {
         }
     }
 }
+
+/// Activation checkpointing recomputes activations in the backward pass: a FixMatch run with
+/// it (dropout and drop path on) logs the same losses and gradient norms as one without, and
+/// every step reports the GPU's memory. (Per-parameter gradients: `memory.rs`.)
+#[test]
+fn a_checkpointed_run_logs_the_same_losses_and_its_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = pretrain_config(dir.path(), 3);
+    let text = std::fs::read_to_string(&plain).unwrap();
+    let checkpointed = dir.path().join("checkpointed.ron");
+    std::fs::write(
+        &checkpointed,
+        text.replace("seed: 7,", "seed: 7,\n    activation_checkpointing: true,"),
+    )
+    .unwrap();
+    let mut logs = Vec::new();
+    for (name, config) in [("plain", &plain), ("checkpointed", &checkpointed)] {
+        let out = dir.path().join(name);
+        ok(
+            &s5()
+                .args(["pretrain", "--quiet", "--config"])
+                .arg(config)
+                .arg("--out")
+                .arg(&out)
+                .output()
+                .unwrap(),
+            name,
+        );
+        let run = s5::run::RunDir::new(&out);
+        let events = s5::run::read_events(&run.events()).unwrap();
+        let train: Vec<_> = events.into_iter().filter(|e| e.kind == "train").collect();
+        assert_eq!(train.len(), 3, "{name}");
+        for e in &train {
+            let bytes = e
+                .extra_f64(s5::run::keys::DEVICE_MEMORY_BYTES)
+                .unwrap_or(0.0);
+            assert!(
+                bytes > 0.0,
+                "{name} step {}: no device memory logged",
+                e.step
+            );
+        }
+        logs.push(train);
+    }
+    // Rounding may differ once the weights have moved (the recomputed activations are summed
+    // in another order), so later steps get a rounding-sized margin.
+    for (x, y) in logs[0].iter().zip(&logs[1]) {
+        let tolerance = if x.step == 1 { 1e-6 } else { 1e-4 };
+        for (key, v) in &x.losses {
+            let w = y.losses[key];
+            assert!(
+                (v - w).abs() <= tolerance * v.abs().max(1e-3),
+                "step {} {key}: {v} vs {w}",
+                x.step
+            );
+        }
+        let (g, h) = (
+            x.extra_f64(s5::run::keys::GRAD_NORM).unwrap(),
+            y.extra_f64(s5::run::keys::GRAD_NORM).unwrap(),
+        );
+        assert!(
+            (g - h).abs() <= tolerance * g.abs().max(1e-6),
+            "step {} gradient norm: {g} vs {h}",
+            x.step
+        );
+    }
+}

@@ -58,7 +58,10 @@ impl MemoryProbe {
             None => (self.model.as_str(), None),
         };
         let mut vit = VitConfig::by_name(name).ok_or_else(|| Error::Config {
-            reason: format!("unknown backbone `{}`: use vit-t, vit-s, vit-b, vit-l, vit-h", self.model),
+            reason: format!(
+                "unknown backbone `{}`: use vit-t, vit-s, vit-b, vit-l, vit-h",
+                self.model
+            ),
         })?;
         if let Some(depth) = depth.filter(|&d| d >= 4) {
             vit.depth = depth;
@@ -92,9 +95,8 @@ pub fn measure_step(device: &Device, probe: &MemoryProbe) -> Result<StepMemory> 
         device
             .sync()
             .map_err(|e| Error::Execution(format!("device sync: {e}")))?;
-        device_memory(device).ok_or_else(|| {
-            Error::Execution("this backend reports no memory statistics".into())
-        })
+        device_memory(device)
+            .ok_or_else(|| Error::Execution("this backend reports no memory statistics".into()))
     };
     let _dry = probe.dry_run.then(burn::cubecl::dry_run::DryRun::new);
     let train = autodiff_device(device, probe.checkpointing);

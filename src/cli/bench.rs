@@ -214,7 +214,8 @@ fn step(backend: Option<GpuBackend>, args: StepArgs) -> Result<()> {
     }
     if args.json {
         let adapters: Vec<_> = gpus.iter().map(|g| &g.adapter).collect();
-        let doc = serde_json::json!({ "adapters": adapters, "rows": rows, "device_memory": memory });
+        let doc =
+            serde_json::json!({ "adapters": adapters, "rows": rows, "device_memory": memory });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print!("{}", format_table(&rows));
@@ -385,14 +386,23 @@ fn memory(backend: Option<GpuBackend>, args: MemoryArgs) -> Result<()> {
             probe.model,
             probe.batch,
             probe.crop_px,
-            if probe.checkpointing { ", checkpointed" } else { "" }
+            if probe.checkpointing {
+                ", checkpointed"
+            } else {
+                ""
+            }
         );
         let mut cmd = std::process::Command::new(&me);
         if let Some(b) = backend {
             cmd.args(["--backend", b.name()]);
         }
         let out = cmd
-            .args(["bench", "memory", "--measure", &serde_json::to_string(probe)?])
+            .args([
+                "bench",
+                "memory",
+                "--measure",
+                &serde_json::to_string(probe)?,
+            ])
             .output()
             .context("running the measurement")?;
         anyhow::ensure!(
@@ -404,7 +414,11 @@ fn memory(backend: Option<GpuBackend>, args: MemoryArgs) -> Result<()> {
         );
         let run: StepMemory = serde_json::from_slice(&out.stdout)
             .with_context(|| format!("reading the measurement of {}", probe.model))?;
-        eprintln!("{:.0} MiB in {:.1} s", mib(run.peak_bytes as f64), run.seconds);
+        eprintln!(
+            "{:.0} MiB in {:.1} s",
+            mib(run.peak_bytes as f64),
+            run.seconds
+        );
         runs.push(run);
     }
     let fits: Vec<MemoryFit> = [false, true]
@@ -476,7 +490,10 @@ fn memory(backend: Option<GpuBackend>, args: MemoryArgs) -> Result<()> {
         "\nlargest batch (images with gradients per GPU) that fits, at {} px; ViT-L/H projected",
         args.crop_px
     );
-    print!("{:<10} {:>6} {:>10} {:>13}", "model", "ckpt", "fixed GiB", "GiB / image");
+    print!(
+        "{:<10} {:>6} {:>10} {:>13}",
+        "model", "ckpt", "fixed GiB", "GiB / image"
+    );
     for g in GPU_GIB {
         print!(" {:>7}", format!("{g} GB"));
     }
@@ -485,7 +502,11 @@ fn memory(backend: Option<GpuBackend>, args: MemoryArgs) -> Result<()> {
         print!(
             "{:<10} {:>6} {:>10.2} {:>13.3}",
             row["model"].as_str().unwrap_or_default(),
-            if row["checkpointing"].as_bool() == Some(true) { "yes" } else { "no" },
+            if row["checkpointing"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "no"
+            },
             row["fixed_bytes"].as_f64().unwrap_or(0.0) / f64::from(1u32 << 30),
             row["per_image_bytes"].as_f64().unwrap_or(0.0) / f64::from(1u32 << 30),
         );

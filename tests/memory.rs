@@ -1,0 +1,100 @@
+//! Training memory: activation checkpointing changes memory, not gradients; the dry-run
+//! memory plan of `s5 bench memory` matches a real step's.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Tensor, TensorData};
+use s5::model::Segmentor;
+use s5::train::loss::cross_entropy_over;
+use s5::train::trainer::autodiff_device;
+
+use crate::common::{Rng, assert_grads_close, device, s5, small_segmentor, to_vec};
+
+/// Every float parameter's value (or gradient, given `grads`), in visiting order.
+fn collect(model: &Segmentor, grads: Option<&GradientsParams>) -> Vec<Vec<f32>> {
+    struct Collect<'a>(Option<&'a GradientsParams>, Vec<Vec<f32>>);
+    impl ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            match self.0 {
+                Some(grads) => {
+                    if let Some(g) = grads.get::<D>(param.id) {
+                        self.1.push(to_vec(g));
+                    }
+                }
+                None => self.1.push(to_vec(param.val())),
+            }
+        }
+    }
+    let mut c = Collect(grads, Vec::new());
+    model.visit(&mut c);
+    c.1
+}
+
+#[test]
+fn activation_checkpointing_gives_the_same_gradients() {
+    let base = device();
+    let (k, s, b) = (4, 48, 2);
+    let mut rng = Rng::fresh("checkpointing");
+    let images: Vec<f32> = (0..b * 3 * s * s).map(|_| rng.normal(1.0)).collect();
+    let labels: Vec<i32> = (0..b * s * s).map(|_| rng.below(k) as i32).collect();
+    let mut runs = Vec::new();
+    for checkpointing in [false, true] {
+        let train = autodiff_device(&base, checkpointing);
+        train.seed(11);
+        let model = Segmentor::new(&small_segmentor(3, k), &train);
+        let weights = collect(&model, None);
+        let loss = cross_entropy_over(
+            model.forward(
+                Tensor::from_data(TensorData::new(images.clone(), [b, 3, s, s]), &train),
+                0,
+            ),
+            Tensor::from_data(TensorData::new(labels.clone(), [b, s, s]), &train),
+            Tensor::ones([b, s, s], &train),
+            (b * s * s) as f64,
+        );
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        runs.push((weights, collect(&model, Some(&grads))));
+    }
+    assert_eq!(
+        runs[0].0, runs[1].0,
+        "both models start from the same weights"
+    );
+    assert_grads_close("checkpointed", &runs[1].1, &runs[0].1, 1e-5);
+}
+
+/// One `s5 bench memory --measure` probe.
+fn measure(model: &str, batch: usize, crop_px: usize, checkpointing: bool, dry_run: bool) -> u64 {
+    let probe = serde_json::json!({
+        "model": model, "batch": batch, "crop_px": crop_px,
+        "checkpointing": checkpointing, "dry_run": dry_run,
+    });
+    let out = s5()
+        .args(["bench", "memory", "--measure", &probe.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{probe}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    run["peak_bytes"].as_u64().expect("peak_bytes")
+}
+
+#[test]
+fn the_dry_run_memory_plan_matches_a_real_step_and_checkpointing_lowers_it() {
+    // Real and planned: the same allocations, so (nearly) the same reserved bytes.
+    let real = measure("vit-t/4", 2, 64, false, false) as f64;
+    let planned = measure("vit-t/4", 2, 64, false, true) as f64;
+    assert!(
+        (planned - real).abs() <= 0.05 * real,
+        "dry run {planned} vs real {real} bytes"
+    );
+    // Where activations dominate, checkpointing keeps fewer of them.
+    let plain = measure("vit-t/4", 4, 256, false, true);
+    let checkpointed = measure("vit-t/4", 4, 256, true, true);
+    assert!(
+        checkpointed < plain,
+        "checkpointed {checkpointed} vs plain {plain} bytes"
+    );
+}
