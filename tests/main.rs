@@ -10,6 +10,7 @@ mod curate;
 mod data;
 mod demo;
 mod fixmatch;
+mod half;
 mod memory;
 mod metrics;
 mod model;

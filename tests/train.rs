@@ -266,6 +266,84 @@ fn a_killed_run_resumes_to_the_same_weights() {
         read(&metrics_a)["confusion_matrix"],
         read(&metrics_b)["confusion_matrix"]
     );
+    half_precision_predicts_like_full_precision(&crashed);
+    // `s5 predict --f16` writes the same classes.
+    let pred16 = dir.path().join("pred16");
+    let out = s5()
+        .arg("predict")
+        .args(slide)
+        .arg("--f16")
+        .arg("--model")
+        .arg(&crashed)
+        .arg("--out")
+        .arg(&pred16)
+        .arg(&image)
+        .output()
+        .unwrap();
+    ok(&out, "s5 predict --f16");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("f16"));
+    let (a, b) = (
+        image::open(pred.join("index").join(&name))
+            .unwrap()
+            .to_luma8(),
+        image::open(pred16.join("index").join(&name))
+            .unwrap()
+            .to_luma8(),
+    );
+    let same = a.pixels().zip(b.pixels()).filter(|(p, q)| p == q).count();
+    assert!(
+        same as f64 >= 0.999 * f64::from(a.width() * a.height()),
+        "{same} pixels agree"
+    );
+}
+
+/// The trained model in f16 (lavapipe has `shader-f16`) against itself in f32 on every
+/// synthetic validation tile, sliding windows with flips: the same class on ≥ 99.9 % of the
+/// pixels, confidence within 1e-2 everywhere.
+fn half_precision_predicts_like_full_precision(run: &Path) {
+    use s5::eval::infer::{InferMode, predict_bands};
+    let dev = device();
+    assert!(
+        s5::model::half::supports_f16(&dev),
+        "this adapter lacks shader-f16; lavapipe (mesa-vulkan-drivers) has it"
+    );
+    // Two loads: clones share BatchNorm's running statistics, which `to_f16` casts.
+    let load = || s5::train::load_model(run, &dev).unwrap().0.valid();
+    let (model, half) = (load(), s5::model::half::to_f16(load()));
+    assert_eq!(half.float_dtype(), burn::tensor::DType::F16);
+    let mode = InferMode::Slide {
+        window_px: 64,
+        stride_px: 40,
+        flip: true,
+    };
+    let predict = |m: &s5::model::Segmentor, image: &image::RgbImage| {
+        let (mut labels, mut conf) = (Vec::new(), Vec::new());
+        predict_bands(m, 0, image, mode, 4, &dev, |band| {
+            labels.extend(band.labels);
+            conf.extend(band.confidence);
+            Ok(())
+        })
+        .unwrap();
+        (labels, conf)
+    };
+    let (mut same, mut total, mut worst) = (0usize, 0usize, 0f32);
+    for entry in std::fs::read_dir(synth().join("urban/img_dir/val")).unwrap() {
+        let image = image::open(entry.unwrap().path()).unwrap().to_rgb8();
+        let (l32, c32) = predict(&model, &image);
+        let (l16, c16) = predict(&half, &image);
+        same += l32.iter().zip(&l16).filter(|(a, b)| a == b).count();
+        total += l32.len();
+        worst = c32
+            .iter()
+            .zip(&c16)
+            .map(|(a, b)| (a - b).abs())
+            .fold(worst, f32::max);
+    }
+    let agreement = same as f64 / total as f64;
+    eprintln!("f16 vs f32: argmax agreement {agreement:.5}, max confidence difference {worst:.2e}");
+    assert!(total > 0);
+    assert!(agreement >= 0.999, "argmax agreement {agreement}");
+    assert!(worst <= 1e-2, "confidence differs by {worst}");
 }
 
 /// A loss that blows up stops the run with a clear message and keeps the last good

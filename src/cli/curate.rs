@@ -135,6 +135,10 @@ pub struct ScoreArgs {
     /// is scored in the same batch whatever the sharding).
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Score with the model in f16 (adapters with `shader-f16`); give every shard of a plan
+    /// the same choice.
+    #[arg(long)]
+    f16: bool,
     /// Die by SIGKILL (no cleanup) once this many patches are scored: for testing restarts.
     #[arg(long, hide = true)]
     abort_after_patches: Option<u64>,
@@ -369,6 +373,7 @@ fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
     let prototypes = Prototypes::load(&Prototypes::path(&run))?;
     let gpu = device::gpu(backend)?;
     let (model, card, checkpoint) = s5::train::load_model(&args.model, &gpu.device)?;
+    let model = super::infer_args::precision(model, args.f16, &gpu)?;
     let sha = file_sum(&checkpoint.join(MODEL_FILE))?.sha256;
     if sha != prototypes.model.sha256 {
         bail!(
@@ -832,6 +837,7 @@ pub(super) fn run_all(backend: Option<GpuBackend>, args: RunArgs) -> Result<()> 
             shard: Some("0/1".into()),
             shards: None,
             batch: args.batch,
+            f16: false,
             abort_after_patches: None,
         },
     )?;

@@ -51,3 +51,20 @@ impl InferArgs {
         Ok(mode)
     }
 }
+
+/// The model in f16 when `f16` (`--f16`), after checking that the adapter computes in it.
+pub fn precision(
+    model: s5::model::Segmentor,
+    f16: bool,
+    gpu: &s5::device::Gpu,
+) -> anyhow::Result<s5::model::Segmentor> {
+    if !f16 {
+        return Ok(model);
+    }
+    anyhow::ensure!(
+        s5::model::half::supports_f16(&gpu.device),
+        "--f16: {} has no `shader-f16` (16-bit floats in shaders): run without --f16",
+        gpu.adapter.name
+    );
+    Ok(s5::model::half::to_f16(model))
+}

@@ -4,9 +4,10 @@
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, relu};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{DType, Device, Int, Tensor};
 
 use super::config::{Activation, FfnKind, VitConfig};
+use super::half::cast_to;
 use crate::kernels::{MoeKernel, MoeWeights, moe_ffn};
 
 /// The FFN-MoE output projection: shared expert `[F → D-P]`, one expert `[F → P]` per dataset.
@@ -99,8 +100,22 @@ impl Ffn {
                 } else {
                     MoeKernel::WorkgroupTiles
                 };
-                moe_ffn(h.reshape([b * n, f]), &weights, token_ids.clone(), kernel)
-                    .reshape([b, n, d])
+                // The kernel computes in f32: a half-precision model casts around it.
+                let dtype = h.dtype();
+                let full = DType::F32;
+                let weights = MoeWeights {
+                    w_shared: cast_to(weights.w_shared, full),
+                    b_shared: cast_to(weights.b_shared, full),
+                    w_expert: cast_to(weights.w_expert, full),
+                    b_expert: cast_to(weights.b_expert, full),
+                };
+                let out = moe_ffn(
+                    cast_to(h.reshape([b * n, f]), full),
+                    &weights,
+                    token_ids.clone(),
+                    kernel,
+                );
+                cast_to(out, dtype).reshape([b, n, d])
             }
             (None, None) => unreachable!("an FFN has a dense or an MoE projection"),
         }

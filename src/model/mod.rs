@@ -11,6 +11,7 @@ pub mod count;
 pub mod drop_path;
 pub mod experts;
 pub mod ffn;
+pub mod half;
 pub mod import;
 pub mod neck;
 pub mod resize;

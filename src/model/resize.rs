@@ -6,6 +6,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::half::cast_to;
+
 /// Interpolation kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resample {
@@ -69,6 +71,10 @@ pub fn resize(x: Tensor<4>, size: [usize; 2], mode: Resample) -> Tensor<4> {
         return x;
     }
     let device = x.device();
+    // The interpolation matrices in the input's float type (f16 models).
+    let dtype = x.dtype();
+    let matrix_t =
+        |from, to, mode, device: &Device| cast_to(matrix_t(from, to, mode, device), dtype);
     let x = if w == wo {
         x
     } else {

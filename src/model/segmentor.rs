@@ -1,9 +1,10 @@
 //! Backbone + neck + one decoder per dataset: the whole S5 segmentation model.
 
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{DType, Device, Int, Tensor};
 
 use super::config::SegmentorConfig;
+use super::half::cast_to;
 use super::neck::SimpleFpn;
 use super::upernet::{UperNet, resize};
 use super::vit::Vit;
@@ -71,13 +72,23 @@ impl Segmentor {
     ) -> (Tensor<4>, [Tensor<4>; 4]) {
         let [b, _, h, w] = images.dims();
         let device = images.device();
+        let (input, weights) = (images.dtype(), self.float_dtype());
         let ids = Tensor::<1, Int>::full([b], dataset as i64, &device);
-        let maps = self.backbone.forward(images, ids);
+        let maps = self.backbone.forward(cast_to(images, weights), ids);
         let features = self.neck.forward(maps.clone());
         (
-            resize(self.decoders[dataset].forward(features), [h, w]),
-            maps,
+            cast_to(
+                resize(self.decoders[dataset].forward(features), [h, w]),
+                input,
+            ),
+            maps.map(|m| cast_to(m, input)),
         )
+    }
+
+    /// The float type of the weights: f32, or f16 after [`super::half::to_f16`]. Inputs are
+    /// cast to it and outputs back to the input's type.
+    pub fn float_dtype(&self) -> DType {
+        self.backbone.pos_embed.val().dtype()
     }
 
     /// A batch mixing datasets: the backbone runs once (each token routed to its sample's
@@ -92,6 +103,8 @@ impl Segmentor {
         let device = images.device();
         let ids: Vec<i32> = datasets.iter().map(|&d| d as i32).collect();
         let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), &device);
+        let input = images.dtype();
+        let images = cast_to(images, self.float_dtype());
         let features = self.neck.forward(self.backbone.forward(images, ids));
         let mut out: Vec<Option<Tensor<4>>> = vec![None; b];
         for (d, decoder) in self.decoders.iter().enumerate() {
@@ -102,7 +115,7 @@ impl Segmentor {
             let rows: Vec<i32> = members.iter().map(|&i| i as i32).collect();
             let rows = Tensor::<1, Int>::from_ints(rows.as_slice(), &device);
             let group = features.clone().map(|f| f.select(0, rows.clone()));
-            let logits = resize(decoder.forward(group), [h, w]);
+            let logits = cast_to(resize(decoder.forward(group), [h, w]), input);
             for (j, &i) in members.iter().enumerate() {
                 out[i] = Some(logits.clone().narrow(0, j, 1));
             }

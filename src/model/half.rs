@@ -1,0 +1,31 @@
+//! Half precision for inference: the weights stored and the forward computed in f16 on
+//! adapters with the `shader-f16` feature; inputs arrive and logits leave as f32, so callers
+//! never see the difference. Training stays f32.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{DType, Device, FloatDType, Tensor};
+
+use super::Segmentor;
+
+/// Whether `device` computes in f16 (wgpu's `shader-f16`; lavapipe has it).
+pub fn supports_f16(device: &Device) -> bool {
+    device.supports_dtype(FloatDType::F16)
+}
+
+/// The model with every float weight and buffer (BatchNorm statistics too) cast to f16.
+/// burn's clones of a module share its BatchNorm statistics, so a clone kept in f32 would
+/// see them cast too: convert a model nothing else holds.
+pub fn to_f16(model: Segmentor) -> Segmentor {
+    struct Cast;
+    impl ModuleMapper for Cast {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            param.map(|t| t.cast(FloatDType::F16))
+        }
+    }
+    model.map(&mut Cast)
+}
+
+/// `t` in the float type `dtype` (no-op when it already is).
+pub fn cast_to<const D: usize>(t: Tensor<D>, dtype: DType) -> Tensor<D> {
+    if t.dtype() == dtype { t } else { t.cast(dtype) }
+}
