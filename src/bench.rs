@@ -6,7 +6,9 @@
 //! interleaved, so their ratio is taken under the same conditions. Outputs stay alive until
 //! the sync so lazy backends cannot skip the work.
 
+pub mod fixmatch;
 pub mod memory;
+pub mod predict;
 
 use std::time::{Duration, Instant};
 

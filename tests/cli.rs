@@ -103,6 +103,13 @@ fn bench_step_times_one_gpu_against_data_parallel() {
     assert!(rows[1]["shape"].as_str().unwrap().ends_with("on 2 GPU(s)"));
     let ratio = rows[1]["ratio"].as_f64().expect("a ratio against one GPU");
     assert!(ratio.is_finite() && ratio > 0.0, "{ratio}");
+    // The one-GPU step's device memory.
+    let reserved = doc["device_memory"]["reserved_bytes"].as_u64();
+    assert!(
+        reserved.is_some_and(|b| b > 0),
+        "{:?}",
+        doc["device_memory"]
+    );
     // ... and an MoE-MDF step against the same step with a dense backbone.
     assert_eq!(rows[3]["group"], "moe-mdf step");
     assert_eq!(rows[3]["baseline"], "forward + backward, dense backbone");
@@ -208,13 +215,82 @@ fn bench_data_reports_images_per_second() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let rows = rows.as_array().expect("rows");
-    assert_eq!(rows.len(), 4);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    check_data_bench(&doc);
+}
+
+/// `s5 bench data`'s JSON: five pipelines (weak and full on all threads and one, the
+/// reference), the stages of the full one, and s5 against the reference.
+fn check_data_bench(doc: &serde_json::Value) {
+    let rows = doc["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 5);
     assert!(
         rows.iter()
             .all(|r| r["images_per_s"].as_f64().is_some_and(|v| v > 0.0))
     );
+    let stages: Vec<&str> = doc["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .filter_map(|s| s["stage"].as_str())
+        .collect();
+    for stage in [
+        "scale + crop",
+        "colour jitter",
+        "blur",
+        "normalise (both views)",
+    ] {
+        assert!(stages.contains(&stage), "{stage} in {stages:?}");
+    }
+    let share: f64 = doc["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["share"].as_f64())
+        .sum();
+    assert!((share - 1.0).abs() < 1e-6, "stage shares sum to {share}");
+    assert!(doc["reference_ratio"].as_f64().is_some_and(|r| r > 0.0));
+}
+
+/// `s5 bench all --json`: every section, on this adapter (a software one here, so the
+/// scaled-down sizes), in one document.
+#[test]
+fn bench_all_reports_every_section_in_one_json() {
+    let out = s5()
+        .args(["bench", "all", "--json"])
+        .output()
+        .expect("run s5");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(
+        doc["adapter"]["name"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty())
+    );
+    assert_eq!(doc["scaled_down"], true, "lavapipe is a software adapter");
+    let kernels = doc["kernels"].as_array().expect("kernel rows");
+    assert!(kernels.iter().any(|r| r["group"] == "pixel_stats"));
+    assert!(kernels.iter().any(|r| r["group"] == "moe_ffn"));
+    let step = &doc["fixmatch_step"];
+    assert!(step["median_ms"].as_f64().is_some_and(|v| v > 0.0));
+    assert!(
+        step["device_memory"]["reserved_bytes"]
+            .as_u64()
+            .is_some_and(|v| v > 0)
+    );
+    let precisions: Vec<&str> = doc["predict"]
+        .as_array()
+        .expect("predict rows")
+        .iter()
+        .filter(|p| p["mpx_per_s"].as_f64().is_some_and(|v| v > 0.0))
+        .filter_map(|p| p["precision"].as_str())
+        .collect();
+    assert_eq!(precisions, ["f32", "f16"], "lavapipe has shader-f16");
+    check_data_bench(&doc["data"]);
 }
 
 #[test]

@@ -15,6 +15,10 @@ use super::gpu_args::GpuArgs;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
+    /// Everything that matters on a new GPU, in one run: kernels against their references,
+    /// a FixMatch step of ViT-B at 512 px with its device memory, augmentation throughput,
+    /// prediction throughput (f32 and f16). Run this first on a new GPU.
+    All(AllArgs),
     /// Each custom kernel against its reference, in one run on the current adapter.
     Kernels(KernelArgs),
     /// Augmentation throughput (images/s) on this CPU.
@@ -32,6 +36,26 @@ pub enum BenchCommand {
     /// Curation's selection: peak memory and time at growing pool sizes (made-up records, no
     /// model), each size in its own process.
     Select(SelectArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AllArgs {
+    /// Print one JSON document instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Backbone of the FixMatch step and of prediction.
+    #[arg(long, default_value = "vit-b")]
+    model: String,
+    /// Labeled crops per FixMatch step (as many unlabeled ones); `s5 bench memory` says what
+    /// fits your GPU.
+    #[arg(long, default_value_t = 2)]
+    batch: usize,
+    #[arg(long, default_value_t = 512)]
+    crop_px: usize,
+    /// Use the sizes above even on a software adapter (lavapipe), where by default a small
+    /// model at 128 px keeps the run to minutes.
+    #[arg(long)]
+    full: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -147,6 +171,7 @@ pub struct KernelArgs {
 
 pub fn run(backend: Option<GpuBackend>, cmd: BenchCommand) -> Result<()> {
     match cmd {
+        BenchCommand::All(args) => all(backend, args),
         BenchCommand::Kernels(args) => kernels(backend, args),
         BenchCommand::Data(args) => data(args),
         BenchCommand::Step(args) => step(backend, args),
@@ -359,6 +384,114 @@ impl From<KernelGroupArg> for KernelGroup {
             KernelGroupArg::MoeFfn => KernelGroup::MoeFfn,
         }
     }
+}
+
+fn all(backend: Option<GpuBackend>, args: AllArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let gpu = device::gpu(backend)?;
+    let software = gpu.adapter.device_type == format!("{:?}", wgpu::DeviceType::Cpu);
+    let scaled_down = software && !args.full;
+    let say = |what: &str| {
+        if !args.json {
+            eprintln!("[{:>5.0} s] {what}", started.elapsed().as_secs_f64());
+        }
+    };
+    if !args.json {
+        eprintln!(
+            "benchmarking {} ({}, {}){}",
+            gpu.adapter.name,
+            gpu.adapter.backend,
+            gpu.adapter.device_type,
+            if scaled_down {
+                ": a software adapter, so a small model at 128 px (--full for the real sizes)"
+            } else {
+                ""
+            }
+        );
+    }
+    let (model, shapes, predict_px, window_px) = if scaled_down {
+        let (model, shapes) = bench_model(false);
+        let shapes = StepShapes { batch: 2, ..shapes };
+        (model, shapes, 256u32, shapes.crop_px as u32)
+    } else {
+        let probe = s5::bench::memory::MemoryProbe {
+            model: args.model.clone(),
+            batch: args.batch,
+            crop_px: args.crop_px,
+            checkpointing: false,
+            dry_run: false,
+        };
+        let shapes = StepShapes {
+            batch: args.batch,
+            crop_px: args.crop_px,
+        };
+        (probe.segmentor()?, shapes, 2048, args.crop_px as u32)
+    };
+    say("kernels against their references");
+    let config = BenchConfig { warmup: 2, reps: 5 };
+    let kernel_shapes = if scaled_down {
+        KernelShapes {
+            logits: [2, 6, 128, 128],
+            moe_images: 2,
+            moe_tokens: 256,
+            moe_hidden: 384,
+            moe_out: 96,
+            moe_expert: 24,
+            moe_datasets: 4,
+        }
+    } else {
+        KernelShapes::default()
+    };
+    let kernel_rows = bench_kernels(&gpu.device, kernel_shapes, config, &[])?;
+    say("a FixMatch step");
+    let step = s5::bench::fixmatch::bench_fixmatch_step(
+        &gpu.device,
+        &model,
+        shapes,
+        BenchConfig { warmup: 1, reps: 3 },
+    )?;
+    say("prediction");
+    let predict = s5::bench::predict::bench_predict(&gpu.device, &model, predict_px, window_px)?;
+    say("augmentation on the CPU");
+    let data = s5::data::throughput::augment_throughput(512, 512, 32, None)?;
+    let doc = serde_json::json!({
+        "adapter": gpu.adapter,
+        "scaled_down": scaled_down,
+        "kernels": kernel_rows,
+        "fixmatch_step": step,
+        "predict": predict,
+        "data": data,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    print!("{}", format_table(&kernel_rows));
+    println!(
+        "\nFixMatch step, ViT {}x{} at {} px, {} labeled + {} unlabeled: {:.0} ms ({:.2} images/s){}",
+        step.dim,
+        step.depth,
+        step.crop_px,
+        step.batch,
+        step.batch,
+        step.median_ms,
+        step.images_per_s,
+        step.device_memory.map_or(String::new(), |m| format!(
+            ", {:.0} MiB of device memory",
+            mib(m.reserved_bytes as f64)
+        ))
+    );
+    for p in &predict {
+        println!(
+            "predict ({}), {} px scene in {} px windows: {:.3} Mpx/s",
+            p.precision, p.image_px, p.window_px, p.mpx_per_s
+        );
+    }
+    println!();
+    print!("{}", format_data(&data));
+    println!("\nall in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// GPU sizes of the memory table, in GiB.
@@ -623,23 +756,27 @@ fn model_and_shapes(args: &StepArgs) -> Result<(SegmentorConfig, StepShapes)> {
             };
             (config.model.segmentor(classes)?, shapes)
         }
-        None => {
-            let mut backbone = VitConfig::vit_tiny();
-            let (dim, depth, heads, batch, crop_px, decoder) = if args.tiny {
-                (32, 1, 2, 2, 32, 8)
-            } else {
-                (96, 4, 3, 8, 128, 32)
-            };
-            backbone.dim = dim;
-            backbone.depth = depth;
-            backbone.heads = heads;
-            backbone.pos_grid_px = crop_px;
-            backbone.feature_blocks = [0, 1, 2, 3].map(|i: usize| i.min(depth - 1));
-            let mut model = SegmentorConfig::new(backbone, vec![6]);
-            model.decoder_channels = decoder;
-            (model, StepShapes { batch, crop_px })
-        }
+        None => bench_model(args.tiny),
     })
+}
+
+/// The model of assets/configs/train-synth.ron with batch 8 of 128 px (`tiny`: a smoke-test
+/// size).
+fn bench_model(tiny: bool) -> (SegmentorConfig, StepShapes) {
+    let mut backbone = VitConfig::vit_tiny();
+    let (dim, depth, heads, batch, crop_px, decoder) = if tiny {
+        (32, 1, 2, 2, 32, 8)
+    } else {
+        (96, 4, 3, 8, 128, 32)
+    };
+    backbone.dim = dim;
+    backbone.depth = depth;
+    backbone.heads = heads;
+    backbone.pos_grid_px = crop_px;
+    backbone.feature_blocks = [0, 1, 2, 3].map(|i: usize| i.min(depth - 1));
+    let mut model = SegmentorConfig::new(backbone, vec![6]);
+    model.decoder_channels = decoder;
+    (model, StepShapes { batch, crop_px })
 }
 
 fn score(backend: Option<GpuBackend>, args: StepArgs) -> Result<()> {

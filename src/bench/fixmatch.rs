@@ -1,0 +1,106 @@
+//! `s5 bench all`'s training row: one whole FixMatch (S4P) step (teacher forward on the weak
+//! views, CutMix, student forward on labeled + strong views, both losses, backward, AdamW
+//! update) on random data, timed, with the device memory after it.
+
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::Serialize;
+
+use super::{BenchConfig, StepShapes, op, random_batch, time_interleaved};
+use crate::error::Result;
+use crate::memory::{DeviceMemory, device_memory};
+use crate::model::{Segmentor, SegmentorConfig};
+use crate::train::config::{FixMatchSetup, OptimizerSetup};
+use crate::train::fixmatch::{Normalizers, UnlabeledTensors, fixmatch_step};
+use crate::train::optimizer::Optimizer;
+
+/// A timed FixMatch step.
+#[derive(Debug, Clone, Serialize)]
+pub struct FixMatchTiming {
+    /// ViT width / depth of the student.
+    pub dim: usize,
+    pub depth: usize,
+    /// Labeled images per step; as many unlabeled ones.
+    pub batch: usize,
+    pub crop_px: usize,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    /// Labeled + unlabeled images per second.
+    pub images_per_s: f64,
+    /// After the first step (warm-up), in a process that ran nothing bigger: the step's peak.
+    pub device_memory: Option<DeviceMemory>,
+}
+
+/// Random unlabeled tensors: every pixel valid, the left half of each crop cut-mixed.
+fn unlabeled(b: usize, s: usize, k: usize, seed: u64, device: &Device) -> UnlabeledTensors {
+    let (weak, truth) = random_batch(b, s, k, seed);
+    let (strong, _) = random_batch(b, s, k, seed ^ 0x9e37);
+    let f4 = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [b, 3, s, s]), device);
+    let plane = |v: f32| Tensor::<3>::full([b, s, s], v, device);
+    let boxes: Vec<f32> = (0..b * s * s)
+        .map(|i| f32::from(u8::from(i % s < s / 2)))
+        .collect();
+    UnlabeledTensors {
+        weak: f4(weak),
+        strong: f4(strong),
+        valid: plane(1.0),
+        boxes: Tensor::from_data(TensorData::new(boxes, [b, s, s]), device),
+        truth: Tensor::<3, Int>::from_data(TensorData::new(truth, [b, s, s]), device),
+        truth_valid: plane(1.0),
+    }
+}
+
+/// Times FixMatch steps of `model` with `shapes.batch` labeled and as many unlabeled crops.
+pub fn bench_fixmatch_step(
+    device: &Device,
+    model: &SegmentorConfig,
+    shapes: StepShapes,
+    config: BenchConfig,
+) -> Result<FixMatchTiming> {
+    let train = device.clone().autodiff();
+    let (b, s, k) = (shapes.batch.max(1), shapes.crop_px, model.classes[0]);
+    let mut student = Some(Segmentor::new(model, &train));
+    let mut optimizer =
+        Optimizer::new(&OptimizerSetup::default(), student.as_ref().expect("built"));
+    let (images, labels) = random_batch(b, s, k, 0x2545_f491_4f6c_dd1d);
+    let u = unlabeled(b, s, k, 0x5851_f42d, device);
+    let partner = unlabeled(b, s, k, 0x1405_7b7e, device);
+    let setup = FixMatchSetup::default();
+    let norms = Normalizers {
+        labeled_px: (b * s * s) as f64,
+        mixed_px: (b * s * s) as f64,
+    };
+    let mut step = || {
+        let model = student.take().expect("the student is back after each step");
+        let labeled = (
+            Tensor::<4>::from_data(TensorData::new(images.clone(), [b, 3, s, s]), &train),
+            Tensor::<3, Int>::from_data(TensorData::new(labels.clone(), [b, s, s]), &train),
+            Tensor::<3>::ones([b, s, s], &train),
+        );
+        let out = fixmatch_step(&model, labeled, &u, &partner, &setup, None, norms);
+        let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+        student = Some(optimizer.step(1e-4, model, grads).0);
+    };
+    let warmup = BenchConfig { warmup: 0, reps: 1 };
+    time_interleaved(device, warmup, &mut [op(&mut step)])?;
+    let device_memory = device_memory(device);
+    let times = time_interleaved(
+        device,
+        BenchConfig {
+            warmup: config.warmup.saturating_sub(1),
+            reps: config.reps,
+        },
+        &mut [op(&mut step)],
+    )?;
+    let (median_ms, min_ms) = times[0];
+    Ok(FixMatchTiming {
+        dim: model.backbone.dim,
+        depth: model.backbone.depth,
+        batch: b,
+        crop_px: s,
+        median_ms,
+        min_ms,
+        images_per_s: (2 * b) as f64 / (median_ms / 1e3),
+        device_memory,
+    })
+}
