@@ -10,8 +10,22 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    keep_freed_buffers();
     quiet_device_select();
     cli::main()
+}
+
+/// glibc serves every allocation above its (adaptive) mmap threshold with a fresh mapping and
+/// unmaps it on free, so each augmented sample's multi-megabyte buffers were page-faulted in
+/// anew: a third of a 512-px sample's CPU time (`s5 bench data`, "normalise"). With a fixed
+/// 64 MiB threshold and freed memory kept up to 256 MiB, the loader reuses its buffers.
+fn keep_freed_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
 }
 
 /// Mesa's Vulkan device-select layer probes Wayland while wgpu lists adapters and, without a
