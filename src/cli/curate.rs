@@ -373,7 +373,7 @@ fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
     let prototypes = Prototypes::load(&Prototypes::path(&run))?;
     let gpu = device::gpu(backend)?;
     let (model, card, checkpoint) = s5::train::load_model(&args.model, &gpu.device)?;
-    let model = super::infer_args::precision(model, args.f16, &gpu)?;
+    let model = super::infer_args::precision(model, args.f16, gpu)?;
     let sha = file_sum(&checkpoint.join(MODEL_FILE))?.sha256;
     if sha != prototypes.model.sha256 {
         bail!(

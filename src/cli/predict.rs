@@ -52,7 +52,7 @@ pub fn run(backend: Option<GpuBackend>, args: PredictArgs) -> Result<()> {
     let files = s5::eval::predict::distinct_outputs(files, &args.out)?;
     let gpu = device::gpu(backend)?;
     let (model, card, checkpoint) = s5::train::load_model(&args.model, &gpu.device)?;
-    let model = super::infer_args::precision(model, args.f16, &gpu)?;
+    let model = super::infer_args::precision(model, args.f16, gpu)?;
     let dataset = card
         .dataset_index(args.dataset.as_deref())
         .map_err(anyhow::Error::msg)?;

@@ -89,16 +89,19 @@ fn blur(img: &RgbImage, sigma: f32) -> RgbImage {
     let mut out = vec![0u8; img.as_raw().len()];
     let src = BlurImage::borrow(img.as_raw(), w, h, FastBlurChannels::Channels3);
     let mut dst = BlurImageMut::borrow(&mut out, w, h, FastBlurChannels::Channels3);
-    libblur::gaussian_blur(
+    let blurred = libblur::gaussian_blur(
         &src,
         &mut dst,
         GaussianBlurParams::new(taps, f64::from(sigma)),
         EdgeMode2D::new(EdgeMode::Clamp),
         ThreadingPolicy::Single,
         ConvolutionMode::Exact,
-    )
-    .expect("an RGB buffer of its own size, odd kernel, positive σ");
-    RgbImage::from_raw(w, h, out).expect("same size as the input")
+    );
+    match blurred {
+        Ok(()) => RgbImage::from_raw(w, h, out).expect("same size as the input"),
+        // What libblur declines (say, a kernel wider than a tiny crop), the `image` crate does.
+        Err(_) => image::imageops::blur(img, sigma),
+    }
 }
 
 fn pixels(img: &mut RgbImage) -> &mut [[u8; 3]] {
