@@ -13,6 +13,7 @@
 //! (`s5 bench data`).
 
 mod cutmix;
+mod draws;
 mod normalize;
 mod probe;
 pub mod reference;

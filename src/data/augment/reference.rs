@@ -6,6 +6,7 @@ use image::imageops::{self, FilterType};
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use rand::Rng;
 
+use super::draws::{Jitter, crop_window, jitter_draws};
 use super::{AugmentConfig, IMAGENET_MEAN, IMAGENET_STD, View, chance, uniform};
 use crate::data::IGNORE;
 
@@ -23,39 +24,15 @@ pub fn weak<R: Rng>(
         .cloned()
         .unwrap_or_else(|| GrayImage::from_pixel(w, h, Luma([IGNORE])));
 
-    // Scale the long side, pad to at least the crop, crop: done as "choose the crop window in
-    // the scaled frame, then resample only the source region under it", so the cost is the
-    // crop's, not the scaled image's. Padding lies right of and below the image.
-    let factor = uniform(rng, cfg.scale_range);
-    let long = w.max(h) as f32 * factor;
-    let scale = long / w.max(h) as f32;
-    let (sw, sh) = (
-        ((w as f32 * scale).round() as u32).max(1),
-        ((h as f32 * scale).round() as u32).max(1),
-    );
     let c = cfg.crop_px;
-    let x = rng.random_range(0..=sw.max(c) - c);
-    let y = rng.random_range(0..=sh.max(c) - c);
-    // The part of the crop covered by the scaled image, and the source pixels under it.
-    let (cw, ch) = (
-        (sw.min(x + c) - x.min(sw)).min(c),
-        (sh.min(y + c) - y.min(sh)).min(c),
-    );
+    let window = crop_window(w, h, cfg, rng);
     let mut view = View {
         image: RgbImage::new(c, c),
         labels: GrayImage::from_pixel(c, c, Luma([IGNORE])),
         valid: GrayImage::new(c, c),
     };
-    if cw > 0 && ch > 0 {
-        let to_src = |v: u32, len: u32| ((v as f32 / scale).round() as u32).min(len);
-        let (x0, y0) = (to_src(x, w), to_src(y, h));
-        let (x1, y1) = (
-            to_src(x + cw, w).max(x0 + 1).min(w),
-            to_src(y + ch, h).max(y0 + 1).min(h),
-        );
-        let (x0, y0) = (x0.min(x1 - 1), y0.min(y1 - 1));
-        let region = |img_w, img_h| (x0, y0, (x1 - x0).min(img_w), (y1 - y0).min(img_h));
-        let (rx, ry, rw, rh) = region(w, h);
+    if let Some([rx, ry, rw, rh]) = window.source {
+        let [cw, ch] = window.covered;
         let src_image = imageops::crop_imm(image, rx, ry, rw, rh).to_image();
         let src_labels = imageops::crop_imm(&labels, rx, ry, rw, rh).to_image();
         let same = (rw, rh) == (cw, ch);
@@ -165,37 +142,20 @@ pub(super) fn rotate(view: &View, angle: f32) -> View {
 /// weak view's labels, validity and confidence still line up.
 pub fn strong<R: Rng>(image: &RgbImage, cfg: &AugmentConfig, rng: &mut R) -> RgbImage {
     let mut img = image.clone();
-    if chance(rng, cfg.jitter_p) {
-        let mut order = [0usize, 1, 2, 3];
-        for i in (1..4).rev() {
-            order.swap(i, rng.random_range(0..=i));
-        }
-        for op in order {
-            match op {
-                0 if cfg.brightness > 0.0 => {
-                    let f = uniform(rng, (1.0 - cfg.brightness, 1.0 + cfg.brightness)).max(0.0);
-                    map_rgb(&mut img, |p| p.map(|v| v * f));
-                }
-                1 if cfg.contrast > 0.0 => {
-                    let f = uniform(rng, (1.0 - cfg.contrast, 1.0 + cfg.contrast)).max(0.0);
-                    let mean = img.pixels().map(|p| gray(p.0.map(f32::from))).sum::<f32>()
-                        / (img.width() * img.height()).max(1) as f32;
-                    let mean = mean.round();
-                    map_rgb(&mut img, |p| p.map(|v| v * f + mean * (1.0 - f)));
-                }
-                2 if cfg.saturation > 0.0 => {
-                    let f = uniform(rng, (1.0 - cfg.saturation, 1.0 + cfg.saturation)).max(0.0);
-                    map_rgb(&mut img, |p| {
-                        let g = gray(p);
-                        p.map(|v| v * f + g * (1.0 - f))
-                    });
-                }
-                3 if cfg.hue > 0.0 => {
-                    let shift = uniform(rng, (-cfg.hue, cfg.hue));
-                    map_rgb(&mut img, |p| hue_shift(p, shift));
-                }
-                _ => {}
+    for jitter in jitter_draws(cfg, rng) {
+        match jitter {
+            Jitter::Brightness(f) => map_rgb(&mut img, |p| p.map(|v| v * f)),
+            Jitter::Contrast(f) => {
+                let mean = img.pixels().map(|p| gray(p.0.map(f32::from))).sum::<f32>()
+                    / (img.width() * img.height()).max(1) as f32;
+                let mean = mean.round();
+                map_rgb(&mut img, |p| p.map(|v| v * f + mean * (1.0 - f)));
             }
+            Jitter::Saturation(f) => map_rgb(&mut img, |p| {
+                let g = gray(p);
+                p.map(|v| v * f + g * (1.0 - f))
+            }),
+            Jitter::Hue(shift) => map_rgb(&mut img, |p| hue_shift(p, shift)),
         }
     }
     if chance(rng, cfg.grayscale_p) {

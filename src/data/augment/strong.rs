@@ -13,6 +13,7 @@ use libblur::{
 };
 use rand::Rng;
 
+use super::draws::{Jitter, jitter_draws};
 use super::{AugmentConfig, Probe, chance, uniform};
 
 /// The strong view of a weak view's image: colour jitter (the four adjustments in random
@@ -30,37 +31,20 @@ pub fn strong_probed<R: Rng, P: Probe>(
     probe: &mut P,
 ) -> RgbImage {
     let mut img = image.clone();
-    if chance(rng, cfg.jitter_p) {
-        let mut order = [0usize, 1, 2, 3];
-        for i in (1..4).rev() {
-            order.swap(i, rng.random_range(0..=i));
-        }
-        for op in order {
-            match op {
-                0 if cfg.brightness > 0.0 => {
-                    let f = uniform(rng, (1.0 - cfg.brightness, 1.0 + cfg.brightness)).max(0.0);
-                    apply_table(&mut img, |v| v * f);
-                }
-                1 if cfg.contrast > 0.0 => {
-                    let f = uniform(rng, (1.0 - cfg.contrast, 1.0 + cfg.contrast)).max(0.0);
-                    let mean = mean_gray(&img).round();
-                    apply_table(&mut img, |v| v * f + mean * (1.0 - f));
-                }
-                2 if cfg.saturation > 0.0 => {
-                    let f = uniform(rng, (1.0 - cfg.saturation, 1.0 + cfg.saturation)).max(0.0);
-                    in_lanes(&mut img, |[r, g, b]| {
-                        let gray = gray([*r, *g, *b]);
-                        for v in [r, g, b] {
-                            *v = *v * f + gray * (1.0 - f);
-                        }
-                    });
-                }
-                3 if cfg.hue > 0.0 => {
-                    let shift = uniform(rng, (-cfg.hue, cfg.hue));
-                    in_lanes(&mut img, |rgb| hue_shift(rgb, shift));
-                }
-                _ => {}
+    for jitter in jitter_draws(cfg, rng) {
+        match jitter {
+            Jitter::Brightness(f) => apply_table(&mut img, |v| v * f),
+            Jitter::Contrast(f) => {
+                let mean = mean_gray(&img).round();
+                apply_table(&mut img, |v| v * f + mean * (1.0 - f));
             }
+            Jitter::Saturation(f) => in_lanes(&mut img, |[r, g, b]| {
+                let gray = gray([*r, *g, *b]);
+                for v in [r, g, b] {
+                    *v = *v * f + gray * (1.0 - f);
+                }
+            }),
+            Jitter::Hue(shift) => in_lanes(&mut img, |rgb| hue_shift(rgb, shift)),
         }
     }
     probe.mark("colour jitter");

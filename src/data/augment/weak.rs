@@ -12,6 +12,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use image::{GrayImage, RgbImage};
 use rand::Rng;
 
+use super::draws::crop_window;
 use super::reference::rotate;
 use super::{AugmentConfig, Probe, View, chance, uniform};
 use crate::data::IGNORE;
@@ -48,32 +49,9 @@ pub fn weak_probed<R: Rng, P: Probe>(
     let mut classes = vec![IGNORE; side * side];
     let mut valid = vec![0u8; side * side];
 
-    // Scale the long side, pad to at least the crop, crop: done as "choose the crop window in
-    // the scaled frame, then resample only the source region under it", so the cost is the
-    // crop's, not the scaled image's. Padding lies right of and below the image.
-    let factor = uniform(rng, cfg.scale_range);
-    let long = w.max(h) as f32 * factor;
-    let scale = long / w.max(h) as f32;
-    let (sw, sh) = (
-        ((w as f32 * scale).round() as u32).max(1),
-        ((h as f32 * scale).round() as u32).max(1),
-    );
-    let x = rng.random_range(0..=sw.max(c) - c);
-    let y = rng.random_range(0..=sh.max(c) - c);
-    // The part of the crop covered by the scaled image, and the source pixels under it.
-    let (cw, ch) = (
-        (sw.min(x + c) - x.min(sw)).min(c),
-        (sh.min(y + c) - y.min(sh)).min(c),
-    );
-    if cw > 0 && ch > 0 && w > 0 && h > 0 {
-        let to_src = |v: u32, len: u32| ((v as f32 / scale).round() as u32).min(len);
-        let (x0, y0) = (to_src(x, w), to_src(y, h));
-        let (x1, y1) = (
-            to_src(x + cw, w).max(x0 + 1).min(w),
-            to_src(y + ch, h).max(y0 + 1).min(h),
-        );
-        let (x0, y0) = (x0.min(x1 - 1), y0.min(y1 - 1));
-        let region = [x0, y0, x1 - x0, y1 - y0];
+    let window = crop_window(w, h, cfg, rng);
+    if let Some(region) = window.source {
+        let [cw, ch] = window.covered;
         resample(image.as_raw(), w, h, 3, region, &mut rgb, side, [cw, ch]);
         if let Some(labels) = labels {
             resample(
