@@ -54,7 +54,12 @@ impl MemoryProbe {
     /// The segmentor measured: the preset, `/N` keeping its first N blocks.
     pub fn segmentor(&self) -> Result<SegmentorConfig> {
         let (name, depth) = match self.model.split_once('/') {
-            Some((name, depth)) => (name, depth.parse::<usize>().ok()),
+            Some((name, depth)) => (
+                name,
+                Some(depth.parse::<usize>().map_err(|_| Error::Config {
+                    reason: format!("`{}`: the blocks after `/` must be a number", self.model),
+                })?),
+            ),
             None => (self.model.as_str(), None),
         };
         let mut vit = VitConfig::by_name(name).ok_or_else(|| Error::Config {
@@ -63,7 +68,15 @@ impl MemoryProbe {
                 self.model
             ),
         })?;
-        if let Some(depth) = depth.filter(|&d| d >= 4) {
+        if let Some(depth) = depth {
+            if depth < 4 || depth > vit.depth {
+                return Err(Error::Config {
+                    reason: format!(
+                        "`{}`: keep between 4 and {} blocks of {name}",
+                        self.model, vit.depth
+                    ),
+                });
+            }
             vit.depth = depth;
             vit.feature_blocks = [depth / 4 - 1, depth / 2 - 1, 3 * depth / 4 - 1, depth - 1];
         }
