@@ -30,7 +30,7 @@ pub enum BenchCommand {
     Curate(StepArgs),
     /// Curation's scoring of a batch against the same model's forward alone, in one run.
     Score(StepArgs),
-    /// GPU memory of one training step of ViT-T/S/B at 512 px with and without activation
+    /// GPU memory of training steps of ViT-T/S/B at 512 px with and without activation
     /// checkpointing (each in its own process), and what fits 16/24/48/80 GB up to ViT-H.
     Memory(MemoryArgs),
     /// Curation's selection: peak memory and time at growing pool sizes (made-up records, no
@@ -50,6 +50,7 @@ pub struct AllArgs {
     /// fits your GPU.
     #[arg(long, default_value_t = 2)]
     batch: usize,
+    /// Crop side of the FixMatch step and the prediction windows.
     #[arg(long, default_value_t = 512)]
     crop_px: usize,
     /// Use the sizes above even on a software adapter (lavapipe), where by default a small
@@ -67,6 +68,7 @@ pub struct MemoryArgs {
     /// Images per step of the measured rows.
     #[arg(long, default_value_t = 2)]
     batch: usize,
+    /// Crop side.
     #[arg(long, default_value_t = 512)]
     crop_px: usize,
     /// Print JSON instead of tables.

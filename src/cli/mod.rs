@@ -41,7 +41,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// List the GPU adapters wgpu sees and the one s5 will use.
     Info(info::InfoArgs),
-    /// Measure kernels against their references.
+    /// Measure speed and memory (`s5 bench all` first on a new GPU).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Write the synthetic aerial dataset (three domains and an unlabeled pool) with its specs.
