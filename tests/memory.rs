@@ -98,3 +98,35 @@ fn the_dry_run_memory_plan_matches_a_real_step_and_checkpointing_lowers_it() {
         "checkpointed {checkpointed} vs plain {plain} bytes"
     );
 }
+
+/// `s5 bench all --memory-gib` chooses the FixMatch batch from dry-run plans: a plan grows
+/// with the batch, and the choice is the largest batch within 90 % of the memory.
+#[test]
+fn the_fixmatch_batch_is_chosen_to_fit_the_memory() {
+    let plan = |batch: usize| {
+        let out = s5()
+            .args(["bench", "all", "--model", "vit-t", "--crop-px", "128"])
+            .args(["--plan-batch", &batch.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(plan["batch"], batch);
+        plan["reserved_bytes"].as_u64().expect("reserved_bytes")
+    };
+    let (one, two) = (plan(1), plan(2));
+    assert!(
+        one > 0 && two > one,
+        "batch 1 plans {one} bytes, batch 2 {two}"
+    );
+    let choose = s5::bench::fixmatch::choose_batch;
+    let planned = [(1, one), (2, two)];
+    assert_eq!(choose(&planned, two * 2), Some(2));
+    assert_eq!(choose(&planned, (two as f64 / 0.9) as u64 + 1), Some(2));
+    assert_eq!(choose(&planned, two), Some(1), "10 % stays free");
+    assert_eq!(choose(&planned, one), None);
+}

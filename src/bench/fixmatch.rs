@@ -50,6 +50,37 @@ fn unlabeled(b: usize, s: usize, k: usize, seed: u64, device: &Device) -> Unlabe
     }
 }
 
+/// The device memory two FixMatch steps of `model` at `shapes` would reserve, planned in a
+/// cubecl dry run (every allocation made, no kernel run; `s5 bench memory` checks such plans
+/// against real steps). The dry run holds for the whole process while it lasts: call this in
+/// a process of its own.
+pub fn plan_fixmatch_memory(
+    device: &Device,
+    model: &SegmentorConfig,
+    shapes: StepShapes,
+) -> Result<u64> {
+    let _dry = burn::cubecl::dry_run::DryRun::new();
+    let timing = bench_fixmatch_step(device, model, shapes, BenchConfig { warmup: 1, reps: 1 })?;
+    device
+        .sync()
+        .map_err(|e| crate::error::Error::Execution(format!("device sync: {e}")))?;
+    Ok(
+        device_memory(device).map_or(timing.device_memory.map_or(0, |m| m.reserved_bytes), |m| {
+            m.reserved_bytes
+        }),
+    )
+}
+
+/// The largest batch among `planned` (batch, bytes) whose plan fits `memory_bytes` with 10 %
+/// left for the driver and fragmentation.
+pub fn choose_batch(planned: &[(usize, u64)], memory_bytes: u64) -> Option<usize> {
+    planned
+        .iter()
+        .filter(|(_, bytes)| (*bytes as f64) <= 0.9 * memory_bytes as f64)
+        .map(|(batch, _)| *batch)
+        .max()
+}
+
 /// Times FixMatch steps of `model` with `shapes.batch` labeled and as many unlabeled crops.
 pub fn bench_fixmatch_step(
     device: &Device,

@@ -46,10 +46,17 @@ pub struct AllArgs {
     /// Backbone of the FixMatch step and of prediction.
     #[arg(long, default_value = "vit-b")]
     model: String,
-    /// Labeled crops per FixMatch step (as many unlabeled ones); `s5 bench memory` says what
-    /// fits your GPU.
-    #[arg(long, default_value_t = 2)]
-    batch: usize,
+    /// Labeled crops per FixMatch step (as many unlabeled ones). Default: 2, or with
+    /// --memory-gib the largest that fits.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// The GPU's memory in GiB: the FixMatch step's batch is then chosen to fit it (from
+    /// dry-run memory plans of batches 1 to 16, 10 % kept free).
+    #[arg(long)]
+    memory_gib: Option<f64>,
+    /// Internal: print the dry-run memory plan of a FixMatch step of this batch and exit.
+    #[arg(long, hide = true)]
+    plan_batch: Option<usize>,
     /// Crop side of the FixMatch step and the prediction windows.
     #[arg(long, default_value_t = 512)]
     crop_px: usize,
@@ -411,23 +418,65 @@ fn all(backend: Option<GpuBackend>, args: AllArgs) -> Result<()> {
             }
         );
     }
-    let (model, shapes, predict_px, window_px) = if scaled_down {
-        let (model, shapes) = bench_model(false);
-        let shapes = StepShapes { batch: 2, ..shapes };
-        (model, shapes, 256u32, shapes.crop_px as u32)
-    } else {
-        let probe = s5::bench::memory::MemoryProbe {
+    let full_model = || {
+        s5::bench::memory::MemoryProbe {
             model: args.model.clone(),
-            batch: args.batch,
+            batch: 1,
             crop_px: args.crop_px,
             checkpointing: false,
             dry_run: false,
-        };
+        }
+        .segmentor()
+    };
+    if let Some(batch) = args.plan_batch {
         let shapes = StepShapes {
-            batch: args.batch,
+            batch,
             crop_px: args.crop_px,
         };
-        (probe.segmentor()?, shapes, 2048, args.crop_px as u32)
+        let bytes = s5::bench::fixmatch::plan_fixmatch_memory(&gpu.device, &full_model()?, shapes)?;
+        println!(
+            "{}",
+            serde_json::json!({ "batch": batch, "reserved_bytes": bytes })
+        );
+        return Ok(());
+    }
+    let mut batch_choice = serde_json::Value::Null;
+    let (model, shapes, predict_px, window_px) = if scaled_down {
+        let (model, shapes) = bench_model(false);
+        let shapes = StepShapes {
+            batch: args.batch.unwrap_or(2),
+            ..shapes
+        };
+        (model, shapes, 256u32, shapes.crop_px as u32)
+    } else {
+        let batch = match (args.batch, args.memory_gib) {
+            (Some(batch), _) => batch,
+            (None, None) => 2,
+            (None, Some(gib)) => {
+                let planned = plan_batches(backend, &args, &say)?;
+                let bytes = (gib * f64::from(1u32 << 30)) as u64;
+                let chosen = s5::bench::fixmatch::choose_batch(&planned, bytes);
+                batch_choice = serde_json::json!({
+                    "memory_gib": gib,
+                    "planned": planned,
+                    "chosen": chosen,
+                });
+                chosen.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "even a FixMatch step of batch 1 plans {:.1} GiB, more than 90 % of \
+                         --memory-gib {gib}: try a smaller --model or --crop-px",
+                        planned
+                            .first()
+                            .map_or(0.0, |p| p.1 as f64 / f64::from(1u32 << 30))
+                    )
+                })?
+            }
+        };
+        let shapes = StepShapes {
+            batch,
+            crop_px: args.crop_px,
+        };
+        (full_model()?, shapes, 2048, args.crop_px as u32)
     };
     say("a FixMatch step (first, so that its device memory is its own)");
     let step = s5::bench::fixmatch::bench_fixmatch_step(
@@ -459,6 +508,7 @@ fn all(backend: Option<GpuBackend>, args: AllArgs) -> Result<()> {
     let doc = serde_json::json!({
         "adapter": gpu.adapter,
         "scaled_down": scaled_down,
+        "batch_choice": batch_choice,
         "kernels": kernel_rows,
         "fixmatch_step": step,
         "predict": predict,
@@ -494,6 +544,46 @@ fn all(backend: Option<GpuBackend>, args: AllArgs) -> Result<()> {
     print!("{}", format_data(&data));
     println!("\nall in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Dry-run memory plans of FixMatch steps of growing batch, each in its own process (a dry
+/// run holds for the whole process), until one exceeds `--memory-gib`.
+fn plan_batches(
+    backend: Option<GpuBackend>,
+    args: &AllArgs,
+    say: &dyn Fn(&str),
+) -> Result<Vec<(usize, u64)>> {
+    use anyhow::Context;
+    let me = std::env::current_exe().context("locating the s5 binary")?;
+    let limit = args.memory_gib.unwrap_or(f64::INFINITY) * f64::from(1u32 << 30);
+    let mut planned = Vec::new();
+    for batch in [1usize, 2, 3, 4, 6, 8, 12, 16] {
+        say(&format!(
+            "planning the memory of a FixMatch step of batch {batch}"
+        ));
+        let mut cmd = std::process::Command::new(&me);
+        if let Some(b) = backend {
+            cmd.args(["--backend", b.name()]);
+        }
+        let out = cmd
+            .args(["bench", "all", "--full", "--model", &args.model])
+            .args(["--crop-px", &args.crop_px.to_string()])
+            .args(["--plan-batch", &batch.to_string()])
+            .output()
+            .context("running the memory plan")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "planning batch {batch} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let bytes = plan["reserved_bytes"].as_u64().unwrap_or(0);
+        planned.push((batch, bytes));
+        if bytes as f64 > 0.9 * limit {
+            break;
+        }
+    }
+    Ok(planned)
 }
 
 /// GPU sizes of the memory table, in GiB.
