@@ -1857,6 +1857,25 @@ fn a_checkpointed_run_logs_the_same_losses_and_its_memory() {
         }
         logs.push(train);
     }
+    // A resumed session may switch checkpointing on (and nothing else).
+    let plain_run = dir.path().join("plain");
+    ok(
+        &s5()
+            .args([
+                "pretrain", "--quiet", "--resume", "--steps", "4", "--config",
+            ])
+            .arg(&checkpointed)
+            .arg("--out")
+            .arg(&plain_run)
+            .output()
+            .unwrap(),
+        "resume with checkpointing",
+    );
+    let resumed = std::fs::read_to_string(plain_run.join("config.ron")).unwrap();
+    assert!(
+        resumed.contains("activation_checkpointing: true"),
+        "{resumed}"
+    );
     // Rounding may differ once the weights have moved (the recomputed activations are summed
     // in another order), so later steps get a rounding-sized margin.
     for (x, y) in logs[0].iter().zip(&logs[1]) {

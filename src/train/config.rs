@@ -458,7 +458,7 @@ pub struct TrainConfig {
     pub recipe: RecipeSetup,
     /// Recompute cheap activations in the backward pass instead of keeping them (burn's
     /// balanced gradient checkpointing): less GPU memory per image, same gradients, more
-    /// time. May change between sessions of a run.
+    /// time. The one setting a `--resume` with `--config` may change.
     pub activation_checkpointing: bool,
     /// Run format 1's spelling of the recipe (`semi: Some((...))` for FixMatch), read so
     /// that older runs resume; folded into `recipe` on load, never written.

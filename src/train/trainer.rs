@@ -220,7 +220,8 @@ fn open(start: Start, run: &RunDir, options: &mut TrainOptions<'_>) -> Result<Op
                 )));
             }
             if let Some(given) = check {
-                let differ = config.sections_differing_from(&given.resolved()?);
+                let given = given.resolved()?;
+                let differ = config.sections_differing_from(&given);
                 if !differ.is_empty() {
                     return Err(refuse(format!(
                         "--resume continues the run as its config.ron says; the given config \
@@ -228,6 +229,8 @@ fn open(start: Start, run: &RunDir, options: &mut TrainOptions<'_>) -> Result<Op
                         differ.join(", ")
                     )));
                 }
+                // Memory, not results: a resumed session may switch checkpointing.
+                config.activation_checkpointing = given.activation_checkpointing;
             }
             // A resumed run may be extended.
             config.steps = config.steps.max(steps.unwrap_or(0));
