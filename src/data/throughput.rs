@@ -11,8 +11,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::augment::{
-    AugmentConfig, CutMixBox, Probe, Stages, normalize, reference, strong, strong_probed, weak,
-    weak_probed,
+    AugmentConfig, CutMixBox, Probe, Stages, normalize, reference, strong_probed, weak, weak_probed,
 };
 use super::loader::item_rng;
 use crate::error::{Error, Result};
@@ -174,13 +173,7 @@ pub fn augment_throughput(
         let mut rng = item_rng(1, i as u64);
         weak(&scene.0, Some(&scene.1), &cfg, &mut rng).image.len()
     };
-    let full = |i: usize| {
-        let mut rng = item_rng(1, i as u64);
-        let view = weak(&scene.0, Some(&scene.1), &cfg, &mut rng);
-        let s = strong(&view.image, &cfg, &mut rng);
-        let b = CutMixBox::sample(crop_px, &cfg, &mut rng);
-        normalize(&s).len() + normalize(&view.image).len() + usize::from(b.is_some())
-    };
+    let full = |i: usize| full_sample(&scene, &cfg, i, &mut ());
     let threads = rayon::current_num_threads();
     rows.push(row(
         "weak",
