@@ -440,6 +440,9 @@ fn all(backend: Option<GpuBackend>, args: AllArgs) -> Result<()> {
         );
         return Ok(());
     }
+    if scaled_down && args.memory_gib.is_some() && !args.json {
+        eprintln!("--memory-gib chooses the batch of the full sizes: add --full to use it here");
+    }
     let mut batch_choice = serde_json::Value::Null;
     let (model, shapes, predict_px, window_px) = if scaled_down {
         let (model, shapes) = bench_model(false);
