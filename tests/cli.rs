@@ -1,6 +1,6 @@
 //! The real `s5` binary, run as a user would.
 
-use crate::common::s5;
+use crate::common::{json_of, s5};
 
 #[test]
 fn info_lists_the_selected_adapter() {
@@ -50,18 +50,11 @@ fn unknown_backend_in_env_is_a_clear_error() {
 
 /// `s5 bench ARGS --tiny --warmup 0 --reps 1 --json`, which must succeed, as JSON.
 fn bench_json(args: &[&str]) -> serde_json::Value {
-    let out = s5()
-        .arg("bench")
-        .args(args)
-        .args(["--tiny", "--warmup", "0", "--reps", "1", "--json"])
-        .output()
-        .expect("run s5");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
+    json_of(
+        s5().arg("bench")
+            .args(args)
+            .args(["--tiny", "--warmup", "0", "--reps", "1", "--json"]),
+    )
 }
 
 #[test]
@@ -198,24 +191,15 @@ fn synth_output_passes_data_check_and_a_broken_dataset_fails_it() {
 
 #[test]
 fn bench_data_reports_images_per_second() {
-    let out = s5()
-        .args([
-            "bench",
-            "data",
-            "--crop-px",
-            "64",
-            "--images",
-            "4",
-            "--json",
-        ])
-        .output()
-        .expect("run s5");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let doc: serde_json::Value = json_of(s5().args([
+        "bench",
+        "data",
+        "--crop-px",
+        "64",
+        "--images",
+        "4",
+        "--json",
+    ]));
     check_data_bench(&doc);
 }
 
@@ -256,16 +240,7 @@ fn check_data_bench(doc: &serde_json::Value) {
 /// scaled-down sizes), in one document.
 #[test]
 fn bench_all_reports_every_section_in_one_json() {
-    let out = s5()
-        .args(["bench", "all", "--json"])
-        .output()
-        .expect("run s5");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let doc: serde_json::Value = json_of(s5().args(["bench", "all", "--json"]));
     assert!(
         doc["adapter"]["name"]
             .as_str()
@@ -295,16 +270,7 @@ fn bench_all_reports_every_section_in_one_json() {
 
 #[test]
 fn model_summary_prints_the_papers_six_counts() {
-    let out = s5()
-        .args(["model", "summary", "--json"])
-        .output()
-        .expect("run s5");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rows: serde_json::Value = json_of(s5().args(["model", "summary", "--json"]));
     let rows = rows.as_array().expect("rows");
     assert_eq!(rows.len(), 6);
     for r in rows {
@@ -434,17 +400,10 @@ fn predict_refuses_inputs_that_would_write_the_same_output() {
 /// selected (the numbers themselves are the README's, not asserted here).
 #[test]
 fn bench_select_reports_each_pool_size() {
-    let out = s5()
-        .args(["bench", "select", "--records", "500", "--records", "20000"])
-        .args(["--budget", "300", "--clusters", "4", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let runs: serde_json::Value = json_of(
+        s5().args(["bench", "select", "--records", "500", "--records", "20000"])
+            .args(["--budget", "300", "--clusters", "4", "--json"]),
     );
-    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let runs = runs.as_array().expect("one row per pool size");
     assert_eq!(runs.len(), 2);
     for (run, records) in runs.iter().zip([500, 20_000]) {

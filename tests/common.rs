@@ -24,6 +24,19 @@ pub fn s5() -> Command {
     command
 }
 
+/// Runs `command`, which must succeed (its stderr shown otherwise), and parses what it prints
+/// on stdout as JSON.
+pub fn json_of(command: &mut Command) -> serde_json::Value {
+    let out = command.output().expect("run s5");
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        command.get_args().collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
 /// The GPU every test uses (initialised once per process).
 pub fn device() -> Device {
     static WATCHDOG_ONCE: Once = Once::new();

@@ -8,7 +8,7 @@ use s5::model::Segmentor;
 use s5::train::loss::cross_entropy_over;
 use s5::train::trainer::autodiff_device;
 
-use crate::common::{Rng, assert_grads_close, device, s5, small_segmentor, to_vec};
+use crate::common::{Rng, assert_grads_close, device, json_of, s5, small_segmentor, to_vec};
 
 /// Every float parameter's value (or gradient, given `grads`), in visiting order.
 fn collect(model: &Segmentor, grads: Option<&GradientsParams>) -> Vec<Vec<f32>> {
@@ -68,16 +68,7 @@ fn measure(model: &str, batch: usize, crop_px: usize, checkpointing: bool, dry_r
         "model": model, "batch": batch, "crop_px": crop_px,
         "checkpointing": checkpointing, "dry_run": dry_run,
     });
-    let out = s5()
-        .args(["bench", "memory", "--measure", &probe.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{probe}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = json_of(s5().args(["bench", "memory", "--measure", &probe.to_string()]));
     run["peak_bytes"].as_u64().expect("peak_bytes")
 }
 
@@ -104,17 +95,10 @@ fn the_dry_run_memory_plan_matches_a_real_step_and_checkpointing_lowers_it() {
 #[test]
 fn the_fixmatch_batch_is_chosen_to_fit_the_memory() {
     let plan = |batch: usize| {
-        let out = s5()
-            .args(["bench", "all", "--model", "vit-t", "--crop-px", "128"])
-            .args(["--plan-batch", &batch.to_string()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let plan = json_of(
+            s5().args(["bench", "all", "--model", "vit-t", "--crop-px", "128"])
+                .args(["--plan-batch", &batch.to_string()]),
         );
-        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(plan["batch"], batch);
         plan["reserved_bytes"].as_u64().expect("reserved_bytes")
     };

@@ -51,38 +51,41 @@ pub struct MemoryProbe {
 }
 
 impl MemoryProbe {
-    /// The segmentor measured: the preset, `/N` keeping its first N blocks.
+    /// The segmentor measured (see [`segmentor`]).
     pub fn segmentor(&self) -> Result<SegmentorConfig> {
-        let (name, depth) = match self.model.split_once('/') {
-            Some((name, depth)) => (
-                name,
-                Some(depth.parse::<usize>().map_err(|_| Error::Config {
-                    reason: format!("`{}`: the blocks after `/` must be a number", self.model),
-                })?),
-            ),
-            None => (self.model.as_str(), None),
-        };
-        let mut vit = VitConfig::by_name(name).ok_or_else(|| Error::Config {
-            reason: format!(
-                "unknown backbone `{}`: use vit-t, vit-s, vit-b, vit-l, vit-h",
-                self.model
-            ),
-        })?;
-        if let Some(depth) = depth {
-            if depth < 4 || depth > vit.depth {
-                return Err(Error::Config {
-                    reason: format!(
-                        "`{}`: keep between 4 and {} blocks of {name}",
-                        self.model, vit.depth
-                    ),
-                });
-            }
-            vit.depth = depth;
-            vit.feature_blocks = [depth / 4 - 1, depth / 2 - 1, 3 * depth / 4 - 1, depth - 1];
-        }
-        vit.pos_grid_px = self.crop_px;
-        Ok(SegmentorConfig::new(vit, vec![CLASSES]))
+        segmentor(&self.model, self.crop_px)
     }
+}
+
+/// A segmentor for the benchmarks by backbone name: a preset (`vit-b`, ...), `/N` keeping its
+/// first N blocks (`vit-b/6`), its position table sized for `crop_px`, iSAID's 16 classes.
+pub fn segmentor(model: &str, crop_px: usize) -> Result<SegmentorConfig> {
+    let (name, depth) = match model.split_once('/') {
+        Some((name, depth)) => (
+            name,
+            Some(depth.parse::<usize>().map_err(|_| Error::Config {
+                reason: format!("`{model}`: the blocks after `/` must be a number"),
+            })?),
+        ),
+        None => (model, None),
+    };
+    let mut vit = VitConfig::by_name(name).ok_or_else(|| Error::Config {
+        reason: format!("unknown backbone `{model}`: use vit-t, vit-s, vit-b, vit-l, vit-h"),
+    })?;
+    if let Some(depth) = depth {
+        if depth < 4 || depth > vit.depth {
+            return Err(Error::Config {
+                reason: format!(
+                    "`{model}`: keep between 4 and {} blocks of {name}",
+                    vit.depth
+                ),
+            });
+        }
+        vit.depth = depth;
+        vit.feature_blocks = [depth / 4 - 1, depth / 2 - 1, 3 * depth / 4 - 1, depth - 1];
+    }
+    vit.pos_grid_px = crop_px;
+    Ok(SegmentorConfig::new(vit, vec![CLASSES]))
 }
 
 /// What one step took on the device.

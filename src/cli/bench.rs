@@ -418,16 +418,7 @@ fn all(backend: Option<GpuBackend>, args: AllArgs) -> Result<()> {
             }
         );
     }
-    let full_model = || {
-        s5::bench::memory::MemoryProbe {
-            model: args.model.clone(),
-            batch: 1,
-            crop_px: args.crop_px,
-            checkpointing: false,
-            dry_run: false,
-        }
-        .segmentor()
-    };
+    let full_model = || s5::bench::memory::segmentor(&args.model, args.crop_px);
     if let Some(batch) = args.plan_batch {
         let shapes = StepShapes {
             batch,
@@ -549,6 +540,32 @@ fn all(backend: Option<GpuBackend>, args: AllArgs) -> Result<()> {
     Ok(())
 }
 
+/// Runs this `s5` binary as a child (on `backend`) with `args` and parses the JSON it prints;
+/// `what` names the measurement in errors. Measurements that must not share a process (peak
+/// memory, dry runs) go through here.
+fn measure_in_child<T: serde::de::DeserializeOwned>(
+    backend: Option<GpuBackend>,
+    args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>,
+    what: &str,
+) -> Result<T> {
+    use anyhow::Context;
+    let me = std::env::current_exe().context("locating the s5 binary")?;
+    let mut cmd = std::process::Command::new(me);
+    if let Some(b) = backend {
+        cmd.args(["--backend", b.name()]);
+    }
+    let out = cmd
+        .args(args)
+        .output()
+        .with_context(|| format!("running {what}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    serde_json::from_slice(&out.stdout).with_context(|| format!("reading {what}"))
+}
+
 /// Dry-run memory plans of FixMatch steps of growing batch, each in its own process (a dry
 /// run holds for the whole process), until one exceeds `--memory-gib`.
 fn plan_batches(
@@ -556,30 +573,28 @@ fn plan_batches(
     args: &AllArgs,
     say: &dyn Fn(&str),
 ) -> Result<Vec<(usize, u64)>> {
-    use anyhow::Context;
-    let me = std::env::current_exe().context("locating the s5 binary")?;
     let limit = args.memory_gib.unwrap_or(f64::INFINITY) * f64::from(1u32 << 30);
     let mut planned = Vec::new();
     for batch in [1usize, 2, 3, 4, 6, 8, 12, 16] {
         say(&format!(
             "planning the memory of a FixMatch step of batch {batch}"
         ));
-        let mut cmd = std::process::Command::new(&me);
-        if let Some(b) = backend {
-            cmd.args(["--backend", b.name()]);
-        }
-        let out = cmd
-            .args(["bench", "all", "--full", "--model", &args.model])
-            .args(["--crop-px", &args.crop_px.to_string()])
-            .args(["--plan-batch", &batch.to_string()])
-            .output()
-            .context("running the memory plan")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "planning batch {batch} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        let plan: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let (crop, batch_arg) = (args.crop_px.to_string(), batch.to_string());
+        let plan: serde_json::Value = measure_in_child(
+            backend,
+            [
+                "bench",
+                "all",
+                "--full",
+                "--model",
+                &args.model,
+                "--crop-px",
+                &crop,
+                "--plan-batch",
+                &batch_arg,
+            ],
+            &format!("the memory plan of batch {batch}"),
+        )?;
         let bytes = plan["reserved_bytes"].as_u64().unwrap_or(0);
         planned.push((batch, bytes));
         if bytes as f64 > 0.9 * limit {
@@ -594,7 +609,7 @@ const GPU_GIB: [u64; 4] = [16, 24, 48, 80];
 
 fn memory(backend: Option<GpuBackend>, args: MemoryArgs) -> Result<()> {
     use anyhow::Context;
-    use s5::bench::memory::{MemoryFit, MemoryProbe, StepMemory, measure_step, probes};
+    use s5::bench::memory::{MemoryFit, MemoryProbe, StepMemory, measure_step, probes, segmentor};
     if let Some(probe) = &args.measure {
         let probe: MemoryProbe = serde_json::from_str(probe).context("--measure takes a probe")?;
         let gpu = device::gpu(backend)?;
@@ -603,7 +618,6 @@ fn memory(backend: Option<GpuBackend>, args: MemoryArgs) -> Result<()> {
         return Ok(());
     }
     let gpu_name = device::gpu(backend)?.adapter.name.clone();
-    let me = std::env::current_exe().context("locating the s5 binary")?;
     let todo = probes(&args.models, args.batch, args.crop_px);
     let mut runs: Vec<StepMemory> = Vec::new();
     for (i, probe) in todo.iter().enumerate() {
@@ -620,28 +634,12 @@ fn memory(backend: Option<GpuBackend>, args: MemoryArgs) -> Result<()> {
                 ""
             }
         );
-        let mut cmd = std::process::Command::new(&me);
-        if let Some(b) = backend {
-            cmd.args(["--backend", b.name()]);
-        }
-        let out = cmd
-            .args([
-                "bench",
-                "memory",
-                "--measure",
-                &serde_json::to_string(probe)?,
-            ])
-            .output()
-            .context("running the measurement")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "measuring {} batch {} failed: {}",
-            probe.model,
-            probe.batch,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        let run: StepMemory = serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("reading the measurement of {}", probe.model))?;
+        let probe_json = serde_json::to_string(probe)?;
+        let run: StepMemory = measure_in_child(
+            backend,
+            ["bench", "memory", "--measure", &probe_json],
+            &format!("the measurement of {} batch {}", probe.model, probe.batch),
+        )?;
         eprintln!(
             "{:.0} MiB in {:.1} s",
             mib(run.peak_bytes as f64),
@@ -658,15 +656,7 @@ fn memory(backend: Option<GpuBackend>, args: MemoryArgs) -> Result<()> {
         .iter()
         .flat_map(|fit| {
             presets.iter().map(move |name| {
-                let cfg = MemoryProbe {
-                    model: name.to_string(),
-                    batch: args.batch,
-                    crop_px: args.crop_px,
-                    checkpointing: fit.checkpointing,
-                    dry_run: true,
-                }
-                .segmentor()
-                .expect("presets exist");
+                let cfg = segmentor(name, args.crop_px).expect("presets exist");
                 serde_json::json!({
                     "model": name,
                     "checkpointing": fit.checkpointing,
@@ -793,24 +783,26 @@ fn select(args: SelectArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&run)?);
         return Ok(());
     }
-    let me = std::env::current_exe().context("locating the s5 binary")?;
     let mut runs = Vec::new();
     for &records in &args.records {
         let dir = tempfile::tempdir().context("a temporary folder for the records")?;
         s5::bench::write_synthetic_records(dir.path(), records, args.shards, args.clusters, 7)?;
-        let out = std::process::Command::new(&me)
-            .args(["bench", "select", "--measure"])
-            .arg(dir.path())
-            .args(["--budget", &args.budget.to_string()])
-            .args(["--clusters", &args.clusters.to_string()])
-            .output()
-            .context("running the measurement")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "the selection of {records} records failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        runs.push(serde_json::from_slice::<SelectRun>(&out.stdout)?);
+        let (budget, clusters) = (args.budget.to_string(), args.clusters.to_string());
+        let run: SelectRun = measure_in_child(
+            None,
+            [
+                "bench".as_ref(),
+                "select".as_ref(),
+                "--measure".as_ref(),
+                dir.path().as_os_str(),
+                "--budget".as_ref(),
+                budget.as_ref(),
+                "--clusters".as_ref(),
+                clusters.as_ref(),
+            ],
+            &format!("the selection of {records} records"),
+        )?;
+        runs.push(run);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
