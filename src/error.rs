@@ -99,6 +99,17 @@ pub enum Error {
     #[error("bad configuration: {reason}")]
     Config { reason: String },
 
+    /// A configuration value out of range (checked before anything is written), in the
+    /// file `path` where it came from one.
+    #[error(
+        "{where_}{error}",
+        where_ = .path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default()
+    )]
+    InvalidConfig {
+        path: Option<PathBuf>,
+        error: crate::check::ConfigError,
+    },
+
     /// A configuration file that cannot be read as one.
     #[error("{path}: bad configuration: {reason}")]
     ConfigFile { path: PathBuf, reason: String },
@@ -133,6 +144,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<crate::check::ConfigError> for Error {
+    fn from(error: crate::check::ConfigError) -> Self {
+        Error::InvalidConfig { path: None, error }
+    }
 }
 
 impl Error {

@@ -43,6 +43,7 @@
 
 pub mod apportion;
 pub mod bench;
+pub mod check;
 pub mod curate;
 pub mod data;
 pub mod device;

@@ -56,6 +56,23 @@ pub fn device() -> Device {
     }
 }
 
+/// The facts of the adapter every test runs on (what adapter-dependent assertions read:
+/// `device_type` — "Cpu" for a software adapter such as lavapipe — and `shader_f16`).
+pub fn adapter() -> s5::device::AdapterSummary {
+    device();
+    s5::device::gpu(None).expect("initialised").adapter.clone()
+}
+
+/// `out` is `s5 ... --f16` on an adapter without `shader-f16`: it must fail with the error
+/// that says so, naming the way out.
+pub fn assert_f16_refused(out: &std::process::Output) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("has no `shader-f16`") && err.contains("without --f16"),
+        "--f16 on an adapter without shader-f16: {err}"
+    );
+}
+
 /// A small seeded generator (xorshift64*) so failures can be replayed with `S5_TEST_SEED`.
 pub struct Rng(u64);
 
@@ -115,22 +132,40 @@ pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .expect("f32 data")
 }
 
-/// max |a - b| / max |b|: the norm-wise relative error the parity tests bound.
+/// Panics unless every value of `values` is finite, naming `what`, the side and the index:
+/// a comparison must never pass because a NaN or an infinity fell out of it.
+pub fn assert_finite(what: &str, side: &str, values: &[f32]) {
+    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        panic!("{what}: {side} holds {v} at index {i} (of {})", values.len());
+    }
+}
+
+/// max |a − b| over two equally long lists, both sides finite (checked first, so a NaN or
+/// inf on either side fails instead of vanishing in the fold).
+pub fn max_abs_diff(what: &str, a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    assert_finite(what, "the first side", a);
+    assert_finite(what, "the second side", b);
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+}
+
+/// max |v| of a finite list (checked).
+pub fn max_abs(what: &str, values: &[f32]) -> f32 {
+    assert_finite(what, "the list", values);
+    values.iter().map(|v| v.abs()).fold(0.0f32, f32::max)
+}
+
+/// max |a - b| / max |b|: the norm-wise relative error the parity tests bound. A NaN or inf
+/// on either side fails.
 pub fn rel_err<const D: usize>(actual: Tensor<D>, expected: Tensor<D>) -> f32 {
     assert_eq!(actual.dims(), expected.dims(), "shape mismatch");
     let a = to_vec(actual);
     let b = to_vec(expected);
-    assert!(
-        a.iter().all(|x| x.is_finite()),
-        "kernel output has NaN or inf"
-    );
-    let diff = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
-    let scale = b.iter().map(|y| y.abs()).fold(0.0f32, f32::max).max(1e-6);
-    diff / scale
+    let diff = max_abs_diff("rel_err (actual, expected)", &a, &b);
+    diff / max_abs("rel_err expected", &b).max(1e-6)
 }
 
 /// Parity bound from the issue.
@@ -165,15 +200,12 @@ pub fn assert_grads_close(what: &str, got: &[Vec<f32>], want: &[Vec<f32>], toler
     assert_eq!(got.len(), want.len(), "{what}: parameter count");
     assert!(!got.is_empty(), "{what}: no gradients");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let scale = w.iter().map(|v| v.abs()).fold(0.0f32, f32::max).max(1e-6);
-        let diff = g
-            .iter()
-            .zip(w)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let at = format!("{what}: parameter {i}");
+        let scale = max_abs(&at, w).max(1e-6);
+        let diff = max_abs_diff(&at, g, w);
         assert!(
             diff / scale < tolerance,
-            "{what}: parameter {i}: gradient differs by {}",
+            "{at}: gradient differs by {}",
             diff / scale
         );
     }

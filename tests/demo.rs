@@ -142,7 +142,39 @@ fn the_demo_runs_every_stage_resumes_and_survives_ctrl_c() {
     assert!(!partial.contains_key("s4p") && partial.contains_key("curation"));
     let resumed = demo(&stopped).output().unwrap();
     assert!(resumed.status.success());
-    let (a, b) = (stage_numbers(&whole), stage_numbers(&stopped));
+    same_numbers(&whole, &stopped);
+
+    // Ctrl-C outside training (the curation stage, as soon as its run exists): the demo
+    // stops at once with exit status 130; the rerun ends with the same numbers.
+    let cut = dir.path().join("cut-in-curation");
+    let child = demo(&cut)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let manifest = cut.join("2-curation/manifest.json");
+    let t0 = Instant::now();
+    while !manifest.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(600), "curation never started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // SAFETY: sends SIGINT to the child process we started; nothing else is touched.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let interrupted = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&interrupted.stderr);
+    assert_eq!(interrupted.status.code(), Some(130), "{said}");
+    assert!(said.contains("Ctrl-C: stopped (run the command again to continue)"), "{said}");
+    assert!(!stage_numbers(&cut).contains_key("curation"));
+    let resumed = demo(&cut).output().unwrap();
+    assert!(resumed.status.success());
+    same_numbers(&whole, &cut);
+}
+
+/// Every stage's numbers of the demo in `b` are those of the demo in `a`.
+fn same_numbers(a: &Path, b: &Path) {
+    let (a, b) = (stage_numbers(a), stage_numbers(b));
     for (stage, numbers) in &a {
         for (key, value) in numbers {
             let other = b[stage][key];

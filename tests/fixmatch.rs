@@ -98,22 +98,55 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
     };
     let weak = Tensor::cat(vec![upload(&items_u, true), upload(&items_p, true)], 0);
     let probs = softmax(teacher.forward(weak, 0), 1);
-    let (conf, labels) = probs.max_dim_with_indices(1);
+    let (conf, labels) = probs.clone().max_dim_with_indices(1);
     let conf = to_vec(conf);
     let labels: Vec<i64> = labels.into_data().convert::<i64>().try_to_vec().unwrap();
+    // The teacher's mean entropy per unlabeled image (unmixed weak views): over its valid
+    // pixels, the background class's term (3) left out (paper Eq. 1).
+    let probs_v = to_vec(probs.clone());
+    let entropy_ref: Vec<f64> = (0..bu)
+        .map(|i| {
+            let (mut sum, mut count) = (0f64, 0f64);
+            for p in 0..n {
+                if items_u[i].valid[p] == 0 {
+                    continue;
+                }
+                count += 1.0;
+                for c in (0..k).filter(|&c| c != 3) {
+                    let q = f64::from(probs_v[(i * k + c) * n + p]);
+                    if q > 0.0 {
+                        sum -= q * q.ln();
+                    }
+                }
+            }
+            sum / count.max(1.0)
+        })
+        .collect();
+    // Truth where an item has one (item 1 has none): as a label and a 0/1 validity.
+    let truth_of = |item: &UnlabeledItem| -> (Vec<i64>, Vec<f32>) {
+        match &item.truth {
+            Some(t) => (t.iter().map(|&c| i64::from(c)).collect(), vec![1.0; n]),
+            None => (vec![0; n], vec![0.0; n]),
+        }
+    };
     // CutMix on the CPU, plane by plane, with the boxes' own paste.
     let mut strong_mix: Vec<f32> = items_u.iter().flat_map(|i| i.strong.clone()).collect();
     let (mut lab_mix, mut conf_mix, mut valid_mix) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut truth_mix, mut truth_valid_mix) = (Vec::new(), Vec::new());
     for i in 0..bu {
         let mut l: Vec<i64> = labels[i * n..(i + 1) * n].to_vec();
         let mut c: Vec<f32> = conf[i * n..(i + 1) * n].to_vec();
         let mut v: Vec<f32> = items_u[i].valid.iter().map(|&x| f32::from(x)).collect();
+        let (mut t, mut tv) = truth_of(&items_u[i]);
         if let Some(cut) = items_u[i].cutmix {
             let j = bu + i;
             cut.paste(&mut l, &labels[j * n..(j + 1) * n], S as u32, 1);
             cut.paste(&mut c, &conf[j * n..(j + 1) * n], S as u32, 1);
             let pv: Vec<f32> = items_p[i].valid.iter().map(|&x| f32::from(x)).collect();
             cut.paste(&mut v, &pv, S as u32, 1);
+            let (pt, ptv) = truth_of(&items_p[i]);
+            cut.paste(&mut t, &pt, S as u32, 1);
+            cut.paste(&mut tv, &ptv, S as u32, 1);
             for ch in 0..3 {
                 let at = (i * 3 + ch) * n;
                 cut.paste(
@@ -127,6 +160,8 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
         lab_mix.extend(l);
         conf_mix.extend(c);
         valid_mix.extend(v);
+        truth_mix.extend(t);
+        truth_valid_mix.extend(tv);
     }
     // τ between two well-separated confidences near the median: about half the pixels in,
     // and no pixel so close to τ that rounding could move it across.
@@ -216,14 +251,66 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
         close(l_u, scalar(l_u_ref.clone())),
         "L_u {l_u} vs reference"
     );
-    let total_ref = (l_s_ref + l_u_ref.clone() * setup.lambda) / 2.0;
+    let total_ref = (l_s_ref.clone() + l_u_ref.clone() * setup.lambda) / 2.0;
     assert!(close(scalar(out.loss.clone()), scalar(total_ref)));
     let counts: std::collections::BTreeMap<String, f64> =
         out.counts.clone().read().into_iter().collect();
     assert_eq!(counts["px/valid"], f64::from(valid_sum));
     let ratio = counts["px/confident"] / counts["px/valid"];
     assert!(close(ratio, f64::from(expected_ratio)));
-    // Gradients of L_u reach the same values through both computations.
+    // Pseudo-label accuracy, all pixels and confident ones: counts of 0/1 pixels, exact.
+    let (mut with_truth, mut correct, mut confident_with_truth, mut correct_confident) =
+        (0f64, 0f64, 0f64, 0f64);
+    for p in 0..bu * n {
+        let known = f64::from(valid_mix[p] * truth_valid_mix[p]);
+        let right = known * f64::from(u8::from(lab_mix[p] == truth_mix[p]));
+        let confident = f64::from(u8::from(f64::from(conf_mix[p]) >= setup.threshold));
+        with_truth += known;
+        correct += right;
+        confident_with_truth += known * confident;
+        correct_confident += right * confident;
+    }
+    assert!(
+        confident_with_truth > 0.0 && correct < with_truth,
+        "the test wants confident pixels with truth and some wrong pseudo-labels"
+    );
+    for (name, want) in [
+        ("px/with_truth", with_truth),
+        ("px/correct", correct),
+        ("px/confident_with_truth", confident_with_truth),
+        ("px/correct_confident", correct_confident),
+    ] {
+        assert_eq!(counts[name], want, "{name}");
+    }
+    let entropy = to_vec(out.entropy.clone());
+    for (i, (&got, &want)) in entropy.iter().zip(&entropy_ref).enumerate() {
+        assert!(close(f64::from(got), want), "entropy of image {i}: {got} vs {want}");
+    }
+    // What the step logs, from those sums and entropies.
+    let sums: std::collections::BTreeMap<String, f64> = counts.clone();
+    let per_image: Vec<f64> = entropy.iter().map(|&e| f64::from(e)).collect();
+    let (_, stats) = s5::train::recipe::fixmatch::summarize(&sums, &per_image);
+    use s5::run::keys;
+    assert!(close(stats[keys::MASK_RATIO], f64::from(expected_ratio)));
+    let mean_entropy = entropy_ref.iter().sum::<f64>() / bu as f64;
+    assert!(close(stats[keys::MEAN_ENTROPY], mean_entropy));
+    assert!(close(stats[keys::PSEUDO_LABEL_ACC_ALL], correct / with_truth));
+    assert!(close(
+        stats[keys::PSEUDO_LABEL_ACC_CONFIDENT],
+        correct_confident / confident_with_truth
+    ));
+    // No confident pixel with truth: the confident accuracy is undefined, so not logged
+    // (never a 0); the accuracy over all pixels still is.
+    let mut none_confident = sums.clone();
+    none_confident.insert("px/confident_with_truth".into(), 0.0);
+    none_confident.insert("px/correct_confident".into(), 0.0);
+    let (_, stats) = s5::train::recipe::fixmatch::summarize(&none_confident, &per_image);
+    assert!(!stats.contains_key(keys::PSEUDO_LABEL_ACC_CONFIDENT), "{stats:?}");
+    assert!(stats.contains_key(keys::PSEUDO_LABEL_ACC_ALL), "{stats:?}");
+    // Gradients of L_s and of L_u reach the same values through both computations.
+    let got = grads_of(&model, out.supervised.clone());
+    let want = grads_of(&model, l_s_ref.clone());
+    assert_grads_close("L_s", &got, &want, 1e-3);
     let got = grads_of(&model, out.unsupervised);
     let want = grads_of(&model, l_u_ref);
     assert_grads_close("L_u", &got, &want, 1e-3);

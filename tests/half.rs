@@ -12,10 +12,10 @@ use crate::common::{Rng, device, rel_err, small_segmentor};
 #[test]
 fn an_moe_model_in_f16_gives_the_logits_of_f32() {
     let dev = device();
-    assert!(
-        supports_f16(&dev),
-        "this adapter lacks shader-f16; lavapipe (mesa-vulkan-drivers) has it"
-    );
+    if !supports_f16(&dev) {
+        refuses_f16_clearly(&dev);
+        return;
+    }
     let mut cfg = small_segmentor(2, 5);
     cfg.backbone = cfg.backbone.with_moe(3, 8);
     cfg.classes = vec![5, 4, 3];
@@ -40,4 +40,34 @@ fn an_moe_model_in_f16_gives_the_logits_of_f32() {
     }
     let mixed = half.forward_mixed(x(), &[2, 0, 1]);
     assert!(mixed.iter().all(|t| t.dtype() == DType::F32));
+}
+
+/// On an adapter without `shader-f16`, `s5 predict --f16` fails naming the missing feature.
+fn refuses_f16_clearly(dev: &burn::tensor::Device) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_segmentor(1, 3);
+    let model = Segmentor::new(&cfg, dev);
+    let card = s5::run::ModelCard {
+        segmentor: cfg,
+        datasets: vec![s5::run::DatasetCard {
+            name: "three".into(),
+            classes: vec!["a".into(), "b".into(), "c".into()],
+            palette: vec![[0, 0, 0], [255, 0, 0], [0, 255, 0]],
+            background: None,
+            spec: std::path::PathBuf::new(),
+        }],
+    };
+    let folder = dir.path().join("model");
+    s5::train::checkpoint::save_model_folder(&model, &card, &folder).unwrap();
+    let image = dir.path().join("tile.png");
+    image::RgbImage::new(64, 64).save(&image).unwrap();
+    let out = crate::common::s5()
+        .args(["predict", "--f16", "--model"])
+        .arg(&folder)
+        .arg("--out")
+        .arg(dir.path().join("pred"))
+        .arg(&image)
+        .output()
+        .unwrap();
+    crate::common::assert_f16_refused(&out);
 }

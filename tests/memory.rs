@@ -107,10 +107,27 @@ fn the_fixmatch_batch_is_chosen_to_fit_the_memory() {
         one > 0 && two > one,
         "batch 1 plans {one} bytes, batch 2 {two}"
     );
-    let choose = s5::bench::fixmatch::choose_batch;
-    let planned = [(1, one), (2, two)];
-    assert_eq!(choose(&planned, two * 2), Some(2));
-    assert_eq!(choose(&planned, (two as f64 / 0.9) as u64 + 1), Some(2));
-    assert_eq!(choose(&planned, two), Some(1), "10 % stays free");
-    assert_eq!(choose(&planned, one), None);
+    let choose = |planned: &[(usize, Option<u64>)], bytes| {
+        s5::bench::fixmatch::choose_batch(planned, bytes).map_err(|e| e.to_string())
+    };
+    let planned = [(1, Some(one)), (2, Some(two))];
+    assert_eq!(choose(&planned, two * 2), Ok(2));
+    assert_eq!(choose(&planned, (two as f64 / 0.9) as u64 + 1), Ok(2));
+    assert_eq!(choose(&planned, two), Ok(1), "10 % stays free");
+    let too_small = choose(&planned, one).unwrap_err();
+    assert!(too_small.contains("even a FixMatch step of batch 1"), "{too_small}");
+    // An adapter without allocator statistics plans no bytes: never a batch chosen as if
+    // it needed nothing, whatever the memory.
+    for planned in [vec![(1, None)], vec![(1, Some(one)), (2, None)]] {
+        let e = choose(&planned, u64::MAX).unwrap_err();
+        assert!(e.contains("no allocator statistics"), "{e}");
+    }
+    // --batch and --memory-gib contradict each other.
+    let out = s5()
+        .args(["bench", "all", "--batch", "2", "--memory-gib", "8"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--memory-gib") && err.contains("cannot be used with"), "{err}");
 }

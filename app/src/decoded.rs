@@ -78,6 +78,18 @@ fn decode_entry(dir: &Path, entry: &SampleEntry, datasets: &[DatasetCard]) -> De
         .map(|d| d.palette.clone());
     let mut levels = None;
     let mut valid = None;
+    // Every picture of an entry shows the same pixels: the image (the weak view of an
+    // unlabeled entry) sets the size, else the first picture read, and one of another size is
+    // reported and left out (the τ mask, the overlays and the hover readout index one picture
+    // by another's pixels).
+    let mut size: Option<((u32, u32), &str)> = [SampleRole::Weak, SampleRole::Image]
+        .iter()
+        .find_map(|role| entry.files.get(role))
+        .and_then(|file| {
+            image::image_dimensions(dir.join(file))
+                .ok()
+                .map(|dims| (dims, file.as_str()))
+        });
     for (role, file) in &entry.files {
         let path = dir.join(file);
         let image = match image::open(&path) {
@@ -87,6 +99,22 @@ fn decode_entry(dir: &Path, entry: &SampleEntry, datasets: &[DatasetCard]) -> De
                 continue;
             }
         };
+        let dims = (image.width(), image.height());
+        match size {
+            None => size = Some((dims, file)),
+            Some((want, first)) if want != dims => {
+                decoded.errors.push(format!(
+                    "{}: is {}x{} px but {first} of the same sample is {}x{} px: left out",
+                    path.display(),
+                    dims.0,
+                    dims.1,
+                    want.0,
+                    want.1
+                ));
+                continue;
+            }
+            Some(_) => {}
+        }
         match role {
             SampleRole::Confidence => {
                 let luma = image.into_luma16();
@@ -131,9 +159,13 @@ fn decode_entry(dir: &Path, entry: &SampleEntry, datasets: &[DatasetCard]) -> De
     }
     if let Some((width, height, levels)) = levels {
         let n = levels.len();
-        let valid = valid
-            .filter(|v: &Vec<bool>| v.len() == n)
-            .unwrap_or(vec![true; n]);
+        // No validity picture: every pixel counts (samples of format 1 have none). One of
+        // another size was reported and left out above, and then nothing is assumed valid.
+        let valid = match (valid, entry.files.contains_key(&SampleRole::Valid)) {
+            (Some(v), _) => v,
+            (None, false) => vec![true; n],
+            (None, true) => vec![false; n],
+        };
         decoded.confidence = Some(Confidence {
             width,
             height,

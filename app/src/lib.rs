@@ -16,6 +16,7 @@
 //! - [`screenshot`]: headless frames and window screenshots.
 
 pub mod app;
+pub mod bounded;
 pub mod colormap;
 pub mod decoded;
 pub mod reader;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use egui::ColorImage;
 use s5_run::{Event, EventKind, Manifest, RunKind};
 
+use crate::bounded::Bounded;
 use crate::decoded::{DecodedReport, StepSamples};
 use crate::reader::Update;
 
@@ -16,6 +17,8 @@ use crate::reader::Update;
 pub const DECODED_STEPS_KEPT: usize = 6;
 /// Diagnostics kept per run (the newest).
 pub const DIAGNOSTICS_KEPT: usize = 50;
+/// Pool-patch pictures kept (a box selection shows at most a few dozen at a time).
+pub const CROPS_KEPT: usize = 256;
 /// A run whose writer holds the lock but whose events have not changed for this long is
 /// shown as stalled.
 pub const STALLED_AFTER_S: f64 = 300.0;
@@ -90,8 +93,9 @@ pub struct RunStore {
     /// Decoded steps, the most recently used last.
     decoded: VecDeque<Arc<StepSamples>>,
     pub report: Option<Arc<DecodedReport>>,
-    /// Pictures of pool patches, by patch.
-    pub crops: BTreeMap<u64, ColorImage>,
+    /// Pictures of pool patches, by patch (at most [`CROPS_KEPT`], the least recently
+    /// used dropped).
+    pub crops: Bounded<u64, ColorImage, CROPS_KEPT>,
     pub diagnostics: VecDeque<String>,
     pub deleted: bool,
     pub locked: bool,

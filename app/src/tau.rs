@@ -16,10 +16,11 @@ pub struct Confidence {
 impl Confidence {
     /// Whether each pixel is confident at `tau` (and valid).
     pub fn mask(&self, tau: f32) -> Vec<bool> {
+        // One value per level, whatever `valid` holds (a pixel without one is not valid).
         self.levels
             .iter()
-            .zip(&self.valid)
-            .map(|(&l, &v)| v && passes(l, tau))
+            .enumerate()
+            .map(|(i, &l)| self.valid.get(i).copied().unwrap_or(false) && passes(l, tau))
             .collect()
     }
 
@@ -41,7 +42,10 @@ impl Confidence {
         taus: &[f32],
     ) -> Vec<(f32, f64, Option<f64>)> {
         let known: Vec<usize> = (0..self.levels.len())
-            .filter(|&i| self.valid[i] && truth.get(i).copied().flatten().is_some())
+            .filter(|&i| {
+                self.valid.get(i).copied().unwrap_or(false)
+                    && truth.get(i).copied().flatten().is_some()
+            })
             .collect();
         taus.iter()
             .map(|&tau| {
@@ -49,7 +53,7 @@ impl Confidence {
                 for &i in &known {
                     if passes(self.levels[i], tau) {
                         confident += 1;
-                        right += usize::from(Some(pseudo[i]) == truth[i]);
+                        right += usize::from(pseudo.get(i).copied() == truth[i]);
                     }
                 }
                 let coverage = confident as f64 / known.len().max(1) as f64;

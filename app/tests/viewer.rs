@@ -502,3 +502,174 @@ fn ema_is_bias_corrected_and_the_tail_reads_whole_lines() {
     assert!(read.reset, "a shorter file was replaced");
     assert_eq!(read.events.len(), 1);
 }
+
+/// A sample whose pictures differ in size (a confidence map smaller than its weak view, a
+/// validity mask of another size) is a diagnostic naming the file, never a panic: the
+/// gallery with the τ slider keeps drawing it, and a mask of the wrong size is not taken
+/// as "all valid".
+#[test]
+fn mismatched_sample_pictures_are_diagnostics_and_the_viewer_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("s4p");
+    copy_dir(&fixture("s4p"), &run);
+    let step = run.join("samples/step-00000008");
+    let shrink = |file: &str| {
+        let path = step.join(file);
+        let picture = image::open(&path).unwrap();
+        picture
+            .resize_exact(picture.width() / 2, picture.height() / 3, image::imageops::FilterType::Nearest)
+            .save(&path)
+            .unwrap();
+    };
+    shrink("001-confidence.png");
+    shrink("002-valid.png");
+    let samples = StepSamples::read(&step).unwrap();
+    let first = &samples.entries[1];
+    assert!(
+        first.errors.iter().any(|e| e.contains("001-confidence.png") && e.contains("left out")),
+        "{:?}",
+        first.errors
+    );
+    assert!(first.confidence.is_none(), "a confidence map of another size was used");
+    let second = &samples.entries[2];
+    assert!(second.errors.iter().any(|e| e.contains("002-valid.png")), "{:?}", second.errors);
+    let c = second.confidence.as_ref().expect("the confidence itself is fine");
+    assert!(c.valid.iter().all(|v| !v), "a validity mask of the wrong size became all valid");
+    assert_eq!(c.ratio(0.0), 0.0);
+    // The whole viewer on it, τ slider moved, overlay on: frames render, diagnostics show.
+    let mut h = harness(viewer(std::slice::from_ref(&run)), SIZE.into());
+    h.state_mut().view = View::Gallery;
+    h.state_mut().gallery.tau = Some(0.3);
+    h.state_mut().gallery.overlay = Overlay::On(SampleRole::PseudoLabel);
+    {
+        let v = h.state_mut();
+        v.cursor.live = false;
+        v.cursor.step = 8;
+    }
+    frames_until(&mut h, 200, "the diagnostics of step 8", |v| {
+        v.runs[0].store.diagnostics.iter().any(|d| d.contains("001-confidence.png"))
+    });
+    for _ in 0..10 {
+        h.step();
+    }
+    settle(&mut h).unwrap();
+}
+
+/// The viewer's caches are bounded: rows zoomed, accuracy curves and pool crops keep at most
+/// their bound, the least recently used dropped first.
+#[test]
+fn every_cache_is_bounded_and_drops_the_least_recently_used() {
+    use s5_viewer::bounded::Bounded;
+    let mut map: Bounded<u32, u32, 8> = Bounded::default();
+    for k in 0..1000 {
+        map.insert(k, k * 2);
+        // Key 0 used all along stays.
+        assert_eq!(map.get(&0), Some(&0));
+        assert!(map.len() <= 8);
+    }
+    assert!(map.contains_key(&0) && map.contains_key(&999) && !map.contains_key(&990));
+    assert_eq!(map.get_or_insert_with(5000, || 1), &1);
+    assert_eq!(map.get_or_insert_with(5000, || 2), &1, "made once");
+    // The viewer's own: box selections of ever new patches keep at most CROPS_KEPT crops.
+    let mut store = s5_viewer::store::RunStore::new(PathBuf::from("/nowhere"));
+    for batch in 0..40u64 {
+        let crops = (0..50u64).map(|p| (batch * 50 + p, egui::ColorImage::new([2, 2], vec![egui::Color32::RED; 4])));
+        store.crops.extend(crops);
+        assert!(store.crops.len() <= s5_viewer::store::CROPS_KEPT);
+    }
+    assert_eq!(store.crops.len(), s5_viewer::store::CROPS_KEPT);
+    let gallery = s5_viewer::views::gallery::GalleryState::default();
+    assert_eq!(gallery.rows.capacity(), s5_viewer::views::gallery::ROWS_KEPT);
+    assert_eq!(gallery.curves.capacity(), s5_viewer::views::gallery::CURVES_KEPT);
+}
+
+/// A run whose writer holds the lock but logged nothing for longer than STALLED_AFTER_S is
+/// stalled; one whose last event is `diverged` is diverged; a finished run (no lock) is
+/// finished. Read from the files, as the reader sees them.
+#[test]
+fn stalled_diverged_and_finished_runs_are_told_apart() {
+    use s5_viewer::store::{RunState, STALLED_AFTER_S};
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("s4p");
+    copy_dir(&fixture("s4p"), &run);
+    let mut h = harness(viewer(std::slice::from_ref(&run)), SIZE.into());
+    h.state_mut().view = View::Runs;
+    settle(&mut h).unwrap();
+    assert_eq!(h.state().runs[0].store.state(), RunState::Finished);
+    // A writer's lock, and events last written long ago: stalled.
+    std::fs::write(run.join("lock"), "{\"pid\": 1, \"host\": \"here\", \"since_unix_s\": 0}").unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs_f64(STALLED_AFTER_S * 2.0);
+    std::fs::File::options()
+        .write(true)
+        .open(run.join("events.jsonl"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    frames_until(&mut h, 300, "the stalled state", |v| {
+        v.runs[0].store.state() == RunState::Stalled
+    });
+    // A fresh event: running again.
+    let append = |text: &str| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(run.join("events.jsonl")).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    append("{\"step\": 9, \"wall_s\": 99.0, \"kind\": \"train\", \"losses\": {\"loss\": 0.5}}\n");
+    frames_until(&mut h, 300, "running again", |v| {
+        v.runs[0].store.state() == RunState::Running
+    });
+    // The loss stopped being a number: diverged, lock or not.
+    append("{\"step\": 10, \"wall_s\": 100.0, \"kind\": \"diverged\", \"losses\": {}}\n");
+    frames_until(&mut h, 300, "the diverged state", |v| {
+        v.runs[0].store.state() == RunState::Diverged
+    });
+    std::fs::remove_file(run.join("lock")).unwrap();
+    for _ in 0..20 {
+        h.step();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert_eq!(h.state().runs[0].store.state(), RunState::Diverged);
+}
+
+/// Pseudo-label accuracy against coverage on a hand-made sample: four valid pixels with
+/// truth (one padded, one without truth), each value counted by hand.
+#[test]
+fn accuracy_against_coverage_counts_by_hand() {
+    use s5_run::samples::confidence_level;
+    use s5_viewer::tau::Confidence;
+    // Confidences 0.9, 0.6, 0.3, 0.8 (valid, truth known), 0.95 (padding), 0.99 (no truth).
+    let conf = [0.9f32, 0.6, 0.3, 0.8, 0.95, 0.99];
+    let c = Confidence {
+        width: 3,
+        height: 2,
+        levels: conf.iter().map(|&p| confidence_level(p, 0.5)).collect(),
+        valid: vec![true, true, true, true, false, true],
+    };
+    // Pseudo-labels right on pixels 0 and 2, wrong on 1 and 3.
+    let pseudo = [1u8, 2, 0, 1, 1, 1];
+    let truth = [Some(1), Some(0), Some(0), Some(2), Some(1), None];
+    let curve = c.accuracy_coverage(&pseudo, &truth, &[0.0, 0.5, 0.85, 0.999]);
+    let expect = [
+        (1.0, Some(0.5)),        // all four: 0 and 2 right
+        (0.75, Some(1.0 / 3.0)), // 0.9, 0.6, 0.8: only 0 right
+        (0.25, Some(1.0)),       // 0.9: right
+        (0.0, None),             // none confident: undefined, not 0
+    ];
+    for ((tau, coverage, accuracy), (want_coverage, want_accuracy)) in curve.iter().zip(expect) {
+        assert!((coverage - want_coverage).abs() < 1e-12, "τ {tau}: coverage {coverage}");
+        match (accuracy, want_accuracy) {
+            (Some(a), Some(w)) => assert!((a - w).abs() < 1e-12, "τ {tau}: accuracy {a}"),
+            (None, None) => {}
+            other => panic!("τ {tau}: {other:?}"),
+        }
+    }
+    // The mask ratio counts valid pixels only: 0.9 and 0.99 of five (0.95 is padding).
+    assert!((c.ratio(0.85) - 2.0 / 5.0).abs() < 1e-12, "{}", c.ratio(0.85));
+    // Shorter pseudo-labels or truth than the levels: a missing pseudo-label is wrong, a
+    // missing truth unknown; never a panic. Known: pixels 0, 1, 2; right: pixel 0.
+    let short = c.accuracy_coverage(&pseudo[..2], &truth[..3], &[0.0]);
+    assert!(
+        (short[0].1 - 1.0).abs() < 1e-12 && short[0].2.is_some_and(|a| (a - 1.0 / 3.0).abs() < 1e-12),
+        "{short:?}"
+    );
+}

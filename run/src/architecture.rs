@@ -14,6 +14,10 @@ pub enum Activation {
     Relu,
 }
 
+/// The base of the paper's α = P / 1024: its Table 3's parameter counts fit P = 128, 256,
+/// 512 on ViT-B for α = 1/8, 1/4, 1/2 (not P / D, with D = 768).
+pub const ALPHA_BASE: usize = 1024;
+
 /// Dense FFN, or FFN-MoE with `expert_dim` (P) of the block's `dim` output columns per
 /// dataset expert and the rest shared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,9 +106,12 @@ impl VitConfig {
         self
     }
 
-    /// P from α = P / D (the paper's ablation): rounded to a multiple of 4 when possible.
-    pub fn expert_dim_for_alpha(&self, alpha: f64) -> usize {
-        let p = (self.dim as f64 * alpha).round() as usize;
+    /// P from the paper's α (Table 3): α = P / [`ALPHA_BASE`], whatever the backbone, so
+    /// α = 1/8, 1/4, 1/2 are P = 128, 256, 512, the widths whose parameter counts Table 3
+    /// prints for ViT-B (146.2, 160.4, 188.7 M). Rounded to a multiple of 4 when possible.
+    /// The result may not fit a narrow backbone (P must stay below `dim`): callers check.
+    pub fn expert_dim_for_alpha(alpha: f64) -> usize {
+        let p = (ALPHA_BASE as f64 * alpha).round() as usize;
         if p >= 4 { p / 4 * 4 } else { p.max(1) }
     }
 

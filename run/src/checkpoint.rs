@@ -356,6 +356,57 @@ impl BestWriter {
     }
 }
 
+/// Builds a checkpoint folder outside any run (an imported model): the caller writes the
+/// model file into [`FolderWriter::dir`], then [`FolderWriter::finish`] adds the card, the
+/// state and the checksums and renames the folder into place. `--init`, `s5 predict` and
+/// `s5 eval` take it like a run's checkpoint. An existing folder is never replaced.
+#[derive(Debug)]
+pub struct FolderWriter {
+    target: PathBuf,
+    tmp: PathBuf,
+}
+
+impl FolderWriter {
+    /// Starts building `target`, which must not exist yet.
+    pub fn begin(target: &Path) -> Result<Self> {
+        if target.exists() {
+            return Err(RunError::Format {
+                path: target.to_path_buf(),
+                what: "checkpoint folder",
+                reason: "exists already: write the checkpoint into a new folder".into(),
+            });
+        }
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "checkpoint".into());
+        let parent = target.parent().unwrap_or(Path::new("."));
+        let tmp = parent.join(format!(".{name}.tmp"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(RunError::io(&tmp))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(RunError::io(&tmp))?;
+        Ok(Self {
+            target: target.to_path_buf(),
+            tmp,
+        })
+    }
+
+    /// The folder being built.
+    pub fn dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Completes the folder and puts it in place; returns its path.
+    pub fn finish(self, card: &ModelCard, state: &TrainState) -> Result<PathBuf> {
+        write_atomic(&self.tmp.join(CARD_FILE), ron_text(card).as_bytes())?;
+        write_atomic(&self.tmp.join(STATE_FILE), ron_text(state).as_bytes())?;
+        write_checksums(&self.tmp)?;
+        std::fs::rename(&self.tmp, &self.target).map_err(RunError::io(&self.target))?;
+        Ok(self.target)
+    }
+}
+
 /// The best checkpoint's score, if the run has one.
 pub fn read_best(run: &RunDir) -> Result<Option<BestScore>> {
     let path = run.best_checkpoint().join(BEST_FILE);

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Serialize;
 
 use super::{BenchConfig, StepShapes, op, random_batch, time_interleaved};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::memory::{DeviceMemory, device_memory};
 use crate::model::{Segmentor, SegmentorConfig};
 use crate::train::config::{FixMatchSetup, OptimizerSetup};
@@ -58,22 +58,44 @@ pub fn plan_fixmatch_memory(
     device: &Device,
     model: &SegmentorConfig,
     shapes: StepShapes,
-) -> Result<u64> {
+) -> Result<Option<u64>> {
     let _dry = burn::cubecl::dry_run::DryRun::new();
     // A warm-up step and a timed one (each ended by a device sync): the second holds the AdamW
     // moments too.
     bench_fixmatch_step(device, model, shapes, BenchConfig { warmup: 1, reps: 1 })?;
-    Ok(device_memory(device).map_or(0, |m| m.reserved_bytes))
+    // A step reserves memory: 0 bytes means the runtime keeps no statistics.
+    Ok(device_memory(device)
+        .map(|m| m.reserved_bytes)
+        .filter(|&bytes| bytes > 0))
 }
 
-/// The largest batch among `planned` (batch, bytes) whose plan fits `memory_bytes` with 10 %
-/// left for the driver and fragmentation.
-pub fn choose_batch(planned: &[(usize, u64)], memory_bytes: u64) -> Option<usize> {
+/// The largest batch among `planned` (batch, planned bytes) whose plan fits `memory_bytes`
+/// with 10 % left for the driver and fragmentation. A plan without bytes (an adapter whose
+/// runtime keeps no allocator statistics) makes the choice impossible: an error, never a
+/// batch chosen as if it needed nothing.
+pub fn choose_batch(planned: &[(usize, Option<u64>)], memory_bytes: u64) -> Result<usize> {
+    let fail = |reason: String| Error::Config { reason };
+    if let Some((batch, _)) = planned.iter().find(|(_, bytes)| bytes.is_none()) {
+        return Err(fail(format!(
+            "--memory-gib: this adapter reports no allocator statistics (the plan of batch \
+             {batch} has none), so no batch can be chosen to fit; give --batch instead"
+        )));
+    }
+    let gib = memory_bytes as f64 / f64::from(1u32 << 30);
     planned
         .iter()
-        .filter(|(_, bytes)| (*bytes as f64) <= 0.9 * memory_bytes as f64)
-        .map(|(batch, _)| *batch)
+        .filter_map(|&(batch, bytes)| Some((batch, bytes?)))
+        .filter(|&(_, bytes)| (bytes as f64) <= 0.9 * memory_bytes as f64)
+        .map(|(batch, _)| batch)
         .max()
+        .ok_or_else(|| match planned.first() {
+            Some(&(batch, Some(bytes))) => fail(format!(
+                "--memory-gib {gib}: even a FixMatch step of batch {batch} plans {:.1} GiB, \
+                 more than 90 % of it: try a smaller --model or --crop-px",
+                bytes as f64 / f64::from(1u32 << 30)
+            )),
+            _ => fail("--memory-gib: no batch was planned".into()),
+        })
 }
 
 /// Times FixMatch steps of `model` with `shapes.batch` labeled and as many unlabeled crops.

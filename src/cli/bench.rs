@@ -48,10 +48,11 @@ pub struct AllArgs {
     model: String,
     /// Labeled crops per FixMatch step (as many unlabeled ones). Default: 2, or with
     /// --memory-gib the largest that fits.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "memory_gib")]
     batch: Option<usize>,
     /// The GPU's memory in GiB: the FixMatch step's batch is then chosen to fit it (from
-    /// dry-run memory plans of batches 1 to 16, 10 % kept free).
+    /// dry-run memory plans of batches 1 to 16, 10 % kept free). An error where the adapter
+    /// reports no allocator statistics.
     #[arg(long)]
     memory_gib: Option<f64>,
     /// Internal: print the dry-run memory plan of a FixMatch step of this batch and exit.
@@ -143,17 +144,18 @@ pub struct DataArgs {
     /// Crop side.
     #[arg(long, default_value_t = 512)]
     crop_px: u32,
-    /// Side of the square source image (uniform noise, as in the authors' PIL recipe of
-    /// `shared/peers/augment_pil.py`).
+    /// Side of the square source image (uniform noise, as the peer script uses).
     #[arg(long, default_value_t = 512)]
     source_px: u32,
     /// Images per measurement.
     #[arg(long, default_value_t = 64)]
     images: usize,
-    /// Also run this Python script (the PIL peer, printing `<n> images/s`) between the
-    /// single-thread measurements, and report s5's rate against it.
-    #[arg(long)]
-    peer: Option<PathBuf>,
+    /// Also run the authors' augmentation recipe in PIL + numpy between the single-thread
+    /// measurements and report s5's rate against it: the script s5 ships
+    /// (assets/peers/augment_pil.py; needs `pip install numpy pillow`), or another Python
+    /// script that prints `<n> images/s`.
+    #[arg(long, value_name = "SCRIPT", num_args = 0..=1)]
+    peer: Option<Option<PathBuf>>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -265,7 +267,12 @@ fn step(backend: Option<GpuBackend>, args: StepArgs) -> Result<()> {
     Ok(())
 }
 
+/// The authors' augmentation recipe in PIL + numpy, written for s5 (`--peer` without a
+/// script runs it).
+const PEER_SCRIPT: &str = include_str!("../../assets/peers/augment_pil.py");
+
 fn data(args: DataArgs) -> Result<()> {
+    use anyhow::Context;
     if !args.json {
         eprintln!(
             "augmenting {} crops of {} px from a {} px source on {} thread(s) and on one{}",
@@ -280,11 +287,29 @@ fn data(args: DataArgs) -> Result<()> {
             }
         );
     }
+    // The bundled peer goes to a temporary file, so an installed binary has it too.
+    let bundled = match &args.peer {
+        Some(None) => {
+            let file = tempfile::Builder::new()
+                .prefix("s5-augment-peer-")
+                .suffix(".py")
+                .tempfile()
+                .context("writing the bundled peer script")?;
+            std::fs::write(file.path(), PEER_SCRIPT).context("writing the bundled peer script")?;
+            Some(file)
+        }
+        _ => None,
+    };
+    let peer = match (&args.peer, &bundled) {
+        (Some(Some(script)), _) => Some(script.clone()),
+        (_, Some(file)) => Some(file.path().to_path_buf()),
+        _ => None,
+    };
     let bench = s5::data::throughput::augment_throughput(
         args.crop_px,
         args.source_px,
         args.images,
-        args.peer.as_deref(),
+        peer.as_deref(),
     )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&bench)?);
@@ -449,21 +474,13 @@ fn all(backend: Option<GpuBackend>, args: AllArgs) -> Result<()> {
             (None, Some(gib)) => {
                 let planned = plan_batches(backend, &args, &say)?;
                 let bytes = (gib * f64::from(1u32 << 30)) as u64;
-                let chosen = s5::bench::fixmatch::choose_batch(&planned, bytes);
+                let chosen = s5::bench::fixmatch::choose_batch(&planned, bytes)?;
                 batch_choice = serde_json::json!({
                     "memory_gib": gib,
                     "planned": planned,
                     "chosen": chosen,
                 });
-                chosen.ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "even a FixMatch step of batch 1 plans {:.1} GiB, more than 90 % of \
-                         --memory-gib {gib}: try a smaller --model or --crop-px",
-                        planned
-                            .first()
-                            .map_or(0.0, |p| p.1 as f64 / f64::from(1u32 << 30))
-                    )
-                })?
+                chosen
             }
         };
         let shapes = StepShapes {
@@ -572,7 +589,7 @@ fn plan_batches(
     backend: Option<GpuBackend>,
     args: &AllArgs,
     say: &dyn Fn(&str),
-) -> Result<Vec<(usize, u64)>> {
+) -> Result<Vec<(usize, Option<u64>)>> {
     let limit = args.memory_gib.unwrap_or(f64::INFINITY) * f64::from(1u32 << 30);
     let mut planned = Vec::new();
     for batch in [1usize, 2, 3, 4, 6, 8, 12, 16] {
@@ -595,9 +612,10 @@ fn plan_batches(
             ],
             &format!("the memory plan of batch {batch}"),
         )?;
-        let bytes = plan["reserved_bytes"].as_u64().unwrap_or(0);
+        let bytes = plan["reserved_bytes"].as_u64();
         planned.push((batch, bytes));
-        if bytes as f64 > 0.9 * limit {
+        // Without statistics there is nothing to plan by: choose_batch says so.
+        if bytes.is_none_or(|b| b as f64 > 0.9 * limit) {
             break;
         }
     }

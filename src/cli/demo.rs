@@ -41,7 +41,7 @@ pub struct DemoArgs {
     /// The demo folder: the data, one run per stage, demo.json, summary.md and summary.png.
     #[arg(long, default_value = "runs/demo")]
     out: PathBuf,
-    /// How large: `tiny` runs on a CPU with lavapipe in about 15 minutes; `small` and
+    /// How large: `tiny` runs on a CPU with lavapipe in about 10 minutes (two cores); `small` and
     /// `base` (ViT-S and ViT-B at 256 px) are for real GPUs.
     #[arg(long, value_enum, default_value_t = PresetArg::Tiny)]
     preset: PresetArg,

@@ -122,7 +122,7 @@ fn with_model(backend: Option<GpuBackend>, args: &EvalArgs) -> Result<()> {
     )?;
     bar.finish_and_clear();
     let heading = format!(
-        "{} images of {} split `{}` with {} ({mode:?})",
+        "{} images of {} split `{}` with {} ({mode})",
         samples.len(),
         spec.name,
         args.split,

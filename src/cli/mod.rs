@@ -51,7 +51,8 @@ enum Command {
     Data(data::DataCommand),
     /// Train a segmentation model on labeled datasets (resumable run directory).
     Train(train::TrainArgs),
-    /// S4P: FixMatch pre-training on labeled + unlabeled images (config with `semi`).
+    /// S4P: FixMatch pre-training on labeled + unlabeled images (a config with
+    /// `recipe: FixMatch((...))`).
     Pretrain(train::PretrainArgs),
     /// Score a model on a dataset split, or prediction masks against ground truth
     /// (per-class table and metrics.json).

@@ -2,9 +2,12 @@
 
 use anyhow::{Result, bail};
 use s5::device::{self, GpuBackend};
+use s5::data::DatasetSpec;
 use s5::model::{
     Activation, ParamCount, Segmentor, SegmentorConfig, VitConfig, count_params, paper_models,
 };
+use s5::run::{DatasetCard, ModelCard};
+use s5::train::checkpoint::{dataset_card, save_model_folder};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ModelCommand {
@@ -26,13 +29,20 @@ pub struct ImportArgs {
     /// Datasets of an FFN-MoE model (experts initialised from the dense fc2).
     #[arg(long, default_value_t = 1)]
     datasets: usize,
-    /// P of an FFN-MoE model.
+    /// P of an FFN-MoE model: output columns of each dataset expert (1 to D − 1).
     #[arg(long, default_value_t = 256)]
     moe_part: usize,
-    /// Classes per dataset (repeat once per dataset, or give one for all).
-    #[arg(long = "classes", default_values_t = [16])]
+    /// Classes per dataset (repeat once per dataset, or give one for all); --spec sets them
+    /// instead.
+    #[arg(long = "classes", default_values_t = [16], conflicts_with = "specs")]
     classes: Vec<usize>,
-    /// Write the whole model as an s5 checkpoint here.
+    /// The dataset spec of each decoder (repeat once per dataset): its classes, their names
+    /// and palette go into the written checkpoint's card, so `s5 predict` colours by them
+    /// and `s5 eval` finds the data.
+    #[arg(long = "spec")]
+    specs: Vec<std::path::PathBuf>,
+    /// Write the whole model as an s5 checkpoint folder here (model.bpk, its card and
+    /// checksums): `--init`, `s5 predict --model` and `s5 eval --model` take it.
     #[arg(long)]
     out: Option<std::path::PathBuf>,
 }
@@ -52,7 +62,8 @@ pub struct SummaryArgs {
     /// P: output columns of each dataset expert (MoE when --datasets > 1).
     #[arg(long, conflicts_with = "alpha")]
     moe_part: Option<usize>,
-    /// α = P / D, instead of --moe-part.
+    /// The paper's α instead of --moe-part: P = α · 1024 (Table 3's counts: α = 1/8, 1/4,
+    /// 1/2 are P = 128, 256, 512 on ViT-B).
     #[arg(long)]
     alpha: Option<f64>,
     /// Classes per dataset (repeat once per dataset, or give one for all).
@@ -91,27 +102,73 @@ fn import(backend: Option<GpuBackend>, args: ImportArgs) -> Result<()> {
             args.backbone
         );
     };
-    if args.datasets > 1 {
+    let datasets = match (args.specs.len(), args.datasets) {
+        (0, d) => d,
+        (n, 1) => n,
+        (n, d) if n == d => d,
+        (n, d) => bail!("--spec given {n} times for --datasets {d}: give one spec per dataset"),
+    };
+    if datasets == 0 {
+        bail!("--datasets must be at least 1");
+    }
+    let specs = args
+        .specs
+        .iter()
+        .map(|path| Ok((DatasetSpec::load(path)?, path.clone())))
+        .collect::<Result<Vec<_>>>()?;
+    if datasets > 1 {
         if args.moe_part == 0 || args.moe_part >= vit.dim {
             bail!(
-                "--moe-part must be between 1 and {} for {}",
+                "--moe-part must be between 1 and {} for {} (got {})",
                 vit.dim - 1,
-                args.backbone
+                args.backbone,
+                args.moe_part
             );
         }
-        vit = vit.with_moe(args.datasets, args.moe_part);
+        vit = vit.with_moe(datasets, args.moe_part);
     }
-    let cfg = SegmentorConfig::new(vit, classes_per_dataset(&args.classes, args.datasets)?);
+    let classes = if specs.is_empty() {
+        classes_per_dataset(&args.classes, datasets)?
+    } else {
+        specs.iter().map(|(s, _)| s.num_classes()).collect()
+    };
+    if let Some(&k) = classes.iter().find(|&&k| k == 0 || k > 255) {
+        bail!("--classes must be between 1 and 255 (got {k})");
+    }
+    if let Some(out) = &args.out
+        && out.exists()
+    {
+        bail!(
+            "{}: exists already; --out writes a new checkpoint folder",
+            out.display()
+        );
+    }
+    let cfg = SegmentorConfig::new(vit, classes);
     let gpu = device::gpu(backend)?;
     let raw = s5::model::import::read_checkpoint(&args.checkpoint)?;
     let mut model = Segmentor::new(&cfg, &gpu.device);
     let report =
-        s5::model::import::load_vit(&mut model.backbone, &raw, &args.checkpoint, &gpu.device)?;
+        s5::model::import::load_segmentor(&mut model, &raw, &args.checkpoint, &gpu.device)?;
     println!(
         "loaded {} tensors from {}",
         report.loaded.len(),
         args.checkpoint.display()
     );
+    for (part, prefix) in [
+        ("backbone", None),
+        ("neck", Some("neck.")),
+        ("decoder", Some("decode_head.")),
+    ] {
+        let n = report
+            .loaded
+            .iter()
+            .filter(|k| match prefix {
+                Some(p) => k.starts_with(p),
+                None => !k.starts_with("neck.") && !k.starts_with("decode_head."),
+            })
+            .count();
+        println!("  {part:<9} {n} tensors");
+    }
     if let Some((from, to)) = report.pos_resized {
         println!("position table resized from {from:?} to {to:?} (bicubic)");
     }
@@ -125,10 +182,41 @@ fn import(backend: Option<GpuBackend>, args: ImportArgs) -> Result<()> {
         println!("missing (left as initialised): {key}");
     }
     if let Some(out) = &args.out {
-        s5::model::checkpoint::save(&model, out)?;
-        println!("wrote {}", out.display());
+        let card = ModelCard {
+            segmentor: cfg.clone(),
+            datasets: if specs.is_empty() {
+                cfg.classes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &k)| generic_card(i, k))
+                    .collect()
+            } else {
+                specs
+                    .iter()
+                    .map(|(spec, path)| dataset_card(spec, &std::path::absolute(path)?))
+                    .collect::<std::io::Result<_>>()?
+            },
+        };
+        let dir = save_model_folder(&model, &card, out)?;
+        println!("wrote {} (model, card, checksums)", dir.display());
     }
     Ok(())
+}
+
+/// The card of a decoder imported without a spec: classes `class-<k>` in distinct colours.
+fn generic_card(index: usize, classes: usize) -> DatasetCard {
+    DatasetCard {
+        name: format!("imported-{index}"),
+        classes: (0..classes).map(|k| format!("class-{k}")).collect(),
+        palette: (0..classes)
+            .map(|k| {
+                let k = k as u32;
+                [(k * 97 % 256) as u8, (k * 57 + 90) as u8, (k * 151 + 30) as u8]
+            })
+            .collect(),
+        background: None,
+        spec: std::path::PathBuf::new(),
+    }
 }
 
 fn millions(n: usize) -> String {
@@ -183,12 +271,13 @@ fn summary(backend: Option<GpuBackend>, args: SummaryArgs) -> Result<()> {
     if args.datasets > 1 || args.moe_part.is_some() || args.alpha.is_some() {
         let p = match (args.moe_part, args.alpha) {
             (Some(p), _) => p,
-            (None, Some(a)) => vit.expert_dim_for_alpha(a),
+            (None, Some(a)) => VitConfig::expert_dim_for_alpha(a),
             (None, None) => 256.min(vit.dim / 2),
         };
         if p == 0 || p >= vit.dim {
             bail!(
-                "--moe-part must be between 1 and {} (the block width) for {name}",
+                "P = {p}: --moe-part (or --alpha · 1024) must be between 1 and {} (the block \
+                 width) for {name}",
                 vit.dim - 1
             );
         }

@@ -58,7 +58,7 @@ pub fn run(backend: Option<GpuBackend>, args: PredictArgs) -> Result<()> {
         .map_err(anyhow::Error::msg)?;
     let palette = &card.datasets[dataset].palette;
     eprintln!(
-        "model {} ({}), {} image(s), {mode:?}{}",
+        "model {} ({}), {} image(s), {mode}{}",
         checkpoint.display(),
         card.datasets[dataset].name,
         files.len(),

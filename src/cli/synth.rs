@@ -45,6 +45,16 @@ pub fn run(args: SynthArgs) -> Result<()> {
         pool_images: args.pool_images,
         ..SynthConfig::default()
     };
+    if let Err(e) = cfg.validate() {
+        let flag = match e.field.as_str() {
+            "tile_px" => "--tile-px",
+            "train_per_domain" => "--train",
+            "val_per_domain" => "--val",
+            "pool_in_domain" => "--pool",
+            _ => "",
+        };
+        anyhow::bail!("s5 synth {flag}: {e}");
+    }
     let total = 2 * (cfg.train_per_domain + cfg.val_per_domain) + cfg.pool_total();
     let bar = ProgressBar::new(total as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} scenes ({eta})")

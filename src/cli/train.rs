@@ -19,8 +19,8 @@ pub struct TrainArgs {
     #[arg(long, required_unless_present = "resume")]
     config: Option<PathBuf>,
     /// Run directory (created): config, events, checkpoints and samples go here.
-    /// (Required; an `Option` so that `s5 finetune export`, which shares these arguments'
-    /// command, parses without it.)
+    // Required, yet an `Option`: `s5 finetune export` shares this command's arguments and
+    // parses without it.
     #[arg(long, required = true)]
     out: Option<PathBuf>,
     /// Continue the run in --out from its newest checkpoint.

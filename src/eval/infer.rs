@@ -38,6 +38,27 @@ pub enum InferMode {
     },
 }
 
+impl std::fmt::Display for InferMode {
+    /// In words, as `s5 predict` and `s5 eval` report it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (text, flip) = match *self {
+            InferMode::Whole { flip } => ("whole images".to_string(), flip),
+            InferMode::Resize { long_side_px, flip } => {
+                (format!("resized to a {long_side_px}-px long side"), flip)
+            }
+            InferMode::Slide {
+                window_px,
+                stride_px,
+                flip,
+            } => (
+                format!("sliding {window_px}-px windows every {stride_px} px"),
+                flip,
+            ),
+        };
+        write!(f, "{text}{}", if flip { ", averaged with the h-flip" } else { "" })
+    }
+}
+
 impl InferMode {
     pub fn validate(&self) -> Result<(), String> {
         match *self {

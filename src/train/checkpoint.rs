@@ -12,7 +12,8 @@ use crate::data::DatasetSpec;
 use crate::error::Result;
 use crate::model::{Segmentor, checkpoint};
 use crate::run::checkpoint::{
-    CheckpointWriter, MODEL_FILE, OPTIMIZER_FILE, read_card, resolve_checkpoint, verify,
+    CheckpointWriter, FolderWriter, MODEL_FILE, OPTIMIZER_FILE, read_card, resolve_checkpoint,
+    verify,
 };
 use crate::run::{DatasetCard, ModelCard, RunDir, TrainState};
 
@@ -49,6 +50,18 @@ pub fn save_checkpoint(
 pub fn save_trained_model(model: &Segmentor, dir: &Path) -> Result<()> {
     let _ = model.valid();
     checkpoint::save(model, &dir.join(MODEL_FILE))
+}
+
+/// Writes `model` (imported, not trained: step 0) as the checkpoint folder `out` with its
+/// card and checksums, which `--init`, `s5 predict` and `s5 eval` take. `out` must not exist.
+pub fn save_model_folder(model: &Segmentor, card: &ModelCard, out: &Path) -> Result<PathBuf> {
+    let writer = FolderWriter::begin(out)?;
+    checkpoint::save(model, &writer.dir().join(MODEL_FILE))?;
+    let state = TrainState {
+        step: 0,
+        wall_s: 0.0,
+    };
+    Ok(writer.finish(card, &state)?)
 }
 
 /// The model of a checkpoint folder or run directory (newest checkpoint), for inference.

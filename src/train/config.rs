@@ -13,6 +13,9 @@ use crate::eval::InferMode;
 use crate::model::{SegmentorConfig, VitConfig};
 use crate::run::RunKind;
 
+mod check;
+pub use check::check_vit;
+
 /// One dataset trained on: its spec, optionally another root, the splits used, and the
 /// weight of its loss in the sum.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,41 +146,7 @@ impl Default for ModelSetup {
 impl ModelSetup {
     /// The segmentor for datasets with these class counts.
     pub fn segmentor(&self, classes: Vec<usize>) -> Result<SegmentorConfig> {
-        let mut backbone = match &self.backbone {
-            Backbone::Preset(name) => VitConfig::by_name(name).ok_or_else(|| Error::Config {
-                reason: format!(
-                    "unknown backbone preset `{name}`: use tiny, small, base, large or huge, \
-                     or `Custom((dim: .., depth: .., ...))`"
-                ),
-            })?,
-            Backbone::Custom(cfg) => cfg.clone(),
-        };
-        let b = &backbone;
-        if b.depth == 0 || b.heads == 0 || b.dim % b.heads != 0 {
-            return Err(Error::Config {
-                reason: format!(
-                    "backbone: dim {} must be a multiple of heads {} (both > 0, depth > 0)",
-                    b.dim, b.heads
-                ),
-            });
-        }
-        if let Some(&block) = b.feature_blocks.iter().find(|&&i| i >= b.depth) {
-            return Err(Error::Config {
-                reason: format!(
-                    "backbone: feature block {block} does not exist in a {}-block ViT \
-                     (feature_blocks are 0-based)",
-                    b.depth
-                ),
-            });
-        }
-        if b.patch_px == 0 || b.pos_grid_px % b.patch_px != 0 || 32 % b.patch_px != 0 {
-            return Err(Error::Config {
-                reason: format!(
-                    "backbone: patch_px {} must divide 32 and pos_grid_px {}",
-                    b.patch_px, b.pos_grid_px
-                ),
-            });
-        }
+        let mut backbone = check::check_model(self).map_err(Error::from)?;
         backbone.drop_path = self.drop_path;
         if let Some(p) = self.moe_expert_dim {
             backbone = backbone.with_moe(classes.len(), p);
@@ -510,20 +479,39 @@ impl TrainConfig {
             }
             cfg.recipe = RecipeSetup::FixMatch(semi);
         }
-        cfg.validate().map_err(|reason| Error::ConfigFile {
-            path: path.to_path_buf(),
-            reason,
+        cfg.validate().map_err(|error| Error::InvalidConfig {
+            path: Some(path.to_path_buf()),
+            error,
         })?;
         Ok(cfg)
     }
 
-    /// The top-level sections in which `other` differs from this config, `steps` aside
-    /// (what `--resume` refuses to change).
+    /// The top-level sections in which `other` differs from this config, `steps` and
+    /// `activation_checkpointing` aside (what `--resume` refuses to change). Every field is
+    /// named, so a new one cannot escape the check unnoticed.
     pub fn sections_differing_from(&self, other: &Self) -> Vec<&'static str> {
+        let Self {
+            datasets,
+            model,
+            steps: _,
+            batch,
+            sampling,
+            optimizer,
+            augment,
+            val,
+            checkpoint_every,
+            keep_checkpoints,
+            seed,
+            prefetch,
+            skip_bad,
+            recipe,
+            activation_checkpointing: _,
+            semi,
+        } = self;
         let mut differ = Vec::new();
         macro_rules! compare {
             ($($field:ident),*) => {
-                $(if self.$field != other.$field {
+                $(if *$field != other.$field {
                     differ.push(stringify!($field));
                 })*
             };
@@ -541,7 +529,8 @@ impl TrainConfig {
             seed,
             prefetch,
             skip_bad,
-            recipe
+            recipe,
+            semi
         );
         differ
     }
@@ -550,109 +539,6 @@ impl TrainConfig {
     pub fn to_ron(&self) -> String {
         ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::default())
             .expect("configs serialise")
-    }
-
-    /// Checks what can be checked without touching the data.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.datasets.is_empty() {
-            return Err("`datasets` is empty: name at least one dataset spec".into());
-        }
-        if self.steps == 0 || self.batch == 0 {
-            return Err("`steps` and `batch` must be at least 1".into());
-        }
-        if self.checkpoint_every == 0 {
-            return Err("`checkpoint_every` must be at least 1".into());
-        }
-        if self.datasets.iter().all(|d| d.start_step > 0) {
-            return Err(
-                "every dataset has a start_step above 0: the first steps would train on \
-                 nothing; give one dataset start_step 0"
-                    .into(),
-            );
-        }
-        let o = &self.optimizer;
-        if !(o.lr > 0.0 && o.lr.is_finite()) || o.final_lr < 0.0 || o.weight_decay < 0.0 {
-            return Err(format!(
-                "optimizer: lr must be > 0 and final_lr, weight_decay ≥ 0 (got lr {}, final_lr {}, weight_decay {})",
-                o.lr, o.final_lr, o.weight_decay
-            ));
-        }
-        if o.layer_decay.is_some_and(|d| !(d > 0.0 && d <= 1.0)) {
-            return Err("optimizer.layer_decay must be in (0, 1]".into());
-        }
-        if o.clip_grad_norm.is_some_and(|c| c <= 0.0) {
-            return Err("optimizer.clip_grad_norm must be > 0".into());
-        }
-        let crop_ok = |c: u32| c >= 32 && c.is_multiple_of(32);
-        if !crop_ok(self.augment.crop_px) {
-            return Err(format!(
-                "augment.crop_px must be a multiple of 32 (the model's coarsest stride), got {}",
-                self.augment.crop_px
-            ));
-        }
-        for (i, d) in self.datasets.iter().enumerate() {
-            if let Some(c) = d.crop_px.filter(|&c| !crop_ok(c)) {
-                return Err(format!(
-                    "datasets[{i}].crop_px must be a multiple of 32 (the model's coarsest \
-                     stride), got {c}"
-                ));
-            }
-            if d.batch == Some(0) {
-                return Err(format!("datasets[{i}].batch must be at least 1"));
-            }
-            if let Some(mode) = &d.val_mode {
-                mode.validate()
-                    .map_err(|e| format!("datasets[{i}].val_mode: {e}"))?;
-            }
-        }
-        match &self.sampling {
-            Sampling::Zip => {}
-            Sampling::Ratios(r) => {
-                if r.len() != self.datasets.len() {
-                    return Err(format!(
-                        "sampling: Ratios has {} ratios for {} datasets: give one per dataset, \
-                         in the order of `datasets`",
-                        r.len(),
-                        self.datasets.len()
-                    ));
-                }
-                if r.iter().any(|&x| !(x >= 0.0 && x.is_finite())) || r.iter().sum::<f64>() <= 0.0 {
-                    return Err(format!(
-                        "sampling: Ratios must be ≥ 0 with a positive sum, got {r:?}"
-                    ));
-                }
-            }
-            Sampling::Temperature(t) => {
-                if !(*t > 0.0 && t.is_finite()) {
-                    return Err(format!("sampling: Temperature must be > 0, got {t}"));
-                }
-            }
-        }
-        if let RecipeSetup::FixMatch(semi) = &self.recipe {
-            if self.datasets.len() != 1 {
-                return Err("the FixMatch recipe takes exactly one labeled dataset".into());
-            }
-            if self.datasets[0]
-                .crop_px
-                .is_some_and(|c| c != self.augment.crop_px)
-            {
-                return Err(
-                    "the FixMatch recipe crops labeled and unlabeled images alike: set \
-                     augment.crop_px, not the dataset's crop_px"
-                        .into(),
-                );
-            }
-            if semi.unlabeled_batch == 0 {
-                return Err("recipe: FixMatch unlabeled_batch must be at least 1".into());
-            }
-            if !(0.0..=1.0).contains(&semi.threshold) || semi.lambda < 0.0 {
-                return Err(format!(
-                    "recipe: FixMatch threshold must be in [0, 1] and lambda ≥ 0 (got {}, {})",
-                    semi.threshold, semi.lambda
-                ));
-            }
-        }
-        self.val.mode.validate()
     }
 
     /// Absolute dataset and init paths, so the run directory's copy works from anywhere.

@@ -132,6 +132,11 @@ pub fn train(
     device: &Device,
     mut options: TrainOptions<'_>,
 ) -> Result<TrainOutcome> {
+    // A new run is checked whole, its data included, before its folder is touched.
+    let start = match start {
+        Start::New(config) => Start::New(preflight(config, &options)?),
+        resume => resume,
+    };
     let (_lock, taken_over) = RunLock::acquire(run)?;
     if let Some(holder) = taken_over {
         options.report(Report::Warning(format!(
@@ -142,6 +147,65 @@ pub fn train(
     let opened = open(start, run, &mut options)?;
     let mut session = Session::new(opened, run, device, &mut options)?;
     session.run(&mut options)
+}
+
+/// A new run's config resolved and checked: every field, the recipe's kind against the
+/// caller's, and what needs the data (the specs and their splits, the fine-tuning mode's
+/// datasets, the model for their class counts, the weights to start from). Writes nothing.
+fn preflight(config: TrainConfig, options: &TrainOptions<'_>) -> Result<TrainConfig> {
+    let config = config.resolved()?;
+    config.validate()?;
+    let kind = config.recipe.run_kind();
+    if let Some(wanted) = options.kind.filter(|&w| w != kind) {
+        return Err(Error::Config {
+            reason: format!(
+                "the config's recipe makes a `{kind}` run, which `{}` does not write: run it \
+                 with `{}`",
+                wanted.command(),
+                kind.command()
+            ),
+        });
+    }
+    let mut trained = config.clone();
+    prepare(&mut trained)?;
+    if let Some(init) = &config.model.init {
+        if !init.exists() {
+            return Err(Error::MissingFile {
+                path: init.clone(),
+                context: Some("`model.init`: the weights to start from".into()),
+            });
+        }
+        // A checkpoint folder (or run) to start from is verified before the run exists.
+        if init.is_dir() {
+            crate::run::checkpoint::verify(&resolve_checkpoint(init)?)?;
+        }
+    }
+    Ok(config)
+}
+
+/// The datasets a run trains (the fine-tuning mode applied to `config`) and its model card.
+fn prepare(config: &mut TrainConfig) -> Result<(Vec<Dataset>, ModelCard)> {
+    let mut datasets = load_datasets(config)?;
+    if let crate::train::config::RecipeSetup::Finetune(setup) = config.recipe.clone() {
+        let names: Vec<String> = datasets.iter().map(|d| d.spec.name.clone()).collect();
+        let keep = setup
+            .mode
+            .apply(config, &names)
+            .map_err(|reason| Error::Config { reason })?;
+        let mut all: Vec<Option<Dataset>> = datasets.into_iter().map(Some).collect();
+        datasets = keep.iter().filter_map(|&i| all[i].take()).collect();
+    }
+    let card = ModelCard {
+        segmentor: config
+            .model
+            .segmentor(datasets.iter().map(|d| d.spec.num_classes()).collect())?,
+        datasets: datasets
+            .iter()
+            .zip(&config.datasets)
+            .map(|(d, entry)| dataset_card(&d.spec, &entry.spec))
+            .collect(),
+    };
+    Ok((datasets, card))
 }
 
 /// A run's config, checked, and where it resumes from.
@@ -166,22 +230,7 @@ fn open(start: Start, run: &RunDir, options: &mut TrainOptions<'_>) -> Result<Op
                         .into(),
                 ));
             }
-            let config = config.resolved()?;
-            config
-                .validate()
-                .map_err(|reason| Error::Config { reason })?;
-            let kind = config.recipe.run_kind();
-            if let Some(wanted) = options.kind.filter(|&w| w != kind) {
-                return Err(Error::Config {
-                    reason: format!(
-                        "the config's recipe makes a `{kind}` run, which `{}` does not write: \
-                         run it with `{}`",
-                        wanted.command(),
-                        kind.command()
-                    ),
-                });
-            }
-            Manifest::new(kind).save(run)?;
+            Manifest::new(config.recipe.run_kind()).save(run)?;
             Ok(Opened {
                 config,
                 resume: None,
@@ -234,9 +283,7 @@ fn open(start: Start, run: &RunDir, options: &mut TrainOptions<'_>) -> Result<Op
             }
             // A resumed run may be extended.
             config.steps = config.steps.max(steps.unwrap_or(0));
-            config
-                .validate()
-                .map_err(|reason| Error::Config { reason })?;
+            config.validate()?;
             manifest.upgraded().save(run)?;
             Ok(Opened {
                 config,
@@ -279,26 +326,7 @@ impl<'r> Session<'r> {
         options: &mut TrainOptions<'_>,
     ) -> Result<Self> {
         let Opened { mut config, resume } = opened;
-        let mut datasets = load_datasets(&config)?;
-        if let crate::train::config::RecipeSetup::Finetune(setup) = config.recipe.clone() {
-            let names: Vec<String> = datasets.iter().map(|d| d.spec.name.clone()).collect();
-            let keep = setup
-                .mode
-                .apply(&mut config, &names)
-                .map_err(|reason| Error::Config { reason })?;
-            let mut all: Vec<Option<Dataset>> = datasets.into_iter().map(Some).collect();
-            datasets = keep.iter().filter_map(|&i| all[i].take()).collect();
-        }
-        let card = ModelCard {
-            segmentor: config
-                .model
-                .segmentor(datasets.iter().map(|d| d.spec.num_classes()).collect())?,
-            datasets: datasets
-                .iter()
-                .zip(&config.datasets)
-                .map(|(d, entry)| dataset_card(&d.spec, &entry.spec))
-                .collect(),
-        };
+        let (datasets, card) = prepare(&mut config)?;
         let train_device = autodiff_device(device, config.activation_checkpointing);
         let mut model = Segmentor::new(&card.segmentor, &train_device);
         let (start_step, wall_offset_s) = match &resume {

@@ -147,7 +147,7 @@ pub fn show(
                                 point.entropy,
                                 if point.selected { " · selected" } else { "" }
                             ),
-                            store.crops.get(p),
+                            store.crops.peek(p),
                         ))
                     }),
                 );

@@ -5,7 +5,9 @@
 //! pan (drag) shared across a row, and the τ slider: the τ-mask and mask ratio recomputed from the stored confidence,
 //! and pseudo-label accuracy against coverage as τ varies, where truth is known.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use crate::bounded::Bounded;
 
 use egui::{Color32, ColorImage, Rect, Sense, Vec2, pos2, vec2};
 use egui_plot::{Line, Plot, PlotPoints, Points};
@@ -82,10 +84,16 @@ pub struct GalleryState {
     /// Classes hidden in overlays.
     pub hidden: BTreeSet<u8>,
     pub size_px: f32,
-    pub rows: HashMap<String, RowView>,
-    /// Accuracy–coverage curves, by (run, step, entry).
-    curves: HashMap<(usize, u64, usize), Vec<CurvePoint>>,
+    /// Rows zoomed or panned away from the whole picture (at most [`ROWS_KEPT`]).
+    pub rows: Bounded<String, RowView, ROWS_KEPT>,
+    /// Accuracy–coverage curves, by (run, step, entry) (at most [`CURVES_KEPT`]).
+    pub curves: Bounded<(usize, u64, usize), Vec<CurvePoint>, CURVES_KEPT>,
 }
+
+/// Row views kept: a row zoomed long ago falls back to the whole picture.
+pub const ROWS_KEPT: usize = 256;
+/// Accuracy–coverage curves kept (each is recomputed when needed again).
+pub const CURVES_KEPT: usize = 256;
 
 impl Default for GalleryState {
     fn default() -> Self {
@@ -97,8 +105,8 @@ impl Default for GalleryState {
             opacity: 0.5,
             hidden: BTreeSet::new(),
             size_px: 128.0,
-            rows: HashMap::new(),
-            curves: HashMap::new(),
+            rows: Bounded::default(),
+            curves: Bounded::default(),
         }
     }
 }
@@ -367,7 +375,7 @@ fn row(
                 entry.classes.get(&SampleRole::Truth),
             )
         {
-            let curve = state.curves.entry(key).or_insert_with(|| {
+            let curve = state.curves.get_or_insert_with(key, || {
                 let taus: Vec<f32> = (0..TAU_STEPS)
                     .map(|i| i as f32 / (TAU_STEPS - 1) as f32)
                     .collect();
@@ -438,7 +446,7 @@ fn readout(entry: &DecodedEntry, legend: Option<&DatasetCard>, u: f32, v: f32) -
         lines.push(format!(
             "confidence {:.4} · {}",
             s5_run::samples::level_confidence(c.levels[i]),
-            if c.valid[i] {
+            if c.valid.get(i).copied().unwrap_or(false) {
                 "valid"
             } else {
                 "padding (not valid)"

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::palette::colorize;
 use super::spec::{DatasetSpec, LabelEncoding, MaskRule, SplitSource};
+use crate::check::{Checked, at_least_one, ensure, within};
 use crate::error::Result;
 use crate::fsutil::{save_png_atomic, write_atomic};
 
@@ -103,6 +104,37 @@ impl SynthConfig {
     /// Images in the pool.
     pub fn pool_total(&self) -> usize {
         self.pool_counts().iter().map(|(_, n)| n).sum()
+    }
+
+    /// Checks every field before anything is written: tiles of 32 to 4096 px (the scenes'
+    /// smallest objects need 32), pool images at least a tile wide, at least one training
+    /// and one validation image per domain, and a pool share to split `pool_images` by.
+    pub fn validate(&self) -> Checked {
+        within("tile_px", self.tile_px.into(), 32.0, 4096.0)?;
+        ensure(
+            self.pool_width_px >= self.tile_px && self.pool_width_px <= 4 * 4096,
+            "pool_width_px",
+            || {
+                format!(
+                    "must be at least tile_px {} and at most 16384 (got {})",
+                    self.tile_px, self.pool_width_px
+                )
+            },
+        )?;
+        at_least_one("train_per_domain", self.train_per_domain as u64)?;
+        at_least_one("val_per_domain", self.val_per_domain as u64)?;
+        if self.pool_images.is_some() {
+            ensure(
+                self.pool_in_domain + self.pool_ood_per_kind > 0,
+                "pool_in_domain",
+                || {
+                    "and pool_ood_per_kind are both 0: pool_images is shared in their \
+                     proportion, so give one of them a share"
+                        .into()
+                },
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -350,6 +382,7 @@ pub fn generate(
     cfg: &SynthConfig,
     progress: &(dyn Fn() + Sync),
 ) -> Result<SynthOutput> {
+    cfg.validate()?;
     let t = cfg.tile_px;
     // (path of image, path of mask, what to render, seed)
     enum Job {

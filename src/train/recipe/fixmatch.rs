@@ -103,14 +103,18 @@ pub fn summarize(
             entropy.iter().sum::<f64>() / entropy.len().max(1) as f64,
         ),
     ]);
+    // Each accuracy only where it is defined: truth is known, and for the confident one,
+    // some pixel with truth passed τ (early in a run none does).
     if get("px/with_truth") > 0.0 {
-        stats.insert(
-            keys::PSEUDO_LABEL_ACC_CONFIDENT.to_string(),
-            ratio("px/correct_confident", "px/confident_with_truth"),
-        );
         stats.insert(
             keys::PSEUDO_LABEL_ACC_ALL.to_string(),
             ratio("px/correct", "px/with_truth"),
+        );
+    }
+    if get("px/confident_with_truth") > 0.0 {
+        stats.insert(
+            keys::PSEUDO_LABEL_ACC_CONFIDENT.to_string(),
+            ratio("px/correct_confident", "px/confident_with_truth"),
         );
     }
     (losses, stats)
