@@ -193,7 +193,7 @@ fn import(backend: Option<GpuBackend>, args: ImportArgs) -> Result<()> {
             } else {
                 specs
                     .iter()
-                    .map(|(spec, path)| dataset_card(spec, &std::path::absolute(path)?))
+                    .map(|(spec, path)| Ok(dataset_card(spec, &std::path::absolute(path)?)))
                     .collect::<std::io::Result<_>>()?
             },
         };

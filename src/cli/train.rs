@@ -131,6 +131,8 @@ pub(super) fn run_with(
         if let Some(seed) = args.seed {
             config.seed = seed;
         }
+        // The flags are config values too: checked before the GPU is set up.
+        config.validate()?;
         Start::New(config)
     };
     let gpus = device::training_gpus(backend, args.gpus.choice())?;
