@@ -189,18 +189,26 @@ fn synth_output_passes_data_check_and_a_broken_dataset_fails_it() {
     assert!(stdout.contains("train_0000.png"), "{stdout}");
 }
 
+/// `s5 bench data`, with `--peer`: the bundled PIL recipe (the README's command; it needs
+/// numpy and pillow, which `.ci/run` installs) and a script of one's own, each run between
+/// the single-thread rounds and set against s5's rate.
 #[test]
 fn bench_data_reports_images_per_second() {
-    let doc: serde_json::Value = json_of(s5().args([
-        "bench",
-        "data",
-        "--crop-px",
-        "64",
-        "--images",
-        "4",
-        "--json",
-    ]));
+    let bench = ["bench", "data", "--crop-px", "64", "--images", "4", "--json"];
+    let doc: serde_json::Value = json_of(s5().args(bench).arg("--peer"));
     check_data_bench(&doc);
+    let peer = &doc["peer"];
+    assert!(peer["script"].as_str().is_some_and(|s| s.contains("augment-peer")), "{peer}");
+    let rate = peer["images_per_s"].as_f64().expect("the peer's rate");
+    let ratio = peer["s5_ratio"].as_f64().expect("s5 against the peer");
+    assert!(rate > 0.0 && ratio > 0.0, "{peer}");
+    let full_one_thread = doc["rows"][3]["images_per_s"].as_f64().unwrap();
+    assert!((ratio - full_one_thread / rate).abs() <= 1e-9 * ratio, "{peer} vs {full_one_thread}");
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("mine.py");
+    std::fs::write(&script, "print('250.5 images/s (mine)')\n").unwrap();
+    let doc: serde_json::Value = json_of(s5().args(bench).arg("--peer").arg(&script));
+    assert_eq!(doc["peer"]["images_per_s"], 250.5);
 }
 
 /// `s5 bench data`'s JSON: five pipelines (weak and full on all threads and one, the

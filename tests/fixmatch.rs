@@ -235,7 +235,7 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
         (ce(logits.clone().narrow(0, 0, bl), one_hot(labels_l_vec, bl)) * valid_l.clone()).sum()
             / valid_l.sum();
     let weight = Tensor::<3>::from_data(TensorData::new(weight, [bu, S, S]), &dev);
-    let l_u_ref = (ce(logits.narrow(0, bl, bu), one_hot(lab_mix, bu)) * weight).sum() / valid_sum;
+    let l_u_ref = (ce(logits.narrow(0, bl, bu), one_hot(lab_mix.clone(), bu)) * weight).sum() / valid_sum;
 
     let scalar = s5::train::loss::scalar;
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * b.abs().max(1.0);

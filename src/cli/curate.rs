@@ -319,8 +319,12 @@ fn prototypes(backend: Option<GpuBackend>, args: PrototypeArgs) -> Result<()> {
 }
 
 fn plan(args: PlanArgs) -> Result<()> {
-    let (run, _lock) = open_curation_run(&args.out)?;
     let stride = args.stride_px.unwrap_or(args.patch_px);
+    // Checked before the run folder is made.
+    if args.patch_px == 0 || stride == 0 {
+        bail!("--patch-px and --stride-px must be at least 1");
+    }
+    let (run, _lock) = open_curation_run(&args.out)?;
     let mut plan = make_plan(&args.spec, &args.split, args.patch_px, stride)?;
     if let Some(truth) = &args.truth {
         let kinds = read_truth(truth)?;

@@ -267,6 +267,9 @@ fn summary(backend: Option<GpuBackend>, args: SummaryArgs) -> Result<()> {
     let Some(mut vit) = VitConfig::by_name(&name) else {
         bail!("unknown backbone `{name}`: use vit-t, vit-s, vit-b, vit-l or vit-h");
     };
+    if args.datasets == 0 {
+        bail!("--datasets must be at least 1");
+    }
     vit.activation = args.activation.into();
     if args.datasets > 1 || args.moe_part.is_some() || args.alpha.is_some() {
         let p = match (args.moe_part, args.alpha) {

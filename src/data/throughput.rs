@@ -36,7 +36,7 @@ pub struct StageTiming {
     pub share: f64,
 }
 
-/// The authors' recipe in PIL (`../shared/peers/augment_pil.py` or another script printing
+/// The authors' recipe in PIL (`assets/peers/augment_pil.py` or another script printing
 /// `<number> images/s`), run once in the middle of the single-thread measurements.
 #[derive(Debug, Clone, Serialize)]
 pub struct PeerTiming {
