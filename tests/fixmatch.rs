@@ -178,18 +178,24 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
         loss_form: LossForm::Code,
         ..FixMatchSetup::default()
     };
-    let out = fixmatch_step(
-        &model,
-        (images_l.clone(), labels_l.clone(), valid_l.clone()),
-        &UnlabeledTensors::from_items(&items_u, S, &plain),
-        &UnlabeledTensors::from_items(&items_p, S, &plain),
-        &setup,
-        Some(3),
-        Normalizers {
-            labeled_px: f64::from(labeled_px),
-            mixed_px: mixed_valid_px(&items_u, &items_p),
-        },
-    );
+    // Two identical steps (no dropout, no drop path): burn's backward consumes a graph, so
+    // the gradients of L_s and of L_u each need a forward of their own.
+    let step = || {
+        fixmatch_step(
+            &model,
+            (images_l.clone(), labels_l.clone(), valid_l.clone()),
+            &UnlabeledTensors::from_items(&items_u, S, &plain),
+            &UnlabeledTensors::from_items(&items_p, S, &plain),
+            &setup,
+            Some(3),
+            Normalizers {
+                labeled_px: f64::from(labeled_px),
+                mixed_px: mixed_valid_px(&items_u, &items_p),
+            },
+        )
+    };
+    let out = step();
+    let supervised_again = step().supervised;
 
     let weight: Vec<f32> = conf_mix
         .iter()
@@ -211,7 +217,8 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
         "the test wants a partial mask, got {expected_ratio}"
     );
     let strong_mix = Tensor::<4>::from_data(TensorData::new(strong_mix, [bu, 3, S, S]), &dev);
-    let logits = model.forward(Tensor::cat(vec![images_l, strong_mix], 0), 0);
+    let student = || model.forward(Tensor::cat(vec![images_l.clone(), strong_mix.clone()], 0), 0);
+    let logits = student();
     let one_hot = |l: Vec<i64>, b: usize| {
         let v: Vec<f32> = (0..b)
             .flat_map(|bi| {
@@ -231,9 +238,11 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
             .neg()
     };
     let labels_l_vec: Vec<i64> = labels_l.into_data().convert::<i64>().try_to_vec().unwrap();
-    let l_s_ref =
-        (ce(logits.clone().narrow(0, 0, bl), one_hot(labels_l_vec, bl)) * valid_l.clone()).sum()
-            / valid_l.sum();
+    let l_s_of = |logits: Tensor<4>| {
+        (ce(logits.narrow(0, 0, bl), one_hot(labels_l_vec.clone(), bl)) * valid_l.clone()).sum()
+            / valid_l.clone().sum()
+    };
+    let l_s_ref = l_s_of(logits.clone());
     let weight = Tensor::<3>::from_data(TensorData::new(weight, [bu, S, S]), &dev);
     let l_u_ref = (ce(logits.narrow(0, bl, bu), one_hot(lab_mix.clone(), bu)) * weight).sum() / valid_sum;
 
@@ -308,8 +317,8 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
     assert!(!stats.contains_key(keys::PSEUDO_LABEL_ACC_CONFIDENT), "{stats:?}");
     assert!(stats.contains_key(keys::PSEUDO_LABEL_ACC_ALL), "{stats:?}");
     // Gradients of L_s and of L_u reach the same values through both computations.
-    let got = grads_of(&model, out.supervised.clone());
-    let want = grads_of(&model, l_s_ref.clone());
+    let got = grads_of(&model, supervised_again);
+    let want = grads_of(&model, l_s_of(student()));
     assert_grads_close("L_s", &got, &want, 1e-3);
     let got = grads_of(&model, out.unsupervised);
     let want = grads_of(&model, l_u_ref);

@@ -1496,22 +1496,30 @@ fn pretrain_logs_fixmatch_and_samples_appear_whole_while_it_runs() {
     let events = s5::run::read_events(&run.events()).unwrap();
     let train: Vec<_> = events.iter().filter(|e| e.kind == "train").collect();
     assert_eq!(train.len(), 8);
+    let mut confident_steps = 0;
     for e in &train {
         for key in ["L_s", "L_u", "loss"] {
             assert!(e.losses[key].is_finite(), "{key} in {e:?}");
         }
         // The paper's form: L_s + λ L_u with λ = 1.
         assert!((e.losses["loss"] - e.losses["L_s"] - e.losses["L_u"]).abs() < 1e-4);
-        for key in [
-            "mask_ratio",
-            "pseudo_label_acc_all",
-            "pseudo_label_acc_confident",
-        ] {
+        for key in ["mask_ratio", "pseudo_label_acc_all"] {
             let v = e.extra[key].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&v), "{key} = {v}");
         }
+        // The confident accuracy is defined only where some pixel passed τ.
+        match e.extra.get("pseudo_label_acc_confident") {
+            Some(v) => {
+                let v = v.as_f64().unwrap();
+                assert!((0.0..=1.0).contains(&v), "pseudo_label_acc_confident = {v}");
+                confident_steps += 1;
+            }
+            // (Absent, never 0, where none did: `fixmatch.rs` checks the rule.)
+            None => {}
+        }
         assert!(e.images_per_s.unwrap() > 0.0);
     }
+    assert!(confident_steps > 0, "τ 0.2 of 6 classes: some pixels pass it");
     // Thinned to at most `keep`, the newest kept; its pictures are all there.
     let steps = s5::run::samples::sample_steps(&run).unwrap();
     assert!(steps.len() <= 3 && steps.contains(&8), "{steps:?}");

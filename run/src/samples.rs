@@ -289,8 +289,13 @@ pub fn thin(run: &RunDir, keep: usize) -> Result<()> {
             break;
         }
         for step in &doomed {
+            // Renamed out of the readers' sight first (they list only `step-<n>`), so no
+            // reader ever finds a step folder half deleted.
             let dir = run.sample_step(*step);
-            std::fs::remove_dir_all(&dir).map_err(RunError::io(&dir))?;
+            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+            let gone = dir.with_file_name(format!(".{}.removing", name.unwrap_or_default()));
+            std::fs::rename(&dir, &gone).map_err(RunError::io(&dir))?;
+            std::fs::remove_dir_all(&gone).map_err(RunError::io(&gone))?;
         }
         steps.retain(|s| !doomed.contains(s));
     }
