@@ -133,9 +133,12 @@ pub fn train(
     mut options: TrainOptions<'_>,
 ) -> Result<TrainOutcome> {
     // A new run is checked whole, its data included, before its folder is touched.
-    let start = match start {
-        Start::New(config) => Start::New(preflight(config, &options)?),
-        resume => resume,
+    let (start, prepared) = match start {
+        Start::New(config) => {
+            let (config, prepared) = preflight(config, &options)?;
+            (Start::New(config), Some(prepared))
+        }
+        resume => (resume, None),
     };
     let (_lock, taken_over) = RunLock::acquire(run)?;
     if let Some(holder) = taken_over {
@@ -145,15 +148,19 @@ pub fn train(
         )));
     }
     let opened = open(start, run, &mut options)?;
-    let mut session = Session::new(opened, run, device, &mut options)?;
+    let mut session = Session::new(opened, prepared, run, device, &mut options)?;
     session.run(&mut options)
 }
 
+/// What a run trains: its datasets (the fine-tuning mode applied) and its model card.
+type Prepared = (Vec<Dataset>, ModelCard);
+
 /// A new run's config resolved and checked: every field, the recipe's kind against the
 /// caller's, and what needs the data (the specs and their splits, the fine-tuning mode's
-/// datasets, the model for their class counts, the weights to start from). Writes nothing.
-fn preflight(config: TrainConfig, options: &TrainOptions<'_>) -> Result<TrainConfig> {
-    let config = config.resolved()?;
+/// datasets, the model for their class counts, the weights to start from). Writes nothing;
+/// returns the config with the fine-tuning mode applied and what it trains.
+fn preflight(config: TrainConfig, options: &TrainOptions<'_>) -> Result<(TrainConfig, Prepared)> {
+    let mut config = config.resolved()?;
     config.validate()?;
     let kind = config.recipe.run_kind();
     if let Some(wanted) = options.kind.filter(|&w| w != kind) {
@@ -166,8 +173,7 @@ fn preflight(config: TrainConfig, options: &TrainOptions<'_>) -> Result<TrainCon
             ),
         });
     }
-    let mut trained = config.clone();
-    prepare(&mut trained)?;
+    let prepared = prepare(&mut config)?;
     if let Some(init) = &config.model.init {
         if !init.exists() {
             return Err(Error::MissingFile {
@@ -180,11 +186,11 @@ fn preflight(config: TrainConfig, options: &TrainOptions<'_>) -> Result<TrainCon
             crate::run::checkpoint::verify(&resolve_checkpoint(init)?)?;
         }
     }
-    Ok(config)
+    Ok((config, prepared))
 }
 
 /// The datasets a run trains (the fine-tuning mode applied to `config`) and its model card.
-fn prepare(config: &mut TrainConfig) -> Result<(Vec<Dataset>, ModelCard)> {
+fn prepare(config: &mut TrainConfig) -> Result<Prepared> {
     let mut datasets = load_datasets(config)?;
     if let crate::train::config::RecipeSetup::Finetune(setup) = config.recipe.clone() {
         let names: Vec<String> = datasets.iter().map(|d| d.spec.name.clone()).collect();
@@ -321,12 +327,17 @@ struct Session<'r> {
 impl<'r> Session<'r> {
     fn new(
         opened: Opened,
+        prepared: Option<Prepared>,
         run: &'r RunDir,
         device: &Device,
         options: &mut TrainOptions<'_>,
     ) -> Result<Self> {
         let Opened { mut config, resume } = opened;
-        let (datasets, card) = prepare(&mut config)?;
+        // A new run was prepared by its preflight; a resumed one from its config.ron.
+        let (datasets, card) = match prepared {
+            Some(prepared) => prepared,
+            None => prepare(&mut config)?,
+        };
         let train_device = autodiff_device(device, config.activation_checkpointing);
         let mut model = Segmentor::new(&card.segmentor, &train_device);
         let (start_step, wall_offset_s) = match &resume {
