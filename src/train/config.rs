@@ -490,47 +490,21 @@ impl TrainConfig {
     /// `activation_checkpointing` aside (what `--resume` refuses to change). Every field is
     /// named, so a new one cannot escape the check unnoticed.
     pub fn sections_differing_from(&self, other: &Self) -> Vec<&'static str> {
-        let Self {
-            datasets,
-            model,
-            steps: _,
-            batch,
-            sampling,
-            optimizer,
-            augment,
-            val,
-            checkpoint_every,
-            keep_checkpoints,
-            seed,
-            prefetch,
-            skip_bad,
-            recipe,
-            activation_checkpointing: _,
-            semi,
-        } = self;
         let mut differ = Vec::new();
+        // One list: the destructuring names every field (a new one fails to compile until it
+        // is listed) and the same names are compared.
         macro_rules! compare {
-            ($($field:ident),*) => {
+            (ignoring $($skip:ident),*; $($field:ident),*) => {
+                let Self { $($skip: _,)* $($field,)* } = self;
                 $(if *$field != other.$field {
                     differ.push(stringify!($field));
                 })*
             };
         }
         compare!(
-            datasets,
-            model,
-            batch,
-            sampling,
-            optimizer,
-            augment,
-            val,
-            checkpoint_every,
-            keep_checkpoints,
-            seed,
-            prefetch,
-            skip_bad,
-            recipe,
-            semi
+            ignoring steps, activation_checkpointing;
+            datasets, model, batch, sampling, optimizer, augment, val, checkpoint_every,
+            keep_checkpoints, seed, prefetch, skip_bad, recipe, semi
         );
         differ
     }
