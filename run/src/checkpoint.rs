@@ -254,6 +254,14 @@ pub fn newest_intact(run: &RunDir) -> Result<Option<ResumePoint>> {
     Err(skipped.swap_remove(0))
 }
 
+/// An empty folder at `tmp`: one left by an unfinished writer is cleared first.
+fn fresh_folder(tmp: &Path) -> Result<()> {
+    if tmp.exists() {
+        std::fs::remove_dir_all(tmp).map_err(RunError::io(tmp))?;
+    }
+    std::fs::create_dir_all(tmp).map_err(RunError::io(tmp))
+}
+
 /// Builds one checkpoint folder: the caller writes the model and optimizer files into
 /// [`CheckpointWriter::dir`], then [`CheckpointWriter::finish`] adds the cards and checksums,
 /// puts the folder in place, points `latest` at it and prunes older ones.
@@ -269,10 +277,7 @@ impl CheckpointWriter {
     /// cleared).
     pub fn begin(run: &RunDir, step: u64) -> Result<Self> {
         let tmp = run.checkpoints().join(step_tmp_name(step));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(RunError::io(&tmp))?;
-        }
-        std::fs::create_dir_all(&tmp).map_err(RunError::io(&tmp))?;
+        fresh_folder(&tmp)?;
         Ok(Self {
             run: run.clone(),
             step,
@@ -325,10 +330,7 @@ pub struct BestWriter {
 impl BestWriter {
     pub fn begin(run: &RunDir) -> Result<Self> {
         let tmp = run.checkpoints().join(".best.tmp");
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(RunError::io(&tmp))?;
-        }
-        std::fs::create_dir_all(&tmp).map_err(RunError::io(&tmp))?;
+        fresh_folder(&tmp)?;
         Ok(Self {
             run: run.clone(),
             tmp,
@@ -382,10 +384,7 @@ impl FolderWriter {
             .unwrap_or_else(|| "checkpoint".into());
         let parent = target.parent().unwrap_or(Path::new("."));
         let tmp = parent.join(format!(".{name}.tmp"));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(RunError::io(&tmp))?;
-        }
-        std::fs::create_dir_all(&tmp).map_err(RunError::io(&tmp))?;
+        fresh_folder(&tmp)?;
         Ok(Self {
             target: target.to_path_buf(),
             tmp,
