@@ -415,3 +415,77 @@ fn pca_finds_the_two_widest_directions() {
     let p = pca.project(&rows[0]);
     assert!(p.iter().all(|c| c.is_finite() && c.abs() < 4.0), "{p:?}");
 }
+
+/// The floor's quantile is the lower nearest rank of the finite values; each cluster's floor
+/// comes from the labeled patches nearest to it, and one without any takes the highest.
+#[test]
+fn the_similarity_floor_is_a_low_quantile_of_each_clusters_labeled_patches() {
+    use s5::curate::floor::{check_quantile, floor_from_records, quantile};
+    let values = [0.9, f32::NAN, 0.1, 0.5, 0.7, f32::INFINITY, 0.3];
+    // Finite and sorted: 0.1 0.3 0.5 0.7 0.9.
+    assert_eq!(quantile(&values, 0.0), Some(0.1));
+    assert_eq!(quantile(&values, 0.24), Some(0.1));
+    assert_eq!(quantile(&values, 0.25), Some(0.3));
+    assert_eq!(quantile(&values, 0.99), Some(0.7));
+    assert_eq!(quantile(&values, 1.0), Some(0.9));
+    assert_eq!(quantile(&[f32::NAN], 0.5), None);
+    assert!(check_quantile(0.05).is_ok() && check_quantile(0.0).is_ok());
+    for bad in [1.0, -0.1, f64::NAN] {
+        let err = check_quantile(bad).unwrap_err().to_string();
+        assert!(err.contains("--floor-quantile"), "{err}");
+    }
+    let mut rng = Rng::fresh("floor");
+    let labeled = records(&mut rng, 401, 3);
+    let floor = floor_from_records(&labeled, 4, 0.1, 64);
+    for m in 0..3 {
+        let mine: Vec<f32> = labeled
+            .iter()
+            .filter(|r| r.cluster == m as u32)
+            .map(|r| r.similarity)
+            .collect();
+        let below = mine.iter().filter(|&&s| s < floor.per_cluster[m]).count();
+        assert_eq!(floor.labeled_patches[m], mine.len() as u64);
+        // At most a tenth strictly below, and the floor is one of them.
+        assert!(below as f64 <= 0.1 * mine.len() as f64, "{below} of {}", mine.len());
+        assert!(mine.contains(&floor.per_cluster[m]));
+    }
+    assert_eq!(floor.labeled_patches[3], 0);
+    let highest = floor.per_cluster[..3].iter().copied().fold(f32::MIN, f32::max);
+    assert_eq!(floor.per_cluster[3], highest);
+}
+
+/// With floors, a record below its cluster's floor is never a candidate, is counted under
+/// its cluster, and the rest is the plain selection of those above.
+#[test]
+fn a_floor_keeps_out_what_is_below_it_and_counts_it() {
+    let mut rng = Rng::fresh("floor_select");
+    let dir = tempfile::tempdir().unwrap();
+    let all = records(&mut rng, 3_001, 3);
+    let floors = vec![0.2, 0.5, 0.9];
+    let filters = Filters {
+        cluster_floor: floors.clone(),
+        ..Filters::default()
+    };
+    let shards = shard_files(dir.path(), &all, 2, &mut rng);
+    let got = select(&shards, &[2, 1, 1], 600, &filters).unwrap();
+    let above: Vec<PatchRecord> = all
+        .iter()
+        .filter(|r| r.similarity >= floors[r.cluster as usize])
+        .copied()
+        .collect();
+    for m in 0..3u32 {
+        let below = all
+            .iter()
+            .filter(|r| r.cluster == m && r.similarity < floors[m as usize])
+            .count() as u64;
+        assert_eq!(got.below_floor[m as usize], below, "cluster {m}");
+        assert!(below > 0, "the test must keep something out");
+    }
+    assert!(got.selected.iter().all(|r| r.similarity >= floors[r.cluster as usize]));
+    assert_eq!(got.floor, floors);
+    std::fs::create_dir_all(dir.path().join("above")).unwrap();
+    let only_above = shard_files(&dir.path().join("above"), &above, 1, &mut rng);
+    let plain = select(&only_above, &[2, 1, 1], 600, &Filters::default()).unwrap();
+    assert_eq!(got.selected, plain.selected);
+    assert_eq!(got.quotas, plain.quotas);
+}

@@ -7,6 +7,7 @@ mod augment;
 mod cli;
 mod common;
 mod curate;
+mod curation_run;
 mod data;
 mod demo;
 mod fixmatch;

@@ -1087,9 +1087,40 @@ fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
         .unwrap();
     assert_eq!(summary.unreadable.len(), 1, "the broken image is listed");
     assert!(summary.records < summary.end_patch - summary.first_patch);
-    let out = curate(&["select", "--budget", "4", "--foreground-min", "0.0"], &[]);
-    ok(&out, "s5 curate select");
+    // The prototypes came before the plan: the floor is calibrated on its own, on the
+    // labeled tiles cut as the plan cuts the pool.
+    let out = curate(&["select", "--budget", "4"], &[]);
+    assert!(!out.status.success(), "selected without a floor");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("s5 curate floor"), "{stderr}");
+    ok(&curate(&["floor", "--model", model], &[]), "s5 curate floor");
+    let floor = s5::run::curation::SimilarityFloor::load(&curation_run).unwrap();
+    let labeled_patches = s5::curate::plan::make_plan(&synth().join("urban/urban.ron"), "train", 64, 64)
+        .unwrap()
+        .patches;
+    assert_eq!(floor.labeled_patches.iter().sum::<u64>(), labeled_patches);
+    assert_eq!((floor.patch_px, floor.per_cluster.len()), (64, 2));
+    assert!(floor.per_cluster.iter().all(|f| f.is_finite() && *f <= 1.0));
+    // With the floor, every selected patch reaches its cluster's, and the report says so.
+    ok(&curate(&["select", "--budget", "4"], &[]), "s5 curate select (floor)");
     let table = curation.join("curation/selected.tsv");
+    for line in std::fs::read_to_string(&table).unwrap().lines().skip(1) {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let (cluster, similarity): (usize, f32) =
+            (fields[8].parse().unwrap(), fields[9].parse().unwrap());
+        assert!(similarity >= floor.per_cluster[cluster], "{line}");
+    }
+    let report = CurationReport::load(&curation_run).unwrap();
+    for (c, f) in report.clusters.iter().zip(&floor.per_cluster) {
+        assert_eq!(c.similarity_floor, Some(*f));
+        assert!(c.below_floor.is_some());
+    }
+    // Without it, the budget is filled (this small pool has room for it).
+    let out = curate(
+        &["select", "--budget", "4", "--foreground-min", "0.0", "--no-floor"],
+        &[],
+    );
+    ok(&out, "s5 curate select");
     let rows = std::fs::read_to_string(&table).unwrap().lines().count();
     assert_eq!(rows, 1 + 4, "a header and the budget");
     check_final_report(&curation_run, 4);
@@ -1103,6 +1134,7 @@ fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
             "manifest.json",
             "curation/plan.json",
             "curation/prototypes.json",
+            "curation/floor.json",
         ] {
             std::fs::copy(curation.join(file), other.join(file)).unwrap();
         }
@@ -1217,6 +1249,8 @@ fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
             "64",
             "--clusters",
             "2",
+            "--restarts",
+            "2",
             "--budget",
             "4",
             "--batch",
@@ -1229,7 +1263,9 @@ fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
     ok(&out, "s5 curate run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("[1/4] plan: there") && stderr.contains("[2/4] prototypes: there"),
+        stderr.contains("[1/5] plan: there")
+            && stderr.contains("[2/5] prototypes: there")
+            && stderr.contains("[3/5] similarity floor: there"),
         "{stderr}"
     );
 

@@ -98,6 +98,25 @@ impl RunLock {
         Err(holder.locked(path))
     }
 
+    /// Takes the lock file at `path`, waiting (polling every 50 ms) while a live process
+    /// holds it, up to `patience`: for short sections that writers take in turn, such as
+    /// rebuilding a curation report. After `patience` the holder is named as by
+    /// [`RunLock::acquire_at`].
+    pub fn acquire_waiting(
+        path: &Path,
+        patience: std::time::Duration,
+    ) -> Result<(Self, Option<LockHolder>)> {
+        let started = std::time::Instant::now();
+        loop {
+            match Self::acquire_at(path) {
+                Err(RunError::Locked { .. }) if started.elapsed() < patience => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
     pub fn holder(&self) -> &LockHolder {
         &self.holder
     }

@@ -22,7 +22,12 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use s5::curate::all::{RunOptions, run_all};
+use s5::curate::floor::DEFAULT_QUANTILE;
+use s5::curate::kmeans::KMeansConfig;
+use s5::curate::run::{PlanOptions, PrototypeOptions, SelectOptions, SimilarityRule, Stale};
 use s5::data::synth::{FEW_LABELED, SynthConfig};
+use s5::run::curation::Embedding;
 use s5::device::{self, Gpu, GpuBackend};
 use s5::model::{FfnKind, VitConfig};
 use s5::run::{RunDir, RunKind, keys};
@@ -546,26 +551,44 @@ impl Demo {
         let per_image = (p.synth.pool_width_px / p.patch_px) * (p.synth.tile_px / p.patch_px);
         let images = p.synth.pool_total() as f64;
         let budget = ((images * f64::from(per_image) * p.keep_share).round() as u64).max(1);
-        super::curate::run_all(
-            self.backend,
-            super::curate::RunArgs {
-                model: self.out.join("1-seed"),
+        let options = RunOptions {
+            out: dir.clone(),
+            plan: PlanOptions {
                 spec: pool,
                 split: "unlabeled".into(),
-                // The prototypes cluster the urban training images (features only, no labels:
-                // the few labeled tiles alone are too few images for the clusters).
-                labeled_split: "train".into(),
                 patch_px: p.patch_px,
-                clusters: p.clusters,
-                seed: 0,
+                stride_px: p.patch_px,
+                truth: Some(truth.clone()),
+                stale: Stale::Refuse,
+            },
+            // The prototypes cluster the urban training images (features only, no labels:
+            // the few labeled tiles alone are too few images for the clusters).
+            prototypes: PrototypeOptions {
+                model: self.out.join("1-seed"),
+                dataset: None,
+                split: "train".into(),
+                kmeans: KMeansConfig {
+                    clusters: p.clusters,
+                    ..KMeansConfig::default()
+                },
+                embedding: Embedding::default(),
+                floor_quantile: DEFAULT_QUANTILE,
                 batch: 8,
+            },
+            batch: 8,
+            f16: false,
+            select: SelectOptions {
                 budget,
                 foreground_min: None,
-                truth: Some(truth.clone()),
-                out: dir.clone(),
+                entropy_max: None,
+                similarity: SimilarityRule::Floor,
+                ignore_clusters: false,
             },
-        )?;
-        let evaluation = super::curate::evaluation(&dir, &truth)?;
+        };
+        let bars = super::curate_progress::Bars::new(None);
+        run_all(&options, device::gpu(self.backend)?, &|p| bars.show(p))?;
+        bars.finish();
+        let evaluation = s5::curate::evaluate::evaluate_run(&dir, &truth)?;
         let pooled: u64 = evaluation.kinds.iter().map(|k| k.pool_patches).sum();
         let selected: u64 = evaluation.kinds.iter().map(|k| k.selected_patches).sum();
         Ok(Ended::Done(BTreeMap::from([

@@ -4,13 +4,15 @@
 //! tells in-domain patches (lower is more reliable) from that kind.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use super::record::{PatchRecord, for_each_record};
 use crate::data::source::TiledSource;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::run::RunDir;
+use crate::run::curation::{Plan, ShardSummary};
 
 /// One kind of pool image.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -82,7 +84,14 @@ pub fn evaluate(
     let mut by_kind: BTreeMap<String, Acc> = BTreeMap::new();
     for path in shards {
         for_each_record(path, |r: &PatchRecord| {
-            let p = source.patches[r.patch as usize];
+            let p = *source.patches.get(r.patch as usize).ok_or_else(|| Error::Spec {
+                path: path.clone(),
+                reason: format!(
+                    "names patch {}, but the plan has {}: score this shard again",
+                    r.patch,
+                    source.patches.len()
+                ),
+            })?;
             let image = &source.images[p.image].image;
             let kind = kind_of
                 .get(image)
@@ -126,4 +135,60 @@ pub fn evaluate(
         selected_ood_share: share(&|k| k.selected_patches),
         kinds,
     })
+}
+
+/// The kind `s5 synth` gives the images that are in distribution.
+pub const IN_DISTRIBUTION: &str = "InDomain";
+
+/// A pool's truth (`s5 synth`'s RON list of `(image, kind)`, paths relative to its folder)
+/// as absolute image path → kind.
+pub fn read_truth(path: &Path) -> Result<HashMap<PathBuf, String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::reading(path, e, Some("the pool's truth")))?;
+    let truth: Vec<crate::data::synth::PoolTruth> =
+        ron::from_str(&text).map_err(|e| Error::Spec {
+            path: path.to_path_buf(),
+            reason: format!("not a list of (image, kind): {e}"),
+        })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut kind_of = HashMap::new();
+    for t in truth {
+        let image = base.join(&t.image);
+        let image = std::path::absolute(&image).map_err(|source| Error::Io {
+            path: image.clone(),
+            source,
+        })?;
+        kind_of.insert(image, format!("{:?}", t.kind));
+    }
+    Ok(kind_of)
+}
+
+/// The scores and the selection (if made) of the curation run at `out` against the pool's
+/// truth at `truth`; every shard of the current plan must be scored.
+pub fn evaluate_run(out: &Path, truth: &Path) -> Result<Evaluation> {
+    let run = RunDir::new(out);
+    let plan = Plan::load(&run)?;
+    let shards = super::shards::ShardSet::current(&run)?;
+    shards.check_complete(&plan)?;
+    let kind_of = read_truth(truth)?;
+    let mut selected = HashSet::new();
+    let table = run.curation().join("selected.tsv");
+    if table.exists() {
+        let source = super::selected::read_selected(&table)?;
+        for p in &source.patches {
+            selected.insert((source.images[p.image].image.clone(), p.x_px, p.y_px));
+        }
+    }
+    let files: Vec<PathBuf> = shards
+        .shards
+        .iter()
+        .map(|s| ShardSummary::paths(&run, s.index, s.count).1)
+        .collect();
+    evaluate(
+        &super::plan::tiled(&plan),
+        &files,
+        &kind_of,
+        IN_DISTRIBUTION,
+        &selected,
+    )
 }

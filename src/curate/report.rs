@@ -232,6 +232,8 @@ fn cluster_rows(
                 selected_mean_entropy: mean(|r| r.entropy),
                 selected_mean_similarity: mean(|r| r.similarity),
                 entropy_cut: chosen.iter().map(|r| r.entropy).reduce(f32::max),
+                similarity_floor: selection.and_then(|s| s.floor.get(k).copied()),
+                below_floor: selection.and_then(|s| s.below_floor.get(k).copied()),
             }
         })
         .collect()

@@ -26,7 +26,7 @@ use super::record::{PatchRecord, for_each_record};
 use crate::error::{Error, Result};
 
 /// Optional bounds a candidate must meet (all inclusive).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filters {
     pub entropy_max: Option<f32>,
     pub entropy_min: Option<f32>,
@@ -34,6 +34,10 @@ pub struct Filters {
     /// The floor on the foreground share that keeps out patches a model confidently calls all
     /// background (open sea, cloud), whose entropy over the foreground classes is near zero.
     pub foreground_min: Option<f32>,
+    /// Per cluster (a record's nearest prototype), the similarity a candidate must reach:
+    /// the [`SimilarityFloor`](crate::run::curation::SimilarityFloor) calibrated on the
+    /// labeled patches. Empty: no floor.
+    pub cluster_floor: Vec<f32>,
 }
 
 impl Filters {
@@ -46,6 +50,14 @@ impl Filters {
             && self.entropy_min.is_none_or(|m| r.entropy >= m)
             && self.similarity_min.is_none_or(|m| r.similarity >= m)
             && self.foreground_min.is_none_or(|m| r.foreground >= m)
+            && self.above_floor(r)
+    }
+
+    /// Whether a record reaches its cluster's floor (always, without floors).
+    pub fn above_floor(&self, r: &PatchRecord) -> bool {
+        self.cluster_floor
+            .get(r.cluster as usize)
+            .is_none_or(|&floor| r.similarity >= floor)
     }
 }
 
@@ -60,6 +72,11 @@ pub struct Selection {
     pub filtered_out: u64,
     /// Records that passed them but were exact duplicates of a better-ranked one.
     pub duplicates_dropped: u64,
+    /// Per cluster (nearest prototype), records below its similarity floor (counted in
+    /// `filtered_out` too); empty without floors.
+    pub below_floor: Vec<u64>,
+    /// The floors applied ([`Filters::cluster_floor`]).
+    pub floor: Vec<f32>,
     /// Selected records: cluster 0's by rank, then cluster 1's, ...
     pub selected: Vec<PatchRecord>,
 }
@@ -207,11 +224,15 @@ fn select_once(
     // Pass 1: candidates per cluster, by entropy bin.
     let mut histograms: Vec<BTreeMap<u16, u64>> = vec![BTreeMap::new(); clusters];
     let (mut filtered_out, mut duplicates_dropped) = (0u64, 0u64);
+    let mut below_floor = vec![0u64; filters.cluster_floor.len()];
     for path in shards {
         for_each_record(path, |r| {
             let m = group_of(r);
             if m >= clusters {
                 check_cluster(path, r, clusters)?;
+            }
+            if !filters.above_floor(r) {
+                below_floor[r.cluster as usize] += 1;
             }
             if !filters.admit(r) {
                 filtered_out += 1;
@@ -276,6 +297,8 @@ fn select_once(
         candidates,
         filtered_out,
         duplicates_dropped,
+        below_floor,
+        floor: filters.cluster_floor.clone(),
         selected,
     })
 }

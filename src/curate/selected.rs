@@ -29,6 +29,9 @@ struct SelectionReport<'a> {
     final_quotas: &'a [u64],
     candidates: &'a [u64],
     filtered_out: u64,
+    /// Per cluster, the similarity floor applied and the patches below it (empty without).
+    similarity_floor: &'a [f32],
+    below_floor: &'a [u64],
 }
 
 /// Writes the selected patches of `source` (the plan's patches) and the quotas; returns the
@@ -49,7 +52,15 @@ pub fn write_selected(
             1
         };
         cluster = Some(r.cluster);
-        let p = source.patches[r.patch as usize];
+        let p = *source.patches.get(r.patch as usize).ok_or_else(|| Error::RunDir {
+            path: run.curation().join("shards"),
+            reason: format!(
+                "a record names patch {}, but the plan has {}: the shards are not of this \
+                 plan; score them again",
+                r.patch,
+                source.patches.len()
+            ),
+        })?;
         let image = &source.images[p.image].image;
         writeln!(
             text,
@@ -75,6 +86,8 @@ pub fn write_selected(
         final_quotas: &selection.quotas.final_,
         candidates: &selection.candidates,
         filtered_out: selection.filtered_out,
+        similarity_floor: &selection.floor,
+        below_floor: &selection.below_floor,
     };
     let json = serde_json::to_string_pretty(&report).expect("a report serialises");
     write_atomic(&run.curation().join("selection.json"), json.as_bytes())?;

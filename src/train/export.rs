@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::checkpoint;
 use crate::model::experts::dense_for_dataset;
 use crate::run::checkpoint::{CheckpointWriter, MODEL_FILE, read_state};
-use crate::run::{Manifest, ModelCard, RunDir, RunKind};
+use crate::run::{Manifest, ModelCard, RunDir, RunKind, RunLock};
 
 /// What an export wrote.
 #[derive(Debug, Clone)]
@@ -29,15 +29,22 @@ pub struct Exported {
 /// folder) to the new run directory `out`.
 pub fn export_dense(model: &Path, dataset: &str, out: &Path, device: &Device) -> Result<Exported> {
     let run = RunDir::new(out);
+    let refuse = || Error::Config {
+        reason: format!(
+            "{} holds a run already: export into a new folder",
+            out.display()
+        ),
+    };
     if run.manifest().exists() {
-        return Err(Error::Config {
-            reason: format!(
-                "{} holds a run already: export into a new folder",
-                out.display()
-            ),
-        });
+        return Err(refuse());
     }
     let (moe, card, dir) = load_model(model, device)?;
+    // Written under the run's lock, as every run is; a second export into the same folder
+    // waits for nothing and is refused.
+    let (_lock, _) = RunLock::acquire(&run)?;
+    if run.manifest().exists() {
+        return Err(refuse());
+    }
     let index = card
         .dataset_index(Some(dataset))
         .map_err(|reason| Error::Config { reason })?;

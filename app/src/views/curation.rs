@@ -121,6 +121,7 @@ pub fn show(
             let right = (width - left - 16.0).max(200.0);
             histogram(ui, report, right);
             cluster_bars(ui, report, right);
+            floor_table(ui, report);
         });
     });
     ui.separator();
@@ -472,4 +473,34 @@ fn cluster_bars(ui: &mut egui::Ui, report: &s5_run::curation::CurationReport, wi
             plot.line(Line::new("scored so far", PlotPoints::from(scored)));
         }
     });
+}
+
+/// Per cluster, the similarity floor of the selection and what it kept out (a selection
+/// made with floors only).
+fn floor_table(ui: &mut egui::Ui, report: &s5_run::curation::CurationReport) {
+    if report.clusters.iter().all(|c| c.similarity_floor.is_none()) {
+        return;
+    }
+    ui.label(egui::RichText::new("similarity floors").strong())
+        .on_hover_text(
+            "A patch is a candidate for a cluster only if it is at least as similar to its \
+             prototype as most of the cluster's labeled patches are",
+        );
+    egui::Grid::new("curation-floors")
+        .striped(true)
+        .show(ui, |ui| {
+            for head in ["cluster", "floor", "below floor", "candidates", "filled"] {
+                ui.label(head);
+            }
+            ui.end_row();
+            let count = |v: Option<u64>| v.map_or("-".to_string(), |n| n.to_string());
+            for (m, c) in report.clusters.iter().enumerate() {
+                ui.label(m.to_string());
+                ui.label(c.similarity_floor.map_or("-".into(), |f| format!("{f:.3}")));
+                ui.label(count(c.below_floor));
+                ui.label(count(c.candidates));
+                ui.label(c.filled.to_string());
+                ui.end_row();
+            }
+        });
 }

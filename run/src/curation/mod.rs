@@ -4,9 +4,12 @@
 //! ```text
 //! curation/plan.json            the pool, numbered once                       [`Plan`]
 //! curation/prototypes.json      the labeled set's clusters                    [`Prototypes`]
+//! curation/floor.json           each cluster's similarity floor               [`SimilarityFloor`]
 //! curation/shards/shard-<i>-of-<n>.json   a finished shard's summary          [`ShardSummary`]
 //! curation/report.json          what the viewer shows, refreshed as shards finish  [`CurationReport`]
+//! curation/report.lock          held while the report is rebuilt (shards finish side by side)
 //! curation/thumbs/patch-<k>.png thumbnails the report names
+//! curation/stale-<n>/           what a new plan made stale, moved aside (`--move-stale`)
 //! ```
 
 pub mod report;
@@ -82,6 +85,45 @@ pub struct Prototypes {
     pub restarts: usize,
 }
 
+/// `curation/floor.json`: how similar a pool patch must be to its nearest prototype to be
+/// a candidate: what the labeled images of that cluster reach when cut into patches of the
+/// plan's size (so the floor compares like with like: a small model's embedding depends on
+/// the input's size).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimilarityFloor {
+    /// SHA-256 of the `prototypes.json` it was calibrated against (other prototypes make it
+    /// stale).
+    pub prototypes_sha256: String,
+    /// The labeled split cut into patches.
+    pub split: String,
+    /// The patch side the labeled images were cut into (the plan's).
+    pub patch_px: u32,
+    /// The quantile of the labeled patches' similarities taken as the floor (0.05: 95 % of
+    /// a cluster's labeled patches are at least as similar to its prototype).
+    pub quantile: f64,
+    /// Per cluster, the floor. A cluster that no labeled patch is nearest to takes the
+    /// highest floor of the others (nothing labeled looks like it at this patch size).
+    pub per_cluster: Vec<f32>,
+    /// Per cluster, the labeled patches whose nearest prototype it is.
+    pub labeled_patches: Vec<u64>,
+}
+
+impl SimilarityFloor {
+    /// `<run>/curation/floor.json`.
+    pub fn path(run: &RunDir) -> PathBuf {
+        run.curation().join("floor.json")
+    }
+
+    pub fn save(&self, run: &RunDir) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("a floor serialises");
+        write_atomic(&Self::path(run), text.as_bytes())
+    }
+
+    pub fn load(run: &RunDir) -> Result<Self> {
+        load_json(&Self::path(run), "similarity floor")
+    }
+}
+
 impl Prototypes {
     /// `<run>/curation/prototypes.json`.
     pub fn path(run: &RunDir) -> PathBuf {
@@ -150,6 +192,29 @@ impl Plan {
     pub fn load(run: &RunDir) -> Result<Self> {
         load_json(&Self::path(run), "curation plan")
     }
+
+    /// SHA-256 (lower-case hex) of what fixes the patches' numbers: the patch size and
+    /// stride and every image's path and size, in order. Records name patches by number, so
+    /// shards are valid exactly for plans of the same numbering (the kinds may change).
+    pub fn numbering_sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(self.patch_px.to_le_bytes());
+        hasher.update(self.stride_px.to_le_bytes());
+        hasher.update((self.images.len() as u64).to_le_bytes());
+        for image in &self.images {
+            let path = image.path.to_string_lossy();
+            hasher.update((path.len() as u64).to_le_bytes());
+            hasher.update(path.as_bytes());
+            hasher.update(image.width_px.to_le_bytes());
+            hasher.update(image.height_px.to_le_bytes());
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
 
 /// `curation/shards/shard-<i>-of-<n>.json`: a finished shard (its records are the `.bin`
@@ -167,6 +232,17 @@ pub struct ShardSummary {
     pub model_sha256: String,
     /// Patches of the plan in all (a changed plan invalidates the shard).
     pub plan_patches: u64,
+    /// [`Plan::numbering_sha256`] of the plan it was scored for (empty: written before
+    /// plans were hashed, so never current).
+    #[serde(default)]
+    pub plan_sha256: String,
+    /// Patches per forward pass (it fixes where the shard's range starts and ends; 0:
+    /// written before it was noted).
+    #[serde(default)]
+    pub batch: u64,
+    /// Whether the model scored in f16.
+    #[serde(default)]
+    pub f16: bool,
     /// SHA-256 of the `prototypes.json` its clusters refer to (new prototypes invalidate it).
     pub prototypes_sha256: String,
     pub unreadable: Vec<SkippedFile>,

@@ -1,7 +1,8 @@
 //! `curation/report.json`: what a curation shows the world, in one file the viewer reads.
 //! `s5 curate score` rewrites it whenever a shard finishes (from the finished shards only,
 //! stage [`ReportStage::Scoring`]); `s5 curate select` writes the final one
-//! ([`ReportStage::Selected`]).
+//! ([`ReportStage::Selected`]). Every writer holds `curation/report.lock` from reading the
+//! shards to saving the report, so the last report written is never older than another.
 
 use std::path::PathBuf;
 
@@ -71,6 +72,12 @@ pub struct ClusterReport {
     pub selected_mean_entropy: Option<f64>,
     pub selected_mean_similarity: Option<f64>,
     pub entropy_cut: Option<f32>,
+    /// The similarity floor a candidate of this cluster had to reach, and how many scored
+    /// patches it kept out (once selected with a floor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similarity_floor: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub below_floor: Option<u64>,
 }
 
 /// Entropy histograms of the pool and of the selection, in equal bins over
@@ -148,6 +155,11 @@ impl CurationReport {
     /// `<run>/curation/report.json`.
     pub fn path(run: &RunDir) -> PathBuf {
         run.curation().join("report.json")
+    }
+
+    /// `<run>/curation/report.lock`: held by whoever rebuilds the report.
+    pub fn lock_path(run: &RunDir) -> PathBuf {
+        run.curation().join("report.lock")
     }
 
     /// The thumbnail file of a patch, relative to `curation/`.
