@@ -11,13 +11,16 @@
 //! ## Code map
 //! - [`kernels`]: the custom GPU ops (`pixel_stats`, `moe_ffn`); the only module that names
 //!   cubecl types and burn-wgpu's kernel API.
-//! - [`curate`]: the paper's data curation: quotas, patch records, the bounded selection.
+//! - [`curate`]: the paper's data curation as a run type: plan, prototypes, similarity
+//!   floor, sharded scoring, the bounded selection under Eq. 3's quotas, the report.
 //! - [`data`]: dataset specs, readers, tiling, augmentation, the batch loader, synthetic scenes.
 //! - [`device`]: adapter enumeration and the one place that picks a GPU backend; the only
 //!   other module that names wgpu and burn-wgpu (device setup).
 //! - [`eval`]: confusion-matrix metrics, prediction of whole images (whole, resized, sliding
 //!   windows streamed by row bands), split scoring, `s5 predict`'s files.
 //! - [`model`]: ViT (dense or FFN-MoE) + simple-FPN + UperNet per dataset; parameter counts.
+//! - [`pipeline`]: the demo (every stage of the method on synthetic data) with its presets
+//!   and typed stage results and events.
 //! - [`run`]: the run directory, the contract between trainer, `s5 curate` and viewer: the
 //!   `s5-run` crate (no burn), re-exported.
 //! - [`train`]: one training loop and the recipes of its steps (supervised, FixMatch / S4P
@@ -52,6 +55,7 @@ pub mod eval;
 pub mod kernels;
 pub mod memory;
 pub mod model;
+pub mod pipeline;
 pub mod reduce;
 pub mod train;
 

@@ -175,11 +175,11 @@ fn shards_of_mixed_batches_leave_a_gap_that_select_names() {
     run.prototypes(&prototype_options(3), gpu(), &|_| {}).unwrap();
     let (first, second) = (
         shard_range(plan.patches, 0, 2, 8),
-        shard_range(plan.patches, 1, 2, 3),
+        shard_range(plan.patches, 1, 2, 5),
     );
     assert_ne!(first.end, second.start, "the batches must shard differently");
     score(&out, (0, 2), 8);
-    score(&out, (1, 2), 3);
+    score(&out, (1, 2), 5);
     let err = run.select(&select_options(4)).unwrap_err().to_string();
     let (lo, hi) = (first.end.min(second.start), first.end.max(second.start));
     let what = if first.end < second.start {
@@ -188,7 +188,7 @@ fn shards_of_mixed_batches_leave_a_gap_that_select_names() {
         "are in two shards"
     };
     assert!(err.contains(&format!("patches {lo}..{hi} of the plan {what}")), "{err}");
-    assert!(err.contains("--batch 8") && err.contains("--batch 3"), "{err}");
+    assert!(err.contains("--batch 8") && err.contains("--batch 5"), "{err}");
     // One batch for both: complete.
     score(&out, (1, 2), 8);
     run.select(&select_options(4)).unwrap();
@@ -278,5 +278,6 @@ fn the_report_is_rebuilt_from_the_shards_there_when_its_lock_is_free() {
     drop(lock);
     let report = writer.join().unwrap().unwrap();
     assert_eq!((report.shards_finished, report.shards), (2, 2));
-    assert_eq!(CurationReport::load(&rundir).unwrap(), report);
+    let saved = CurationReport::load(&rundir).unwrap();
+    assert_eq!((saved.shards_finished, saved.patches_scored), (2, report.patches_planned));
 }

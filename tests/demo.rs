@@ -6,26 +6,38 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use s5::run::demo::{DemoState, StageResult};
+
 use crate::common::s5;
 
-/// Each finished stage's numbers in `demo.json`.
+/// Each finished stage's numbers in `demo.json`, by stage key and name.
 fn stage_numbers(demo: &Path) -> BTreeMap<String, BTreeMap<String, f64>> {
-    let text = std::fs::read_to_string(demo.join("demo.json")).unwrap();
-    let state: serde_json::Value = serde_json::from_str(&text).unwrap();
-    state["stages"]
-        .as_object()
-        .unwrap()
+    let state = DemoState::load(demo).unwrap().expect("demo.json");
+    state
+        .stages
         .iter()
-        .map(|(stage, result)| {
-            let numbers = result["numbers"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(f64::NAN)))
-                .collect();
-            (stage.clone(), numbers)
-        })
+        .map(|(stage, finished)| (stage.key().to_string(), numbers_of(&finished.result)))
         .collect()
+}
+
+/// A stage result's numbers by name (what two demos are compared by).
+fn numbers_of(result: &StageResult) -> BTreeMap<String, f64> {
+    let value = serde_json::to_value(result).unwrap();
+    let (_, fields) = value.as_object().unwrap().iter().next().unwrap();
+    let mut numbers = BTreeMap::new();
+    for (key, v) in fields.as_object().unwrap() {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, x) in map {
+                    numbers.insert(format!("{key}.{k}"), x.as_f64().unwrap_or(f64::NAN));
+                }
+            }
+            other => {
+                numbers.insert(key.clone(), other.as_f64().unwrap_or(f64::NAN));
+            }
+        }
+    }
+    numbers
 }
 
 fn demo(out: &Path) -> std::process::Command {
@@ -83,14 +95,16 @@ fn the_demo_runs_every_stage_resumes_and_survives_ctrl_c() {
     assert!(numbers["curation"]["selected_patches"] > 0.0);
     for stage in ["moe-mdf", "baseline"] {
         for key in [
-            "synth-urban/mF1",
-            "synth-rural/mIoU",
-            "synth-suburb/mIoU",
-            "val_mean",
+            "val.synth-urban/mF1",
+            "val.synth-rural/mIoU",
+            "val.synth-suburb/mIoU",
+            "val.val_mean",
         ] {
             assert!(numbers[stage][key].is_finite(), "{stage} {key}");
         }
     }
+    let state = DemoState::load(&whole).unwrap().unwrap();
+    assert!(state.running.is_none(), "nothing runs once the demo is done");
 
     // A rerun finds every stage finished and prints the same summary.
     let again = demo(&whole).output().unwrap();

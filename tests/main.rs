@@ -17,6 +17,7 @@ mod metrics;
 mod model;
 mod moe_ffn;
 mod parallel;
+mod pipeline;
 mod pixel_stats;
 mod reduce;
 mod shaders;

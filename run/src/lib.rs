@@ -22,6 +22,7 @@ pub mod architecture;
 pub mod card;
 pub mod checkpoint;
 pub mod curation;
+pub mod demo;
 pub mod error;
 pub mod events;
 pub mod fsutil;

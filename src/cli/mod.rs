@@ -7,6 +7,7 @@ use s5::device::GpuBackend;
 
 mod bench;
 mod curate;
+mod curate_args;
 mod curate_progress;
 mod data;
 mod demo;

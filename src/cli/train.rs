@@ -191,17 +191,8 @@ pub(super) fn train_in(
     let gpu = &gpus[0];
     install_ctrlc()?;
     let run = RunDir::new(out);
-    let more = match gpus.len() {
-        1 => String::new(),
-        n => format!(" and {} more, data parallel over {n} GPUs", n - 1),
-    };
-    eprintln!(
-        "training on {} ({}){more} into {}",
-        gpu.adapter.name,
-        gpu.adapter.backend,
-        run.root().display()
-    );
-    let mut progress = Progress::new(!ui.quiet);
+    announce(gpus, run.root());
+    let mut progress = TrainProgress::new(!ui.quiet);
     let mut report = |r: Report<'_>| progress.show(r);
     STOPPABLE.store(true, Ordering::SeqCst);
     let result = train(
@@ -220,10 +211,25 @@ pub(super) fn train_in(
     Ok(progress.end(result)?)
 }
 
+/// Says on which GPUs a training runs, into which folder.
+pub(super) fn announce(gpus: &[device::Gpu], out: &std::path::Path) {
+    let gpu = &gpus[0];
+    let more = match gpus.len() {
+        1 => String::new(),
+        n => format!(" and {} more, data parallel over {n} GPUs", n - 1),
+    };
+    eprintln!(
+        "training on {} ({}){more} into {}",
+        gpu.adapter.name,
+        gpu.adapter.backend,
+        out.display()
+    );
+}
+
 /// Set by the first Ctrl-C: a training checkpoints and stops after its step.
 pub(super) static STOP: AtomicBool = AtomicBool::new(false);
 /// Whether a training is running (which stops cleanly); otherwise Ctrl-C quits at once.
-static STOPPABLE: AtomicBool = AtomicBool::new(false);
+pub(super) static STOPPABLE: AtomicBool = AtomicBool::new(false);
 
 /// The process's Ctrl-C handler (once): during a training the first Ctrl-C asks it to
 /// checkpoint and stop, a second quits; outside one, Ctrl-C quits (every stage of s5
@@ -263,7 +269,7 @@ fn recipe_name(recipe: &RecipeSetup) -> &'static str {
 
 /// The progress bar on stderr, fed by the training loop's reports; validation results and
 /// warnings are printed as lines (also when stderr is not a terminal, where the bar hides).
-struct Progress {
+pub(super) struct TrainProgress {
     bar: ProgressBar,
     /// `--quiet`: no bar and no validation lines (warnings still).
     quiet: bool,
@@ -271,8 +277,8 @@ struct Progress {
     smoothed_ips: Option<f64>,
 }
 
-impl Progress {
-    fn new(enabled: bool) -> Self {
+impl TrainProgress {
+    pub(super) fn new(enabled: bool) -> Self {
         let bar = if enabled {
             ProgressBar::new(0).with_style(
                 ProgressStyle::with_template(
@@ -290,7 +296,7 @@ impl Progress {
         }
     }
 
-    fn show(&mut self, report: Report<'_>) {
+    pub(super) fn show(&mut self, report: Report<'_>) {
         match report {
             Report::Begin {
                 first_step,
@@ -332,6 +338,11 @@ impl Progress {
             }
             Report::Warning(text) => self.bar.suspend(|| eprintln!("warning: {text}")),
         }
+    }
+
+    /// Clears the bar.
+    pub(super) fn finish(self) {
+        self.bar.finish_and_clear();
     }
 
     /// Clears the bar after a run, or leaves it where it stopped after an error.

@@ -21,7 +21,7 @@ use super::floor::calibrate_floor;
 use super::plan::{make_plan, tiled};
 use super::prototypes::build_prototypes;
 use super::score::ScoreSetup;
-use super::select::{Filters, Selection, select, select_by_entropy_alone};
+use super::select::{Filters, select, select_by_entropy_alone};
 use super::selected::write_selected;
 use super::shards::{ShardSet, refresh_report};
 use crate::data::DatasetSpec;
@@ -29,9 +29,7 @@ use crate::device::Gpu;
 use crate::error::{Error, Result};
 use crate::model::Segmentor;
 use crate::run::checkpoint::{MODEL_FILE, file_sum};
-use crate::run::curation::{
-    CurationReport, Embedding, ModelRef, Plan, Prototypes, ShardSummary, SimilarityFloor,
-};
+use crate::run::curation::{ModelRef, Plan, Prototypes, ShardSummary, SimilarityFloor};
 use crate::run::{LockHolder, Manifest, RunDir, RunKind, RunLock};
 
 /// A curation run directory held under its lock.
