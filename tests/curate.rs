@@ -420,7 +420,7 @@ fn pca_finds_the_two_widest_directions() {
 /// comes from the labeled patches nearest to it, and one without any takes the highest.
 #[test]
 fn the_similarity_floor_is_a_low_quantile_of_each_clusters_labeled_patches() {
-    use s5::curate::floor::{check_quantile, floor_from_records, quantile};
+    use s5::curate::floor::{check_quantile, floor_from_similarities, quantile};
     let values = [0.9, f32::NAN, 0.1, 0.5, 0.7, f32::INFINITY, 0.3];
     // Finite and sorted: 0.1 0.3 0.5 0.7 0.9.
     assert_eq!(quantile(&values, 0.0), Some(0.1));
@@ -436,13 +436,13 @@ fn the_similarity_floor_is_a_low_quantile_of_each_clusters_labeled_patches() {
     }
     let mut rng = Rng::fresh("floor");
     let labeled = records(&mut rng, 401, 3);
-    let floor = floor_from_records(&labeled, 4, 0.1, 64);
+    let mut similarities = vec![Vec::new(); 4];
+    for r in &labeled {
+        similarities[r.cluster as usize].push(r.similarity);
+    }
+    let floor = floor_from_similarities(&similarities, 0.1, 64);
     for m in 0..3 {
-        let mine: Vec<f32> = labeled
-            .iter()
-            .filter(|r| r.cluster == m as u32)
-            .map(|r| r.similarity)
-            .collect();
+        let mine = &similarities[m];
         let below = mine.iter().filter(|&&s| s < floor.per_cluster[m]).count();
         assert_eq!(floor.labeled_patches[m], mine.len() as u64);
         // At most a tenth strictly below, and the floor is one of them.
@@ -452,6 +452,38 @@ fn the_similarity_floor_is_a_low_quantile_of_each_clusters_labeled_patches() {
     assert_eq!(floor.labeled_patches[3], 0);
     let highest = floor.per_cluster[..3].iter().copied().fold(f32::MIN, f32::max);
     assert_eq!(floor.per_cluster[3], highest);
+}
+
+/// Each labeled patch meets its cluster's prototype made without its own image: with two
+/// images in a cluster, that is the other one; an image alone in its cluster does not count.
+#[test]
+fn the_floor_compares_each_labeled_patch_with_a_prototype_made_without_its_image() {
+    use s5::curate::floor::leave_one_out;
+    let unit = |v: [f32; 3]| {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.map(|x| x / n)
+    };
+    let (a, b, c) = (unit([1.0, 0.2, 0.0]), unit([0.8, 0.6, 0.0]), unit([0.0, 0.0, 1.0]));
+    let images: Vec<f32> = [a, b, c].concat();
+    let assigned = [0, 0, 1];
+    // Each image's own patch, and a patch of image 2 nearest to cluster 0.
+    let d = unit([0.6, 0.0, 0.8]);
+    let patches = vec![
+        (a.to_vec(), 0, 0),
+        (b.to_vec(), 1, 0),
+        (c.to_vec(), 2, 1),
+        (d.to_vec(), 2, 0),
+    ];
+    let sims = leave_one_out(&images, 3, &assigned, 2, &patches);
+    let cos = |x: [f32; 3], y: [f32; 3]| x.iter().zip(&y).map(|(p, q)| p * q).sum::<f32>();
+    // Cluster 0: a against b, b against a, and d (not of cluster 0's images) against a + b.
+    let ab = unit([a[0] + b[0], a[1] + b[1], a[2] + b[2]]);
+    let want = [cos(a, b), cos(b, a), cos(d, ab)];
+    assert_eq!(sims[0].len(), 3);
+    for (got, want) in sims[0].iter().zip(want) {
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+    assert!(sims[1].is_empty(), "image 2 is alone in cluster 1");
 }
 
 /// With floors, a record below its cluster's floor is never a candidate, is counted under

@@ -83,6 +83,9 @@ pub struct Viewer {
     /// Folders watched for new runs.
     roots: Vec<PathBuf>,
     discovered: Option<Receiver<PathBuf>>,
+    /// The `demo.json` of the roots that are demo folders, as the discovery thread read it.
+    demo_updates: Option<Receiver<(PathBuf, views::runs::DemoSeen)>>,
+    pub demos: Vec<(PathBuf, views::runs::DemoSeen)>,
     /// Tells the discovery thread to end (set when the viewer goes).
     stop_discovery: std::sync::Arc<std::sync::atomic::AtomicBool>,
     interval: Duration,
@@ -152,6 +155,8 @@ impl Viewer {
             textures: TextureCache::default(),
             roots: paths.iter().filter(|p| !is_run(p)).cloned().collect(),
             discovered: None,
+            demo_updates: None,
+            demos: Vec::new(),
             stop_discovery: Default::default(),
             interval,
             started: false,
@@ -170,6 +175,7 @@ impl Viewer {
         }
         if !self.roots.is_empty() {
             let (tx, rx) = channel();
+            let (demo_tx, demo_rx) = channel();
             let roots = self.roots.clone();
             let known: Vec<PathBuf> = self.runs.iter().map(|r| r.store.path.clone()).collect();
             let interval = self.interval.max(Duration::from_millis(500));
@@ -177,8 +183,28 @@ impl Viewer {
             let stop = self.stop_discovery.clone();
             std::thread::spawn(move || {
                 let mut known = known;
+                let mut demos_seen: Vec<(PathBuf, views::runs::DemoSeen)> = Vec::new();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     for root in &roots {
+                        let demo = match s5_run::demo::DemoState::load(root) {
+                            Ok(Some(state)) => Some(Ok(state)),
+                            Ok(None) => None,
+                            Err(e) => Some(Err(e.to_string())),
+                        };
+                        if let Some(demo) = demo {
+                            let seen = demos_seen.iter_mut().find(|(r, _)| r == root);
+                            let changed = seen.as_ref().is_none_or(|(_, d)| *d != demo);
+                            if changed {
+                                match seen {
+                                    Some((_, d)) => *d = demo.clone(),
+                                    None => demos_seen.push((root.clone(), demo.clone())),
+                                }
+                                if demo_tx.send((root.clone(), demo)).is_err() {
+                                    return;
+                                }
+                                ctx.request_repaint();
+                            }
+                        }
                         for run in runs_in(root) {
                             if !known.contains(&run) {
                                 known.push(run.clone());
@@ -193,6 +219,7 @@ impl Viewer {
                 }
             });
             self.discovered = Some(rx);
+            self.demo_updates = Some(demo_rx);
         }
     }
 
@@ -213,6 +240,14 @@ impl Viewer {
                     store: RunStore::new(path),
                     pending_step: None,
                 });
+            }
+        }
+        if let Some(rx) = &self.demo_updates {
+            while let Ok((root, demo)) = rx.try_recv() {
+                match self.demos.iter_mut().find(|(r, _)| *r == root) {
+                    Some((_, d)) => *d = demo,
+                    None => self.demos.push((root, demo)),
+                }
             }
         }
         for run in &mut self.runs {
@@ -271,7 +306,7 @@ impl Viewer {
             views::diagnostics(ui, &self.runs);
         });
         egui::CentralPanel::default().show(ui, |ui| match self.view {
-            View::Runs => views::runs::show(ui, &self.runs),
+            View::Runs => views::runs::show(ui, &self.runs, &self.demos),
             View::Curves => views::curves::show(ui, &mut self.curves, &self.runs, &mut self.cursor),
             View::Gallery => views::gallery::show(
                 ui,

@@ -106,6 +106,8 @@ pub struct RunStore {
     pub first_look: bool,
     /// Bytes of `events.jsonl` not read yet (a long file takes several polls).
     pub events_behind_bytes: u64,
+    /// The newest validation: its step and metrics.
+    pub last_val: Option<(u64, BTreeMap<String, f64>)>,
 }
 
 impl RunStore {
@@ -167,6 +169,7 @@ impl RunStore {
                     self.series.clear();
                     self.events = 0;
                     self.last_step = None;
+                    self.last_val = None;
                     self.diagnose("events.jsonl was replaced: read again from its start".into());
                 }
                 for c in read.corrupt {
@@ -236,6 +239,9 @@ impl RunStore {
             self.last_step = Some(e.step);
         }
         self.last_kind = Some(e.kind);
+        if e.kind == EventKind::Val {
+            self.last_val = Some((e.step, e.metrics.clone()));
+        }
         let mut put = |key: &str, value: f64| {
             if value.is_finite() {
                 self.series
@@ -261,6 +267,29 @@ impl RunStore {
                 put(k, v);
             }
         }
+    }
+
+    /// The newest validation in words: the value that picks the best checkpoint (`val_mean`)
+    /// where there is one, and each dataset's main metric (`<dataset>/mIoU` or `/mF1`), in
+    /// per cent.
+    pub fn last_val_text(&self) -> Option<String> {
+        let (step, metrics) = self.last_val.as_ref()?;
+        let mut parts: Vec<String> = metrics
+            .iter()
+            .filter(|(k, _)| {
+                k.as_str() == s5_run::keys::VAL_MEAN
+                    || k.ends_with(&format!("/{}", s5_run::keys::MIOU))
+            })
+            .map(|(k, v)| format!("{k} {:.1}", 100.0 * v))
+            .collect();
+        if parts.is_empty() {
+            parts = metrics
+                .iter()
+                .take(3)
+                .map(|(k, v)| format!("{k} {v:.3}"))
+                .collect();
+        }
+        Some(format!("step {step}: {}", parts.join(" · ")))
     }
 
     /// The surviving sample step nearest to `step` (the later one on a tie).

@@ -19,11 +19,12 @@ share() { # the selection's out-of-distribution share, in percent, and the OOD p
 import json, sys
 e = json.load(sys.stdin)
 ood = {k["kind"]: k["selected_patches"] for k in e["kinds"] if k["kind"] != "InDomain"}
-print(f"{100 * e[\"selected_ood_share\"]:.1f} % | {100 * e[\"pool_ood_share\"]:.1f} % | "
-      + " | ".join(f"{ood[k]}" for k in sorted(ood)))'
+selected = sum(k["selected_patches"] for k in e["kinds"])
+cells = [f"{selected}", f"{100 * e['"'"'selected_ood_share'"'"']:.1f} %", f"{100 * e['"'"'pool_ood_share'"'"']:.1f} %"]
+print(" | ".join(cells + [str(ood[k]) for k in sorted(ood)]))'
 }
-echo "| seed steps | rule | selection OOD | pool OOD | $(python3 -c 'print(" | ".join(sorted(["Cloud","Haze","OtherDomain","Sea","SensorNoise"])))') |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| seed steps | rule | selected | selection OOD | pool OOD | cloud | haze | other domain | sea | sensor noise |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for steps in $STEPS; do
   seed=seed-$steps
   if [ -f "$seed/manifest.json" ]; then  # goes on if it stopped; a finished run stays

@@ -103,6 +103,7 @@ pub fn run_all(options: &RunOptions, gpu: &Gpu, progress: Sink) -> Result<RunOut
         let prototypes_sha256 = file_sum(&Prototypes::path(&dir))?.sha256;
         let fits = |f: &SimilarityFloor| {
             f.prototypes_sha256 == prototypes_sha256
+                && f.leave_one_out
                 && f.patch_px == plan.patch_px
                 && f.quantile == options.prototypes.floor_quantile
                 && f.split == options.prototypes.split

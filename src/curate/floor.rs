@@ -4,17 +4,24 @@
 //! Eq. 3's quotas (paper §3) decide how many patches each cluster gets, not whether a patch
 //! resembles the cluster at all: a quota is filled with the lowest-entropy patches nearest
 //! to its prototype however far they are (open sea, sensor noise). The floor is calibrated
-//! on the labeled images themselves, cut into patches of the plan's size and scored exactly
-//! as pool patches are, so it compares like with like: the quantile `q` of the similarities
-//! of the labeled patches nearest to prototype m. With the default `q` = 0.05, 95 % of a
-//! cluster's labeled patches would pass its floor.
+//! on the labeled images themselves, cut into patches of the plan's size and embedded
+//! exactly as pool patches are, so it compares like with like.
+//!
+//! A labeled image helped make its own prototype, so its similarity to it is biased upward
+//! (with two images in a cluster, each is half of its centroid). Each labeled patch is
+//! therefore compared with its nearest prototype made *without its own image* (the
+//! normalised sum of the cluster's other images' embeddings, as spherical K-Means makes
+//! centroids): how similar an unseen image of that cluster would be. Cluster m's floor is
+//! the quantile `q` of those similarities; with the default `q` = 0.05, 95 % of them pass.
+//! A patch whose image is its cluster's only one has no such prototype and does not count.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
 use super::plan::{make_plan, tiled};
-use super::record::PatchRecord;
+use super::prototypes::embed_images;
 use super::score::{ScoreSetup, score_range};
 use crate::check::ConfigError;
 use crate::data::DatasetSpec;
@@ -49,22 +56,15 @@ pub fn quantile(values: &[f32], q: f64) -> Option<f32> {
     Some(finite[rank])
 }
 
-/// Each of `clusters` clusters' floor from the scored labeled patches `records` (each
-/// record's nearest prototype and its similarity). A cluster no labeled patch is nearest to
-/// takes the highest floor of the others; with no labeled patch at all, every floor is 1
-/// (nothing passes: calibrate on a split that has images).
-pub fn floor_from_records(
-    records: &[PatchRecord],
-    clusters: usize,
+/// Each cluster's floor from the similarities of its labeled patches (`similarities[m]`): the
+/// quantile `quantile_q` of each list. A cluster without any takes the highest floor of the
+/// others; with none at all, every floor is 1 (nothing passes: calibrate on a split with
+/// images that share clusters).
+pub fn floor_from_similarities(
+    similarities: &[Vec<f32>],
     quantile_q: f64,
     patch_px: u32,
 ) -> SimilarityFloor {
-    let mut similarities: Vec<Vec<f32>> = vec![Vec::new(); clusters];
-    for r in records {
-        if let Some(s) = similarities.get_mut(r.cluster as usize) {
-            s.push(r.similarity);
-        }
-    }
     let floors: Vec<Option<f32>> = similarities
         .iter()
         .map(|s| quantile(s, quantile_q))
@@ -77,12 +77,61 @@ pub fn floor_from_records(
         quantile: quantile_q,
         per_cluster: floors.iter().map(|f| f.unwrap_or(highest)).collect(),
         labeled_patches: similarities.iter().map(|s| s.len() as u64).collect(),
+        leave_one_out: true,
     }
 }
 
+/// The leave-one-out similarities: for each labeled patch (its embedding, the index of its
+/// image, its nearest prototype `cluster`), the cosine with its cluster's prototype made
+/// without the patch's image, grouped by cluster. `images` holds each labeled image's
+/// embedding (`dim` values, unit length) and `assigned` its cluster.
+///
+/// # Shapes
+/// `images`: `[N, dim]` row-major; `patches`: `(embedding [dim], image, cluster)`.
+pub fn leave_one_out(
+    images: &[f32],
+    dim: usize,
+    assigned: &[u32],
+    clusters: usize,
+    patches: &[(Vec<f32>, usize, u32)],
+) -> Vec<Vec<f32>> {
+    let mut sums = vec![vec![0f64; dim]; clusters];
+    for (row, &m) in images.chunks(dim.max(1)).zip(assigned) {
+        for (s, &v) in sums[m as usize].iter_mut().zip(row) {
+            *s += f64::from(v);
+        }
+    }
+    let mut out = vec![Vec::new(); clusters];
+    for (embedding, image, cluster) in patches {
+        let m = *cluster as usize;
+        if m >= clusters {
+            continue;
+        }
+        let own = (assigned.get(*image) == Some(cluster))
+            .then(|| &images[image * dim..(image + 1) * dim]);
+        let prototype: Vec<f64> = sums[m]
+            .iter()
+            .enumerate()
+            .map(|(d, &s)| s - own.map_or(0.0, |row| f64::from(row[d])))
+            .collect();
+        let norm = prototype.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if norm < 1e-6 {
+            continue; // its image is the cluster's only one
+        }
+        let dot: f64 = prototype
+            .iter()
+            .zip(embedding)
+            .map(|(p, &e)| p * f64::from(e))
+            .sum();
+        out[m].push((dot / norm) as f32);
+    }
+    out
+}
+
 /// Cuts the images of `split` of the spec at `spec_path` into `patch_px` patches (no
-/// overlap), scores them against `prototypes` (whose file has SHA-256 `prototypes_sha256`)
-/// as the pool is scored, and returns the floors. `done(n, of)` is called after every batch.
+/// overlap), embeds them as the pool is scored, and returns the floors against `prototypes`
+/// (whose file has SHA-256 `prototypes_sha256`). `done(n, of)` is called after every image
+/// and batch.
 #[allow(clippy::too_many_arguments)]
 pub fn calibrate_floor(
     model: &Segmentor,
@@ -97,11 +146,36 @@ pub fn calibrate_floor(
     done: &dyn Fn(u64, u64),
 ) -> Result<SimilarityFloor> {
     check_quantile(quantile_q)?;
-    let labeled = make_plan(spec_path, split, patch_px, patch_px)?;
     let spec = DatasetSpec::load(spec_path)?;
+    // The whole images, as the prototypes were made.
+    let samples = spec.samples(split)?;
+    let count = std::sync::atomic::AtomicU64::new(0);
+    let (images, dim) = embed_images(
+        model,
+        setup.dataset,
+        &spec,
+        split,
+        prototypes.embedding,
+        device,
+        &|| {
+            let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            done(n, samples.len() as u64)
+        },
+    )?;
+    let assigned: Vec<u32> = images
+        .chunks(dim.max(1))
+        .map(|row| nearest(row, &prototypes.centroids))
+        .collect();
+    // The patches, as the pool's are scored (their embeddings kept).
+    let labeled = make_plan(spec_path, split, patch_px, patch_px)?;
     let source = tiled(&labeled);
+    let index_of: HashMap<PathBuf, usize> = samples
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| Some((std::path::absolute(&s.image).ok()?, i)))
+        .collect();
     let setup = ScoreSetup {
-        sample_below: 0,
+        sample_below: u64::MAX,
         ..setup
     };
     let (scored, _) = score_range(
@@ -114,14 +188,37 @@ pub fn calibrate_floor(
         device,
         &|n| done(n, labeled.patches),
     )?;
+    let patches: Vec<(Vec<f32>, usize, u32)> = scored
+        .samples
+        .into_iter()
+        .filter_map(|(record, embedding)| {
+            let patch = source.patches.get(record.patch as usize)?;
+            let image = index_of.get(&source.images[patch.image].image)?;
+            Some((embedding, *image, record.cluster))
+        })
+        .collect();
+    let similarities = leave_one_out(
+        &images,
+        dim,
+        &assigned,
+        prototypes.centroids.len(),
+        &patches,
+    );
     Ok(SimilarityFloor {
         prototypes_sha256: prototypes_sha256.to_string(),
         split: split.to_string(),
-        ..floor_from_records(
-            &scored.records,
-            prototypes.centroids.len(),
-            quantile_q,
-            patch_px,
-        )
+        ..floor_from_similarities(&similarities, quantile_q, patch_px)
     })
+}
+
+/// The most similar of `centroids` to `row` (ties to the lower index).
+fn nearest(row: &[f32], centroids: &[Vec<f32>]) -> u32 {
+    let mut best = (0u32, f32::NEG_INFINITY);
+    for (m, c) in centroids.iter().enumerate() {
+        let s: f32 = c.iter().zip(row).map(|(a, b)| a * b).sum();
+        if s > best.1 {
+            best = (m as u32, s);
+        }
+    }
+    best.0
 }

@@ -10,6 +10,7 @@
 //! - [`run`]: the run directory and its plan, prototypes, floor and selection stages;
 //! - [`options`]: each stage's typed options, checked before anything is written;
 //! - [`progress`]: the stages and the progress a curation reports;
+//! - [`seed`]: the seed model, loaded, with its decoder and the hash of its weights;
 //! - [`shards`]: one shard scored, the shards that count and whether they cover the plan;
 //! - [`floor`]: each cluster's similarity floor, calibrated on the labeled patches;
 //! - [`embed`]: backbone features pooled into one unit vector per image;
@@ -42,6 +43,7 @@ pub mod report;
 pub mod run;
 pub mod sample;
 pub mod score;
+pub mod seed;
 pub mod select;
 pub mod selected;
 pub mod shards;

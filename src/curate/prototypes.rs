@@ -38,6 +38,33 @@ pub fn build_prototypes(
             ),
         });
     }
+    let (rows, dim) = embed_images(model, dataset, spec, split, embedding, device, each_image)?;
+    let clusters = spherical_kmeans(&rows, dim, kmeans, device)?;
+    Ok(Prototypes {
+        model: model_ref,
+        dataset: spec.name.clone(),
+        split: split.to_string(),
+        embedding,
+        centroids: clusters.centroids,
+        labeled_per_cluster: clusters.counts,
+        mean_similarity: clusters.mean_similarity,
+        seed: kmeans.seed,
+        restarts: kmeans.restarts,
+    })
+}
+
+/// The embedding of every image of `split` of `spec` by decoder `dataset` of `model`, each a
+/// whole-image forward, in the split's order: `(rows, dim)`, `rows` holding one unit vector
+/// of `dim` values per image. `each_image` is called after every image.
+pub fn embed_images(
+    model: &Segmentor,
+    dataset: usize,
+    spec: &DatasetSpec,
+    split: &str,
+    embedding: Embedding,
+    device: &Device,
+    each_image: &dyn Fn(),
+) -> Result<(Vec<f32>, usize)> {
     let samples = spec.samples(split)?;
     let mut rows: Vec<f32> = Vec::new();
     let mut dim = 0;
@@ -61,16 +88,5 @@ pub fn build_prototypes(
         );
         each_image();
     }
-    let clusters = spherical_kmeans(&rows, dim, kmeans, device)?;
-    Ok(Prototypes {
-        model: model_ref,
-        dataset: spec.name.clone(),
-        split: split.to_string(),
-        embedding,
-        centroids: clusters.centroids,
-        labeled_per_cluster: clusters.counts,
-        mean_similarity: clusters.mean_similarity,
-        seed: kmeans.seed,
-        restarts: kmeans.restarts,
-    })
+    Ok((rows, dim))
 }

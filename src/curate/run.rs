@@ -9,8 +9,6 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::Device;
-
 pub use super::options::{
     PlanOptions, PlanOutcome, PrototypeOptions, SelectOptions, SelectOutcome, SimilarityRule,
     Stale,
@@ -20,16 +18,14 @@ pub use super::progress::{Progress, Sink, Stage};
 use super::floor::calibrate_floor;
 use super::plan::{make_plan, tiled};
 use super::prototypes::build_prototypes;
-use super::score::ScoreSetup;
 use super::select::{Filters, select, select_by_entropy_alone};
 use super::selected::write_selected;
+use super::seed::SeedModel;
 use super::shards::{ShardSet, refresh_report};
-use crate::data::DatasetSpec;
 use crate::device::Gpu;
 use crate::error::{Error, Result};
-use crate::model::Segmentor;
-use crate::run::checkpoint::{MODEL_FILE, file_sum};
-use crate::run::curation::{ModelRef, Plan, Prototypes, ShardSummary, SimilarityFloor};
+use crate::run::checkpoint::file_sum;
+use crate::run::curation::{Plan, Prototypes, ShardSummary, SimilarityFloor};
 use crate::run::{LockHolder, Manifest, RunDir, RunKind, RunLock};
 
 /// A curation run directory held under its lock.
@@ -299,6 +295,14 @@ impl CurationRun {
             Err(e) => return Err(e.into()),
         };
         let prototypes_sha256 = file_sum(&Prototypes::path(&self.dir))?.sha256;
+        if !floor.leave_one_out {
+            return Err(Error::RunDir {
+                path,
+                reason: "calibrated by an earlier s5: calibrate it again with `s5 curate floor`, \
+                         or select with --no-floor"
+                    .into(),
+            });
+        }
         if floor.prototypes_sha256 != prototypes_sha256 || floor.patch_px != plan.patch_px {
             return Err(Error::RunDir {
                 path,
@@ -350,68 +354,4 @@ pub(super) fn apply_truth(plan: &mut Plan, truth: &Path) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// The seed model of a curation, loaded, with the decoder chosen.
-pub(super) struct SeedModel {
-    pub model: Segmentor,
-    pub model_ref: ModelRef,
-    pub card: crate::run::ModelCard,
-    pub dataset: usize,
-    pub spec_path: PathBuf,
-}
-
-impl SeedModel {
-    /// Loads the checkpoint at `model` (a run or checkpoint folder) and picks `dataset`.
-    pub fn load(model: &Path, dataset: Option<&str>, device: &Device) -> Result<Self> {
-        let (model, card, checkpoint) = crate::train::load_model(model, device)?;
-        let index = card
-            .dataset_index(dataset)
-            .map_err(|reason| Error::Config { reason })?;
-        Ok(Self {
-            model,
-            model_ref: ModelRef {
-                sha256: file_sum(&checkpoint.join(MODEL_FILE))?.sha256,
-                checkpoint: std::path::absolute(&checkpoint).map_err(|source| Error::Io {
-                    path: checkpoint.clone(),
-                    source,
-                })?,
-            },
-            spec_path: card.datasets[index].spec.clone(),
-            dataset: index,
-            card,
-        })
-    }
-
-    /// The spec of its dataset.
-    pub fn spec(&self) -> Result<DatasetSpec> {
-        DatasetSpec::load(&self.spec_path)
-    }
-
-    /// How its decoder scores patches.
-    pub fn setup(&self, batch: usize) -> ScoreSetup {
-        ScoreSetup {
-            dataset: self.dataset,
-            background: self.card.datasets[self.dataset].background.map(usize::from),
-            batch: batch.max(1),
-            sample_below: 0,
-        }
-    }
-
-    /// Refuses a model other than the one `prototypes` were made with.
-    pub fn check_made(&self, prototypes: &Prototypes) -> Result<()> {
-        if self.model_ref.sha256 == prototypes.model.sha256 {
-            return Ok(());
-        }
-        Err(Error::Checkpoint {
-            path: self.model_ref.checkpoint.clone(),
-            reason: format!(
-                "weights {} are not the model the prototypes were made with ({}, weights {}): \
-                 use that model, or make the prototypes again",
-                self.model_ref.sha256,
-                prototypes.model.checkpoint.display(),
-                prototypes.model.sha256
-            ),
-        })
-    }
 }

@@ -1,9 +1,61 @@
 //! The runs panel: every run found, its kind, state, progress, manifest and config.
 
+use std::path::{Path, PathBuf};
+
+use s5_run::demo::{DemoStage, DemoState};
+
 use crate::app::RunEntry;
 use crate::store::RunState;
 
-pub fn show(ui: &mut egui::Ui, runs: &[RunEntry]) {
+/// A demo folder's `demo.json` as last read: the state, or why it could not be read.
+pub type DemoSeen = Result<DemoState, String>;
+
+/// One line per demo folder: its preset, and the stage running, or how far it came.
+fn demo_line(ui: &mut egui::Ui, root: &Path, demo: &DemoSeen, runs: &[RunEntry]) {
+    let name = root.display();
+    let state = match demo {
+        Ok(state) => state,
+        Err(e) => {
+            ui.colored_label(ui.visuals().error_fg_color, format!("demo {name}: {e}"));
+            return;
+        }
+    };
+    let of = DemoStage::ALL.len();
+    let text = match &state.running {
+        Some(running) => {
+            let run = runs
+                .iter()
+                .find(|r| r.store.path == root.join(running.stage.folder()));
+            let alive = run.is_none_or(|r| r.store.locked);
+            let how = if alive {
+                "running"
+            } else {
+                "stopped (run `s5 demo` again to continue)"
+            };
+            format!(
+                "demo `{}` in {name}: stage {}/{of} {}: {how}",
+                state.preset,
+                running.stage.number(),
+                running.stage.title()
+            )
+        }
+        None if state.stages.len() == of => {
+            format!("demo `{}` in {name}: finished, {of} stages (summary.md)", state.preset)
+        }
+        None => format!(
+            "demo `{}` in {name}: {} of {of} stages done, not running",
+            state.preset,
+            state.stages.len()
+        ),
+    };
+    ui.strong(text);
+    ui.separator();
+}
+
+pub fn show(ui: &mut egui::Ui, runs: &[RunEntry], demos: &[(PathBuf, DemoSeen)]) {
+    for (root, demo) in demos {
+        demo_line(ui, root, demo, runs);
+    }
     if runs.is_empty() {
         ui.label("No run: start the viewer with a run folder or a folder of runs.");
         return;
@@ -11,7 +63,7 @@ pub fn show(ui: &mut egui::Ui, runs: &[RunEntry]) {
     egui::ScrollArea::vertical().show(ui, |ui| {
         egui::Grid::new("runs")
             .striped(true)
-            .num_columns(7)
+            .num_columns(8)
             .show(ui, |ui| {
                 for title in [
                     "run",
@@ -21,6 +73,7 @@ pub fn show(ui: &mut egui::Ui, runs: &[RunEntry]) {
                     "last step",
                     "sample steps",
                     "restarts",
+                    "latest validation",
                 ] {
                     ui.strong(title);
                 }
@@ -42,6 +95,7 @@ pub fn show(ui: &mut egui::Ui, runs: &[RunEntry]) {
                     ui.label(s.last_step.map_or("-".into(), |x| x.to_string()));
                     ui.label(s.steps.len().to_string());
                     ui.label(s.restarts.to_string());
+                    ui.label(s.last_val_text().unwrap_or_else(|| "-".into()));
                     ui.end_row();
                 }
             });

@@ -104,8 +104,13 @@ pub struct SimilarityFloor {
     /// Per cluster, the floor. A cluster that no labeled patch is nearest to takes the
     /// highest floor of the others (nothing labeled looks like it at this patch size).
     pub per_cluster: Vec<f32>,
-    /// Per cluster, the labeled patches whose nearest prototype it is.
+    /// Per cluster, the labeled patches whose nearest prototype it is (those whose image
+    /// is its cluster's only one left out).
     pub labeled_patches: Vec<u64>,
+    /// Each labeled patch was compared with its prototype made without its own image (false
+    /// in floors of an earlier s5, which are calibrated again).
+    #[serde(default)]
+    pub leave_one_out: bool,
 }
 
 impl SimilarityFloor {
