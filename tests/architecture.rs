@@ -1,6 +1,6 @@
 //! The module rules of ARCHITECTURE.md that a compiler does not check: imports inside
 //! `src/train/`, `src/kernels/`, `src/curate/` and `src/pipeline/` run one way (no cycle,
-//! `use` groups included), and no function there grows past 120 lines.
+//! `use` groups included), and no function there or in the viewer grows past 120 lines.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -228,9 +228,9 @@ fn the_cycle_check_finds_a_cycle() {
 }
 
 #[test]
-fn no_function_in_train_curate_or_pipeline_is_longer_than_120_lines() {
+fn no_function_in_train_curate_pipeline_or_the_viewer_is_longer_than_120_lines() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let files: Vec<PathBuf> = ["src/train", "src/curate", "src/pipeline"]
+    let files: Vec<PathBuf> = ["src/train", "src/curate", "src/pipeline", "app/src"]
         .iter()
         .flat_map(|dir| sources(&root.join(dir)))
         .collect();

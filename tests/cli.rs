@@ -198,7 +198,7 @@ fn bench_data_reports_images_per_second() {
     let doc: serde_json::Value = json_of(s5().args(bench).arg("--peer"));
     check_data_bench(&doc);
     let peer = &doc["peer"];
-    assert!(peer["script"].as_str().is_some_and(|s| s.contains("augment-peer")), "{peer}");
+    assert!(peer["script"].as_str().is_some_and(|s| s.contains("assets/peers/augment_pil.py")), "{peer}");
     let rate = peer["images_per_s"].as_f64().expect("the peer's rate");
     let ratio = peer["s5_ratio"].as_f64().expect("s5 against the peer");
     assert!(rate > 0.0 && ratio > 0.0, "{peer}");

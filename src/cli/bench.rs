@@ -305,12 +305,18 @@ fn data(args: DataArgs) -> Result<()> {
         (_, Some(file)) => Some(file.path().to_path_buf()),
         _ => None,
     };
-    let bench = s5::data::throughput::augment_throughput(
+    let mut bench = s5::data::throughput::augment_throughput(
         args.crop_px,
         args.source_px,
         args.images,
         peer.as_deref(),
     )?;
+    // The bundled script is named as s5 ships it, not by its temporary copy.
+    if bundled.is_some()
+        && let Some(peer) = &mut bench.peer
+    {
+        peer.script = "assets/peers/augment_pil.py, bundled".into();
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&bench)?);
         return Ok(());

@@ -65,7 +65,7 @@ pub struct EmbedArgs {
 #[derive(Debug, clap::Args)]
 pub struct QuantileArg {
     /// Each cluster's similarity floor is this quantile of its labeled patches' similarities
-    /// to its prototype (0.05: 95 % of them would pass).
+    /// to its prototype made without their own image (0.05: 95 % of them would pass).
     #[arg(long, default_value_t = DEFAULT_QUANTILE)]
     pub floor_quantile: f64,
 }

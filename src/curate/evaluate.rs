@@ -169,7 +169,7 @@ pub fn evaluate_run(out: &Path, truth: &Path) -> Result<Evaluation> {
     let run = RunDir::new(out);
     let plan = Plan::load(&run)?;
     let shards = super::shards::ShardSet::current(&run)?;
-    shards.check_complete(&plan)?;
+    shards.check_complete(&run, &plan)?;
     let kind_of = read_truth(truth)?;
     let mut selected = HashSet::new();
     let table = run.curation().join("selected.tsv");

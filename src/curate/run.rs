@@ -234,7 +234,7 @@ impl CurationRun {
         let plan = Plan::load(&self.dir)?;
         let prototypes = Prototypes::load(&Prototypes::path(&self.dir))?;
         let shards = ShardSet::current(&self.dir)?;
-        shards.check_complete(&plan)?;
+        shards.check_complete(&self.dir, &plan)?;
         if let Some(first) = shards.shards.first()
             && first.model_sha256 != prototypes.model.sha256
         {

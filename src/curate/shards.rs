@@ -243,12 +243,22 @@ impl ShardSet {
 
     /// Whether every shard is finished and together they cover `0..plan.patches` exactly,
     /// each patch once; otherwise names what is missing or scored twice.
-    pub fn check_complete(&self, plan: &Plan) -> Result<()> {
+    pub fn check_complete(&self, run: &RunDir, plan: &Plan) -> Result<()> {
         let bad = |reason: String| Error::RunDir {
-            path: PathBuf::from("curation/shards"),
+            path: run.curation().join("shards"),
             reason,
         };
-        if self.count == 0 || self.shards.len() as u32 != self.count {
+        if self.count == 0 {
+            return Err(bad(format!(
+                "no shard is scored for the current plan and prototypes{}: score the plan \
+                 (`s5 curate score`)",
+                match self.stale {
+                    0 => String::new(),
+                    n => format!(" ({n} of another plan or other prototypes are ignored)"),
+                }
+            )));
+        }
+        if self.shards.len() as u32 != self.count {
             return Err(bad(format!(
                 "{} of {} shards are scored for the current plan and prototypes: score the \
                  others first (`s5 curate status` lists them)",

@@ -10,7 +10,9 @@ use s5_run::curation::{ReportStage, ThumbnailRole};
 
 use crate::app::RunEntry;
 use crate::colormap::{category, viridis};
+use crate::decoded::DecodedReport;
 use crate::reader::{CropRequest, Request};
+use crate::store::RunStore;
 use crate::textures::TextureCache;
 
 /// Pictures shown for a box selection at most.
@@ -125,7 +127,19 @@ pub fn show(
         });
     });
     ui.separator();
-    let store = &runs[run_index].store;
+    picture_lists(ui, state, report, &decoded, run_index, &runs[run_index].store, textures);
+}
+
+/// The patches chosen in the box, then the best and worst of each cluster.
+fn picture_lists(
+    ui: &mut egui::Ui,
+    state: &CurationState,
+    report: &s5_run::curation::CurationReport,
+    decoded: &DecodedReport,
+    run_index: usize,
+    store: &RunStore,
+    textures: &mut TextureCache,
+) {
     egui::ScrollArea::vertical()
         .id_salt("curation-pictures")
         .show(ui, |ui| {
@@ -214,9 +228,67 @@ fn scatter(
     run: &mut RunEntry,
 ) {
     let points = &report.projection.points;
+    let groups = point_groups(state.colour_by, report);
+    let boxing = state.boxing;
+    let response = Plot::new("curation-projection")
+        .width(width)
+        .height(width * 0.8)
+        .legend(Legend::default())
+        .data_aspect(1.0)
+        .allow_drag(!boxing)
+        .allow_boxed_zoom(!boxing)
+        .x_axis_label(format!(
+            "PC 1 ({:.0} %)",
+            100.0 * report.projection.explained[0]
+        ))
+        .y_axis_label(format!(
+            "PC 2 ({:.0} %)",
+            100.0 * report.projection.explained[1]
+        ))
+        .show(ui, |plot| {
+            for (name, colour, pts) in groups {
+                plot.add(Points::new(name, pts).color(colour).radius(2.0));
+            }
+            let centroids: Vec<[f64; 2]> = report
+                .projection
+                .centroids
+                .iter()
+                .map(|c| [f64::from(c[0]), f64::from(c[1])])
+                .collect();
+            plot.add(
+                Points::new("prototypes", centroids)
+                    .shape(egui_plot::MarkerShape::Diamond)
+                    .radius(6.0)
+                    .color(Color32::WHITE),
+            );
+            if let Some([a, b]) = state.selection {
+                plot.add(
+                    Polygon::new("box", vec![[a.x, a.y], [b.x, a.y], [b.x, b.y], [a.x, b.y]])
+                        .fill_color(Color32::from_rgba_unmultiplied(230, 90, 60, 30)),
+                );
+            }
+            (
+                plot.pointer_coordinate(),
+                plot.response().drag_started(),
+                plot.response().dragged(),
+                plot.response().drag_stopped(),
+            )
+        });
+    let (pointer, started, dragging, stopped) = response.inner;
+    if boxing {
+        drag_box(state, points, run, pointer, (started, dragging, stopped));
+    }
+}
+
+/// The projection's points in the legend's groups (name, colour, points) for `colour_by`.
+fn point_groups(
+    colour_by: ColourBy,
+    report: &s5_run::curation::CurationReport,
+) -> Vec<(String, Color32, Vec<[f64; 2]>)> {
+    let points = &report.projection.points;
     let mut groups: Vec<(String, Color32, Vec<[f64; 2]>)> = Vec::new();
     let xy = |p: &s5_run::curation::ProjectedPatch| [f64::from(p.xy[0]), f64::from(p.xy[1])];
-    match state.colour_by {
+    match colour_by {
         ColourBy::Cluster => {
             for (m, _) in report.clusters.iter().enumerate() {
                 let pts = points
@@ -276,88 +348,52 @@ fn scatter(
             }
         }
     }
-    let boxing = state.boxing;
-    let response = Plot::new("curation-projection")
-        .width(width)
-        .height(width * 0.8)
-        .legend(Legend::default())
-        .data_aspect(1.0)
-        .allow_drag(!boxing)
-        .allow_boxed_zoom(!boxing)
-        .x_axis_label(format!(
-            "PC 1 ({:.0} %)",
-            100.0 * report.projection.explained[0]
-        ))
-        .y_axis_label(format!(
-            "PC 2 ({:.0} %)",
-            100.0 * report.projection.explained[1]
-        ))
-        .show(ui, |plot| {
-            for (name, colour, pts) in groups {
-                plot.add(Points::new(name, pts).color(colour).radius(2.0));
-            }
-            let centroids: Vec<[f64; 2]> = report
-                .projection
-                .centroids
-                .iter()
-                .map(|c| [f64::from(c[0]), f64::from(c[1])])
-                .collect();
-            plot.add(
-                Points::new("prototypes", centroids)
-                    .shape(egui_plot::MarkerShape::Diamond)
-                    .radius(6.0)
-                    .color(Color32::WHITE),
-            );
-            if let Some([a, b]) = state.selection {
-                plot.add(
-                    Polygon::new("box", vec![[a.x, a.y], [b.x, a.y], [b.x, b.y], [a.x, b.y]])
-                        .fill_color(Color32::from_rgba_unmultiplied(230, 90, 60, 30)),
-                );
-            }
-            (
-                plot.pointer_coordinate(),
-                plot.response().drag_started(),
-                plot.response().dragged(),
-                plot.response().drag_stopped(),
-            )
-        });
-    let (pointer, started, dragging, stopped) = response.inner;
-    if boxing {
-        if started {
-            state.drag_from = pointer;
-        }
-        if (dragging || stopped)
-            && let (Some(from), Some(to)) = (state.drag_from, pointer)
-        {
-            state.selection = Some([from, to]);
-        }
-        if stopped && let Some([a, b]) = state.selection {
-            state.drag_from = None;
-            let (x0, x1) = (a.x.min(b.x), a.x.max(b.x));
-            let (y0, y1) = (a.y.min(b.y), a.y.max(b.y));
-            let inside: Vec<&s5_run::curation::ProjectedPatch> = points
-                .iter()
-                .filter(|p| {
-                    let (x, y) = (f64::from(p.xy[0]), f64::from(p.xy[1]));
-                    x >= x0 && x <= x1 && y >= y0 && y <= y1
-                })
-                .collect();
-            state.chosen = inside.iter().map(|p| p.patch).collect();
-            let wanted: Vec<CropRequest> = inside
-                .iter()
-                .take(PICTURES_SHOWN)
-                .filter(|p| !run.store.crops.contains_key(&p.patch))
-                .map(|p| CropRequest {
-                    patch: p.patch,
-                    image: p.image,
-                    x_px: p.x_px,
-                    y_px: p.y_px,
-                    size_px: p.size_px,
-                })
-                .collect();
-            if !wanted.is_empty() {
-                run.request(Request::Crops(wanted));
-            }
+    groups
+}
+
+/// A box being dragged in the projection: its corners follow the pointer; when it is let go,
+/// the patches inside are chosen and their pictures asked for.
+fn drag_box(
+    state: &mut CurationState,
+    points: &[s5_run::curation::ProjectedPatch],
+    run: &mut RunEntry,
+    pointer: Option<egui_plot::PlotPoint>,
+    (started, dragging, stopped): (bool, bool, bool),
+) {
+    if started {
+        state.drag_from = pointer;
+    }
+    if (dragging || stopped)
+        && let (Some(from), Some(to)) = (state.drag_from, pointer)
+    {
+        state.selection = Some([from, to]);
+    }
+    if stopped && let Some([a, b]) = state.selection {
+        state.drag_from = None;
+        let (x0, x1) = (a.x.min(b.x), a.x.max(b.x));
+        let (y0, y1) = (a.y.min(b.y), a.y.max(b.y));
+        let inside: Vec<&s5_run::curation::ProjectedPatch> = points
+            .iter()
+            .filter(|p| {
+                let (x, y) = (f64::from(p.xy[0]), f64::from(p.xy[1]));
+                x >= x0 && x <= x1 && y >= y0 && y <= y1
+            })
+            .collect();
+        state.chosen = inside.iter().map(|p| p.patch).collect();
+        let wanted: Vec<CropRequest> = inside
+            .iter()
+            .take(PICTURES_SHOWN)
+            .filter(|p| !run.store.crops.contains_key(&p.patch))
+            .map(|p| CropRequest {
+                patch: p.patch,
+                image: p.image,
+                x_px: p.x_px,
+                y_px: p.y_px,
+                size_px: p.size_px,
+            })
+            .collect();
+        if !wanted.is_empty() {
+            run.request(Request::Crops(wanted));
         }
     }
 }

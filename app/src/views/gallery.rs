@@ -283,7 +283,6 @@ fn row(
     ui.label(egui::RichText::new(title).strong());
     let id = format!("{}/{}", e.dataset, e.image_id);
     let mut view = state.rows.get(&id).copied().unwrap_or_default();
-    let size = Vec2::splat(state.size_px);
     let ctx = ui.ctx().clone();
     let prefix = format!("{}/{}/{}", key.0, key.1, key.2);
     ui.horizontal(|ui| {
@@ -337,36 +336,7 @@ fn row(
         }
         for (label, texture) in pictures {
             ui.vertical(|ui| {
-                ui.label(egui::RichText::new(&label).small());
-                let response = ui.add(
-                    egui::Image::from_texture(&texture)
-                        .uv(view.uv())
-                        .fit_to_exact_size(size)
-                        .sense(Sense::click_and_drag()),
-                );
-                // Ctrl + wheel (or a pinch) zooms; a plain wheel scrolls the gallery.
-                if response.hovered() {
-                    let zoom = ui.input(|i| i.zoom_delta());
-                    if zoom != 1.0 {
-                        view.zoom = (view.zoom * zoom).clamp(1.0, 32.0);
-                    }
-                }
-                if response.dragged() {
-                    view.centre -= response.drag_delta() / size / view.zoom;
-                }
-                if response.double_clicked() {
-                    view = RowView::default();
-                }
-                if let Some(pointer) = response.hover_pos() {
-                    let uv = view.uv();
-                    let f = (pointer - response.rect.min) / response.rect.size();
-                    let u = uv.min.x + f.x * uv.width();
-                    let v = uv.min.y + f.y * uv.height();
-                    response.on_hover_text(readout(entry, legend, u, v));
-                }
-                if label == SampleRole::Confidence.as_str() {
-                    colour_bar(ui, state.size_px);
-                }
+                picture(ui, &label, &texture, &mut view, entry, legend, state.size_px);
             });
         }
         if let (Some(c), Some(tau)) = (&entry.confidence, tau)
@@ -387,6 +357,50 @@ fn row(
     });
     if view != RowView::default() || state.rows.contains_key(&id) {
         state.rows.insert(id, view);
+    }
+}
+
+/// One picture of a row, zoomed and panned by `view` (shared by the row), with the readout of
+/// the pixel under the pointer.
+fn picture(
+    ui: &mut egui::Ui,
+    label: &str,
+    texture: &egui::TextureHandle,
+    view: &mut RowView,
+    entry: &DecodedEntry,
+    legend: Option<&DatasetCard>,
+    size_px: f32,
+) {
+    let size = Vec2::splat(size_px);
+    ui.label(egui::RichText::new(label).small());
+    let response = ui.add(
+        egui::Image::from_texture(texture)
+            .uv(view.uv())
+            .fit_to_exact_size(size)
+            .sense(Sense::click_and_drag()),
+    );
+    // Ctrl + wheel (or a pinch) zooms; a plain wheel scrolls the gallery.
+    if response.hovered() {
+        let zoom = ui.input(|i| i.zoom_delta());
+        if zoom != 1.0 {
+            view.zoom = (view.zoom * zoom).clamp(1.0, 32.0);
+        }
+    }
+    if response.dragged() {
+        view.centre -= response.drag_delta() / size / view.zoom;
+    }
+    if response.double_clicked() {
+        *view = RowView::default();
+    }
+    if let Some(pointer) = response.hover_pos() {
+        let uv = view.uv();
+        let f = (pointer - response.rect.min) / response.rect.size();
+        let u = uv.min.x + f.x * uv.width();
+        let v = uv.min.y + f.y * uv.height();
+        response.on_hover_text(readout(entry, legend, u, v));
+    }
+    if label == SampleRole::Confidence.as_str() {
+        colour_bar(ui, size_px);
     }
 }
 

@@ -7,6 +7,24 @@ use s5_run::demo::{DemoStage, DemoState};
 use crate::app::RunEntry;
 use crate::store::RunState;
 
+/// A curation run's selection in words, from its report.
+fn curation_text(store: &crate::store::RunStore) -> Option<String> {
+    let report = &store.report.as_ref()?.report;
+    let selected: u64 = report.clusters.iter().map(|c| c.filled).sum();
+    let mut text = format!(
+        "{} of {} patches scored, {selected} selected",
+        report.patches_scored, report.patches_planned
+    );
+    if let Some((pool, kept)) = report.ood_shares() {
+        text += &format!(
+            " · out of distribution: pool {:.1} %, selection {:.1} %",
+            100.0 * pool,
+            100.0 * kept
+        );
+    }
+    Some(text)
+}
+
 /// A demo folder's `demo.json` as last read: the state, or why it could not be read.
 pub type DemoSeen = Result<DemoState, String>;
 
@@ -95,7 +113,8 @@ pub fn show(ui: &mut egui::Ui, runs: &[RunEntry], demos: &[(PathBuf, DemoSeen)])
                     ui.label(s.last_step.map_or("-".into(), |x| x.to_string()));
                     ui.label(s.steps.len().to_string());
                     ui.label(s.restarts.to_string());
-                    ui.label(s.last_val_text().unwrap_or_else(|| "-".into()));
+                    let result = s.last_val_text().or_else(|| curation_text(s));
+                    ui.label(result.unwrap_or_else(|| "-".into()));
                     ui.end_row();
                 }
             });
