@@ -39,10 +39,20 @@ pub fn load<M: Module>(model: M, path: &Path) -> Result<M> {
             context: Some("checkpoint".into()),
         });
     }
-    model.try_load_file(path).map_err(|e| Error::Checkpoint {
+    let bad = |e: burn::store::RecordError| Error::Checkpoint {
         path: path.to_path_buf(),
         reason: format!("does not fit this model: {e}"),
-    })
+    };
+    let record = burn::store::ModuleRecord::from_bytes(read_whole(path)?).map_err(bad)?;
+    model.try_load_record(record).map_err(bad)
+}
+
+/// The whole file in memory. burn's own file loading leaves each tensor's bytes in the file,
+/// read when the GPU first takes them; a checkpoint pruned or replaced before then would
+/// make the device thread panic. Read at once, the weights no longer depend on the file.
+fn read_whole(path: &Path) -> Result<burn::tensor::Bytes> {
+    let bytes = std::fs::read(path).map_err(|e| Error::reading(path, e, Some("checkpoint")))?;
+    Ok(burn::tensor::Bytes::from_bytes_vec(bytes))
 }
 
 /// The files of a training checkpoint folder.
@@ -74,7 +84,7 @@ pub fn load_training<M: Module>(
             context: Some("optimizer state of a training checkpoint".into()),
         });
     }
-    let optimizer = optimizer.load(&optim_path).map_err(|e| Error::Checkpoint {
+    let optimizer = optimizer.from_bytes(read_whole(&optim_path)?).map_err(|e| Error::Checkpoint {
         path: optim_path.clone(),
         reason: format!("optimizer state does not fit: {e}"),
     })?;
