@@ -47,9 +47,11 @@ pub fn at_least_one(field: &str, value: impl Into<u64> + Copy + Display) -> Chec
 
 /// A finite number in `[lo, hi]`.
 pub fn within(field: &str, value: f64, lo: f64, hi: f64) -> Checked {
-    ensure(value.is_finite() && value >= lo && value <= hi, field, || {
-        format!("must be a number in [{lo}, {hi}] (got {value})")
-    })
+    ensure(
+        value.is_finite() && value >= lo && value <= hi,
+        field,
+        || format!("must be a number in [{lo}, {hi}] (got {value})"),
+    )
 }
 
 /// A probability or share: a finite number in `[0, 1]`.
@@ -59,9 +61,11 @@ pub fn probability(field: &str, value: f64) -> Checked {
 
 /// A dropout rate: a finite number in `[0, 1)` (1 would drop everything).
 pub fn dropout(field: &str, value: f64) -> Checked {
-    ensure(value.is_finite() && (0.0..1.0).contains(&value), field, || {
-        format!("must be a number in [0, 1) (got {value})")
-    })
+    ensure(
+        value.is_finite() && (0.0..1.0).contains(&value),
+        field,
+        || format!("must be a number in [0, 1) (got {value})"),
+    )
 }
 
 /// A finite number ≥ 0.

@@ -178,7 +178,10 @@ fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
 
 #[test]
 fn a_use_group_names_each_of_its_paths() {
-    assert_eq!(names_after("plan::{make_plan, tiled};"), ["plan::make_plan", "plan::tiled"]);
+    assert_eq!(
+        names_after("plan::{make_plan, tiled};"),
+        ["plan::make_plan", "plan::tiled"]
+    );
     assert_eq!(
         names_after("{floor::calibrate, run::{Progress, Sink}, self};"),
         ["floor::calibrate", "run::Progress", "run::Sink", ""]

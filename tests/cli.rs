@@ -194,16 +194,32 @@ fn synth_output_passes_data_check_and_a_broken_dataset_fails_it() {
 /// the single-thread rounds and set against s5's rate.
 #[test]
 fn bench_data_reports_images_per_second() {
-    let bench = ["bench", "data", "--crop-px", "64", "--images", "4", "--json"];
+    let bench = [
+        "bench",
+        "data",
+        "--crop-px",
+        "64",
+        "--images",
+        "4",
+        "--json",
+    ];
     let doc: serde_json::Value = json_of(s5().args(bench).arg("--peer"));
     check_data_bench(&doc);
     let peer = &doc["peer"];
-    assert!(peer["script"].as_str().is_some_and(|s| s.contains("assets/peers/augment_pil.py")), "{peer}");
+    assert!(
+        peer["script"]
+            .as_str()
+            .is_some_and(|s| s.contains("assets/peers/augment_pil.py")),
+        "{peer}"
+    );
     let rate = peer["images_per_s"].as_f64().expect("the peer's rate");
     let ratio = peer["s5_ratio"].as_f64().expect("s5 against the peer");
     assert!(rate > 0.0 && ratio > 0.0, "{peer}");
     let full_one_thread = doc["rows"][3]["images_per_s"].as_f64().unwrap();
-    assert!((ratio - full_one_thread / rate).abs() <= 1e-9 * ratio, "{peer} vs {full_one_thread}");
+    assert!(
+        (ratio - full_one_thread / rate).abs() <= 1e-9 * ratio,
+        "{peer} vs {full_one_thread}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("mine.py");
     std::fs::write(&script, "print('250.5 images/s (mine)')\n").unwrap();
@@ -278,7 +294,11 @@ fn bench_all_reports_every_section_in_one_json() {
         .filter(|p| p["mpx_per_s"].as_f64().is_some_and(|v| v > 0.0))
         .filter_map(|p| p["precision"].as_str())
         .collect();
-    let expected: &[&str] = if adapter.shader_f16 { &["f32", "f16"] } else { &["f32"] };
+    let expected: &[&str] = if adapter.shader_f16 {
+        &["f32", "f16"]
+    } else {
+        &["f32"]
+    };
     assert_eq!(precisions, expected, "shader-f16: {}", adapter.shader_f16);
     check_data_bench(&doc["data"]);
 }
@@ -315,7 +335,10 @@ fn model_summary_prints_the_papers_six_counts() {
             panic!("{line}: expected three numbers")
         };
         let counted = r["params"].as_f64().expect("params") / 1e6;
-        assert!((s5_m - counted).abs() <= 0.05, "{line}: s5's column vs {counted}");
+        assert!(
+            (s5_m - counted).abs() <= 0.05,
+            "{line}: s5's column vs {counted}"
+        );
         assert_eq!(paper_m, r["paper_m"].as_f64().unwrap(), "{line}");
         assert!((diff_m - (counted - paper_m)).abs() <= 0.01, "{line}");
         assert!((s5_m - paper_m).abs() <= 0.2, "{line}");
@@ -324,11 +347,23 @@ fn model_summary_prints_the_papers_six_counts() {
     for (alpha, paper_m) in [("0.125", 146.2), ("0.25", 160.4), ("0.5", 188.7)] {
         let doc = json_of(
             s5().args(["model", "summary", "--backbone", "vit-b", "--datasets", "4"])
-                .args(["--classes", "5", "--classes", "5", "--classes", "7", "--classes", "9"])
+                .args([
+                    "--classes",
+                    "5",
+                    "--classes",
+                    "5",
+                    "--classes",
+                    "7",
+                    "--classes",
+                    "9",
+                ])
                 .args(["--alpha", alpha, "--json"]),
         );
         let ours = doc["total"].as_f64().expect("total") / 1e6;
-        assert!((ours - paper_m).abs() <= 0.2, "α {alpha}: {ours} vs Table 3's {paper_m}");
+        assert!(
+            (ours - paper_m).abs() <= 0.2,
+            "α {alpha}: {ours} vs Table 3's {paper_m}"
+        );
     }
 }
 

@@ -68,7 +68,9 @@ pub fn adapter() -> s5::device::AdapterSummary {
 pub fn assert_f16_refused(out: &std::process::Output) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && err.contains("has no `shader-f16`") && err.contains("without --f16"),
+        !out.status.success()
+            && err.contains("has no `shader-f16`")
+            && err.contains("without --f16"),
         "--f16 on an adapter without shader-f16: {err}"
     );
 }
@@ -136,7 +138,10 @@ pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 /// a comparison must never pass because a NaN or an infinity fell out of it.
 pub fn assert_finite(what: &str, side: &str, values: &[f32]) {
     if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        panic!("{what}: {side} holds {v} at index {i} (of {})", values.len());
+        panic!(
+            "{what}: {side} holds {v} at index {i} (of {})",
+            values.len()
+        );
     }
 }
 

@@ -446,11 +446,19 @@ fn the_similarity_floor_is_a_low_quantile_of_each_clusters_labeled_patches() {
         let below = mine.iter().filter(|&&s| s < floor.per_cluster[m]).count();
         assert_eq!(floor.labeled_patches[m], mine.len() as u64);
         // At most a tenth strictly below, and the floor is one of them.
-        assert!(below as f64 <= 0.1 * mine.len() as f64, "{below} of {}", mine.len());
+        assert!(
+            below as f64 <= 0.1 * mine.len() as f64,
+            "{below} of {}",
+            mine.len()
+        );
         assert!(mine.contains(&floor.per_cluster[m]));
     }
     assert_eq!(floor.labeled_patches[3], 0);
-    let highest = floor.per_cluster[..3].iter().copied().fold(f32::MIN, f32::max);
+    crate::common::assert_finite("floors", "the computed", &floor.per_cluster);
+    let highest = floor.per_cluster[..3]
+        .iter()
+        .copied()
+        .fold(f32::MIN, f32::max);
     assert_eq!(floor.per_cluster[3], highest);
 }
 
@@ -463,7 +471,11 @@ fn the_floor_compares_each_labeled_patch_with_a_prototype_made_without_its_image
         let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         v.map(|x| x / n)
     };
-    let (a, b, c) = (unit([1.0, 0.2, 0.0]), unit([0.8, 0.6, 0.0]), unit([0.0, 0.0, 1.0]));
+    let (a, b, c) = (
+        unit([1.0, 0.2, 0.0]),
+        unit([0.8, 0.6, 0.0]),
+        unit([0.0, 0.0, 1.0]),
+    );
     let images: Vec<f32> = [a, b, c].concat();
     let assigned = [0, 0, 1];
     // Each image's own patch, and a patch of image 2 nearest to cluster 0.
@@ -513,7 +525,11 @@ fn a_floor_keeps_out_what_is_below_it_and_counts_it() {
         assert_eq!(got.below_floor[m as usize], below, "cluster {m}");
         assert!(below > 0, "the test must keep something out");
     }
-    assert!(got.selected.iter().all(|r| r.similarity >= floors[r.cluster as usize]));
+    assert!(
+        got.selected
+            .iter()
+            .all(|r| r.similarity >= floors[r.cluster as usize])
+    );
     assert_eq!(got.floor, floors);
     std::fs::create_dir_all(dir.path().join("above")).unwrap();
     let only_above = shard_files(&dir.path().join("above"), &above, 1, &mut rng);

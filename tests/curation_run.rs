@@ -48,7 +48,10 @@ fn fixture() -> &'static Fixture {
         let model = s5::model::Segmentor::new(&cfg, &device());
         let card = ModelCard {
             segmentor: cfg,
-            datasets: vec![s5::train::checkpoint::dataset_card(&spec, &synth.urban_spec)],
+            datasets: vec![s5::train::checkpoint::dataset_card(
+                &spec,
+                &synth.urban_spec,
+            )],
         };
         let folder = dir.path().join("seed");
         s5::train::checkpoint::save_model_folder(&model, &card, &folder).unwrap();
@@ -122,14 +125,22 @@ fn a_new_plan_over_scored_shards_is_refused_or_moves_them_aside() {
     let out = dir.path().join("curation");
     let (run, _) = CurationRun::open(&out).unwrap();
     let old = run.plan(&plan_options(64, Stale::Refuse)).unwrap().plan;
-    let (_, floor) = run.prototypes(&prototype_options(3), gpu(), &|_| {}).unwrap();
+    let (_, floor) = run
+        .prototypes(&prototype_options(3), gpu(), &|_| {})
+        .unwrap();
     assert_eq!(floor.expect("the plan was there").patch_px, 64);
     score(&out, (0, 1), 4);
     run.select(&select_options(3)).unwrap();
 
     // A finer grid numbers the patches anew: refused, nothing changed, the way out named.
-    let err = run.plan(&plan_options(32, Stale::Refuse)).unwrap_err().to_string();
-    assert!(err.contains("--move-stale") && err.contains("new --out"), "{err}");
+    let err = run
+        .plan(&plan_options(32, Stale::Refuse))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--move-stale") && err.contains("new --out"),
+        "{err}"
+    );
     assert_eq!(Plan::load(run.dir()).unwrap(), old);
     assert_eq!(ShardSet::current(run.dir()).unwrap().shards.len(), 1);
     // The same grid again keeps the shards.
@@ -149,11 +160,17 @@ fn a_new_plan_over_scored_shards_is_refused_or_moves_them_aside() {
     let none = ShardSet::current(run.dir()).unwrap();
     assert_eq!((none.count, none.shards.len()), (0, 0));
     let err = run.select(&select_options(3)).unwrap_err().to_string();
-    assert!(err.contains("no shard is scored") && err.contains("s5 curate score"), "{err}");
+    assert!(
+        err.contains("no shard is scored") && err.contains("s5 curate score"),
+        "{err}"
+    );
     // Scored again for the new plan; the floor is missing until it is calibrated again.
     score(&out, (0, 1), 4);
     let err = run.select(&select_options(3)).unwrap_err().to_string();
-    assert!(err.contains("s5 curate floor") && err.contains("--no-floor"), "{err}");
+    assert!(
+        err.contains("s5 curate floor") && err.contains("--no-floor"),
+        "{err}"
+    );
     let floor = run.floor(&prototype_options(3), gpu(), &|_| {}).unwrap();
     assert_eq!(floor.patch_px, 32);
     let selected = run.select(&select_options(3)).unwrap();
@@ -172,12 +189,16 @@ fn shards_of_mixed_batches_leave_a_gap_that_select_names() {
     let out = dir.path().join("curation");
     let (run, _) = CurationRun::open(&out).unwrap();
     let plan = run.plan(&plan_options(32, Stale::Refuse)).unwrap().plan;
-    run.prototypes(&prototype_options(3), gpu(), &|_| {}).unwrap();
+    run.prototypes(&prototype_options(3), gpu(), &|_| {})
+        .unwrap();
     let (first, second) = (
         shard_range(plan.patches, 0, 2, 8),
         shard_range(plan.patches, 1, 2, 5),
     );
-    assert_ne!(first.end, second.start, "the batches must shard differently");
+    assert_ne!(
+        first.end, second.start,
+        "the batches must shard differently"
+    );
     score(&out, (0, 2), 8);
     score(&out, (1, 2), 5);
     let err = run.select(&select_options(4)).unwrap_err().to_string();
@@ -187,8 +208,14 @@ fn shards_of_mixed_batches_leave_a_gap_that_select_names() {
     } else {
         "are in two shards"
     };
-    assert!(err.contains(&format!("patches {lo}..{hi} of the plan {what}")), "{err}");
-    assert!(err.contains("--batch 8") && err.contains("--batch 5"), "{err}");
+    assert!(
+        err.contains(&format!("patches {lo}..{hi} of the plan {what}")),
+        "{err}"
+    );
+    assert!(
+        err.contains("--batch 8") && err.contains("--batch 5"),
+        "{err}"
+    );
     // One batch for both: complete.
     score(&out, (1, 2), 8);
     run.select(&select_options(4)).unwrap();
@@ -222,7 +249,10 @@ fn curate_run_reuses_only_the_stages_made_with_its_settings() {
     );
     assert!(again.plan.in_distribution_kind.is_some());
     assert!(again.plan.images.iter().all(|i| i.kind.is_some()));
-    assert!(again.select.report.kinds.len() > 1, "the report knows the kinds");
+    assert!(
+        again.select.report.kinds.len() > 1,
+        "the report knows the kinds"
+    );
     // Another feature level: embedded again, so calibrated and scored again.
     let stages = std::sync::Mutex::new(Vec::new());
     let other = run_all(&options(2, truth), gpu(), &|p| {
@@ -258,7 +288,8 @@ fn the_report_is_rebuilt_from_the_shards_there_when_its_lock_is_free() {
     let out = dir.path().join("curation");
     let (run, _) = CurationRun::open(&out).unwrap();
     run.plan(&plan_options(64, Stale::Refuse)).unwrap();
-    run.prototypes(&prototype_options(3), gpu(), &|_| {}).unwrap();
+    run.prototypes(&prototype_options(3), gpu(), &|_| {})
+        .unwrap();
     score(&out, (0, 2), 4);
     score(&out, (1, 2), 4);
     let rundir = RunDir::new(&out);
@@ -279,5 +310,8 @@ fn the_report_is_rebuilt_from_the_shards_there_when_its_lock_is_free() {
     let report = writer.join().unwrap().unwrap();
     assert_eq!((report.shards_finished, report.shards), (2, 2));
     let saved = CurationReport::load(&rundir).unwrap();
-    assert_eq!((saved.shards_finished, saved.patches_scored), (2, report.patches_planned));
+    assert_eq!(
+        (saved.shards_finished, saved.patches_scored),
+        (2, report.patches_planned)
+    );
 }

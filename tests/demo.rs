@@ -104,7 +104,10 @@ fn the_demo_runs_every_stage_resumes_and_survives_ctrl_c() {
         }
     }
     let state = DemoState::load(&whole).unwrap().unwrap();
-    assert!(state.running.is_none(), "nothing runs once the demo is done");
+    assert!(
+        state.running.is_none(),
+        "nothing runs once the demo is done"
+    );
 
     // A rerun finds every stage finished and prints the same summary.
     let again = demo(&whole).output().unwrap();
@@ -169,7 +172,10 @@ fn the_demo_runs_every_stage_resumes_and_survives_ctrl_c() {
     let manifest = cut.join("2-curation/manifest.json");
     let t0 = Instant::now();
     while !manifest.exists() {
-        assert!(t0.elapsed() < Duration::from_secs(600), "curation never started");
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "curation never started"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     // SAFETY: sends SIGINT to the child process we started; nothing else is touched.
@@ -179,7 +185,10 @@ fn the_demo_runs_every_stage_resumes_and_survives_ctrl_c() {
     let interrupted = child.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&interrupted.stderr);
     assert_eq!(interrupted.status.code(), Some(130), "{said}");
-    assert!(said.contains("Ctrl-C: stopped (run the command again to continue)"), "{said}");
+    assert!(
+        said.contains("Ctrl-C: stopped (run the command again to continue)"),
+        "{said}"
+    );
     assert!(!stage_numbers(&cut).contains_key("curation"));
     let resumed = demo(&cut).output().unwrap();
     assert!(resumed.status.success());

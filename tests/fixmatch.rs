@@ -217,7 +217,12 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
         "the test wants a partial mask, got {expected_ratio}"
     );
     let strong_mix = Tensor::<4>::from_data(TensorData::new(strong_mix, [bu, 3, S, S]), &dev);
-    let student = || model.forward(Tensor::cat(vec![images_l.clone(), strong_mix.clone()], 0), 0);
+    let student = || {
+        model.forward(
+            Tensor::cat(vec![images_l.clone(), strong_mix.clone()], 0),
+            0,
+        )
+    };
     let logits = student();
     let one_hot = |l: Vec<i64>, b: usize| {
         let v: Vec<f32> = (0..b)
@@ -244,7 +249,8 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
     };
     let l_s_ref = l_s_of(logits.clone());
     let weight = Tensor::<3>::from_data(TensorData::new(weight, [bu, S, S]), &dev);
-    let l_u_ref = (ce(logits.narrow(0, bl, bu), one_hot(lab_mix.clone(), bu)) * weight).sum() / valid_sum;
+    let l_u_ref =
+        (ce(logits.narrow(0, bl, bu), one_hot(lab_mix.clone(), bu)) * weight).sum() / valid_sum;
 
     let scalar = s5::train::loss::scalar;
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * b.abs().max(1.0);
@@ -293,7 +299,10 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
     }
     let entropy = to_vec(out.entropy.clone());
     for (i, (&got, &want)) in entropy.iter().zip(&entropy_ref).enumerate() {
-        assert!(close(f64::from(got), want), "entropy of image {i}: {got} vs {want}");
+        assert!(
+            close(f64::from(got), want),
+            "entropy of image {i}: {got} vs {want}"
+        );
     }
     // What the step logs, from those sums and entropies.
     let sums: std::collections::BTreeMap<String, f64> = counts.clone();
@@ -303,7 +312,10 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
     assert!(close(stats[keys::MASK_RATIO], f64::from(expected_ratio)));
     let mean_entropy = entropy_ref.iter().sum::<f64>() / bu as f64;
     assert!(close(stats[keys::MEAN_ENTROPY], mean_entropy));
-    assert!(close(stats[keys::PSEUDO_LABEL_ACC_ALL], correct / with_truth));
+    assert!(close(
+        stats[keys::PSEUDO_LABEL_ACC_ALL],
+        correct / with_truth
+    ));
     assert!(close(
         stats[keys::PSEUDO_LABEL_ACC_CONFIDENT],
         correct_confident / confident_with_truth
@@ -314,7 +326,10 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
     none_confident.insert("px/confident_with_truth".into(), 0.0);
     none_confident.insert("px/correct_confident".into(), 0.0);
     let (_, stats) = s5::train::recipe::fixmatch::summarize(&none_confident, &per_image);
-    assert!(!stats.contains_key(keys::PSEUDO_LABEL_ACC_CONFIDENT), "{stats:?}");
+    assert!(
+        !stats.contains_key(keys::PSEUDO_LABEL_ACC_CONFIDENT),
+        "{stats:?}"
+    );
     assert!(stats.contains_key(keys::PSEUDO_LABEL_ACC_ALL), "{stats:?}");
     // Gradients of L_s and of L_u reach the same values through both computations.
     let got = grads_of(&model, supervised_again);

@@ -115,7 +115,10 @@ fn the_fixmatch_batch_is_chosen_to_fit_the_memory() {
     assert_eq!(choose(&planned, (two as f64 / 0.9) as u64 + 1), Ok(2));
     assert_eq!(choose(&planned, two), Ok(1), "10 % stays free");
     let too_small = choose(&planned, one).unwrap_err();
-    assert!(too_small.contains("even a FixMatch step of batch 1"), "{too_small}");
+    assert!(
+        too_small.contains("even a FixMatch step of batch 1"),
+        "{too_small}"
+    );
     // An adapter without allocator statistics plans no bytes: never a batch chosen as if
     // it needed nothing, whatever the memory.
     for planned in [vec![(1, None)], vec![(1, Some(one)), (2, None)]] {
@@ -129,5 +132,8 @@ fn the_fixmatch_batch_is_chosen_to_fit_the_memory() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--memory-gib") && err.contains("cannot be used with"), "{err}");
+    assert!(
+        err.contains("--memory-gib") && err.contains("cannot be used with"),
+        "{err}"
+    );
 }

@@ -680,21 +680,39 @@ fn authors_state_dict(model: &Segmentor) -> Vec<(String, Vec<usize>, Vec<f32>)> 
         let dims = t.dims().to_vec();
         (t.flatten::<1>(0, 3), dims)
     };
-    let linear = |put: &mut dyn FnMut(String, Tensor<1>, Vec<usize>), key: &str, l: &burn::nn::Linear| {
-        let [i, o] = l.weight.val().dims();
-        put(format!("{key}.weight"), l.weight.val().transpose().flatten(0, 1), vec![o, i]);
-        let b = l.bias.as_ref().unwrap().val();
-        put(format!("{key}.bias"), b, vec![o]);
-    };
-    let norm = |put: &mut dyn FnMut(String, Tensor<1>, Vec<usize>), key: &str, n: &burn::nn::LayerNorm| {
-        let d = n.gamma.val().dims()[0];
-        put(format!("{key}.weight"), n.gamma.val(), vec![d]);
-        put(format!("{key}.bias"), n.beta.as_ref().unwrap().val(), vec![d]);
-    };
+    let linear =
+        |put: &mut dyn FnMut(String, Tensor<1>, Vec<usize>), key: &str, l: &burn::nn::Linear| {
+            let [i, o] = l.weight.val().dims();
+            put(
+                format!("{key}.weight"),
+                l.weight.val().transpose().flatten(0, 1),
+                vec![o, i],
+            );
+            let b = l.bias.as_ref().unwrap().val();
+            put(format!("{key}.bias"), b, vec![o]);
+        };
+    let norm =
+        |put: &mut dyn FnMut(String, Tensor<1>, Vec<usize>), key: &str, n: &burn::nn::LayerNorm| {
+            let d = n.gamma.val().dims()[0];
+            put(format!("{key}.weight"), n.gamma.val(), vec![d]);
+            put(
+                format!("{key}.bias"),
+                n.beta.as_ref().unwrap().val(),
+                vec![d],
+            );
+        };
     let vit = &model.backbone;
     let (w, dims) = flat(vit.patch_embed.weight.val());
-    put("backbone.patch_embed.projection.weight".into(), w, dims.clone());
-    put("backbone.patch_embed.projection.bias".into(), vit.patch_embed.bias.as_ref().unwrap().val(), vec![dims[0]]);
+    put(
+        "backbone.patch_embed.projection.weight".into(),
+        w,
+        dims.clone(),
+    );
+    put(
+        "backbone.patch_embed.projection.bias".into(),
+        vit.patch_embed.bias.as_ref().unwrap().val(),
+        vec![dims[0]],
+    );
     let cls = vit.cls_token.val();
     let cls_dims = cls.dims().to_vec();
     put("backbone.cls_token".into(), cls.flatten(0, 2), cls_dims);
@@ -705,12 +723,28 @@ fn authors_state_dict(model: &Segmentor) -> Vec<(String, Vec<usize>, Vec<f32>)> 
         let b = format!("backbone.layers.{i}");
         norm(&mut put, &format!("{b}.ln1"), &block.norm1);
         let [d_in, d_out] = block.attn.qkv.weight.val().dims();
-        put(format!("{b}.attn.attn.in_proj_weight"), block.attn.qkv.weight.val().transpose().flatten(0, 1), vec![d_out, d_in]);
-        put(format!("{b}.attn.attn.in_proj_bias"), block.attn.qkv.bias.as_ref().unwrap().val(), vec![d_out]);
-        linear(&mut put, &format!("{b}.attn.attn.out_proj"), &block.attn.proj);
+        put(
+            format!("{b}.attn.attn.in_proj_weight"),
+            block.attn.qkv.weight.val().transpose().flatten(0, 1),
+            vec![d_out, d_in],
+        );
+        put(
+            format!("{b}.attn.attn.in_proj_bias"),
+            block.attn.qkv.bias.as_ref().unwrap().val(),
+            vec![d_out],
+        );
+        linear(
+            &mut put,
+            &format!("{b}.attn.attn.out_proj"),
+            &block.attn.proj,
+        );
         norm(&mut put, &format!("{b}.ln2"), &block.norm2);
         linear(&mut put, &format!("{b}.ffn.layers.0.0"), &block.ffn.fc1);
-        linear(&mut put, &format!("{b}.ffn.layers.1"), block.ffn.fc2.as_ref().expect("dense"));
+        linear(
+            &mut put,
+            &format!("{b}.ffn.layers.1"),
+            block.ffn.fc2.as_ref().expect("dense"),
+        );
     }
     let neck = &model.neck;
     for (key, weight, bias) in [
@@ -732,8 +766,16 @@ fn authors_state_dict(model: &Segmentor) -> Vec<(String, Vec<usize>, Vec<f32>)> 
         put(format!("{key}.conv.weight"), w, dims);
         put(format!("{key}.bn.weight"), block.bn.gamma.val(), vec![c]);
         put(format!("{key}.bn.bias"), block.bn.beta.val(), vec![c]);
-        put(format!("{key}.bn.running_mean"), block.bn.running_mean.value(), vec![c]);
-        put(format!("{key}.bn.running_var"), block.bn.running_var.value(), vec![c]);
+        put(
+            format!("{key}.bn.running_mean"),
+            block.bn.running_mean.value(),
+            vec![c],
+        );
+        put(
+            format!("{key}.bn.running_var"),
+            block.bn.running_var.value(),
+            vec![c],
+        );
     };
     for (i, block) in head.ppm.iter().enumerate() {
         conv_bn(format!("decode_head.psp_modules.{i}.1"), block);
@@ -749,7 +791,11 @@ fn authors_state_dict(model: &Segmentor) -> Vec<(String, Vec<usize>, Vec<f32>)> 
     let (w, dims) = flat(head.classifier.weight.val());
     let k = dims[0];
     put("decode_head.conv_seg.weight".into(), w, dims);
-    put("decode_head.conv_seg.bias".into(), head.classifier.bias.as_ref().unwrap().val(), vec![k]);
+    put(
+        "decode_head.conv_seg.bias".into(),
+        head.classifier.bias.as_ref().unwrap().val(),
+        vec![k],
+    );
     out
 }
 
@@ -767,14 +813,23 @@ fn model_import_loads_backbone_neck_and_decoder_into_a_folder_predict_takes() {
     device.seed(11);
     let source = Segmentor::new(&cfg, &device);
     let mut tensors = authors_state_dict(&source);
-    tensors.push(("auxiliary_head.conv_seg.weight".into(), vec![6, 4, 1, 1], vec![0.5; 24]));
+    tensors.push((
+        "auxiliary_head.conv_seg.weight".into(),
+        vec![6, 4, 1, 1],
+        vec![0.5; 24],
+    ));
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(k, shape, v)| (k.clone(), shape.clone(), bytemuck::cast_slice(v).to_vec()))
         .collect();
     let views: Vec<(String, TensorView<'_>)> = bytes
         .iter()
-        .map(|(k, shape, b)| (k.clone(), TensorView::new(Dtype::F32, shape.clone(), b).unwrap()))
+        .map(|(k, shape, b)| {
+            (
+                k.clone(),
+                TensorView::new(Dtype::F32, shape.clone(), b).unwrap(),
+            )
+        })
         .collect();
     let checkpoint = dir.path().join("upernet_s4p.safetensors");
     std::fs::write(&checkpoint, safetensors::serialize(views, None).unwrap()).unwrap();
@@ -787,30 +842,58 @@ fn model_import_loads_backbone_neck_and_decoder_into_a_folder_predict_takes() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let count = |part: &str| -> usize {
-        let line = stdout.lines().find(|l| l.trim_start().starts_with(part)).unwrap_or_else(|| panic!("{stdout}"));
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(part))
+            .unwrap_or_else(|| panic!("{stdout}"));
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     };
-    let decoder_keys = tensors.iter().filter(|(k, ..)| k.starts_with("decode_head.")).count();
-    let neck_keys = tensors.iter().filter(|(k, ..)| k.starts_with("neck.")).count();
+    let decoder_keys = tensors
+        .iter()
+        .filter(|(k, ..)| k.starts_with("decode_head."))
+        .count();
+    let neck_keys = tensors
+        .iter()
+        .filter(|(k, ..)| k.starts_with("neck."))
+        .count();
     assert_eq!(count("neck"), neck_keys, "{stdout}");
     assert_eq!(count("decoder"), decoder_keys, "{stdout}");
-    assert_eq!(count("backbone"), tensors.len() - 1 - neck_keys - decoder_keys, "{stdout}");
-    assert!(stdout.contains("not mapped (ignored): auxiliary_head.conv_seg.weight"), "{stdout}");
+    assert_eq!(
+        count("backbone"),
+        tensors.len() - 1 - neck_keys - decoder_keys,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("not mapped (ignored): auxiliary_head.conv_seg.weight"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("missing"), "{stdout}");
     // The folder verifies and holds the very model that wrote the checkpoint.
     s5::run::checkpoint::verify(&folder).unwrap();
     let (imported, card, _) = s5::train::load_model(&folder, &device).unwrap();
     assert_eq!(card.segmentor, cfg);
     let x = Rng::fresh("import").tensor([1, 3, 64, 64], 1.0, &device);
-    let (a, b) = (to_vec(imported.forward(x.clone(), 0)), to_vec(source.forward(x, 0)));
+    let (a, b) = (
+        to_vec(imported.forward(x.clone(), 0)),
+        to_vec(source.forward(x, 0)),
+    );
     let worst = max_abs_diff("imported vs source logits", &a, &b);
-    assert!(worst <= 1e-5, "the imported model predicts differently by {worst}");
+    assert!(
+        worst <= 1e-5,
+        "the imported model predicts differently by {worst}"
+    );
     let image = dir.path().join("tile.png");
-    image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, 90]))
-        .save(&image)
-        .unwrap();
+    image::RgbImage::from_fn(64, 64, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 4) as u8, 90])
+    })
+    .save(&image)
+    .unwrap();
     let out = crate::common::s5()
         .args(["predict", "--mode", "whole", "--model"])
         .arg(&folder)
@@ -819,7 +902,11 @@ fn model_import_loads_backbone_neck_and_decoder_into_a_folder_predict_takes() {
         .arg(&image)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dir.path().join("pred/index/tile.png").is_file());
     // --out into a folder that exists is refused before anything is loaded.
     let again = crate::common::s5()

@@ -242,14 +242,23 @@ fn a_killed_run_resumes_to_the_same_weights() {
             .output()
             .unwrap();
         ok(&out, &format!("s5 predict {mode:?}"));
-        image::open(folder.join("index").join(&name)).unwrap().to_luma8()
+        image::open(folder.join("index").join(&name))
+            .unwrap()
+            .to_luma8()
     };
     let whole = predict_as(&["--mode", "whole"], "pred-whole");
     let same_size = predict_as(&["--mode", "resize", "--resize-px", "64"], "pred-resize-64");
-    assert_eq!(whole, same_size, "resize to the image's own size is the whole image");
+    assert_eq!(
+        whole, same_size,
+        "resize to the image's own size is the whole image"
+    );
     let resized = predict_as(&["--mode", "resize", "--resize-px", "96"], "pred-resize-96");
     assert_eq!(resized.dimensions(), (64, 64));
-    assert!(resized.pixels().all(|l| usize::from(l[0]) < spec.num_classes()));
+    assert!(
+        resized
+            .pixels()
+            .all(|l| usize::from(l[0]) < spec.num_classes())
+    );
     let out = s5()
         .args(["eval", "--mode", "resize", "--resize-px", "96", "--model"])
         .arg(&crashed)
@@ -456,30 +465,104 @@ fn every_bad_config_value_is_named_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let tiny = std::fs::read_to_string(tiny_config(dir.path(), 2, 1e-3)).unwrap();
     let fixmatch = std::fs::read_to_string(pretrain_config(dir.path(), 2)).unwrap();
-    let finetune = |mode: &str| tiny.replace("seed: 7,", &format!("seed: 7, recipe: Finetune((mode: {mode})),"));
+    let finetune = |mode: &str| {
+        tiny.replace(
+            "seed: 7,",
+            &format!("seed: 7, recipe: Finetune((mode: {mode})),"),
+        )
+    };
     // (command, config text, the field named, what the message says it allows)
     let cases: Vec<(&str, String, &str, &str)> = vec![
-        ("finetune", finetune("MoeMdf(0)"), "recipe.Finetune.mode.MoeMdf", "1..=31"),
-        ("finetune", finetune("MoeMdf(32)"), "recipe.Finetune.mode.MoeMdf", "1..=31"),
+        (
+            "finetune",
+            finetune("MoeMdf(0)"),
+            "recipe.Finetune.mode.MoeMdf",
+            "1..=31",
+        ),
+        (
+            "finetune",
+            finetune("MoeMdf(32)"),
+            "recipe.Finetune.mode.MoeMdf",
+            "1..=31",
+        ),
         (
             "train",
-            tiny.replace("decoder_channels: 16,", "decoder_channels: 16, moe_expert_dim: Some(40),"),
+            tiny.replace(
+                "decoder_channels: 16,",
+                "decoder_channels: 16, moe_expert_dim: Some(40),",
+            ),
             "model.moe_expert_dim",
             "1..=31",
         ),
-        ("train", tiny.replace("head_dropout: 0.1", "head_dropout: 1.0"), "model.head_dropout", "[0, 1)"),
-        ("train", tiny.replace("drop_path: 0.1,", "drop_path: 1.0,"), "model.drop_path", "[0, 1)"),
-        ("train", tiny.replace("dim: 32,", "dim: 0,"), "model.backbone.Custom.dim", "at least 1"),
-        ("train", tiny.replace("mlp_ratio: 2,", "mlp_ratio: 0,"), "model.backbone.Custom.mlp_ratio", "at least 1"),
-        ("train", tiny.replace("pos_grid_px: 64,", "pos_grid_px: 0,"), "model.backbone.Custom.pos_grid_px", "at least 1"),
-        ("train", tiny.replace("decoder_channels: 16,", "decoder_channels: 0,"), "model.decoder_channels", "at least 1"),
-        ("train", tiny.replace("(lr: 0.001,", "(lr: NaN,"), "optimizer.lr", "finite number > 0"),
-        ("train", tiny.replace("augment: (crop_px: 64)", "augment: (crop_px: 64, hflip_p: 2.0)"), "augment.hflip_p", "[0, 1]"),
-        ("pretrain", fixmatch.replace("threshold: 0.2,", "threshold: 0.2, lambda: NaN,"), "recipe.FixMatch.lambda", "finite number ≥ 0"),
-        ("pretrain", fixmatch.replace("threshold: 0.2,", "threshold: 1.5,"), "recipe.FixMatch.threshold", "[0, 1]"),
+        (
+            "train",
+            tiny.replace("head_dropout: 0.1", "head_dropout: 1.0"),
+            "model.head_dropout",
+            "[0, 1)",
+        ),
+        (
+            "train",
+            tiny.replace("drop_path: 0.1,", "drop_path: 1.0,"),
+            "model.drop_path",
+            "[0, 1)",
+        ),
+        (
+            "train",
+            tiny.replace("dim: 32,", "dim: 0,"),
+            "model.backbone.Custom.dim",
+            "at least 1",
+        ),
+        (
+            "train",
+            tiny.replace("mlp_ratio: 2,", "mlp_ratio: 0,"),
+            "model.backbone.Custom.mlp_ratio",
+            "at least 1",
+        ),
+        (
+            "train",
+            tiny.replace("pos_grid_px: 64,", "pos_grid_px: 0,"),
+            "model.backbone.Custom.pos_grid_px",
+            "at least 1",
+        ),
+        (
+            "train",
+            tiny.replace("decoder_channels: 16,", "decoder_channels: 0,"),
+            "model.decoder_channels",
+            "at least 1",
+        ),
+        (
+            "train",
+            tiny.replace("(lr: 0.001,", "(lr: NaN,"),
+            "optimizer.lr",
+            "finite number > 0",
+        ),
+        (
+            "train",
+            tiny.replace(
+                "augment: (crop_px: 64)",
+                "augment: (crop_px: 64, hflip_p: 2.0)",
+            ),
+            "augment.hflip_p",
+            "[0, 1]",
+        ),
+        (
+            "pretrain",
+            fixmatch.replace("threshold: 0.2,", "threshold: 0.2, lambda: NaN,"),
+            "recipe.FixMatch.lambda",
+            "finite number ≥ 0",
+        ),
+        (
+            "pretrain",
+            fixmatch.replace("threshold: 0.2,", "threshold: 1.5,"),
+            "recipe.FixMatch.threshold",
+            "[0, 1]",
+        ),
     ];
     for (i, (command, text, field, allowed)) in cases.iter().enumerate() {
-        assert!(*text != tiny && *text != fixmatch, "case {i}: the replacement did not apply");
+        assert!(
+            *text != tiny && *text != fixmatch,
+            "case {i}: the replacement did not apply"
+        );
         let config = dir.path().join(format!("case-{i}.ron"));
         std::fs::write(&config, text).unwrap();
         let run = dir.path().join(format!("run-{i}"));
@@ -500,8 +583,15 @@ fn every_bad_config_value_is_named_before_anything_is_written() {
             line.contains(&format!("case-{i}.ron")) && line.contains(allowed),
             "case {i}: {line}"
         );
-        assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
-        assert!(!run.exists(), "case {i}: a refused config created {}", run.display());
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("backtrace"),
+            "{stderr}"
+        );
+        assert!(
+            !run.exists(),
+            "case {i}: a refused config created {}",
+            run.display()
+        );
     }
     // A flag out of range is named the same way, and an existing run stays untouched.
     let good = dir.path().join("good.ron");
@@ -511,8 +601,14 @@ fn every_bad_config_value_is_named_before_anything_is_written() {
     std::fs::write(run.join("notes.txt"), "mine").unwrap();
     let out = train_cmd(&["--quiet", "--steps", "0"], Some(&good), &run);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("`steps` must be at least 1"), "{stderr}");
-    let left: Vec<_> = std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(
+        !out.status.success() && stderr.contains("`steps` must be at least 1"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(left, ["notes.txt"], "the folder was touched");
     // `s5 synth`'s arguments too.
     let out = s5()
@@ -522,7 +618,10 @@ fn every_bad_config_value_is_named_before_anything_is_written() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("--tile-px") && stderr.contains("[32, 4096]"), "{stderr}");
+    assert!(
+        stderr.contains("--tile-px") && stderr.contains("[32, 4096]"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!dir.path().join("synth").exists());
 }
@@ -899,7 +998,11 @@ fn resume_checks_what_it_resumes() {
     assert!(!out.status.success(), "evaluated a damaged checkpoint");
     assert!(stderr(&out).contains("damaged"), "{}", stderr(&out));
     let fresh = dir.path().join("from-damaged");
-    let out = train_cmd(&["--quiet", "--init", run.to_str().unwrap()], Some(&config), &fresh);
+    let out = train_cmd(
+        &["--quiet", "--init", run.to_str().unwrap()],
+        Some(&config),
+        &fresh,
+    );
     assert!(!out.status.success(), "started from a damaged checkpoint");
     assert!(
         stderr(&out).contains("step-00000004/model.bpk") && stderr(&out).contains("damaged"),
@@ -1093,20 +1196,30 @@ fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
     assert!(!out.status.success(), "selected without a floor");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("s5 curate floor"), "{stderr}");
-    ok(&curate(&["floor", "--model", model], &[]), "s5 curate floor");
+    ok(
+        &curate(&["floor", "--model", model], &[]),
+        "s5 curate floor",
+    );
     let floor = s5::run::curation::SimilarityFloor::load(&curation_run).unwrap();
-    let labeled_patches = s5::curate::plan::make_plan(&synth().join("urban/urban.ron"), "train", 64, 64)
-        .unwrap()
-        .patches;
+    let labeled_patches =
+        s5::curate::plan::make_plan(&synth().join("urban/urban.ron"), "train", 64, 64)
+            .unwrap()
+            .patches;
     // Every labeled patch counts but those whose image is alone in its cluster (no
     // prototype without it): 4 tiles in 2 clusters leave at least 2.
     let counted = floor.labeled_patches.iter().sum::<u64>();
-    assert!((2..=labeled_patches).contains(&counted), "{counted} of {labeled_patches}");
+    assert!(
+        (2..=labeled_patches).contains(&counted),
+        "{counted} of {labeled_patches}"
+    );
     assert!(floor.leave_one_out);
     assert_eq!((floor.patch_px, floor.per_cluster.len()), (64, 2));
     assert!(floor.per_cluster.iter().all(|f| f.is_finite() && *f <= 1.0));
     // With the floor, every selected patch reaches its cluster's, and the report says so.
-    ok(&curate(&["select", "--budget", "4"], &[]), "s5 curate select (floor)");
+    ok(
+        &curate(&["select", "--budget", "4"], &[]),
+        "s5 curate select (floor)",
+    );
     let table = curation.join("curation/selected.tsv");
     for line in std::fs::read_to_string(&table).unwrap().lines().skip(1) {
         let fields: Vec<&str> = line.split('\t').collect();
@@ -1121,7 +1234,14 @@ fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
     }
     // Without it, the budget is filled (this small pool has room for it).
     let out = curate(
-        &["select", "--budget", "4", "--foreground-min", "0.0", "--no-floor"],
+        &[
+            "select",
+            "--budget",
+            "4",
+            "--foreground-min",
+            "0.0",
+            "--no-floor",
+        ],
         &[],
     );
     ok(&out, "s5 curate select");
@@ -1182,12 +1302,14 @@ fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
         .map(|shard| score(&three, shard, &[]))
         .collect();
     side_by_side.push(
-        s5().args(["curate", "score", "--model", model, "--shards", "3", "--batch", "4"])
-            .env("JOB_COMPLETION_INDEX", "2")
-            .arg("--out")
-            .arg(&three)
-            .spawn()
-            .unwrap(),
+        s5().args([
+            "curate", "score", "--model", model, "--shards", "3", "--batch", "4",
+        ])
+        .env("JOB_COMPLETION_INDEX", "2")
+        .arg("--out")
+        .arg(&three)
+        .spawn()
+        .unwrap(),
     );
     for mut child in side_by_side {
         assert!(child.wait().unwrap().success());
@@ -1352,12 +1474,19 @@ fn a_format_1_run_with_weights_predicts_and_resumes() {
     let config = run.join("config.ron");
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains("@SYNTH@"), "{text}");
-    std::fs::write(&config, text.replace("@SYNTH@", &synth().display().to_string())).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("@SYNTH@", &synth().display().to_string()),
+    )
+    .unwrap();
     let runs = s5::run::RunDir::new(&run);
     assert_eq!(s5::run::Manifest::load(&runs).unwrap().format_version, 1);
     let (step, checkpoint) = runs.latest_checkpoint().unwrap().unwrap();
     assert_eq!(step, 2);
-    assert!(!checkpoint.join("checksums.json").exists(), "format 1 has no checksums");
+    assert!(
+        !checkpoint.join("checksums.json").exists(),
+        "format 1 has no checksums"
+    );
     let image = synth().join("urban/img_dir/val");
     let out = s5()
         .args(["predict", "--mode", "whole", "--model"])
@@ -1559,7 +1688,10 @@ fn pretrain_logs_fixmatch_and_samples_appear_whole_while_it_runs() {
         }
         assert!(e.images_per_s.unwrap() > 0.0);
     }
-    assert!(confident_steps > 0, "τ 0.2 of 6 classes: some pixels pass it");
+    assert!(
+        confident_steps > 0,
+        "τ 0.2 of 6 classes: some pixels pass it"
+    );
     // Thinned to at most `keep`, the newest kept; its pictures are all there.
     let steps = s5::run::samples::sample_steps(&run).unwrap();
     assert!(steps.len() <= 3 && steps.contains(&8), "{steps:?}");
@@ -1894,7 +2026,9 @@ fn a_gated_dataset_adds_no_gradient_and_leaves_the_others_alone() {
         // The backbone is shared: the rural loss reaches every one of its parameters.
         if path.starts_with("backbone") {
             backbone += 1;
-            let gt = gtrained.as_ref().expect("the open step trains the backbone");
+            let gt = gtrained
+                .as_ref()
+                .expect("the open step trains the backbone");
             caught += usize::from(max_abs_diff(path, gt, gc) > bound);
         }
     }

@@ -20,7 +20,6 @@ impl<K, V, const CAP: usize> Default for Bounded<K, V, CAP> {
 }
 
 impl<K: Hash + Eq, V, const CAP: usize> Bounded<K, V, CAP> {
-
     /// The entry of `key`, marked most recently used.
     pub fn get(&mut self, key: &K) -> Option<&V> {
         let i = self.touch(key)?;

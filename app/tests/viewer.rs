@@ -517,7 +517,11 @@ fn mismatched_sample_pictures_are_diagnostics_and_the_viewer_keeps_running() {
         let path = step.join(file);
         let picture = image::open(&path).unwrap();
         picture
-            .resize_exact(picture.width() / 2, picture.height() / 3, image::imageops::FilterType::Nearest)
+            .resize_exact(
+                picture.width() / 2,
+                picture.height() / 3,
+                image::imageops::FilterType::Nearest,
+            )
             .save(&path)
             .unwrap();
     };
@@ -526,15 +530,31 @@ fn mismatched_sample_pictures_are_diagnostics_and_the_viewer_keeps_running() {
     let samples = StepSamples::read(&step).unwrap();
     let first = &samples.entries[1];
     assert!(
-        first.errors.iter().any(|e| e.contains("001-confidence.png") && e.contains("left out")),
+        first
+            .errors
+            .iter()
+            .any(|e| e.contains("001-confidence.png") && e.contains("left out")),
         "{:?}",
         first.errors
     );
-    assert!(first.confidence.is_none(), "a confidence map of another size was used");
+    assert!(
+        first.confidence.is_none(),
+        "a confidence map of another size was used"
+    );
     let second = &samples.entries[2];
-    assert!(second.errors.iter().any(|e| e.contains("002-valid.png")), "{:?}", second.errors);
-    let c = second.confidence.as_ref().expect("the confidence itself is fine");
-    assert!(c.valid.iter().all(|v| !v), "a validity mask of the wrong size became all valid");
+    assert!(
+        second.errors.iter().any(|e| e.contains("002-valid.png")),
+        "{:?}",
+        second.errors
+    );
+    let c = second
+        .confidence
+        .as_ref()
+        .expect("the confidence itself is fine");
+    assert!(
+        c.valid.iter().all(|v| !v),
+        "a validity mask of the wrong size became all valid"
+    );
     assert_eq!(c.ratio(0.0), 0.0);
     // The whole viewer on it, τ slider moved, overlay on: frames render, diagnostics show.
     let mut h = harness(viewer(std::slice::from_ref(&run)), SIZE.into());
@@ -547,7 +567,11 @@ fn mismatched_sample_pictures_are_diagnostics_and_the_viewer_keeps_running() {
         v.cursor.step = 8;
     }
     frames_until(&mut h, 200, "the diagnostics of step 8", |v| {
-        v.runs[0].store.diagnostics.iter().any(|d| d.contains("001-confidence.png"))
+        v.runs[0]
+            .store
+            .diagnostics
+            .iter()
+            .any(|d| d.contains("001-confidence.png"))
     });
     for _ in 0..10 {
         h.step();
@@ -573,14 +597,25 @@ fn every_cache_is_bounded_and_drops_the_least_recently_used() {
     // The viewer's own: box selections of ever new patches keep at most CROPS_KEPT crops.
     let mut store = s5_viewer::store::RunStore::new(PathBuf::from("/nowhere"));
     for batch in 0..40u64 {
-        let crops = (0..50u64).map(|p| (batch * 50 + p, egui::ColorImage::new([2, 2], vec![egui::Color32::RED; 4])));
+        let crops = (0..50u64).map(|p| {
+            (
+                batch * 50 + p,
+                egui::ColorImage::new([2, 2], vec![egui::Color32::RED; 4]),
+            )
+        });
         store.crops.extend(crops);
         assert!(store.crops.len() <= s5_viewer::store::CROPS_KEPT);
     }
     assert_eq!(store.crops.len(), s5_viewer::store::CROPS_KEPT);
     let gallery = s5_viewer::views::gallery::GalleryState::default();
-    assert_eq!(gallery.rows.capacity(), s5_viewer::views::gallery::ROWS_KEPT);
-    assert_eq!(gallery.curves.capacity(), s5_viewer::views::gallery::CURVES_KEPT);
+    assert_eq!(
+        gallery.rows.capacity(),
+        s5_viewer::views::gallery::ROWS_KEPT
+    );
+    assert_eq!(
+        gallery.curves.capacity(),
+        s5_viewer::views::gallery::CURVES_KEPT
+    );
 }
 
 /// A run whose writer holds the lock but logged nothing for longer than STALLED_AFTER_S is
@@ -597,7 +632,11 @@ fn stalled_diverged_and_finished_runs_are_told_apart() {
     settle(&mut h).unwrap();
     assert_eq!(h.state().runs[0].store.state(), RunState::Finished);
     // A writer's lock, and events last written long ago: stalled.
-    std::fs::write(run.join("lock"), "{\"pid\": 1, \"host\": \"here\", \"since_unix_s\": 0}").unwrap();
+    std::fs::write(
+        run.join("lock"),
+        "{\"pid\": 1, \"host\": \"here\", \"since_unix_s\": 0}",
+    )
+    .unwrap();
     let old = std::time::SystemTime::now() - Duration::from_secs_f64(STALLED_AFTER_S * 2.0);
     std::fs::File::options()
         .write(true)
@@ -611,7 +650,10 @@ fn stalled_diverged_and_finished_runs_are_told_apart() {
     // A fresh event: running again.
     let append = |text: &str| {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().append(true).open(run.join("events.jsonl")).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(run.join("events.jsonl"))
+            .unwrap();
         f.write_all(text.as_bytes()).unwrap();
     };
     append("{\"step\": 9, \"wall_s\": 99.0, \"kind\": \"train\", \"losses\": {\"loss\": 0.5}}\n");
@@ -656,7 +698,10 @@ fn accuracy_against_coverage_counts_by_hand() {
         (0.0, None),             // none confident: undefined, not 0
     ];
     for ((tau, coverage, accuracy), (want_coverage, want_accuracy)) in curve.iter().zip(expect) {
-        assert!((coverage - want_coverage).abs() < 1e-12, "τ {tau}: coverage {coverage}");
+        assert!(
+            (coverage - want_coverage).abs() < 1e-12,
+            "τ {tau}: coverage {coverage}"
+        );
         match (accuracy, want_accuracy) {
             (Some(a), Some(w)) => assert!((a - w).abs() < 1e-12, "τ {tau}: accuracy {a}"),
             (None, None) => {}
@@ -664,12 +709,17 @@ fn accuracy_against_coverage_counts_by_hand() {
         }
     }
     // The mask ratio counts valid pixels only: 0.9 and 0.99 of five (0.95 is padding).
-    assert!((c.ratio(0.85) - 2.0 / 5.0).abs() < 1e-12, "{}", c.ratio(0.85));
+    assert!(
+        (c.ratio(0.85) - 2.0 / 5.0).abs() < 1e-12,
+        "{}",
+        c.ratio(0.85)
+    );
     // Shorter pseudo-labels or truth than the levels: a missing pseudo-label is wrong, a
     // missing truth unknown; never a panic. Known: pixels 0, 1, 2; right: pixel 0.
     let short = c.accuracy_coverage(&pseudo[..2], &truth[..3], &[0.0]);
     assert!(
-        (short[0].1 - 1.0).abs() < 1e-12 && short[0].2.is_some_and(|a| (a - 1.0 / 3.0).abs() < 1e-12),
+        (short[0].1 - 1.0).abs() < 1e-12
+            && short[0].2.is_some_and(|a| (a - 1.0 / 3.0).abs() < 1e-12),
         "{short:?}"
     );
 }

@@ -81,7 +81,12 @@ pub fn run(backend: Option<GpuBackend>, command: CurateCommand) -> Result<()> {
             options.check()?;
             let gpu = device::gpu(backend)?;
             let run = open(&args.out)?;
-            eprintln!("embedding `{}` with {} on {}", args.split, args.model.display(), gpu.adapter.name);
+            eprintln!(
+                "embedding `{}` with {} on {}",
+                args.split,
+                args.model.display(),
+                gpu.adapter.name
+            );
             let bars = Bars::new(None);
             let (prototypes, floor) = run.prototypes(&options, gpu, &|p| bars.show(p))?;
             bars.finish();
@@ -92,7 +97,10 @@ pub fn run(backend: Option<GpuBackend>, command: CurateCommand) -> Result<()> {
                 prototypes.mean_similarity,
                 Prototypes::path(run.dir()).display()
             );
-            println!("labeled images per cluster (N_m^l): {:?}", prototypes.labeled_per_cluster);
+            println!(
+                "labeled images per cluster (N_m^l): {:?}",
+                prototypes.labeled_per_cluster
+            );
             match floor {
                 Some(floor) => print_floor(&floor),
                 None => println!(
@@ -159,7 +167,10 @@ pub fn run(backend: Option<GpuBackend>, command: CurateCommand) -> Result<()> {
 fn open(out: &std::path::Path) -> Result<CurationRun> {
     let (run, taken_over) = CurationRun::open(out)?;
     if let Some(holder) = taken_over {
-        eprintln!("warning: {}: took over the lock of {holder}, which no longer runs", out.display());
+        eprintln!(
+            "warning: {}: took over the lock of {holder}, which no longer runs",
+            out.display()
+        );
     }
     Ok(run)
 }
@@ -167,7 +178,10 @@ fn open(out: &std::path::Path) -> Result<CurationRun> {
 fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
     let shard = shard_from(args.shard.as_deref(), args.shards)?;
     let gpu = device::gpu(backend)?;
-    eprintln!("scoring shard {}/{} on {}", shard.0, shard.1, gpu.adapter.name);
+    eprintln!(
+        "scoring shard {}/{} on {}",
+        shard.0, shard.1, gpu.adapter.name
+    );
     let bars = Bars::new(args.abort_after_patches);
     let options = ScoreOptions {
         model: args.model,
@@ -178,11 +192,17 @@ fn score(backend: Option<GpuBackend>, args: ScoreArgs) -> Result<()> {
     let outcome = score_shard(&args.out, &options, gpu, &|p| bars.show(p))?;
     bars.finish();
     if let Some(holder) = &outcome.taken_over {
-        eprintln!("warning: took over the lock of shard {}/{} from {holder}", shard.0, shard.1);
+        eprintln!(
+            "warning: took over the lock of shard {}/{} from {holder}",
+            shard.0, shard.1
+        );
     }
     let s = &outcome.summary;
     if outcome.already {
-        println!("shard {}/{} was scored already ({} records)", s.index, s.count, s.records);
+        println!(
+            "shard {}/{} was scored already ({} records)",
+            s.index, s.count, s.records
+        );
         return Ok(());
     }
     println!(

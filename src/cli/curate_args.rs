@@ -282,7 +282,9 @@ impl RunArgs {
         RunOptions {
             out: self.out.clone(),
             plan: self.pool.options(),
-            prototypes: self.embed.options(&self.model, &self.labeled_split, self.batch),
+            prototypes: self
+                .embed
+                .options(&self.model, &self.labeled_split, self.batch),
             batch: self.batch,
             f16: self.f16,
             select: self.choice.options(),

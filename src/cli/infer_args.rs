@@ -58,13 +58,10 @@ pub fn precision(
     f16: bool,
     gpu: &s5::device::Gpu,
 ) -> anyhow::Result<s5::model::Segmentor> {
-    if !f16 {
-        return Ok(model);
-    }
-    anyhow::ensure!(
-        s5::model::half::supports_f16(&gpu.device),
-        "--f16: {} has no `shader-f16` (16-bit floats in shaders): run without --f16",
-        gpu.adapter.name
-    );
-    Ok(s5::model::half::to_f16(model))
+    Ok(s5::model::half::precision(
+        model,
+        f16,
+        &gpu.device,
+        &gpu.adapter.name,
+    )?)
 }

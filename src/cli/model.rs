@@ -1,8 +1,8 @@
 //! `s5 model summary`: parameter counts per part, and the paper's Table 1 reproduced.
 
 use anyhow::{Result, bail};
-use s5::device::{self, GpuBackend};
 use s5::data::DatasetSpec;
+use s5::device::{self, GpuBackend};
 use s5::model::{
     Activation, ParamCount, Segmentor, SegmentorConfig, VitConfig, count_params, paper_models,
 };
@@ -211,7 +211,11 @@ fn generic_card(index: usize, classes: usize) -> DatasetCard {
         palette: (0..classes)
             .map(|k| {
                 let k = k as u32;
-                [(k * 97 % 256) as u8, (k * 57 + 90) as u8, (k * 151 + 30) as u8]
+                [
+                    (k * 97 % 256) as u8,
+                    (k * 57 + 90) as u8,
+                    (k * 151 + 30) as u8,
+                ]
             })
             .collect(),
         background: None,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::run::{
     CurationRun, PlanOptions, Progress, PrototypeOptions, SelectOptions, SelectOutcome,
-    SimilarityRule, Sink, Stage,
+    SimilarityRule, Sink, Stage, load_missing,
 };
 use super::shards::{ScoreOptions, ScoreOutcome, score_shard};
 use crate::device::Gpu;
@@ -86,7 +86,11 @@ pub fn run_all(options: &RunOptions, gpu: &Gpu, progress: Sink) -> Result<RunOut
     let mut floor = None;
     let prototypes = match load_missing(Prototypes::load(&Prototypes::path(&dir)))? {
         Some(p) if prototypes_fit(&p, &options.prototypes)? => {
-            stage(Stage::Prototypes, false, format!("{} clusters", p.centroids.len()));
+            stage(
+                Stage::Prototypes,
+                false,
+                format!("{} clusters", p.centroids.len()),
+            );
             reused.push(Stage::Prototypes);
             p
         }
@@ -101,13 +105,7 @@ pub fn run_all(options: &RunOptions, gpu: &Gpu, progress: Sink) -> Result<RunOut
     // 3. The similarity floor, where the selection uses it.
     if options.select.similarity == SimilarityRule::Floor {
         let prototypes_sha256 = file_sum(&Prototypes::path(&dir))?.sha256;
-        let fits = |f: &SimilarityFloor| {
-            f.prototypes_sha256 == prototypes_sha256
-                && f.leave_one_out
-                && f.patch_px == plan.patch_px
-                && f.quantile == options.prototypes.floor_quantile
-                && f.split == options.prototypes.split
-        };
+        let fits = |f: &SimilarityFloor| floor_fits(f, &prototypes_sha256, &plan, options);
         let made_with_prototypes = floor.is_some();
         floor = match floor.or(load_missing(SimilarityFloor::load(&dir))?) {
             Some(f) if fits(&f) && made_with_prototypes => {
@@ -141,7 +139,11 @@ pub fn run_all(options: &RunOptions, gpu: &Gpu, progress: Sink) -> Result<RunOut
         gpu,
         progress,
     )?;
-    stage(Stage::Score, !score.already, format!("{} records", score.summary.records));
+    stage(
+        Stage::Score,
+        !score.already,
+        format!("{} records", score.summary.records),
+    );
     if score.already {
         reused.push(Stage::Score);
     }
@@ -159,13 +161,19 @@ pub fn run_all(options: &RunOptions, gpu: &Gpu, progress: Sink) -> Result<RunOut
     })
 }
 
-/// `Ok(None)` for a file that is not there yet.
-fn load_missing<T>(loaded: crate::run::Result<T>) -> Result<Option<T>> {
-    match loaded {
-        Ok(value) => Ok(Some(value)),
-        Err(crate::run::RunError::Missing { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+/// Whether floor `f` was calibrated (leave-one-out) against the prototypes whose file has
+/// SHA-256 `prototypes_sha256`, for the plan's patch size, with these settings.
+fn floor_fits(
+    f: &SimilarityFloor,
+    prototypes_sha256: &str,
+    plan: &Plan,
+    options: &RunOptions,
+) -> bool {
+    f.prototypes_sha256 == prototypes_sha256
+        && f.leave_one_out
+        && f.patch_px == plan.patch_px
+        && f.quantile == options.prototypes.floor_quantile
+        && f.split == options.prototypes.split
 }
 
 /// Whether `plan` was made for this pool, split and grid.

@@ -12,7 +12,7 @@ use super::record::{PatchRecord, for_each_record};
 use crate::data::source::TiledSource;
 use crate::error::{Error, Result};
 use crate::run::RunDir;
-use crate::run::curation::{Plan, ShardSummary};
+use crate::run::curation::Plan;
 
 /// One kind of pool image.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -84,14 +84,17 @@ pub fn evaluate(
     let mut by_kind: BTreeMap<String, Acc> = BTreeMap::new();
     for path in shards {
         for_each_record(path, |r: &PatchRecord| {
-            let p = *source.patches.get(r.patch as usize).ok_or_else(|| Error::Spec {
-                path: path.clone(),
-                reason: format!(
-                    "names patch {}, but the plan has {}: score this shard again",
-                    r.patch,
-                    source.patches.len()
-                ),
-            })?;
+            let p = *source
+                .patches
+                .get(r.patch as usize)
+                .ok_or_else(|| Error::Spec {
+                    path: path.clone(),
+                    reason: format!(
+                        "names patch {}, but the plan has {}: score this shard again",
+                        r.patch,
+                        source.patches.len()
+                    ),
+                })?;
             let image = &source.images[p.image].image;
             let kind = kind_of
                 .get(image)
@@ -179,11 +182,7 @@ pub fn evaluate_run(out: &Path, truth: &Path) -> Result<Evaluation> {
             selected.insert((source.images[p.image].image.clone(), p.x_px, p.y_px));
         }
     }
-    let files: Vec<PathBuf> = shards
-        .shards
-        .iter()
-        .map(|s| ShardSummary::paths(&run, s.index, s.count).1)
-        .collect();
+    let files = shards.record_files(&run);
     evaluate(
         &super::plan::tiled(&plan),
         &files,

@@ -21,11 +21,10 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 
 use super::plan::{make_plan, tiled};
-use super::prototypes::embed_images;
 use super::score::{ScoreSetup, score_range};
 use crate::check::ConfigError;
 use crate::data::DatasetSpec;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::Segmentor;
 use crate::run::curation::{Prototypes, SimilarityFloor};
 
@@ -69,7 +68,12 @@ pub fn floor_from_similarities(
         .iter()
         .map(|s| quantile(s, quantile_q))
         .collect();
-    let highest = floors.iter().flatten().copied().reduce(f32::max).unwrap_or(1.0);
+    let highest = floors
+        .iter()
+        .flatten()
+        .copied()
+        .reduce(f32::max)
+        .unwrap_or(1.0);
     SimilarityFloor {
         prototypes_sha256: String::new(),
         split: String::new(),
@@ -130,8 +134,12 @@ pub fn leave_one_out(
 
 /// Cuts the images of `split` of the spec at `spec_path` into `patch_px` patches (no
 /// overlap), embeds them as the pool is scored, and returns the floors against `prototypes`
-/// (whose file has SHA-256 `prototypes_sha256`). `done(n, of)` is called after every image
-/// and batch.
+/// (whose file has SHA-256 `prototypes_sha256`). `images` are the whole images' embeddings,
+/// in the split's order, as the prototypes were made from them
+/// ([`super::prototypes::embed_images`]). `done(n, of)` is called after every batch.
+///
+/// # Shapes
+/// `images`: `[N, D]` row-major, N the split's images, D the prototypes' dimension.
 #[allow(clippy::too_many_arguments)]
 pub fn calibrate_floor(
     model: &Segmentor,
@@ -141,27 +149,24 @@ pub fn calibrate_floor(
     quantile_q: f64,
     prototypes: &Prototypes,
     prototypes_sha256: &str,
+    images: &[f32],
     setup: ScoreSetup,
     device: &Device,
     done: &dyn Fn(u64, u64),
 ) -> Result<SimilarityFloor> {
     check_quantile(quantile_q)?;
     let spec = DatasetSpec::load(spec_path)?;
-    // The whole images, as the prototypes were made.
     let samples = spec.samples(split)?;
-    let count = std::sync::atomic::AtomicU64::new(0);
-    let (images, dim) = embed_images(
-        model,
-        setup.dataset,
-        &spec,
-        split,
-        prototypes.embedding,
-        device,
-        &|| {
-            let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            done(n, samples.len() as u64)
-        },
-    )?;
+    let dim = prototypes.centroids.first().map_or(0, Vec::len);
+    if images.len() != samples.len() * dim {
+        return Err(Error::Config {
+            reason: format!(
+                "{} embedded values for {} images of {dim} dimensions: embed `{split}` again",
+                images.len(),
+                samples.len()
+            ),
+        });
+    }
     let assigned: Vec<u32> = images
         .chunks(dim.max(1))
         .map(|row| nearest(row, &prototypes.centroids))
@@ -197,13 +202,7 @@ pub fn calibrate_floor(
             Some((embedding, *image, record.cluster))
         })
         .collect();
-    let similarities = leave_one_out(
-        &images,
-        dim,
-        &assigned,
-        prototypes.centroids.len(),
-        &patches,
-    );
+    let similarities = leave_one_out(images, dim, &assigned, prototypes.centroids.len(), &patches);
     Ok(SimilarityFloor {
         prototypes_sha256: prototypes_sha256.to_string(),
         split: split.to_string(),

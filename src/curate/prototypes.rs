@@ -17,7 +17,9 @@ use crate::model::Segmentor;
 use crate::run::curation::{Embedding, ModelRef, Prototypes};
 
 /// Embeds the images of `split` of `spec` with decoder `dataset` of `model` (eval mode) and
-/// clusters them. `each_image` is called after every image (progress).
+/// clusters them; returns the prototypes and the embeddings they were made from (`[N, D]`
+/// row-major, in the split's order: what the similarity floor compares with). `each_image`
+/// is called after every image (progress).
 #[allow(clippy::too_many_arguments)]
 pub fn build_prototypes(
     model: &Segmentor,
@@ -29,7 +31,7 @@ pub fn build_prototypes(
     kmeans: &KMeansConfig,
     device: &Device,
     each_image: &dyn Fn(),
-) -> Result<Prototypes> {
+) -> Result<(Prototypes, Vec<f32>)> {
     if embedding.level > 3 {
         return Err(Error::Config {
             reason: format!(
@@ -40,7 +42,7 @@ pub fn build_prototypes(
     }
     let (rows, dim) = embed_images(model, dataset, spec, split, embedding, device, each_image)?;
     let clusters = spherical_kmeans(&rows, dim, kmeans, device)?;
-    Ok(Prototypes {
+    let prototypes = Prototypes {
         model: model_ref,
         dataset: spec.name.clone(),
         split: split.to_string(),
@@ -50,7 +52,8 @@ pub fn build_prototypes(
         mean_similarity: clusters.mean_similarity,
         seed: kmeans.seed,
         restarts: kmeans.restarts,
-    })
+    };
+    Ok((prototypes, rows))
 }
 
 /// The embedding of every image of `split` of `spec` by decoder `dataset` of `model`, each a

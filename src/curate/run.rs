@@ -10,17 +10,16 @@
 use std::path::{Path, PathBuf};
 
 pub use super::options::{
-    PlanOptions, PlanOutcome, PrototypeOptions, SelectOptions, SelectOutcome, SimilarityRule,
-    Stale,
+    PlanOptions, PlanOutcome, PrototypeOptions, SelectOptions, SelectOutcome, SimilarityRule, Stale,
 };
 pub use super::progress::{Progress, Sink, Stage};
 
 use super::floor::calibrate_floor;
 use super::plan::{make_plan, tiled};
-use super::prototypes::build_prototypes;
+use super::prototypes::{build_prototypes, embed_images};
+use super::seed::SeedModel;
 use super::select::{Filters, select, select_by_entropy_alone};
 use super::selected::write_selected;
-use super::seed::SeedModel;
 use super::shards::{ShardSet, refresh_report};
 use crate::device::Gpu;
 use crate::error::{Error, Result};
@@ -59,15 +58,16 @@ impl CurationRun {
     /// what was made from them are stale: refused, or moved aside (`options.stale`).
     pub fn plan(&self, options: &PlanOptions) -> Result<PlanOutcome> {
         options.check()?;
-        let mut plan = make_plan(&options.spec, &options.split, options.patch_px, options.stride_px)?;
+        let mut plan = make_plan(
+            &options.spec,
+            &options.split,
+            options.patch_px,
+            options.stride_px,
+        )?;
         if let Some(truth) = &options.truth {
             apply_truth(&mut plan, truth)?;
         }
-        let old = match Plan::load(&self.dir) {
-            Ok(old) => Some(old),
-            Err(crate::run::RunError::Missing { .. }) => None,
-            Err(e) => return Err(e.into()),
-        };
+        let old = load_missing(Plan::load(&self.dir))?;
         let same_numbering = old
             .as_ref()
             .is_some_and(|o| o.numbering_sha256() == plan.numbering_sha256());
@@ -122,11 +122,11 @@ impl CurationRun {
             "report.json",
             "thumbs",
         ]
-            .into_iter()
-            .map(PathBuf::from)
-            .filter(|p| self.dir.curation().join(p).exists())
-            .filter(|p| p != Path::new("shards") || !shard_files_empty(&self.dir))
-            .collect()
+        .into_iter()
+        .map(PathBuf::from)
+        .filter(|p| self.dir.curation().join(p).exists())
+        .filter(|p| p != Path::new("shards") || !shard_files_empty(&self.dir))
+        .collect()
     }
 
     /// Moves `stale` (relative to `curation/`) into a new `curation/stale-<n>/`.
@@ -159,8 +159,7 @@ impl CurationRun {
         let seed = SeedModel::load(&options.model, options.dataset.as_deref(), &gpu.device)?;
         let spec = seed.spec()?;
         let images = spec.samples(&options.split)?.len() as u64;
-        let done = std::sync::atomic::AtomicU64::new(0);
-        let prototypes = build_prototypes(
+        let (prototypes, embedded) = build_prototypes(
             &seed.model,
             seed.model_ref.clone(),
             seed.dataset,
@@ -169,19 +168,20 @@ impl CurationRun {
             options.embedding,
             &options.kmeans,
             &gpu.device,
-            &|| {
-                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                progress(Progress::Embedding {
-                    done: n,
-                    total: images,
-                })
-            },
+            &count_images(progress, images),
         )?;
         prototypes.save(&self.dir)?;
-        let floor = match Plan::load(&self.dir) {
-            Ok(plan) => Some(self.floor_with(&seed, &prototypes, &plan, options, gpu, progress)?),
-            Err(crate::run::RunError::Missing { .. }) => None,
-            Err(e) => return Err(e.into()),
+        let floor = match load_missing(Plan::load(&self.dir))? {
+            Some(plan) => Some(self.floor_with(
+                &seed,
+                &prototypes,
+                &embedded,
+                &plan,
+                options,
+                gpu,
+                progress,
+            )?),
+            None => None,
         };
         Ok((prototypes, floor))
     }
@@ -199,13 +199,27 @@ impl CurationRun {
         let prototypes = Prototypes::load(&Prototypes::path(&self.dir))?;
         let seed = SeedModel::load(&options.model, Some(&prototypes.dataset), &gpu.device)?;
         seed.check_made(&prototypes)?;
-        self.floor_with(&seed, &prototypes, &plan, options, gpu, progress)
+        let spec = seed.spec()?;
+        let images = spec.samples(&prototypes.split)?.len() as u64;
+        let (embedded, _) = embed_images(
+            &seed.model,
+            seed.dataset,
+            &spec,
+            &prototypes.split,
+            prototypes.embedding,
+            &gpu.device,
+            &count_images(progress, images),
+        )?;
+        self.floor_with(&seed, &prototypes, &embedded, &plan, options, gpu, progress)
     }
 
+    /// The floor of `prototypes` for `plan`, from the labeled images' embeddings `embedded`.
+    #[allow(clippy::too_many_arguments)]
     fn floor_with(
         &self,
         seed: &SeedModel,
         prototypes: &Prototypes,
+        embedded: &[f32],
         plan: &Plan,
         options: &PrototypeOptions,
         gpu: &Gpu,
@@ -219,6 +233,7 @@ impl CurationRun {
             options.floor_quantile,
             prototypes,
             &file_sum(&Prototypes::path(&self.dir))?.sha256,
+            embedded,
             seed.setup(options.batch),
             &gpu.device,
             &|done, total| progress(Progress::Calibrating { done, total }),
@@ -247,11 +262,7 @@ impl CurationRun {
                 ),
             });
         }
-        let files: Vec<PathBuf> = shards
-            .shards
-            .iter()
-            .map(|s| ShardSummary::paths(&self.dir, s.index, s.count).1)
-            .collect();
+        let files = shards.record_files(&self.dir);
         let mut filters = Filters {
             foreground_min: options.foreground_min,
             entropy_max: options.entropy_max,
@@ -266,7 +277,12 @@ impl CurationRun {
         let selection = if options.ignore_clusters {
             select_by_entropy_alone(&files, clusters, options.budget, &filters)?
         } else {
-            select(&files, &prototypes.labeled_per_cluster, options.budget, &filters)?
+            select(
+                &files,
+                &prototypes.labeled_per_cluster,
+                options.budget,
+                &filters,
+            )?
         };
         let table = write_selected(&self.dir, &tiled(&plan), &selection)?;
         let report = refresh_report(&self.dir, Some((&selection, options.budget)))?;
@@ -354,4 +370,22 @@ pub(super) fn apply_truth(plan: &mut Plan, truth: &Path) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// `Ok(None)` for a run file that is not there yet.
+pub(super) fn load_missing<T>(loaded: crate::run::Result<T>) -> Result<Option<T>> {
+    match loaded {
+        Ok(value) => Ok(Some(value)),
+        Err(crate::run::RunError::Missing { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Counts embedded images into [`Progress::Embedding`] of `total`.
+fn count_images(progress: Sink<'_>, total: u64) -> impl Fn() + '_ {
+    let done = std::sync::atomic::AtomicU64::new(0);
+    move || {
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        progress(Progress::Embedding { done: n, total })
+    }
 }

@@ -52,15 +52,18 @@ pub fn write_selected(
             1
         };
         cluster = Some(r.cluster);
-        let p = *source.patches.get(r.patch as usize).ok_or_else(|| Error::RunDir {
-            path: run.curation().join("shards"),
-            reason: format!(
-                "a record names patch {}, but the plan has {}: the shards are not of this \
+        let p = *source
+            .patches
+            .get(r.patch as usize)
+            .ok_or_else(|| Error::RunDir {
+                path: run.curation().join("shards"),
+                reason: format!(
+                    "a record names patch {}, but the plan has {}: the shards are not of this \
                  plan; score them again",
-                r.patch,
-                source.patches.len()
-            ),
-        })?;
+                    r.patch,
+                    source.patches.len()
+                ),
+            })?;
         let image = &source.images[p.image].image;
         writeln!(
             text,

@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::plan::{shard_range, tiled};
+use super::progress::{Progress, Sink};
 use super::record::{VERSION as RECORDS_VERSION, write_records};
 use super::report::{ReportInputs, entropy_range_nats, shard_clusters, write_report};
-use super::progress::{Progress, Sink};
-use super::seed::SeedModel;
 use super::sample::{sample_threshold, write_samples};
 use super::score::score_range;
+use super::seed::SeedModel;
 use super::select::Selection;
 use crate::data::DatasetSpec;
 use crate::device::Gpu;
@@ -93,26 +93,15 @@ pub fn score_shard(
             report: CurationReport::load(&run).map_err(|e| e.to_string()),
         });
     }
-    let model = if options.f16 {
-        if !crate::model::half::supports_f16(&gpu.device) {
-            return Err(Error::Config {
-                reason: format!(
-                    "--f16: {} has no `shader-f16` (16-bit floats in shaders): score without \
-                     --f16",
-                    gpu.adapter.name
-                ),
-            });
-        }
-        crate::model::half::to_f16(seed.model.clone())
-    } else {
-        seed.model.clone()
-    };
     let spec = DatasetSpec::load(&plan.spec)?;
     let source = tiled(&plan);
     let setup = super::score::ScoreSetup {
         sample_below: sample_threshold(plan.patches),
         ..seed.setup(options.batch)
     };
+    // The seed's own model, moved (a clone would share its BatchNorm statistics).
+    let model =
+        crate::model::half::precision(seed.model, options.f16, &gpu.device, &gpu.adapter.name)?;
     let started = Instant::now();
     let total = range.end - range.start;
     let (scored, unreadable) = score_range(
@@ -126,7 +115,10 @@ pub fn score_shard(
         &|done| progress(Progress::Scoring { done, total }),
     )?;
     write_records(&records_path, &scored.records)?;
-    write_samples(&ShardSummary::sample_path(&run, index, count), &scored.samples)?;
+    write_samples(
+        &ShardSummary::sample_path(&run, index, count),
+        &scored.samples,
+    )?;
     let range_nats = entropy_range_nats(seed.card.datasets[seed.dataset].classes.len());
     for file in &unreadable {
         progress(Progress::Warning(format!(
@@ -236,9 +228,20 @@ impl ShardSet {
         })
     }
 
+    /// The record files of its shards, by index.
+    pub fn record_files(&self, run: &RunDir) -> Vec<PathBuf> {
+        self.shards
+            .iter()
+            .map(|s| ShardSummary::paths(run, s.index, s.count).1)
+            .collect()
+    }
+
     /// Patches the finished shards scored.
     pub fn patches_scored(&self) -> u64 {
-        self.shards.iter().map(|s| s.end_patch - s.first_patch).sum()
+        self.shards
+            .iter()
+            .map(|s| s.end_patch - s.first_patch)
+            .sum()
     }
 
     /// Whether every shard is finished and together they cover `0..plan.patches` exactly,

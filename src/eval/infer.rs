@@ -55,7 +55,15 @@ impl std::fmt::Display for InferMode {
                 flip,
             ),
         };
-        write!(f, "{text}{}", if flip { ", averaged with the h-flip" } else { "" })
+        write!(
+            f,
+            "{text}{}",
+            if flip {
+                ", averaged with the h-flip"
+            } else {
+                ""
+            }
+        )
     }
 }
 

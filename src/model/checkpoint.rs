@@ -84,9 +84,11 @@ pub fn load_training<M: Module>(
             context: Some("optimizer state of a training checkpoint".into()),
         });
     }
-    let optimizer = optimizer.from_bytes(read_whole(&optim_path)?).map_err(|e| Error::Checkpoint {
-        path: optim_path.clone(),
-        reason: format!("optimizer state does not fit: {e}"),
-    })?;
+    let optimizer = optimizer
+        .from_bytes(read_whole(&optim_path)?)
+        .map_err(|e| Error::Checkpoint {
+            path: optim_path.clone(),
+            reason: format!("optimizer state does not fit: {e}"),
+        })?;
     Ok((model, optimizer))
 }

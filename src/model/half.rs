@@ -25,6 +25,25 @@ pub fn to_f16(model: Segmentor) -> Segmentor {
     model.map(&mut Cast)
 }
 
+/// The model in f16 when `f16` (`--f16`), after checking that `device` (the adapter named
+/// `adapter`) computes in it; as it is otherwise.
+pub fn precision(
+    model: Segmentor,
+    f16: bool,
+    device: &Device,
+    adapter: &str,
+) -> crate::error::Result<Segmentor> {
+    if !f16 {
+        return Ok(model);
+    }
+    if !supports_f16(device) {
+        return Err(crate::error::Error::NoShaderF16 {
+            adapter: adapter.to_string(),
+        });
+    }
+    Ok(to_f16(model))
+}
+
 /// `t` in the float type `dtype` (no-op when it already is).
 pub fn cast_to<const D: usize>(t: Tensor<D>, dtype: DType) -> Tensor<D> {
     if t.dtype() == dtype { t } else { t.cast(dtype) }

@@ -22,8 +22,8 @@ use crate::run::demo::{
 };
 use crate::run::{EventKind, RunDir, RunKind, keys};
 use crate::train::config::{
-    Backbone, DatasetEntry, FinetuneMode, FinetuneSetup, FixMatchSetup, RecipeSetup,
-    SampleSetup, UnlabeledEntry, ValMetric,
+    Backbone, DatasetEntry, FinetuneMode, FinetuneSetup, FixMatchSetup, RecipeSetup, SampleSetup,
+    UnlabeledEntry, ValMetric,
 };
 use crate::train::{Report, Start, TrainConfig, TrainOptions, train};
 
@@ -42,10 +42,7 @@ pub struct DemoOptions<'a> {
 pub enum DemoEvent<'a> {
     /// A stage begins (`done`: it finished in an earlier session, in this many seconds,
     /// and is skipped).
-    Stage {
-        stage: DemoStage,
-        done: Option<f64>,
-    },
+    Stage { stage: DemoStage, done: Option<f64> },
     /// A training stage starts on these GPUs.
     Training { stage: DemoStage, gpus: &'a [Gpu] },
     /// The training loop's progress.
@@ -124,7 +121,9 @@ pub fn run_demo(options: &DemoOptions, events: Events) -> Result<DemoEnd> {
         state.running = None;
         match ended {
             Ok(Some(result)) => {
-                state.stages.insert(stage, FinishedStage { seconds, result });
+                state
+                    .stages
+                    .insert(stage, FinishedStage { seconds, result });
                 state.save(&out)?;
                 events(DemoEvent::Finished {
                     stage,

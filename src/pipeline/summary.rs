@@ -110,7 +110,8 @@ pub fn summary(preset: &Preset, state: &DemoState, shown: &Path) -> String {
 
 /// A training stage's line.
 fn train_result(stage: DemoStage, t: &TrainResult) -> String {
-    let metric = |dataset: &str, metric: &str| pct(t.val_or_nan(&keys::per_dataset(dataset, metric)));
+    let metric =
+        |dataset: &str, metric: &str| pct(t.val_or_nan(&keys::per_dataset(dataset, metric)));
     match stage {
         DemoStage::S4p => {
             let mut text = format!(

@@ -167,12 +167,16 @@ impl Optimizer {
                 context: Some("optimizer state of a training checkpoint".into()),
             });
         }
-        let bytes = std::fs::read(path).map_err(|e| Error::reading(path, e, Some("optimizer state")))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::reading(path, e, Some("optimizer state")))?;
         let bytes = burn::tensor::Bytes::from_bytes_vec(bytes);
-        self.inner = self.inner.from_bytes(bytes).map_err(|e| Error::Checkpoint {
-            path: path.to_path_buf(),
-            reason: format!("optimizer state does not fit: {e}"),
-        })?;
+        self.inner = self
+            .inner
+            .from_bytes(bytes)
+            .map_err(|e| Error::Checkpoint {
+                path: path.to_path_buf(),
+                reason: format!("optimizer state does not fit: {e}"),
+            })?;
         Ok(self)
     }
 }

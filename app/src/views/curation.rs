@@ -127,7 +127,15 @@ pub fn show(
         });
     });
     ui.separator();
-    picture_lists(ui, state, report, &decoded, run_index, &runs[run_index].store, textures);
+    picture_lists(
+        ui,
+        state,
+        report,
+        &decoded,
+        run_index,
+        &runs[run_index].store,
+        textures,
+    );
 }
 
 /// The patches chosen in the box, then the best and worst of each cluster.

@@ -336,7 +336,15 @@ fn row(
         }
         for (label, texture) in pictures {
             ui.vertical(|ui| {
-                picture(ui, &label, &texture, &mut view, entry, legend, state.size_px);
+                picture(
+                    ui,
+                    &label,
+                    &texture,
+                    &mut view,
+                    entry,
+                    legend,
+                    state.size_px,
+                );
             });
         }
         if let (Some(c), Some(tau)) = (&entry.confidence, tau)

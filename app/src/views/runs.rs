@@ -58,7 +58,10 @@ fn demo_line(ui: &mut egui::Ui, root: &Path, demo: &DemoSeen, runs: &[RunEntry])
             )
         }
         None if state.stages.len() == of => {
-            format!("demo `{}` in {name}: finished, {of} stages (summary.md)", state.preset)
+            format!(
+                "demo `{}` in {name}: finished, {of} stages (summary.md)",
+                state.preset
+            )
         }
         None => format!(
             "demo `{}` in {name}: {} of {of} stages done, not running",

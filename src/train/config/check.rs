@@ -71,7 +71,10 @@ impl TrainConfig {
             },
         )?;
         let at = "recipe.FixMatch";
-        at_least_one(&format!("{at}.unlabeled_batch"), semi.unlabeled_batch as u64)?;
+        at_least_one(
+            &format!("{at}.unlabeled_batch"),
+            semi.unlabeled_batch as u64,
+        )?;
         probability(&format!("{at}.threshold"), semi.threshold)?;
         non_negative(&format!("{at}.lambda"), semi.lambda)?;
         ensure(
@@ -92,9 +95,11 @@ impl TrainConfig {
 }
 
 fn check_dataset(at: &str, d: &DatasetEntry) -> Checked {
-    ensure(!d.spec.as_os_str().is_empty(), &format!("{at}.spec"), || {
-        "is empty: name the dataset's spec file".into()
-    })?;
+    ensure(
+        !d.spec.as_os_str().is_empty(),
+        &format!("{at}.spec"),
+        || "is empty: name the dataset's spec file".into(),
+    )?;
     non_negative(&format!("{at}.loss_weight"), d.loss_weight)?;
     if let Some(batch) = d.batch {
         at_least_one(&format!("{at}.batch"), batch as u64)?;
@@ -153,9 +158,11 @@ pub fn check_vit(at: &str, b: &VitConfig) -> Checked {
     ] {
         at_least_one(&format!("{at}.{field}"), value as u64)?;
     }
-    ensure(b.dim.is_multiple_of(b.heads), &format!("{at}.heads"), || {
-        format!("must divide dim {} (got {})", b.dim, b.heads)
-    })?;
+    ensure(
+        b.dim.is_multiple_of(b.heads),
+        &format!("{at}.heads"),
+        || format!("must divide dim {} (got {})", b.dim, b.heads),
+    )?;
     ensure(
         32usize.is_multiple_of(b.patch_px) && b.pos_grid_px.is_multiple_of(b.patch_px),
         &format!("{at}.patch_px"),
@@ -248,16 +255,23 @@ fn check_optimizer(o: &OptimizerSetup) -> Checked {
     positive("optimizer.lr", o.lr)?;
     non_negative("optimizer.final_lr", o.final_lr)?;
     non_negative("optimizer.weight_decay", o.weight_decay)?;
-    for (field, beta) in [("optimizer.betas.0", o.betas.0), ("optimizer.betas.1", o.betas.1)] {
-        ensure(beta.is_finite() && (0.0..1.0).contains(&beta), field, || {
-            format!("must be a number in [0, 1) (got {beta})")
-        })?;
+    for (field, beta) in [
+        ("optimizer.betas.0", o.betas.0),
+        ("optimizer.betas.1", o.betas.1),
+    ] {
+        ensure(
+            beta.is_finite() && (0.0..1.0).contains(&beta),
+            field,
+            || format!("must be a number in [0, 1) (got {beta})"),
+        )?;
     }
     positive("optimizer.epsilon", o.epsilon)?;
     if let Some(d) = o.layer_decay {
-        ensure(d.is_finite() && d > 0.0 && d <= 1.0, "optimizer.layer_decay", || {
-            format!("must be a number in (0, 1] (got {d})")
-        })?;
+        ensure(
+            d.is_finite() && d > 0.0 && d <= 1.0,
+            "optimizer.layer_decay",
+            || format!("must be a number in (0, 1] (got {d})"),
+        )?;
     }
     if let Some(c) = o.clip_grad_norm {
         positive("optimizer.clip_grad_norm", c)?;
@@ -286,7 +300,12 @@ fn check_augment(a: &AugmentConfig) -> Checked {
     ] {
         probability(field, p.into())?;
     }
-    within("augment.rotate_max_deg", a.rotate_max_deg.into(), 0.0, 180.0)?;
+    within(
+        "augment.rotate_max_deg",
+        a.rotate_max_deg.into(),
+        0.0,
+        180.0,
+    )?;
     for (field, s) in [
         ("augment.brightness", a.brightness),
         ("augment.contrast", a.contrast),
