@@ -1,14 +1,28 @@
-//! `s5 bench kernels`: each custom op against its reference, timed in one run on one device;
-//! `s5 bench step`: a training step on one GPU against the same step data parallel.
+//! `s5 bench`: speed measured, not guessed. `kernels`: each custom op against its reference,
+//! timed in one run on one device; `step`: a training step on one GPU against the same step
+//! data parallel; `score`, `select`, `memory`, `data` and `all` in their modules. Each returns
+//! a report that serialises to the `--json` output and displays as the tables printed.
 //!
 //! Every measurement: `warmup` untimed runs, then `reps` timed runs, each ended by a device
 //! sync so the time is the GPU's, and the median is reported. The ops of one group run
 //! interleaved, so their ratio is taken under the same conditions. Outputs stay alive until
 //! the sync so lazy backends cannot skip the work.
 
+pub mod all;
+pub mod child;
 pub mod fixmatch;
 pub mod memory;
+pub mod memory_report;
 pub mod predict;
+pub mod select;
+pub mod select_report;
+pub mod step;
+
+pub use all::{AllEvent, AllOptions, AllReport, bench_all};
+pub use child::{Children, Job};
+pub use step::{
+    KernelReport, MoeStep, ScoreReport, StepReport, kernel_report, score_report, step_report,
+};
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +37,11 @@ use crate::kernels::{
 use crate::model::{Segmentor, SegmentorConfig};
 use crate::train::loss::cross_entropy_over;
 use crate::train::parallel::{ShareLoss, shares, step_grads};
+
+/// Bytes in MiB.
+pub fn mib(bytes: f64) -> f64 {
+    bytes / f64::from(1u32 << 20)
+}
 
 /// How many runs each measurement takes.
 #[derive(Debug, Clone, Copy)]
@@ -368,7 +387,6 @@ pub fn bench_train_step(
     Ok((with_ratios(rows), memory))
 }
 
-/// Fills each row's `ratio` from its baseline row in the same group.
 /// One MoE-MDF training step (the batch split evenly over `datasets` datasets, one backbone
 /// pass with each token routed to its dataset's expert, each dataset's decoder on its share,
 /// the losses summed) against the same step with a dense backbone, timed interleaved on
@@ -427,6 +445,7 @@ pub fn bench_moe_step(
     Ok(with_ratios(rows))
 }
 
+/// Fills each row's `ratio` from its baseline row in the same group.
 pub fn with_ratios(mut rows: Vec<Timing>) -> Vec<Timing> {
     let medians: Vec<(&'static str, &'static str, f64)> = rows
         .iter()

@@ -132,6 +132,13 @@ impl AdapterSummary {
     }
 }
 
+impl AdapterSummary {
+    /// A CPU adapter: software Vulkan (lavapipe), WARP, llvmpipe.
+    pub fn is_cpu(&self) -> bool {
+        self.device_type == format!("{:?}", wgpu::DeviceType::Cpu)
+    }
+}
+
 /// Every adapter wgpu sees on the given backend (all backends when `None`).
 pub fn list_adapters(backend: Option<GpuBackend>) -> Vec<AdapterSummary> {
     adapters(backend.map_or(wgpu::Backends::all(), GpuBackend::wgpu_backends))
@@ -201,8 +208,7 @@ pub fn gpu(backend: Option<GpuBackend>) -> Result<&'static Gpu> {
 /// Whether the process's GPU ([`gpu`]) is initialised and is a CPU adapter (lavapipe, WARP,
 /// llvmpipe), where kernels prefer registers and caches to workgroup memory and barriers.
 pub fn runs_on_cpu_adapter() -> bool {
-    GPU.get()
-        .is_some_and(|gpu| gpu.adapter.device_type == format!("{:?}", wgpu::DeviceType::Cpu))
+    GPU.get().is_some_and(|gpu| gpu.adapter.is_cpu())
 }
 
 /// The `moe_ffn` tiling for the process's GPU ([`gpu`]): register tiles on a CPU adapter,

@@ -24,6 +24,11 @@ pub fn s5() -> Command {
     command
 }
 
+/// Child processes of the real `s5` binary, as the benchmarks start them.
+pub fn children() -> s5::bench::Children {
+    s5::bench::Children::new(env!("CARGO_BIN_EXE_s5"), None)
+}
+
 /// Runs `command`, which must succeed (its stderr shown otherwise), and parses what it prints
 /// on stdout as JSON.
 pub fn json_of(command: &mut Command) -> serde_json::Value {

@@ -309,15 +309,15 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
     let per_image: Vec<f64> = entropy.iter().map(|&e| f64::from(e)).collect();
     let (_, stats) = s5::train::recipe::fixmatch::summarize(&sums, &per_image);
     use s5::run::keys;
-    assert!(close(stats[keys::MASK_RATIO], f64::from(expected_ratio)));
+    assert!(close(stats[&keys::MASK_RATIO], f64::from(expected_ratio)));
     let mean_entropy = entropy_ref.iter().sum::<f64>() / bu as f64;
-    assert!(close(stats[keys::MEAN_ENTROPY], mean_entropy));
+    assert!(close(stats[&keys::MEAN_ENTROPY], mean_entropy));
     assert!(close(
-        stats[keys::PSEUDO_LABEL_ACC_ALL],
+        stats[&keys::PSEUDO_LABEL_ACC_ALL],
         correct / with_truth
     ));
     assert!(close(
-        stats[keys::PSEUDO_LABEL_ACC_CONFIDENT],
+        stats[&keys::PSEUDO_LABEL_ACC_CONFIDENT],
         correct_confident / confident_with_truth
     ));
     // No confident pixel with truth: the confident accuracy is undefined, so not logged
@@ -327,10 +327,10 @@ fn one_fixmatch_step_matches_a_plain_tensor_reference() {
     none_confident.insert("px/correct_confident".into(), 0.0);
     let (_, stats) = s5::train::recipe::fixmatch::summarize(&none_confident, &per_image);
     assert!(
-        !stats.contains_key(keys::PSEUDO_LABEL_ACC_CONFIDENT),
+        !stats.contains_key(&keys::PSEUDO_LABEL_ACC_CONFIDENT),
         "{stats:?}"
     );
-    assert!(stats.contains_key(keys::PSEUDO_LABEL_ACC_ALL), "{stats:?}");
+    assert!(stats.contains_key(&keys::PSEUDO_LABEL_ACC_ALL), "{stats:?}");
     // Gradients of L_s and of L_u reach the same values through both computations.
     let got = grads_of(&model, supervised_again);
     let want = grads_of(&model, l_s_of(student()));

@@ -4,6 +4,7 @@
 
 mod architecture;
 mod augment;
+mod bench;
 mod cli;
 mod common;
 mod curate;

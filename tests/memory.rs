@@ -8,7 +8,7 @@ use s5::model::Segmentor;
 use s5::train::loss::cross_entropy_over;
 use s5::train::trainer::autodiff_device;
 
-use crate::common::{Rng, assert_grads_close, device, json_of, s5, small_segmentor, to_vec};
+use crate::common::{Rng, assert_grads_close, children, device, s5, small_segmentor, to_vec};
 
 /// Every float parameter's value (or gradient, given `grads`), in visiting order.
 fn collect(model: &Segmentor, grads: Option<&GradientsParams>) -> Vec<Vec<f32>> {
@@ -62,14 +62,18 @@ fn activation_checkpointing_gives_the_same_gradients() {
     assert_grads_close("checkpointed", &runs[1].1, &runs[0].1, 1e-5);
 }
 
-/// One `s5 bench memory --measure` probe.
+/// One probe of `s5 bench memory`, measured in a child process as the benchmark does.
 fn measure(model: &str, batch: usize, crop_px: usize, checkpointing: bool, dry_run: bool) -> u64 {
-    let probe = serde_json::json!({
-        "model": model, "batch": batch, "crop_px": crop_px,
-        "checkpointing": checkpointing, "dry_run": dry_run,
-    });
-    let run = json_of(s5().args(["bench", "memory", "--measure", &probe.to_string()]));
-    run["peak_bytes"].as_u64().expect("peak_bytes")
+    let probe = s5::bench::memory::MemoryProbe {
+        model: model.into(),
+        batch,
+        crop_px,
+        checkpointing,
+        dry_run,
+    };
+    let run = children().step_memory(&probe).expect("the step's memory");
+    assert_eq!(run.probe, probe, "the child measured the probe it was sent");
+    run.peak_bytes
 }
 
 #[test]
@@ -95,12 +99,10 @@ fn the_dry_run_memory_plan_matches_a_real_step_and_checkpointing_lowers_it() {
 #[test]
 fn the_fixmatch_batch_is_chosen_to_fit_the_memory() {
     let plan = |batch: usize| {
-        let plan = json_of(
-            s5().args(["bench", "all", "--model", "vit-t", "--crop-px", "128"])
-                .args(["--plan-batch", &batch.to_string()]),
-        );
-        assert_eq!(plan["batch"], batch);
-        plan["reserved_bytes"].as_u64().expect("reserved_bytes")
+        children()
+            .plan_fixmatch("vit-t", 128, batch)
+            .expect("a memory plan")
+            .expect("lavapipe and real GPUs keep allocator statistics")
     };
     let (one, two) = (plan(1), plan(2));
     assert!(

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use s5::run::EventKind;
 use s5::run::curation::{CurationReport, ReportStage, ThumbnailRole};
 
 use crate::common::{Rng, device, max_abs_diff, s5, small_segmentor, to_vec};
@@ -52,7 +53,7 @@ fn synth() -> &'static Path {
 fn train_steps(events: &[s5::run::Event]) -> Vec<u64> {
     events
         .iter()
-        .filter(|e| e.kind == "train")
+        .filter(|e| e.kind == EventKind::Train)
         .map(|e| e.step)
         .collect()
 }
@@ -139,7 +140,10 @@ fn a_killed_run_resumes_to_the_same_weights() {
     );
     assert!(!out.status.success(), "the run was meant to crash");
     let events = s5::run::read_events(&crashed.join("events.jsonl")).unwrap();
-    assert_eq!(events.iter().filter(|e| e.kind == "train").count(), 3);
+    assert_eq!(
+        events.iter().filter(|e| e.kind == EventKind::Train).count(),
+        3
+    );
     // Starting over the crashed run without --resume is refused. (The crash left its lock
     // behind: this next writer takes it over and says so.)
     assert!(crashed.join("lock").exists(), "the crash left its lock");
@@ -173,7 +177,7 @@ fn a_killed_run_resumes_to_the_same_weights() {
     assert!(
         events
             .iter()
-            .any(|e| e.kind == "val" && e.metrics.contains_key("synth-urban/mIoU"))
+            .any(|e| e.kind == EventKind::Val && e.metrics.contains_key("synth-urban/mIoU"))
     );
     let steps = s5::run::samples::sample_steps(&run).unwrap();
     assert_eq!(steps, [6]);
@@ -400,7 +404,7 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
         .unwrap();
     assert!(step >= 1 && dir.join("model.bpk").is_file());
     let events = s5::run::read_events(&run.join("events.jsonl")).unwrap();
-    assert_eq!(events.last().unwrap().kind, "diverged");
+    assert_eq!(events.last().unwrap().kind, EventKind::Diverged);
 }
 
 #[test]
@@ -909,7 +913,7 @@ fn two_datasets_train_jointly_with_a_decoder_each() {
     let out = train_cmd(&["--quiet"], Some(&config), &run);
     ok(&out, "two-dataset s5 train");
     let events = s5::run::read_events(&run.join("events.jsonl")).unwrap();
-    let train = events.iter().find(|e| e.kind == "train").unwrap();
+    let train = events.iter().find(|e| e.kind == EventKind::Train).unwrap();
     let (u, r) = (
         train.losses["loss/synth-urban"],
         train.losses["loss/synth-rural"],
@@ -919,7 +923,7 @@ fn two_datasets_train_jointly_with_a_decoder_each() {
         "{:?}",
         train.losses
     );
-    let val = events.iter().find(|e| e.kind == "val").unwrap();
+    let val = events.iter().find(|e| e.kind == EventKind::Val).unwrap();
     assert!(
         val.metrics.contains_key("synth-rural/mIoU")
             && val.metrics.contains_key("synth-urban/mIoU")
@@ -1571,7 +1575,10 @@ fn data_parallel_runs_train_and_pretrain_and_too_many_gpus_is_a_clear_error() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("data parallel over 2 GPUs"), "{stderr}");
         let events = s5::run::read_events(&run.join("events.jsonl")).unwrap();
-        let train: Vec<_> = events.iter().filter(|e| e.kind == "train").collect();
+        let train: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Train)
+            .collect();
         assert_eq!(train.len(), 3);
         for e in &train {
             assert!(
@@ -1663,7 +1670,10 @@ fn pretrain_logs_fixmatch_and_samples_appear_whole_while_it_runs() {
     check(&run);
     assert_eq!(s5::run::Manifest::load(&run).unwrap().kind, "pretrain");
     let events = s5::run::read_events(&run.events()).unwrap();
-    let train: Vec<_> = events.iter().filter(|e| e.kind == "train").collect();
+    let train: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Train)
+        .collect();
     assert_eq!(train.len(), 8);
     let mut confident_steps = 0;
     for e in &train {
@@ -1783,7 +1793,7 @@ fn ctrl_c_checkpoints_and_exits_cleanly() {
     assert!(stdout.contains("s5 train --resume"), "{stdout}");
     let events = s5::run::read_events(&events).unwrap();
     let last = events.last().unwrap();
-    assert_eq!(last.kind, "stop");
+    assert_eq!(last.kind, EventKind::Stop);
     let (step, _) = s5::run::RunDir::new(&run_dir)
         .latest_checkpoint()
         .unwrap()
@@ -2090,7 +2100,10 @@ fn a_killed_moe_mdf_finetune_run_resumes_to_the_same_weights() {
         "resumed MoE-MDF run",
     );
     let events = s5::run::read_events(&crashed.join("events.jsonl")).unwrap();
-    let train: Vec<_> = events.iter().filter(|e| e.kind == "train").collect();
+    let train: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Train)
+        .collect();
     let gates: Vec<f64> = train
         .iter()
         .map(|e| e.extra["gate/synth-rural"].as_f64().unwrap())
@@ -2108,7 +2121,7 @@ fn a_killed_moe_mdf_finetune_run_resumes_to_the_same_weights() {
     assert!((passes[0] + passes[1] - 6.0).abs() < 1e-9, "{passes:?}");
     assert!(passes[1] > passes[0], "{passes:?}");
     // Both datasets validated, rural in its own mode.
-    let val = events.iter().rfind(|e| e.kind == "val").unwrap();
+    let val = events.iter().rfind(|e| e.kind == EventKind::Val).unwrap();
     assert!(
         val.metrics.contains_key("synth-rural/mIoU"),
         "{:?}",
@@ -2143,7 +2156,7 @@ fn the_best_checkpoint_follows_the_mean_of_each_datasets_metric() {
     let run = dir.path().join("run");
     ok(&train_cmd(&["--quiet"], Some(&config), &run), "s5 train");
     let events = s5::run::read_events(&run.join("events.jsonl")).unwrap();
-    let vals: Vec<_> = events.iter().filter(|e| e.kind == "val").collect();
+    let vals: Vec<_> = events.iter().filter(|e| e.kind == EventKind::Val).collect();
     assert_eq!(vals.len(), 4);
     let mut best = (f64::NEG_INFINITY, 0);
     for e in &vals {
@@ -2161,7 +2174,8 @@ fn the_best_checkpoint_follows_the_mean_of_each_datasets_metric() {
     let score = s5::run::checkpoint::read_best(&run_dir).unwrap().unwrap();
     assert_eq!(score.step, best.1);
     assert!((score.score - best.0).abs() < 1e-9);
-    assert_eq!(score.metrics, ["synth-urban/mIoU", "synth-rural/mF1"]);
+    let names: Vec<&str> = score.metrics.iter().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["synth-urban/mIoU", "synth-rural/mF1"]);
     let best_dir = run_dir.best_checkpoint();
     s5::run::checkpoint::verify(&best_dir).unwrap();
     assert_eq!(
@@ -2242,11 +2256,14 @@ fn a_checkpointed_run_logs_the_same_losses_and_its_memory() {
         );
         let run = s5::run::RunDir::new(&out);
         let events = s5::run::read_events(&run.events()).unwrap();
-        let train: Vec<_> = events.into_iter().filter(|e| e.kind == "train").collect();
+        let train: Vec<_> = events
+            .into_iter()
+            .filter(|e| e.kind == EventKind::Train)
+            .collect();
         assert_eq!(train.len(), 3, "{name}");
         for e in &train {
             let bytes = e
-                .extra_f64(s5::run::keys::DEVICE_MEMORY_BYTES)
+                .extra_f64(&s5::run::keys::DEVICE_MEMORY_BYTES)
                 .unwrap_or(0.0);
             assert!(
                 bytes > 0.0,
@@ -2288,8 +2305,8 @@ fn a_checkpointed_run_logs_the_same_losses_and_its_memory() {
             );
         }
         let (g, h) = (
-            x.extra_f64(s5::run::keys::GRAD_NORM).unwrap(),
-            y.extra_f64(s5::run::keys::GRAD_NORM).unwrap(),
+            x.extra_f64(&s5::run::keys::GRAD_NORM).unwrap(),
+            y.extra_f64(&s5::run::keys::GRAD_NORM).unwrap(),
         );
         assert!(
             (g - h).abs() <= tolerance * g.abs().max(1e-6),

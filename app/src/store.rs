@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use egui::ColorImage;
+use s5_run::keys::{self, KeyKind, Known, MetricKey, Score};
 use s5_run::{Event, EventKind, Manifest, RunKind};
 
 use crate::bounded::Bounded;
@@ -84,7 +85,7 @@ pub struct RunStore {
     pub manifest: Option<Result<Manifest, String>>,
     pub config: Option<String>,
     /// Curves by key (`loss`, `L_u`, `lr`, `images_per_s`, `mask_ratio`, `urban/mIoU`, ...).
-    pub series: BTreeMap<String, Series>,
+    pub series: BTreeMap<MetricKey, Series>,
     pub events: u64,
     pub last_step: Option<u64>,
     pub last_kind: Option<EventKind>,
@@ -107,7 +108,7 @@ pub struct RunStore {
     /// Bytes of `events.jsonl` not read yet (a long file takes several polls).
     pub events_behind_bytes: u64,
     /// The newest validation: its step and metrics.
-    pub last_val: Option<(u64, BTreeMap<String, f64>)>,
+    pub last_val: Option<(u64, BTreeMap<MetricKey, f64>)>,
 }
 
 impl RunStore {
@@ -242,29 +243,27 @@ impl RunStore {
         if e.kind == EventKind::Val {
             self.last_val = Some((e.step, e.metrics.clone()));
         }
-        let mut put = |key: &str, value: f64| {
+        let mut put = |key: &MetricKey, value: f64| {
             if value.is_finite() {
                 self.series
-                    .entry(key.to_string())
+                    .entry(key.clone())
                     .or_default()
                     .push(e.step, e.wall_s, value);
             }
         };
-        for (k, v) in &e.losses {
-            put(k, *v);
-        }
-        for (k, v) in &e.metrics {
+        for (k, v) in e.losses.iter().chain(&e.metrics) {
             put(k, *v);
         }
         if let Some(lr) = e.lr {
-            put("lr", lr);
+            put(&keys::LR, lr);
         }
         if let Some(ips) = e.images_per_s {
-            put("images_per_s", ips);
+            put(&keys::IMAGES_PER_S, ips);
         }
         for (k, v) in &e.extra {
-            if let Some(v) = v.as_f64() {
-                put(k, v);
+            // Only an empty name fails to parse: it names nothing to draw.
+            if let (Some(v), Ok(k)) = (v.as_f64(), k.parse::<MetricKey>()) {
+                put(&k, v);
             }
         }
     }
@@ -277,8 +276,14 @@ impl RunStore {
         let mut parts: Vec<String> = metrics
             .iter()
             .filter(|(k, _)| {
-                k.as_str() == s5_run::keys::VAL_MEAN
-                    || k.ends_with(&format!("/{}", s5_run::keys::MIOU))
+                matches!(
+                    k.kind(),
+                    KeyKind::Known(Known::ValMean)
+                        | KeyKind::Score {
+                            score: Score::MIoU,
+                            ..
+                        }
+                )
             })
             .map(|(k, v)| format!("{k} {:.1}", 100.0 * v))
             .collect();

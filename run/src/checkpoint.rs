@@ -312,7 +312,7 @@ pub struct BestScore {
     /// The mean over the validated datasets of each one's metric.
     pub score: f64,
     /// The metric of each dataset, as `<dataset>/<metric>` keys.
-    pub metrics: Vec<String>,
+    pub metrics: Vec<crate::keys::MetricKey>,
 }
 
 /// The file of [`BestScore`] in the best checkpoint's folder.

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, RunError};
 use crate::fsutil::write_atomic;
+use crate::keys::MetricKey;
 
 /// The format of `demo.json`: 2 gave each stage a typed result and named the running stage
 /// (1 held untyped numbers: such a file is refused, naming the way out).
@@ -104,7 +105,7 @@ pub struct TrainResult {
     /// Steps trained in all.
     pub steps: u64,
     /// The last validation's metrics (`<dataset>/mIoU`, `val_mean`, ...).
-    pub val: BTreeMap<String, f64>,
+    pub val: BTreeMap<MetricKey, f64>,
     /// The last step's τ-mask share and pseudo-label accuracies (FixMatch only; the
     /// confident accuracy only where some pixel passed τ).
     pub mask_ratio: Option<f64>,
@@ -114,8 +115,8 @@ pub struct TrainResult {
 
 impl TrainResult {
     /// A validation metric of the last validation, NaN where it is missing.
-    pub fn val_or_nan(&self, key: &str) -> f64 {
-        self.val.get(key).copied().unwrap_or(f64::NAN)
+    pub fn val_or_nan(&self, key: &MetricKey) -> f64 {
+        self.val.get(key.as_str()).copied().unwrap_or(f64::NAN)
     }
 }
 

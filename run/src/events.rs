@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, RunError};
+use crate::keys::MetricKey;
 
 /// What an event records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -39,13 +40,6 @@ impl EventKind {
     }
 }
 
-/// Compares with the name written in the file (`event.kind == "val"`).
-impl PartialEq<&str> for EventKind {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 /// One record. Unknown fields are kept in `extra`, so a reader round-trips them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Event {
@@ -53,16 +47,17 @@ pub struct Event {
     /// Seconds since the run started (its earlier sessions included).
     pub wall_s: f64,
     pub kind: EventKind,
-    /// Keys: [`crate::keys`].
+    /// Keys: [`crate::keys::LOSS`], FixMatch's [`crate::keys::L_S`] and [`crate::keys::L_U`],
+    /// [`MetricKey::dataset_loss`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub losses: BTreeMap<String, f64>,
+    pub losses: BTreeMap<MetricKey, f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images_per_s: Option<f64>,
-    /// Keys: [`crate::keys::per_dataset`].
+    /// Keys: [`MetricKey::score`], [`crate::keys::VAL_MEAN`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub metrics: BTreeMap<String, f64>,
+    pub metrics: BTreeMap<MetricKey, f64>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
 }
@@ -79,8 +74,10 @@ impl Event {
     }
 
     /// A number among the extra fields (e.g. [`crate::keys::MASK_RATIO`]).
-    pub fn extra_f64(&self, key: &str) -> Option<f64> {
-        self.extra.get(key).and_then(serde_json::Value::as_f64)
+    pub fn extra_f64(&self, key: &MetricKey) -> Option<f64> {
+        self.extra
+            .get(key.as_str())
+            .and_then(serde_json::Value::as_f64)
     }
 }
 

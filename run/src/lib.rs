@@ -35,6 +35,7 @@ pub mod samples;
 pub use card::{DatasetCard, ModelCard, TrainState};
 pub use error::{Result, RunError};
 pub use events::{Event, EventKind, EventLog, read_events};
+pub use keys::{Known, MetricKey, Score};
 pub use layout::RunDir;
 pub use lock::{LockHolder, RunLock};
 pub use manifest::{FORMAT_VERSION, Manifest, OLDEST_READABLE_VERSION, RunKind};

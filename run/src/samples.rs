@@ -130,7 +130,7 @@ pub struct SampleEntry {
     pub files: BTreeMap<SampleRole, String>,
     /// Numbers about it (keys: [`crate::keys`], e.g. `mask_ratio`, `mean_entropy`).
     #[serde(default)]
-    pub stats: BTreeMap<String, f64>,
+    pub stats: BTreeMap<crate::keys::MetricKey, f64>,
 }
 
 /// `index.ron` of a step folder.

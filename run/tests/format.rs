@@ -83,7 +83,7 @@ fn a_version_1_run_is_read() {
             EventKind::Checkpoint
         ]
     );
-    assert_eq!(events[1].extra_f64(s5_run::keys::MASK_RATIO), Some(0.25));
+    assert_eq!(events[1].extra_f64(&s5_run::keys::MASK_RATIO), Some(0.25));
     assert_eq!(events[2].metrics["urban/mIoU"], 0.5);
     let index = SampleIndex::load(&run.sample_step(2)).unwrap();
     assert_eq!(index.entries[0].kind, SampleKind::Unlabeled);
@@ -110,14 +110,14 @@ fn events_append_whole_lines_and_readers_skip_a_partial_last_line() {
             lr: Some(1e-4),
             ..Event::new(step, step as f64 * 0.5, EventKind::Train)
         };
-        e.losses.insert("loss".into(), 1.0 / step as f64);
+        e.losses.insert(s5_run::keys::LOSS, 1.0 / step as f64);
         log.append(&e).unwrap();
     }
     drop(log);
     // Reopening appends; nothing is lost.
     let mut log = EventLog::open(&run.events()).unwrap();
     let mut val = Event::new(3, 2.0, EventKind::Val);
-    val.metrics.insert("miou".into(), 0.42);
+    val.metrics.insert("miou".parse().unwrap(), 0.42);
     log.append(&val).unwrap();
     let events = read_events(&run.events()).unwrap();
     assert_eq!(events.len(), 4);
@@ -317,4 +317,74 @@ fn kinds_and_roles_are_typed_but_written_as_before() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("selfie"), "{err}");
+}
+
+/// Metric keys: each constructor's name reads back as what it names; known names parse to
+/// their constants; maps keyed by them sort, serialise and index as the names do; a name this
+/// version does not know is kept as written.
+#[test]
+fn metric_keys_read_back_as_what_they_name() {
+    use s5_run::keys::{self, KeyKind, Known, MetricKey, Score};
+    for known in Known::ALL {
+        let key = known.key();
+        assert_eq!(key.kind(), KeyKind::Known(known));
+        assert_eq!(key.to_string().parse::<MetricKey>().unwrap(), key);
+    }
+    let score = MetricKey::score("synth-urban", Score::MF1);
+    assert_eq!(score.as_str(), "synth-urban/mF1");
+    assert_eq!(
+        score.kind(),
+        KeyKind::Score {
+            dataset: "synth-urban",
+            score: Score::MF1
+        }
+    );
+    assert_eq!(
+        MetricKey::dataset_loss("a/b").kind(),
+        KeyKind::DatasetLoss("a/b")
+    );
+    assert_eq!(
+        MetricKey::dataset_gate("x").kind(),
+        KeyKind::DatasetGate("x")
+    );
+    assert_eq!(
+        MetricKey::dataset_passes("x").kind(),
+        KeyKind::DatasetPasses("x")
+    );
+    for other in ["px/valid", "urban/mIoU2", "gate/", "/mIoU", "my metric"] {
+        let key: MetricKey = other.parse().unwrap();
+        assert_eq!((key.as_str(), key.kind()), (other, KeyKind::Other));
+    }
+    assert!("".parse::<MetricKey>().is_err());
+
+    // The viewer's order: the method's quantities in `Known` order, then scores, then the rest.
+    let mut shown = vec![
+        "zeta".parse::<MetricKey>().unwrap(),
+        MetricKey::score("b", Score::MIoU),
+        keys::LR,
+        MetricKey::dataset_loss("b"),
+        MetricKey::score("a", Score::MIoU),
+        keys::L_U,
+        keys::LOSS,
+    ];
+    shown.sort_by(|a, b| a.display_rank().cmp(&b.display_rank()));
+    let names: Vec<&str> = shown.iter().map(MetricKey::as_str).collect();
+    assert_eq!(
+        names,
+        ["loss", "L_u", "lr", "a/mIoU", "b/mIoU", "loss/b", "zeta"]
+    );
+
+    let mut event = Event::new(3, 1.5, EventKind::Val);
+    event
+        .metrics
+        .insert(MetricKey::score("urban", Score::MIoU), 0.5);
+    event.metrics.insert(keys::VAL_MEAN, 0.25);
+    let line = serde_json::to_string(&event).unwrap();
+    assert!(
+        line.contains(r#""metrics":{"urban/mIoU":0.5,"val_mean":0.25}"#),
+        "{line}"
+    );
+    let back: Event = serde_json::from_str(&line).unwrap();
+    assert_eq!(back, event);
+    assert_eq!(back.metrics["urban/mIoU"], 0.5, "maps index with the name");
 }

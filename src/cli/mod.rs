@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use s5::device::GpuBackend;
 
 mod bench;
+mod bench_args;
 mod curate;
 mod curate_args;
 mod curate_progress;
@@ -45,7 +46,7 @@ enum Command {
     Info(info::InfoArgs),
     /// Measure speed and memory (`s5 bench all` first on a new GPU).
     #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    Bench(bench_args::BenchCommand),
     /// Write the synthetic aerial dataset (three domains and an unlabeled pool) with its specs.
     Synth(synth::SynthArgs),
     /// Inspect datasets.
@@ -94,7 +95,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", message(&err));
             let no_adapter = err.chain().any(|e| {
                 matches!(
                     e.downcast_ref::<s5::Error>(),
@@ -104,6 +105,23 @@ pub fn main() -> ExitCode {
             ExitCode::from(if no_adapter { EXIT_NO_ADAPTER } else { 1 })
         }
     }
+}
+
+/// The error and its causes, each said once: a cause whose text the message before it
+/// already holds (the library's errors name their source) is not repeated.
+fn message(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// `--backend`: the names `s5 --help` lists, parsed by the library.

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use s5::device::{self, GpuBackend};
+use s5::run::keys::{KeyKind, Score};
 use s5::run::{RunDir, RunKind, keys};
 use s5::train::config::{LossForm, RecipeSetup};
 use s5::train::{Report, Start, TrainConfig, TrainOptions, train};
@@ -310,9 +311,9 @@ impl TrainProgress {
                 let ips = event.images_per_s.unwrap_or(0.0);
                 let smooth = self.smoothed_ips.map_or(ips, |s| 0.9 * s + 0.1 * ips);
                 self.smoothed_ips = Some(smooth);
-                let loss = event.losses.get(keys::LOSS).copied().unwrap_or(f64::NAN);
+                let loss = event.losses.get(&keys::LOSS).copied().unwrap_or(f64::NAN);
                 let ratio = event
-                    .extra_f64(keys::MASK_RATIO)
+                    .extra_f64(&keys::MASK_RATIO)
                     .map_or(String::new(), |r| format!("  mask {:.0}%", 100.0 * r));
                 let lr = event.lr.unwrap_or(0.0);
                 self.bar.set_position(event.step);
@@ -327,7 +328,15 @@ impl TrainProgress {
             } => {
                 let line = metrics
                     .iter()
-                    .filter(|(k, _)| k.ends_with(&format!("/{}", keys::MIOU)))
+                    .filter(|(k, _)| {
+                        matches!(
+                            k.kind(),
+                            KeyKind::Score {
+                                score: Score::MIoU,
+                                ..
+                            }
+                        )
+                    })
                     .map(|(k, v)| format!("{k} {:.2}", 100.0 * v))
                     .collect::<Vec<_>>()
                     .join("  ");

@@ -2,7 +2,8 @@
 //! the time goes stage by stage, and the same pipeline against its plain reference (and,
 //! given its script, the authors' PIL recipe) in one run.
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use image::{GrayImage, RgbImage};
@@ -56,6 +57,52 @@ pub struct DataBench {
     /// Full pipeline on one thread: s5 ÷ the reference implementation.
     pub reference_ratio: f64,
     pub peer: Option<PeerTiming>,
+}
+
+/// The peer of `s5 bench data --peer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// The authors' recipe in PIL + numpy as s5 ships it ([`BUNDLED_PEER`]).
+    Bundled,
+    /// A Python script of one's own that prints `<number> images/s`.
+    Script(PathBuf),
+}
+
+/// `assets/peers/augment_pil.py`, in the binary so that an installed `s5` has it too.
+pub const BUNDLED_PEER: &str = include_str!("../../assets/peers/augment_pil.py");
+
+/// [`augment_throughput`] with `peer` run between the single-thread rounds; the bundled one
+/// runs from a temporary copy and is named as s5 ships it.
+pub fn augment_against(
+    crop_px: u32,
+    source_px: u32,
+    images: usize,
+    peer: Option<&Peer>,
+) -> Result<DataBench> {
+    let script = match peer {
+        None => return augment_throughput(crop_px, source_px, images, None),
+        Some(Peer::Script(path)) => {
+            return augment_throughput(crop_px, source_px, images, Some(path));
+        }
+        Some(Peer::Bundled) => {
+            let io = |source| Error::Io {
+                path: std::env::temp_dir(),
+                source,
+            };
+            let file = tempfile::Builder::new()
+                .prefix("s5-augment-peer-")
+                .suffix(".py")
+                .tempfile()
+                .map_err(io)?;
+            std::fs::write(file.path(), BUNDLED_PEER).map_err(io)?;
+            file
+        }
+    };
+    let mut bench = augment_throughput(crop_px, source_px, images, Some(script.path()))?;
+    if let Some(peer) = &mut bench.peer {
+        peer.script = "assets/peers/augment_pil.py, bundled".into();
+    }
+    Ok(bench)
 }
 
 const FULL: &str = "weak + strong + cutmix + normalise";
@@ -232,4 +279,49 @@ pub fn augment_throughput(
             s5_ratio: s5_rate / rate,
         }),
     })
+}
+
+/// The tables of `s5 bench data`.
+impl fmt::Display for DataBench {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<40} {:>8} {:>7} {:>8} {:>10}",
+            "pipeline", "crop px", "images", "threads", "images/s"
+        )?;
+        for r in &self.rows {
+            writeln!(
+                f,
+                "{:<40} {:>8} {:>7} {:>8} {:>10.1}",
+                r.pipeline, r.crop_px, r.images, r.threads, r.images_per_s
+            )?;
+        }
+        writeln!(
+            f,
+            "\n{:<40} {:>12} {:>7}",
+            "stage (one thread)", "ms/image", "share"
+        )?;
+        for s in &self.stages {
+            writeln!(
+                f,
+                "{:<40} {:>12.2} {:>6.1}%",
+                s.stage,
+                s.ms_per_image,
+                s.share * 100.0
+            )?;
+        }
+        writeln!(
+            f,
+            "\none thread: s5 is {:.2}x the reference implementation",
+            self.reference_ratio
+        )?;
+        if let Some(peer) = &self.peer {
+            writeln!(
+                f,
+                "one thread: s5 is {:.2}x the peer ({}: {:.1} images/s, one process)",
+                peer.s5_ratio, peer.script, peer.images_per_s
+            )?;
+        }
+        Ok(())
+    }
 }

@@ -20,7 +20,7 @@ use crate::run::demo::{
     CurationResult, DataResult, DemoStage, DemoState, FinishedStage, RunningStage, StageResult,
     TrainResult,
 };
-use crate::run::{EventKind, RunDir, RunKind, keys};
+use crate::run::{EventKind, MetricKey, RunDir, RunKind, keys};
 use crate::train::config::{
     Backbone, DatasetEntry, FinetuneMode, FinetuneSetup, FixMatchSetup, RecipeSetup, SampleSetup,
     UnlabeledEntry, ValMetric,
@@ -323,7 +323,7 @@ impl Demo<'_> {
         }
         let events = crate::run::read_events(&run.events())?;
         let last_train = events.iter().rfind(|e| e.kind == EventKind::Train);
-        let extra = |key: &str| last_train.and_then(|e| e.extra_f64(key));
+        let extra = |key: MetricKey| last_train.and_then(|e| e.extra_f64(&key));
         Ok(Some(StageResult::Train(TrainResult {
             steps: outcome.steps_done,
             val: events

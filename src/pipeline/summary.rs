@@ -6,7 +6,7 @@ use std::path::Path;
 use super::preset::Preset;
 use crate::data::synth::FEW_LABELED;
 use crate::run::demo::{DemoStage, DemoState, StageResult, TrainResult};
-use crate::run::keys;
+use crate::run::keys::{self, MetricKey, Score};
 
 /// `1 min 5 s`, `12.0 s`.
 pub fn duration(seconds: f64) -> String {
@@ -29,10 +29,10 @@ fn pct(v: f64) -> String {
 
 /// The summary of the demo in `shown` (the folder as the user wrote it).
 pub fn summary(preset: &Preset, state: &DemoState, shown: &Path) -> String {
-    let trained = |stage: DemoStage, key: &str| -> f64 {
+    let trained = |stage: DemoStage, key: &MetricKey| -> f64 {
         state.trained(stage).map_or(f64::NAN, |t| t.val_or_nan(key))
     };
-    let urban = |metric: &str| keys::per_dataset("synth-urban", metric);
+    let urban = |score: Score| MetricKey::score("synth-urban", score);
     let total: f64 = state.stages.values().map(|s| s.seconds).sum();
     let mut lines = vec![
         format!(
@@ -75,8 +75,8 @@ pub fn summary(preset: &Preset, state: &DemoState, shown: &Path) -> String {
         ));
     }
     let (s5_urban, base_urban) = (
-        trained(DemoStage::MoeMdf, &urban(keys::MIOU)),
-        trained(DemoStage::Baseline, &urban(keys::MIOU)),
+        trained(DemoStage::MoeMdf, &urban(Score::MIoU)),
+        trained(DemoStage::Baseline, &urban(Score::MIoU)),
     );
     lines.push(String::new());
     lines.push(format!(
@@ -91,8 +91,8 @@ pub fn summary(preset: &Preset, state: &DemoState, shown: &Path) -> String {
         pct(base_urban),
         100.0 * (s5_urban - base_urban),
         preset.seed_steps,
-        pct(trained(DemoStage::Seed, &urban(keys::MIOU))),
-        pct(trained(DemoStage::S4p, &urban(keys::MIOU))),
+        pct(trained(DemoStage::Seed, &urban(Score::MIoU))),
+        pct(trained(DemoStage::S4p, &urban(Score::MIoU))),
     ));
     lines.push(String::new());
     lines.push(format!(
@@ -110,13 +110,12 @@ pub fn summary(preset: &Preset, state: &DemoState, shown: &Path) -> String {
 
 /// A training stage's line.
 fn train_result(stage: DemoStage, t: &TrainResult) -> String {
-    let metric =
-        |dataset: &str, metric: &str| pct(t.val_or_nan(&keys::per_dataset(dataset, metric)));
+    let metric = |dataset: &str, score: Score| pct(t.val_or_nan(&MetricKey::score(dataset, score)));
     match stage {
         DemoStage::S4p => {
             let mut text = format!(
                 "urban mIoU {}; τ-mask {} % of the unlabeled pixels at the end",
-                metric("synth-urban", keys::MIOU),
+                metric("synth-urban", Score::MIoU),
                 pct(t.mask_ratio.unwrap_or(f64::NAN)),
             );
             if let Some(right) = t.pseudo_label_acc_confident {
@@ -126,11 +125,11 @@ fn train_result(stage: DemoStage, t: &TrainResult) -> String {
         }
         DemoStage::MoeMdf | DemoStage::Baseline => format!(
             "urban mF1 {}, rural mIoU {}, suburb mIoU {} (mean {})",
-            metric("synth-urban", keys::MF1),
-            metric("synth-rural", keys::MIOU),
-            metric("synth-suburb", keys::MIOU),
-            pct(t.val_or_nan(keys::VAL_MEAN)),
+            metric("synth-urban", Score::MF1),
+            metric("synth-rural", Score::MIoU),
+            metric("synth-suburb", Score::MIoU),
+            pct(t.val_or_nan(&keys::VAL_MEAN)),
         ),
-        _ => format!("urban mIoU {}", metric("synth-urban", keys::MIOU)),
+        _ => format!("urban mIoU {}", metric("synth-urban", Score::MIoU)),
     }
 }

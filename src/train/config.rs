@@ -60,25 +60,9 @@ pub enum Sampling {
     Temperature(f64),
 }
 
-/// A dataset's validation metric for choosing the best checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum ValMetric {
-    #[default]
-    MIoU,
-    MF1,
-    OA,
-}
-
-impl ValMetric {
-    /// Its key suffix in validation events (`<dataset>/<suffix>`).
-    pub fn key(self) -> &'static str {
-        match self {
-            Self::MIoU => crate::run::keys::MIOU,
-            Self::MF1 => crate::run::keys::MF1,
-            Self::OA => crate::run::keys::OA,
-        }
-    }
-}
+/// A dataset's validation metric for choosing the best checkpoint (`MIoU`, `MF1`, `OA`):
+/// the score of the run format's keys.
+pub use crate::run::Score as ValMetric;
 
 impl Default for DatasetEntry {
     fn default() -> Self {

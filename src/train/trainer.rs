@@ -27,8 +27,8 @@ use crate::run::checkpoint::{
     resolve_checkpoint,
 };
 use crate::run::{
-    Event, EventKind, EventLog, Manifest, ModelCard, RunDir, RunKind, RunLock, SampleWriter,
-    TrainState, keys,
+    Event, EventKind, EventLog, Manifest, MetricKey, ModelCard, RunDir, RunKind, RunLock,
+    SampleWriter, TrainState, keys,
 };
 
 /// How a run starts.
@@ -56,7 +56,7 @@ pub enum Report<'a> {
     /// A validation finished.
     Validated {
         step: u64,
-        metrics: &'a BTreeMap<String, f64>,
+        metrics: &'a BTreeMap<MetricKey, f64>,
         seconds: f64,
     },
     /// Something the user should know that does not stop the run.
@@ -99,7 +99,7 @@ pub struct TrainOutcome {
     /// The newest checkpoint folder.
     pub checkpoint: Option<PathBuf>,
     /// The last validation's metrics (`<dataset>/mIoU`, ...).
-    pub val_metrics: BTreeMap<String, f64>,
+    pub val_metrics: BTreeMap<MetricKey, f64>,
 }
 
 /// Mixed into the seed of data-parallel device k > 0, so its dropout draws differ.
@@ -477,7 +477,7 @@ impl<'r> Session<'r> {
                 .expect("the model is back after every update");
             self.recipe.step(model, &self.devices)?
         };
-        let loss = losses.get(keys::LOSS).copied().unwrap_or(f64::NAN);
+        let loss = losses.get(&keys::LOSS).copied().unwrap_or(f64::NAN);
         let lr = self.schedule.lr(step);
         if !loss.is_finite() {
             return Err(self.diverged(step, loss, lr));
@@ -494,7 +494,7 @@ impl<'r> Session<'r> {
         let images = self.recipe.images_per_step() as f64;
         let mut extra: BTreeMap<String, serde_json::Value> = stats
             .iter()
-            .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+            .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
             .collect();
         if let Some(norm) = grad_norm {
             extra.insert(keys::GRAD_NORM.to_string(), serde_json::json!(norm));
@@ -576,21 +576,21 @@ impl<'r> Session<'r> {
     /// The mean over the validated datasets of each one's chosen metric goes into `metrics`
     /// (key [`keys::VAL_MEAN`]); when it beats the best so far, the model becomes
     /// `checkpoints/best`.
-    fn keep_best(&mut self, done: u64, metrics: &mut BTreeMap<String, f64>) -> Result<()> {
-        let keys: Vec<String> = self
+    fn keep_best(&mut self, done: u64, metrics: &mut BTreeMap<MetricKey, f64>) -> Result<()> {
+        let keys: Vec<MetricKey> = self
             .config
             .datasets
             .iter()
             .zip(&self.datasets)
             .filter(|(entry, _)| entry.val_split.is_some())
-            .map(|(entry, d)| crate::run::keys::per_dataset(&d.spec.name, entry.metric.key()))
+            .map(|(entry, d)| MetricKey::score(&d.spec.name, entry.metric))
             .filter(|k| metrics.contains_key(k))
             .collect();
         if keys.is_empty() {
             return Ok(());
         }
         let score = keys.iter().map(|k| metrics[k]).sum::<f64>() / keys.len() as f64;
-        metrics.insert(crate::run::keys::VAL_MEAN.to_string(), score);
+        metrics.insert(keys::VAL_MEAN, score);
         if self.best.as_ref().is_some_and(|b| b.score >= score) {
             return Ok(());
         }

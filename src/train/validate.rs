@@ -14,8 +14,8 @@ use crate::error::Result;
 use crate::eval::infer::DEFAULT_WINDOW_BATCH;
 use crate::eval::{ConfusionMatrix, evaluate_split};
 use crate::model::Segmentor;
-use crate::run::keys;
 use crate::run::samples::{SampleEntry, SampleKind, SampleRole, SampleWriter};
+use crate::run::{MetricKey, Score};
 
 /// Scores every validated dataset (`<dataset>/mIoU`, `/mF1`, `/OA`); adds the first
 /// `config.val.sample_images` predictions of each to the step's samples.
@@ -25,7 +25,7 @@ pub fn validate(
     config: &TrainConfig,
     samples: &mut SampleWriter,
     device: &Device,
-) -> Result<BTreeMap<String, f64>> {
+) -> Result<BTreeMap<MetricKey, f64>> {
     let eval_model = model.valid();
     let mut metrics = BTreeMap::new();
     for (d, dataset) in datasets.iter().enumerate() {
@@ -75,9 +75,9 @@ pub fn validate(
         };
         let summary = matrix.summary(exclude);
         let name = &spec.name;
-        metrics.insert(keys::per_dataset(name, keys::MIOU), summary.miou);
-        metrics.insert(keys::per_dataset(name, keys::MF1), summary.mf1);
-        metrics.insert(keys::per_dataset(name, keys::OA), summary.overall_accuracy);
+        metrics.insert(MetricKey::score(name, Score::MIoU), summary.miou);
+        metrics.insert(MetricKey::score(name, Score::MF1), summary.mf1);
+        metrics.insert(MetricKey::score(name, Score::OA), summary.overall_accuracy);
     }
     Ok(metrics)
 }

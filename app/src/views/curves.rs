@@ -10,6 +10,7 @@ use crate::app::{Cursor, RunEntry};
 use crate::colormap::category;
 use crate::smooth::ema;
 use crate::store::Series;
+use s5_run::MetricKey;
 
 /// Points drawn per line at most (longer series are thinned evenly).
 const POINTS_DRAWN: usize = 4000;
@@ -80,36 +81,15 @@ impl CurvesState {
     }
 }
 
-/// The order keys are shown in: the method's quantities first, then the rest by name.
-const PREFERRED: [&str; 9] = [
-    "loss",
-    "L_s",
-    "L_u",
-    "mask_ratio",
-    "mean_entropy",
-    "pseudo_label_acc_confident",
-    "pseudo_label_acc_all",
-    "lr",
-    "images_per_s",
-];
-
-/// Every key of every run, in display order.
-pub fn keys(runs: &[RunEntry]) -> Vec<String> {
-    let mut keys: Vec<String> = runs
+/// Every key of every run, in display order ([`MetricKey::display_rank`]: the method's
+/// quantities first, then each dataset's scores, then the rest).
+pub fn keys(runs: &[RunEntry]) -> Vec<MetricKey> {
+    let mut keys: Vec<MetricKey> = runs
         .iter()
         .flat_map(|r| r.store.series.keys().cloned())
         .collect();
-    keys.sort();
+    keys.sort_by(|a, b| a.display_rank().cmp(&b.display_rank()).then(a.cmp(b)));
     keys.dedup();
-    keys.sort_by_key(|k| {
-        (
-            PREFERRED
-                .iter()
-                .position(|p| p == k)
-                .unwrap_or(PREFERRED.len()),
-            k.clone(),
-        )
-    });
     keys
 }
 
@@ -154,7 +134,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut CurvesState, runs: &[RunEntry], curso
                 for key in row {
                     ui.vertical(|ui| {
                         ui.set_width(width);
-                        ui.label(egui::RichText::new(key).strong());
+                        ui.label(egui::RichText::new(key.as_str()).strong());
                         plot(ui, state, runs, cursor, key, link, width, height);
                     });
                 }
@@ -169,7 +149,7 @@ fn plot(
     state: &mut CurvesState,
     runs: &[RunEntry],
     cursor: &mut Cursor,
-    key: &str,
+    key: &MetricKey,
     link: egui::Id,
     width: f32,
     height: f32,
@@ -190,7 +170,7 @@ fn plot(
         .enumerate()
         .filter_map(|(i, run)| {
             let series = run.store.series.get(key)?;
-            let drawn = state.drawn(i, key, series).clone();
+            let drawn = state.drawn(i, key.as_str(), series).clone();
             Some((
                 run.store.name.clone(),
                 category(i),

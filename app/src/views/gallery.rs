@@ -116,7 +116,7 @@ fn trainer_tau(samples: &StepSamples) -> Option<f32> {
     samples
         .entries
         .iter()
-        .find_map(|e| e.entry.stats.get(s5_run::keys::TAU).map(|&t| t as f32))
+        .find_map(|e| e.entry.stats.get(&s5_run::keys::TAU).map(|&t| t as f32))
 }
 
 pub fn show(
@@ -274,7 +274,7 @@ fn row(
     let e = &entry.entry;
     let mut title = format!("{} · {} · {}", e.image_id, e.dataset, e.kind);
     if let (Some(c), Some(tau)) = (&entry.confidence, tau) {
-        let stored = e.stats.get(s5_run::keys::MASK_RATIO).copied();
+        let stored = e.stats.get(&s5_run::keys::MASK_RATIO).copied();
         title.push_str(&format!(" · mask ratio at τ {tau:.3}: {:.3}", c.ratio(tau)));
         if let (Some(stored), Some(trainer)) = (stored, trainer) {
             title.push_str(&format!(" (trainer, τ {trainer:.3}: {stored:.3})"));

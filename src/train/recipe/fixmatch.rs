@@ -20,7 +20,7 @@ use crate::data::palette::colorize;
 use crate::data::source::TiledSource;
 use crate::error::{Error, Result};
 use crate::model::Segmentor;
-use crate::run::keys;
+use crate::run::keys::{self, MetricKey};
 use crate::run::samples::{
     Picture, SampleEntry, SampleKind, SampleRole, SampleWriter, confidence_level,
 };
@@ -86,20 +86,17 @@ impl ShareSettings<'_> {
 pub fn summarize(
     sums: &BTreeMap<String, f64>,
     entropy: &[f64],
-) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
+) -> (BTreeMap<MetricKey, f64>, BTreeMap<MetricKey, f64>) {
     let get = |name: &str| sums.get(name).copied().unwrap_or(0.0);
     let losses = [keys::LOSS, keys::L_S, keys::L_U]
         .iter()
-        .map(|name| (name.to_string(), get(name)))
+        .map(|key| (key.clone(), get(key.as_str())))
         .collect();
     let ratio = |a: &str, b: &str| get(a) / get(b).max(1.0);
     let mut stats = BTreeMap::from([
+        (keys::MASK_RATIO, ratio("px/confident", "px/valid")),
         (
-            keys::MASK_RATIO.to_string(),
-            ratio("px/confident", "px/valid"),
-        ),
-        (
-            keys::MEAN_ENTROPY.to_string(),
+            keys::MEAN_ENTROPY,
             entropy.iter().sum::<f64>() / entropy.len().max(1) as f64,
         ),
     ]);
@@ -107,13 +104,13 @@ pub fn summarize(
     // some pixel with truth passed τ (early in a run none does).
     if get("px/with_truth") > 0.0 {
         stats.insert(
-            keys::PSEUDO_LABEL_ACC_ALL.to_string(),
+            keys::PSEUDO_LABEL_ACC_ALL,
             ratio("px/correct", "px/with_truth"),
         );
     }
     if get("px/confident_with_truth") > 0.0 {
         stats.insert(
-            keys::PSEUDO_LABEL_ACC_CONFIDENT.to_string(),
+            keys::PSEUDO_LABEL_ACC_CONFIDENT,
             ratio("px/correct_confident", "px/confident_with_truth"),
         );
     }
@@ -303,9 +300,9 @@ impl FixMatch {
                 dataset: self.dataset.clone(),
                 kind: SampleKind::Unlabeled,
                 stats: BTreeMap::from([
-                    (keys::MASK_RATIO.to_string(), ratio),
-                    (keys::MEAN_ENTROPY.to_string(), f64::from(entropy[i])),
-                    (keys::TAU.to_string(), f64::from(tau)),
+                    (keys::MASK_RATIO, ratio),
+                    (keys::MEAN_ENTROPY, f64::from(entropy[i])),
+                    (keys::TAU, f64::from(tau)),
                 ]),
                 ..SampleEntry::default()
             };

@@ -21,15 +21,15 @@ use super::batch::Dataset;
 use super::config::{RecipeSetup, TrainConfig};
 use crate::error::Result;
 use crate::model::Segmentor;
-use crate::run::SampleWriter;
+use crate::run::{MetricKey, SampleWriter};
 
 /// One step's result: gradients summed on the main device, and what to log.
 pub struct StepResult {
     pub grads: GradientsParams,
     /// `losses` of the step's event; must hold [`crate::run::keys::LOSS`].
-    pub losses: BTreeMap<String, f64>,
+    pub losses: BTreeMap<MetricKey, f64>,
     /// Further numbers of the step's event (mask ratio, entropy, ...).
-    pub stats: BTreeMap<String, f64>,
+    pub stats: BTreeMap<MetricKey, f64>,
 }
 
 /// What a training step computes.

@@ -14,7 +14,7 @@ use super::{Recipe, StepResult};
 use crate::data::loader::LabeledItem;
 use crate::error::Result;
 use crate::model::Segmentor;
-use crate::run::keys;
+use crate::run::keys::{self, MetricKey};
 use crate::train::batch::{Dataset, LabeledLoader, labeled_tensors, labeled_valid_px};
 use crate::train::config::TrainConfig;
 use crate::train::loss::{cross_entropy_over, scalar};
@@ -90,9 +90,9 @@ impl Recipe for Supervised {
             for d in 0..drawn.len() {
                 let name = &self.names[d];
                 let open = self.step > self.start_steps[d];
-                stats.insert(keys::dataset_gate(name), f64::from(u8::from(open)));
+                stats.insert(MetricKey::dataset_gate(name), f64::from(u8::from(open)));
                 stats.insert(
-                    keys::dataset_passes(name),
+                    MetricKey::dataset_passes(name),
                     self.consumed[d] as f64 / self.train_images[d].max(1) as f64,
                 );
             }
@@ -116,7 +116,7 @@ impl Recipe for Supervised {
             // `Temperature` sampling): nothing is trained on, no parameter moves.
             return Ok(StepResult {
                 grads: burn::optim::GradientsParams::new(),
-                losses: BTreeMap::from([(keys::LOSS.to_string(), 0.0)]),
+                losses: BTreeMap::from([(keys::LOSS, 0.0)]),
                 stats,
             });
         }
@@ -128,9 +128,16 @@ impl Recipe for Supervised {
         let out = step_grads(model, devices, |i, replica, device| {
             Ok(supervised_share(replica, &parts, ranges[i].clone(), device))
         })?;
-        let mut losses = out.sums;
-        if self.loaders.len() == 1 {
-            losses.retain(|name, _| name == keys::LOSS);
+        // The step's loss, and with several datasets each active one's part of it.
+        let sum = |key: &MetricKey| out.sums.get(key.as_str()).copied();
+        let mut losses = BTreeMap::from([(keys::LOSS, sum(&keys::LOSS).unwrap_or(f64::NAN))]);
+        if self.loaders.len() > 1 {
+            for part in &parts {
+                let key = MetricKey::dataset_loss(&part.name);
+                if let Some(value) = sum(&key) {
+                    losses.insert(key, value);
+                }
+            }
         }
         Ok(StepResult {
             grads: out.grads,
@@ -215,7 +222,10 @@ fn supervised_share(
         .expect("every share has crops");
     let mut sums = BTreeMap::from([(keys::LOSS.to_string(), scalar(loss.clone()))]);
     for (part, value) in terms {
-        sums.insert(keys::dataset_loss(&part.name), scalar(value));
+        sums.insert(
+            MetricKey::dataset_loss(&part.name).to_string(),
+            scalar(value),
+        );
     }
     ShareLoss {
         loss,
