@@ -1,3 +1,4 @@
+{{ enable }}
 // moe_ffn: the second half of an FFN-MoE block as one grouped GEMM.
 //
 //   out[n, 0 .. C-P]  = h[n] · w_shared       + b_shared
@@ -14,6 +15,9 @@
 // sample's tokens are contiguous, costs what a dense GEMM does. A row whose id is outside
 // [0, T) gets a zero expert part (no bias), as the reference does.
 //
+// Operands and output are stored as S: f32, or f16 in the variants that turn f16 on; either
+// way every product is accumulated in f32 and rounded once, when written.
+//
 // Shapes:  h [N, F] (F = 4D), w_shared [F, C-P], b_shared [C-P], w_expert [T, F, P],
 //          b_expert [T, P], ids [N] i32, out [N, C].
 // Dispatch: (tiles(C-P) + tiles(P), ceil(N / ROWS), 1), tiles(x) = ceil(x / WG).
@@ -22,6 +26,8 @@
 const WG: u32 = {{ workgroup_size }}u; // invocations, one column each
 const ROWS: u32 = {{ rows }}u;         // rows per workgroup (the accumulators of a lane)
 const TK: u32 = {{ tile_k }}u;         // depth staged per step
+
+alias S = {{ storage }}; // what operands and output are stored as: f32 or f16
 
 struct Params {
     rows: u32,        // N
@@ -33,14 +39,14 @@ struct Params {
 
 // Every binding is read_write: cubecl sub-allocates tensors from shared wgpu buffers, and a
 // buffer bound read-only and read-write in one dispatch is a wgpu usage conflict.
-@group(0) @binding(0) var<storage, read_write> h: array<f32>;
-@group(0) @binding(1) var<storage, read_write> w_shared: array<f32>;
-@group(0) @binding(2) var<storage, read_write> b_shared: array<f32>;
-@group(0) @binding(3) var<storage, read_write> w_expert: array<f32>;
-@group(0) @binding(4) var<storage, read_write> b_expert: array<f32>;
+@group(0) @binding(0) var<storage, read_write> h: array<S>;
+@group(0) @binding(1) var<storage, read_write> w_shared: array<S>;
+@group(0) @binding(2) var<storage, read_write> b_shared: array<S>;
+@group(0) @binding(3) var<storage, read_write> w_expert: array<S>;
+@group(0) @binding(4) var<storage, read_write> b_expert: array<S>;
 @group(0) @binding(5) var<storage, read_write> ids: array<i32>;
 @group(0) @binding(6) var<storage, read_write> params: Params;
-@group(0) @binding(7) var<storage, read_write> out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out: array<S>;
 
 var<workgroup> h_tile: array<f32, ROWS * TK>;  // [row][k]
 var<workgroup> tile_ids: array<i32, ROWS>;
@@ -101,7 +107,7 @@ fn main(
                     let k = k0 + i % TK;
                     var v = 0.0;
                     if (r < rows && k < depth && (!is_expert || tile_ids[rr] == i32(t))) {
-                        v = h[r * depth + k];
+                        v = f32(h[r * depth + k]);
                     }
                     h_tile[i] = v;
                 }
@@ -111,9 +117,9 @@ fn main(
                     let k = k0 + kk;
                     var w: f32;
                     if (is_expert) {
-                        w = w_expert[w_base + k * expert_units + safe_unit];
+                        w = f32(w_expert[w_base + k * expert_units + safe_unit]);
                     } else {
-                        w = w_shared[k * shared_units + safe_unit];
+                        w = f32(w_shared[k * shared_units + safe_unit]);
                     }
                     for (var i = 0u; i < ROWS; i++) {
                         acc[i] = fma(h_tile[i * TK + kk], w, acc[i]);
@@ -138,10 +144,10 @@ fn main(
         let id = tile_ids[i];
         var bias = 0.0;
         if (!is_expert) {
-            bias = b_shared[unit];
+            bias = f32(b_shared[unit]);
         } else if (id >= 0 && u32(id) < sizes.datasets) {
-            bias = b_expert[u32(id) * expert_units + unit];
+            bias = f32(b_expert[u32(id) * expert_units + unit]);
         }
-        out[r * out_units + block_offset + unit] = acc[i] + bias;
+        out[r * out_units + block_offset + unit] = S(acc[i] + bias);
     }
 }

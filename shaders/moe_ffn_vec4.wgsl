@@ -1,3 +1,4 @@
+{{ enable }}
 // moe_ffn_vec4: the fast path of `moe_ffn.wgsl` (same contract) when F, C-P and P are
 // multiples of 4: a grouped GEMM tiled in workgroup memory, everything moved as vec4.
 //
@@ -28,6 +29,10 @@ const TM: u32 = 8u * RM;               // rows per tile
 const TN4: u32 = 2u * TX;              // vec4 columns per tile
 const TK: u32 = {{ tile_k }}u;         // depth per step, a multiple of 4
 
+// What operands and output are stored as: vec4<f32>, or vec4<f16> in the variants that enable
+// f16; either way tiles and accumulators are f32 and the output is rounded once, when written.
+alias S = {{ storage }};
+
 struct Params {
     rows: u32,         // N
     depth4: u32,       // F / 4
@@ -38,14 +43,14 @@ struct Params {
 
 // Every binding is read_write: cubecl sub-allocates tensors from shared wgpu buffers, and a
 // buffer bound read-only and read-write in one dispatch is a wgpu usage conflict.
-@group(0) @binding(0) var<storage, read_write> h: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> w_shared: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> b_shared: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> w_expert: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> b_expert: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read_write> h: array<S>;
+@group(0) @binding(1) var<storage, read_write> w_shared: array<S>;
+@group(0) @binding(2) var<storage, read_write> b_shared: array<S>;
+@group(0) @binding(3) var<storage, read_write> w_expert: array<S>;
+@group(0) @binding(4) var<storage, read_write> b_expert: array<S>;
 @group(0) @binding(5) var<storage, read_write> ids: array<i32>;
 @group(0) @binding(6) var<storage, read_write> params: Params;
-@group(0) @binding(7) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> out: array<S>;
 
 var<workgroup> a_tile: array<vec4<f32>, TM * TK / 4u>; // [row][k / 4], 4 depths per vec4
 var<workgroup> b_tile: array<vec4<f32>, TK * TN4>;     // [k][column / 4]
@@ -142,7 +147,7 @@ fn main(
                     let kq = k0 / 4u + k4;
                     var v = vec4<f32>(0.0);
                     if (r < rows && kq < depth4 && (!is_expert || tile_ids[rr] == i32(t))) {
-                        v = h[r * depth4 + kq];
+                        v = vec4<f32>(h[r * depth4 + kq]);
                     }
                     a_tile[i] = v;
                 }
@@ -153,9 +158,9 @@ fn main(
                     var v = vec4<f32>(0.0);
                     if (w_unit_ok && k < depth4 * 4u) {
                         if (is_expert) {
-                            v = w_expert[w_base + k * expert_units + w_unit];
+                            v = vec4<f32>(w_expert[w_base + k * expert_units + w_unit]);
                         } else {
-                            v = w_shared[k * shared_units + w_unit];
+                            v = vec4<f32>(w_shared[k * shared_units + w_unit]);
                         }
                     }
                     b_tile[kk * TN4 + w_col] = v;
@@ -338,11 +343,11 @@ fn main(
             }
             var bias = vec4<f32>(0.0);
             if (!is_expert) {
-                bias = b_shared[u];
+                bias = vec4<f32>(b_shared[u]);
             } else if (id >= 0 && u32(id) < sizes.datasets) {
-                bias = b_expert[u32(id) * expert_units + u];
+                bias = vec4<f32>(b_expert[u32(id) * expert_units + u]);
             }
-            out[r * out_units + block_offset + u] = acc[i * 2u + j] + bias;
+            out[r * out_units + block_offset + u] = S(acc[i * 2u + j] + bias);
         }
     }
 }

@@ -43,7 +43,8 @@ HEADER = f"""\
 
 
 def shader() -> str:
-    lines = [HEADER]
+    # `enable f16;` in the f16 variant: before every declaration.
+    lines = ["{{ enable }}", HEADER]
     add = lines.append
     add(f"""const WG: u32 = {{{{ workgroup_size }}}}u; // must be 8 * TX
 const TX: u32 = {TX}u;  // invocations across the tile's columns
@@ -51,6 +52,10 @@ const RM: u32 = {RM}u; // rows per invocation
 const CN: u32 = {CN}u;  // vec4 columns per invocation
 const TM: u32 = 8u * RM; // rows per tile
 const TN4: u32 = CN * TX; // vec4 columns per tile
+
+// What operands and output are stored as: vec4<f32>, or vec4<f16> in the variant that enables
+// f16; either way the accumulators are f32 and the output is rounded once, when written.
+alias S = {{{{ storage }}}};
 
 struct Params {{
     rows: u32,         // N
@@ -62,14 +67,14 @@ struct Params {{
 
 // Every binding is read_write: cubecl sub-allocates tensors from shared wgpu buffers, and a
 // buffer bound read-only and read-write in one dispatch is a wgpu usage conflict.
-@group(0) @binding(0) var<storage, read_write> h: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> w_shared: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> b_shared: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> w_expert: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> b_expert: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read_write> h: array<S>;
+@group(0) @binding(1) var<storage, read_write> w_shared: array<S>;
+@group(0) @binding(2) var<storage, read_write> b_shared: array<S>;
+@group(0) @binding(3) var<storage, read_write> w_expert: array<S>;
+@group(0) @binding(4) var<storage, read_write> b_expert: array<S>;
 @group(0) @binding(5) var<storage, read_write> ids: array<i32>;
 @group(0) @binding(6) var<storage, read_write> params: Params;
-@group(0) @binding(7) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> out: array<S>;
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(
@@ -112,12 +117,12 @@ fn main(
     add("""            let w_base = select(0u, t * depth4 * 4u * expert_units, is_expert);
             for (var k4 = 0u; k4 < depth4; k4++) {""")
     for i in range(RM):
-        add(f"                let a{i} = h[row{i} * depth4 + k4] * m{i};")
+        add(f"                let a{i} = vec4<f32>(h[row{i} * depth4 + k4]) * m{i};")
     for c in range(4):
         add(f"                let w{c} = w_base + (k4 * 4u + {c}u) * block_units;")
         add("                " + " ".join(f"var b{c}_{j}: vec4<f32>;" for j in range(CN)))
-        expert = " ".join(f"b{c}_{j} = w_expert[w{c} + u{j}];" for j in range(CN))
-        shared = " ".join(f"b{c}_{j} = w_shared[w{c} + u{j}];" for j in range(CN))
+        expert = " ".join(f"b{c}_{j} = vec4<f32>(w_expert[w{c} + u{j}]);" for j in range(CN))
+        shared = " ".join(f"b{c}_{j} = vec4<f32>(w_shared[w{c} + u{j}]);" for j in range(CN))
         add(f"                if (is_expert) {{ {expert} }} else {{ {shared} }}")
     for c in range(4):
         for i in range(RM):
@@ -146,11 +151,11 @@ fn main(
             }}
             var bias = vec4<f32>(0.0);
             if (!is_expert) {{
-                bias = b_shared[u];
+                bias = vec4<f32>(b_shared[u]);
             }} else if (id >= 0 && u32(id) < sizes.datasets) {{
-                bias = b_expert[u32(id) * expert_units + u];
+                bias = vec4<f32>(b_expert[u32(id) * expert_units + u]);
             }}
-            out[r * out_units + block_offset + u] = acc[i * CN + j] + bias;
+            out[r * out_units + block_offset + u] = S(acc[i * CN + j] + bias);
         }}
     }}
 }}""")

@@ -1,3 +1,4 @@
+{{ enable }}
 // pixel_stats: one pass over segmentation logits (online softmax, each logit read once).
 //
 // Per pixel: argmax class (the FixMatch pseudo-label) and its softmax probability (the
@@ -9,8 +10,11 @@
 // Each invocation handles LANES adjacent pixels at once: `{{ lanes }}` is 4 (vec4 loads and
 // math) when H * W is a multiple of 4, else 1. All indices below count LANES-pixel units.
 //
-// Shapes:  logits [B, K, H, W] (contiguous), mask [B, H, W] (1 = valid) or [1] when
-//          has_mask == 0, labels [B, H, W] i32, confidence [B, H, W],
+// The logits are stored as L: F itself, or (the variants that enable f16) its f16 twin,
+// converted to f32 as they are read, so the softmax, its sums and the entropy are f32.
+//
+// Shapes:  logits [B, K, H, W] (contiguous), mask [B, H, W] f32 (1 = valid), not read when
+//          has_mask == 0, labels [B, H, W] i32, confidence [B, H, W] f32,
 //          partials [B, G * WG, 2] = (entropy sum, valid count) per invocation.
 // Dispatch: (G, B, 1) workgroups of WG invocations; pixel units are visited grid-stride.
 
@@ -18,6 +22,7 @@ const WG: u32 = {{ workgroup_size }}u;
 const NO_BACKGROUND: u32 = 0xffffffffu;
 
 alias F = {{ float_type }};   // f32 or vec4<f32>
+alias L = {{ load_type }};    // F, or its f16 twin
 alias I = {{ int_type }};     // i32 or vec4<i32>
 alias U = {{ uint_type }};    // u32 or vec4<u32>
 
@@ -35,7 +40,7 @@ struct Params {
 
 // Every binding is read_write: cubecl sub-allocates tensors from shared wgpu buffers, and a
 // buffer bound read-only and read-write in one dispatch is a wgpu usage conflict.
-@group(0) @binding(0) var<storage, read_write> logits: array<F>;
+@group(0) @binding(0) var<storage, read_write> logits: array<L>;
 @group(0) @binding(1) var<storage, read_write> mask: array<F>;
 @group(0) @binding(2) var<storage, read_write> params: Params;
 @group(0) @binding(3) var<storage, read_write> labels: array<I>;
@@ -65,13 +70,13 @@ fn main(
         //   t_nb = sum_{k != bg} exp(x_k - m) (x_k - m)
         // A new max m' rescales all three by c = exp(m - m'), and t_nb gains (m - m') s_nb.
         // Then H = -sum_{k != bg} p_k log p_k = log(s) s_nb / s - t_nb / s, conf = 1 / s.
-        var m = logits[image_base + p];
+        var m = F(logits[image_base + p]);
         var arg = U(0u);
         var s = one;
         var s_nb = select(one, zero, params.background == 0u);
         var t_nb = zero;
         for (var k = 1u; k < classes; k++) {
-            let x = logits[image_base + k * units + p];
+            let x = F(logits[image_base + k * units + p]);
             let grows = x > m;
             let q = exp(-abs(x - m));            // the one exp per logit
             let c = select(one, q, grows);       // rescale of the old sums

@@ -270,3 +270,158 @@ fn gradients_match_reference() {
         );
     }
 }
+
+/// f16 operands: the kernel reads them as f16, accumulates in f32 and rounds the output once,
+/// so against the f32 reference on the same (f16) values it is within one f16 rounding
+/// (2^-11 relative, doubled for the norm-wise bound).
+const F16_FORWARD_TOLERANCE: f32 = 1e-3;
+
+/// The gradients of an f16 `moe_ffn` are burn's f16 matmuls and sums over the rows: against
+/// the f32 reference's, on the same values, within f16 accumulation over up to 130 rows.
+const F16_GRAD_TOLERANCE: f32 = 1e-2;
+
+fn f16_adapter() -> bool {
+    let f16 = s5::model::half::supports_f16(&device());
+    assert_eq!(f16, crate::common::adapter().shader_f16);
+    if !f16 {
+        eprintln!("this adapter has no shader-f16: the f16 kernels cannot run here");
+    }
+    f16
+}
+
+fn half<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    t.cast(burn::tensor::FloatDType::F16)
+}
+
+fn full<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    t.cast(burn::tensor::FloatDType::F32)
+}
+
+fn map_weights(w: &MoeWeights, f: impl Fn(Tensor<2>) -> Tensor<2>) -> MoeWeights {
+    let f3 = |t: Tensor<3>| {
+        let [a, b, c] = t.dims();
+        f(t.reshape([a * b, c])).reshape([a, b, c])
+    };
+    let f1 = |t: Tensor<1>| f(t.unsqueeze::<2>()).squeeze_dim::<1>(0);
+    MoeWeights {
+        w_shared: f(w.w_shared.clone()),
+        b_shared: f1(w.b_shared.clone()),
+        w_expert: f3(w.w_expert.clone()),
+        b_expert: f(w.b_expert.clone()),
+    }
+}
+
+fn check_forward_f16(case: Case) {
+    let label = format!(
+        "moe_ffn f16 forward n={} f={} c={} p={} t={}",
+        case.n, case.f, case.c, case.p, case.t
+    );
+    let mut rng = Rng::fresh(&label);
+    let device = device();
+    let h = half(rng.tensor([case.n, case.f], 1.0, &device));
+    let w = map_weights(&weights(&mut rng, &case, &device), half);
+    let ids = ids(&random_ids(&mut rng, case.n, case.t), &device);
+    let want = moe_ffn_reference(full(h.clone()), &map_weights(&w, full), ids.clone());
+    for kernel in KERNELS {
+        let got = moe_ffn(h.clone(), &w, ids.clone(), kernel);
+        assert_eq!(got.dtype(), burn::tensor::DType::F16, "{label}");
+        let err = crate::common::rel_err(full(got), want.clone());
+        assert!(
+            err < F16_FORWARD_TOLERANCE,
+            "{label} {kernel:?}: relative error {err:e} >= {F16_FORWARD_TOLERANCE:e}"
+        );
+    }
+}
+
+#[test]
+fn f16_forward_matches_reference_on_every_path() {
+    if !f16_adapter() {
+        return;
+    }
+    // The general kernel (odd widths), the vec4 paths (both tilings), and 48-column tiles.
+    for case in [
+        Case {
+            n: 37,
+            f: 45,
+            c: 23,
+            p: 7,
+            t: 4,
+        },
+        Case {
+            n: 130,
+            f: 68,
+            c: 172,
+            p: 44,
+            t: 3,
+        },
+        Case {
+            n: 70,
+            f: 64,
+            c: 144,
+            p: 48,
+            t: 3,
+        },
+    ] {
+        check_forward_f16(case);
+    }
+}
+
+#[test]
+fn f16_gradients_match_the_f32_reference() {
+    if !f16_adapter() {
+        return;
+    }
+    let case = Case {
+        n: 130,
+        f: 68,
+        c: 172,
+        p: 44,
+        t: 3,
+    };
+    let mut rng = Rng::fresh("moe_ffn f16 grads");
+    let device = device().autodiff();
+    let h = half(rng.tensor([case.n, case.f], 1.0, &device));
+    let w = map_weights(&weights(&mut rng, &case, &device), half);
+    let ids = ids(&random_ids(&mut rng, case.n, case.t), &device);
+    let r = rng.tensor([case.n, case.c], 1.0, &device);
+    // d (Σ out · r) / d operands, each operand a leaf of the given precision.
+    let run = |precision: fn(Tensor<2>) -> Tensor<2>,
+               op: &dyn Fn(Tensor<2>, &MoeWeights, Tensor<1, Int>) -> Tensor<2>| {
+        let h = precision(h.clone()).detach().require_grad();
+        let w = map_weights(&w, precision);
+        let w = MoeWeights {
+            w_shared: w.w_shared.detach().require_grad(),
+            b_shared: w.b_shared.detach().require_grad(),
+            w_expert: w.w_expert.detach().require_grad(),
+            b_expert: w.b_expert.detach().require_grad(),
+        };
+        let grads = (full(op(h.clone(), &w, ids.clone())) * r.clone())
+            .sum()
+            .backward();
+        [
+            h.grad(&grads).expect("dh"),
+            w.w_shared.grad(&grads).expect("dw_shared"),
+            w.b_shared.grad(&grads).expect("db_shared").unsqueeze::<2>(),
+            w.w_expert
+                .grad(&grads)
+                .expect("dw_expert")
+                .flatten::<2>(0, 1),
+            w.b_expert.grad(&grads).expect("db_expert"),
+        ]
+    };
+    for kernel in KERNELS {
+        let got = run(half, &|h, w, ids| moe_ffn(h, w, ids, kernel));
+        let want = run(full, &moe_ffn_reference);
+        for (name, (g, e)) in ["dh", "dw_shared", "db_shared", "dw_expert", "db_expert"]
+            .iter()
+            .zip(got.into_iter().zip(want))
+        {
+            assert_eq!(g.dtype(), burn::tensor::DType::F16, "{name} in f16");
+            let err = crate::common::rel_err(full(g), e);
+            assert!(
+                err < F16_GRAD_TOLERANCE,
+                "{name} ({kernel:?}): relative error {err:e} >= {F16_GRAD_TOLERANCE:e}"
+            );
+        }
+    }
+}

@@ -155,3 +155,122 @@ fn gradients_with_empty_mask_are_finite() {
     check_gradients([2, 5, 6, 7], true, Some(0), true);
     check_gradients([2, 5, 6, 8], true, Some(0), true);
 }
+
+/// f16 parity bound for gradients: each side is an f32 gradient rounded once to f16 (half an
+/// f16 ulp, 2^-11 relative), so twice that, norm-wise.
+const F16_GRAD_TOLERANCE: f32 = 2.0 * 4.9e-4;
+
+/// Whether this adapter computes in f16; without `shader-f16` the f16 tests have nothing to
+/// compare and say so (the adapter's fact, read, not assumed).
+fn f16_adapter() -> bool {
+    let device = device();
+    let f16 = s5::model::half::supports_f16(&device);
+    assert_eq!(f16, crate::common::adapter().shader_f16);
+    if !f16 {
+        eprintln!("this adapter has no shader-f16: the f16 kernels cannot run here");
+    }
+    f16
+}
+
+/// Pixels whose largest logit is unique: where the pseudo-label does not depend on how a tie
+/// is broken (f16 rounding makes ties among random logits likely).
+fn unique_argmax(logits: &Tensor<4>) -> Vec<bool> {
+    let [b, k, h, w] = logits.dims();
+    let x = to_vec(logits.clone().cast(burn::tensor::FloatDType::F32));
+    let mut unique = Vec::with_capacity(b * h * w);
+    for i in 0..b {
+        for p in 0..h * w {
+            let of = |c: usize| x[(i * k + c) * h * w + p];
+            let max = (0..k).map(of).fold(f32::NEG_INFINITY, f32::max);
+            unique.push((0..k).filter(|&c| of(c) == max).count() == 1);
+        }
+    }
+    unique
+}
+
+/// f16 logits: the kernel reads them as f16 and computes in f32, the reference casts them to
+/// f32 first; from the same f16 values both must agree to f32 precision, with f32 outputs.
+fn check_forward_f16(shape: [usize; 4], masked: bool, background: Option<usize>) {
+    let mut rng = Rng::fresh(&format!(
+        "pixel_stats f16 forward {shape:?} mask={masked} bg={background:?}"
+    ));
+    let device = device();
+    let [b, _, h, w] = shape;
+    let logits = rng
+        .tensor(shape, 2.0, &device)
+        .cast(burn::tensor::FloatDType::F16);
+    let mask = masked.then(|| random_mask(&mut rng, [b, h, w], 0.7));
+    let got = pixel_stats(logits.clone(), mask.clone(), background);
+    let want = pixel_stats_reference(logits.clone(), mask, background);
+    assert_eq!(got.confidence.dtype(), burn::tensor::DType::F32);
+    assert_eq!(got.entropy.dtype(), burn::tensor::DType::F32);
+    let unique = unique_argmax(&logits);
+    let labels = |t: Tensor<3, Int>| {
+        t.into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .unwrap()
+    };
+    let (a, e) = (labels(got.labels), labels(want.labels));
+    let differ = (0..a.len()).filter(|&i| unique[i] && a[i] != e[i]).count();
+    assert_eq!(differ, 0, "{differ} pseudo-labels of unique maxima differ");
+    assert_close("confidence (f16 logits)", got.confidence, want.confidence);
+    assert_close("entropy (f16 logits)", got.entropy, want.entropy);
+}
+
+#[test]
+fn f16_logits_forward_matches_reference() {
+    if !f16_adapter() {
+        return;
+    }
+    check_forward_f16([3, 7, 13, 13], false, None);
+    check_forward_f16([2, 5, 37, 41], true, Some(3));
+    // H * W a multiple of 4: the vec4 f16 variant.
+    check_forward_f16([3, 7, 12, 20], true, Some(2));
+    check_forward_f16([2, 6, 16, 16], false, None);
+}
+
+/// The gradient with respect to f16 logits comes back in f16 and matches the reference's
+/// (whose cast to f32 carries it back) within f16 rounding.
+fn check_gradients_f16(shape: [usize; 4], masked: bool, background: Option<usize>) {
+    let mut rng = Rng::fresh(&format!(
+        "pixel_stats f16 grads {shape:?} mask={masked} bg={background:?}"
+    ));
+    let device = device().autodiff();
+    let [b, _, h, w] = shape;
+    let logits = rng
+        .tensor(shape, 2.0, &device)
+        .cast(burn::tensor::FloatDType::F16);
+    let mask = masked.then(|| random_mask(&mut rng, [b, h, w], 0.6));
+    let r_conf = rng.tensor([b, h, w], 1.0, &device);
+    let r_ent = rng.tensor([b], 1.0, &device);
+    let run = |f: fn(Tensor<4>, Option<Tensor<3, Bool>>, Option<usize>) -> PixelStats| {
+        let x = logits.clone().detach().require_grad();
+        let out = f(x.clone(), mask.clone(), background);
+        let loss = (out.confidence * r_conf.clone()).sum() + (out.entropy * r_ent.clone()).sum();
+        let grads = loss.backward();
+        x.grad(&grads).expect("logits gradient")
+    };
+    let (got, want) = (run(pixel_stats), run(pixel_stats_reference));
+    assert_eq!(
+        got.dtype(),
+        burn::tensor::DType::F16,
+        "in the logits' precision"
+    );
+    assert_eq!(want.dtype(), burn::tensor::DType::F16);
+    let err = crate::common::rel_err(got, want);
+    assert!(
+        err < F16_GRAD_TOLERANCE,
+        "d loss / d f16 logits: relative error {err:e} >= {F16_GRAD_TOLERANCE:e}"
+    );
+}
+
+#[test]
+fn f16_logits_gradients_match_reference() {
+    if !f16_adapter() {
+        return;
+    }
+    check_gradients_f16([3, 7, 13, 13], false, None);
+    check_gradients_f16([2, 5, 17, 19], true, Some(0));
+    check_gradients_f16([2, 6, 8, 10], true, Some(5));
+}

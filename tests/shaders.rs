@@ -3,13 +3,20 @@
 
 use naga::back::{hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use s5::kernels::shader::SHADERS;
+use s5::kernels::shader::{SHADERS, Shader};
 
-fn validated(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+fn validated(shader: &Shader) -> (naga::Module, naga::valid::ModuleInfo) {
+    let (name, source) = (shader.name, &shader.render());
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("{name}: WGSL does not parse:\n{}", e.emit_to_string(source)));
-    // Default capabilities: nothing beyond what every WebGPU implementation offers.
-    let info = Validator::new(ValidationFlags::all(), Capabilities::default())
+    // Default capabilities: nothing beyond what every WebGPU implementation offers, and f16
+    // (WebGPU's `shader-f16`) for the shaders that say they need it.
+    let capabilities = if shader.f16 {
+        Capabilities::default() | Capabilities::SHADER_FLOAT16
+    } else {
+        Capabilities::default()
+    };
+    let info = Validator::new(ValidationFlags::all(), capabilities)
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name}: invalid WGSL:\n{}", e.emit_to_string(source)));
     (module, info)
@@ -19,7 +26,7 @@ fn validated(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo
 fn every_shader_has_a_compute_entry_point_named_main() {
     assert!(!SHADERS.is_empty());
     for shader in SHADERS {
-        let (module, _) = validated(shader.name, &shader.render());
+        let (module, _) = validated(shader);
         let entry: Vec<_> = module
             .entry_points
             .iter()
@@ -34,6 +41,13 @@ fn every_shader_has_a_compute_entry_point_named_main() {
         assert!(
             !shader.render().contains("{{"),
             "{}: unfilled placeholder",
+            shader.name
+        );
+        // A shader reads f16 exactly when it says so (and is then validated with f16).
+        assert_eq!(
+            shader.render().contains("enable f16;"),
+            shader.f16,
+            "{}: `enable f16;` and the registry's f16 flag",
             shader.name
         );
     }
@@ -97,7 +111,7 @@ fn the_generated_shader_is_up_to_date() {
 #[test]
 fn every_shader_translates_to_spirv() {
     for shader in SHADERS {
-        let (module, info) = validated(shader.name, &shader.render());
+        let (module, info) = validated(shader);
         let words = spv::write_vec(&module, &info, &spv::Options::default(), None)
             .unwrap_or_else(|e| panic!("{}: SPIR-V: {e}", shader.name));
         assert_eq!(words[0], 0x0723_0203, "{}: SPIR-V magic", shader.name);
@@ -107,7 +121,7 @@ fn every_shader_translates_to_spirv() {
 #[test]
 fn every_shader_translates_to_msl() {
     for shader in SHADERS {
-        let (module, info) = validated(shader.name, &shader.render());
+        let (module, info) = validated(shader);
         let options = msl::Options {
             lang_version: (2, 1),
             ..Default::default()
@@ -126,9 +140,15 @@ fn every_shader_translates_to_msl() {
 #[test]
 fn every_shader_translates_to_hlsl() {
     for shader in SHADERS {
-        let (module, info) = validated(shader.name, &shader.render());
+        let (module, info) = validated(shader);
+        // f16 needs shader model 6.2 (DXC), what wgpu compiles with where DXC is present.
         let options = hlsl::Options {
             fake_missing_bindings: true,
+            shader_model: if shader.f16 {
+                hlsl::ShaderModel::V6_2
+            } else {
+                hlsl::Options::default().shader_model
+            },
             ..Default::default()
         };
         let pipeline = hlsl::PipelineOptions::default();

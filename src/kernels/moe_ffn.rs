@@ -21,9 +21,9 @@ use burn::tensor::{DType, Int, IntDType, Shape, Slice, Tensor};
 
 use super::ops::{MoeKernel, S5Ops};
 use super::shader::{
-    MOE_FFN, MOE_FFN_TILE_ROWS, MOE_FFN_VEC4, MOE_FFN_VEC4_N48, MOE_FFN_VEC4_REGS,
-    MOE_FFN_VEC4_REGS_TILE_COLS, MOE_FFN_VEC4_REGS_TILE_ROWS, MOE_FFN_VEC4_TILE_ROWS, Shader,
-    ShaderKernel,
+    MOE_FFN, MOE_FFN_F16, MOE_FFN_TILE_ROWS, MOE_FFN_VEC4, MOE_FFN_VEC4_F16, MOE_FFN_VEC4_N48,
+    MOE_FFN_VEC4_N48_F16, MOE_FFN_VEC4_REGS, MOE_FFN_VEC4_REGS_F16, MOE_FFN_VEC4_REGS_TILE_COLS,
+    MOE_FFN_VEC4_REGS_TILE_ROWS, MOE_FFN_VEC4_TILE_ROWS, Shader, ShaderKernel,
 };
 
 /// The weights of an FFN-MoE output projection: a shared expert and one expert per dataset.
@@ -47,8 +47,11 @@ pub struct MoeWeights {
 /// # Shapes
 /// h `[N, F]`, ids `[N]` → `[N, C]` with `C = (C-P) + P`.
 ///
+/// The operands are all f32, or all f16 (on adapters with `shader-f16`): f16 ones are read
+/// as such, every product accumulated in f32 and the output, f16 then, rounded once.
+///
 /// # Panics
-/// On inconsistent shapes or non-f32 operands: programming errors.
+/// On inconsistent shapes, or operands not all f32 or all f16: programming errors.
 pub fn moe_ffn(
     h: Tensor<2>,
     weights: &MoeWeights,
@@ -64,8 +67,8 @@ pub fn moe_ffn(
         weights.b_expert.dtype(),
     ];
     assert!(
-        dtypes.iter().all(|d| *d == DType::F32),
-        "moe_ffn: the kernel reads f32 operands"
+        matches!(dtypes[0], DType::F32 | DType::F16) && dtypes.iter().all(|d| *d == dtypes[0]),
+        "moe_ffn: the kernel reads operands all f32 or all f16, not {dtypes:?}"
     );
     let ids = if ids.dtype() == DType::I32 {
         ids
@@ -154,24 +157,35 @@ pub(super) fn launch(
     let [t, _, p] = w_expert.shape().dims::<3>();
     let client = h.client.clone();
 
+    let f16 = match h.dtype {
+        DType::F32 => false,
+        DType::F16 => true,
+        dtype => panic!("moe_ffn: f32 or f16 operands, not {dtype:?}"),
+    };
+    // The shader of the operands' precision (f16 twins tile alike).
+    let pick = |f32_shader: Shader, f16_shader: Shader| if f16 { f16_shader } else { f32_shader };
     let vec4 = f % 4 == 0 && c_shared % 4 == 0 && p % 4 == 0;
     let padded = |tile: usize| c_shared.div_ceil(tile) * tile + p.div_ceil(tile) * tile;
     // (shader, tile rows, tile columns); a tile lies wholly in one column block.
     let (shader, tile_rows, tile_cols): (Shader, usize, usize) = match kernel {
-        _ if !vec4 => (MOE_FFN, MOE_FFN_TILE_ROWS, MOE_FFN.workgroup_size as usize),
+        _ if !vec4 => (
+            pick(MOE_FFN, MOE_FFN_F16),
+            MOE_FFN_TILE_ROWS,
+            MOE_FFN.workgroup_size as usize,
+        ),
         MoeKernel::RegisterTiles => (
-            MOE_FFN_VEC4_REGS,
+            pick(MOE_FFN_VEC4_REGS, MOE_FFN_VEC4_REGS_F16),
             MOE_FFN_VEC4_REGS_TILE_ROWS,
             MOE_FFN_VEC4_REGS_TILE_COLS,
         ),
         // Workgroup tiles are as many columns wide as the workgroup has invocations.
         _ if padded(48) < padded(64) => (
-            MOE_FFN_VEC4_N48,
+            pick(MOE_FFN_VEC4_N48, MOE_FFN_VEC4_N48_F16),
             MOE_FFN_VEC4_TILE_ROWS,
             MOE_FFN_VEC4_N48.workgroup_size as usize,
         ),
         _ => (
-            MOE_FFN_VEC4,
+            pick(MOE_FFN_VEC4, MOE_FFN_VEC4_F16),
             MOE_FFN_VEC4_TILE_ROWS,
             MOE_FFN_VEC4.workgroup_size as usize,
         ),
@@ -181,7 +195,7 @@ pub(super) fn launch(
     let params = [n as u32, units(f), units(c_shared), units(p), t as u32];
     let params = client.create_from_slice(bytemuck::cast_slice(&params));
     let out_shape = Shape::new([n, c_shared + p]);
-    let out = client.empty(out_shape.num_elements() * std::mem::size_of::<f32>());
+    let out = client.empty(out_shape.num_elements() * h.dtype.size());
     let col_tiles = c_shared.div_ceil(tile_cols) + p.div_ceil(tile_cols);
     let row_tiles = n.div_ceil(tile_rows);
     client.launch(

@@ -54,8 +54,9 @@ fn pixel_stats_meta(
     let [b, _, h, w] = logits.shape.dims::<4>();
     PixelStatsPrimitiveMetadata {
         labels: TensorSpec::new(Shape::new([b, h, w]), DType::I32),
-        confidence: TensorSpec::new(Shape::new([b, h, w]), logits.dtype),
-        entropy: TensorSpec::new(Shape::new([b]), logits.dtype),
+        // f32 whatever the logits (f16 ones are read and computed in f32).
+        confidence: TensorSpec::new(Shape::new([b, h, w]), DType::F32),
+        entropy: TensorSpec::new(Shape::new([b]), DType::F32),
     }
 }
 

@@ -16,10 +16,13 @@ use burn::backend::{Autodiff, Backend, Dispatch, TensorMetadata};
 use burn::cubecl::server::KernelArguments;
 use burn::cubecl::{CubeCount, CubeDim};
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Bool, DType, IndexingUpdateOp, Int, Shape, Tensor, TensorData};
+use burn::tensor::{Bool, DType, FloatDType, IndexingUpdateOp, Int, Shape, Tensor, TensorData};
 
 use super::ops::{PixelStatsPrimitive, S5Ops};
-use super::shader::{PIXEL_STATS, PIXEL_STATS_REDUCE, PIXEL_STATS_VEC4, ShaderKernel};
+use super::shader::{
+    PIXEL_STATS, PIXEL_STATS_F16, PIXEL_STATS_REDUCE, PIXEL_STATS_VEC4, PIXEL_STATS_VEC4_F16,
+    ShaderKernel,
+};
 
 /// Workgroups one image is split over when that is enough; each takes a grid-stride share
 /// of its pixels.
@@ -56,9 +59,13 @@ pub struct PixelStats {
 /// logits `[B, K, H, W]`, valid `[B, H, W]` → labels `[B, H, W]`, confidence `[B, H, W]`,
 /// entropy `[B]`.
 ///
+/// The logits may be f32 or f16 (on adapters with `shader-f16`): f16 ones are read as such
+/// and computed in f32, and confidence and entropy are f32 either way; their gradient comes
+/// back in the logits' precision.
+///
 /// # Panics
-/// On a shape mismatch, an empty tensor, non-f32 logits or a background index `>= K`:
-/// programming errors.
+/// On a shape mismatch, an empty tensor, logits neither f32 nor f16 or a background index
+/// `>= K`: programming errors.
 pub fn pixel_stats(
     logits: Tensor<4>,
     valid: Option<Tensor<3, Bool>>,
@@ -66,10 +73,10 @@ pub fn pixel_stats(
 ) -> PixelStats {
     let [b, k, h, w] = logits.dims();
     check_args(b, k, h, w, valid.as_ref(), background);
-    assert_eq!(
-        logits.dtype(),
-        DType::F32,
-        "pixel_stats: the kernel reads f32 logits"
+    assert!(
+        matches!(logits.dtype(), DType::F32 | DType::F16),
+        "pixel_stats: the kernel reads f32 or f16 logits, not {:?}",
+        logits.dtype()
     );
     let device = logits.device();
     let mask = match valid {
@@ -84,7 +91,8 @@ pub fn pixel_stats(
     }
 }
 
-/// The same contract as [`pixel_stats`] in plain tensor ops (log-softmax, max, sums).
+/// The same contract as [`pixel_stats`] in plain tensor ops (log-softmax, max, sums), f16
+/// logits cast to f32 first.
 pub fn pixel_stats_reference(
     logits: Tensor<4>,
     valid: Option<Tensor<3, Bool>>,
@@ -93,6 +101,11 @@ pub fn pixel_stats_reference(
     let [b, k, h, w] = logits.dims();
     check_args(b, k, h, w, valid.as_ref(), background);
     let device = logits.device();
+    let logits = if logits.dtype() == DType::F32 {
+        logits
+    } else {
+        logits.cast(FloatDType::F32)
+    };
     let log_p = log_softmax(logits, 1);
     let p = log_p.clone().exp();
     let (confidence, labels) = p.clone().max_dim_with_indices(1);
@@ -161,10 +174,12 @@ pub(super) fn launch(
     let [b, k, h, w] = logits.shape().dims::<4>();
     let has_mask = mask.shape().num_dims() == 3;
     let pixels = h * w;
-    let (shader, lanes) = if pixels % 4 == 0 {
-        (PIXEL_STATS_VEC4, 4)
-    } else {
-        (PIXEL_STATS, 1)
+    let (shader, lanes) = match (logits.dtype, pixels % 4 == 0) {
+        (DType::F32, true) => (PIXEL_STATS_VEC4, 4),
+        (DType::F32, false) => (PIXEL_STATS, 1),
+        (DType::F16, true) => (PIXEL_STATS_VEC4_F16, 4),
+        (DType::F16, false) => (PIXEL_STATS_F16, 1),
+        (dtype, _) => panic!("pixel_stats: f32 or f16 logits, not {dtype:?}"),
     };
     let wg = shader.workgroup_size as usize;
     let units = pixels / lanes;
@@ -199,12 +214,15 @@ pub(super) fn launch(
         CubeCount::Static(groups as u32, b as u32, 1),
         KernelArguments::new().with_buffers(vec![
             logits.handle.clone().binding(),
-            // Without a mask the shader never reads binding 1; the logits stand in for it
-            // (the `[1]` sentinel is too small to bind as vec4s).
-            if has_mask { &mask } else { &logits }
-                .handle
-                .clone()
-                .binding(),
+            // Without a mask the shader never reads binding 1; the confidence buffer, f32 and
+            // one value per pixel like a mask, stands in for it (the `[1]` sentinel is too
+            // small to bind as vec4s).
+            if has_mask {
+                mask.handle.clone()
+            } else {
+                confidence.clone()
+            }
+            .binding(),
             params.binding(),
             labels.clone().binding(),
             confidence.clone().binding(),
@@ -227,14 +245,13 @@ pub(super) fn launch(
         ]),
     );
 
-    let dtype = logits.dtype;
     let new = |handle, shape: Shape, dtype| {
         CubeTensor::new_contiguous(client.clone(), device.clone(), shape, handle, dtype)
     };
     PixelStatsPrimitive {
         labels: new(labels, Shape::new([b, h, w]), DType::I32),
-        confidence: new(confidence, Shape::new([b, h, w]), dtype),
-        entropy: new(entropy, Shape::new([b]), dtype),
+        confidence: new(confidence, Shape::new([b, h, w]), DType::F32),
+        entropy: new(entropy, Shape::new([b]), DType::F32),
     }
 }
 
@@ -275,6 +292,16 @@ pub(super) fn autodiff<B: Backend + S5Ops, C: CheckpointStrategy>(
     }
 }
 
+/// `x` in f32 (f16 logits cast up: the backward passes compute in f32, as the forward does),
+/// and the precision its gradient goes back in.
+fn in_f32<B: Backend>(x: FloatTensor<B>) -> (FloatTensor<B>, FloatDType) {
+    let precision: FloatDType = x.dtype().into();
+    match precision {
+        FloatDType::F32 => (x, precision),
+        _ => (B::float_cast(x, FloatDType::F32), precision),
+    }
+}
+
 /// `log_softmax` over the class axis of `[B, K, H, W]` logits, in backend ops.
 fn log_softmax_classes<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     let max = B::float_max_dim(x.clone(), 1);
@@ -297,13 +324,14 @@ impl<B: Backend> Backward<B, 1> for ConfidenceBackward {
         let Some(parent) = parent else { return };
         let (x, labels, confidence) = ops.state;
         let [b, _, h, w] = x.shape().dims::<4>();
+        let (x, precision) = in_f32::<B>(x);
         let p = B::float_exp(log_softmax_classes::<B>(x));
         // g · conf, as [B, 1, H, W].
         let gc = B::float_reshape(B::float_mul(grad, confidence), Shape::new([b, 1, h, w]));
         let minus_gc_p = B::float_mul(B::float_neg(gc.clone()), p);
         let index = B::int_reshape(labels, Shape::new([b, 1, h, w]));
         let dx = B::float_scatter(1, minus_gc_p, index, gc, IndexingUpdateOp::Add);
-        grads.register::<B>(parent.id, dx);
+        grads.register::<B>(parent.id, B::float_cast(dx, precision));
     }
 }
 
@@ -349,6 +377,7 @@ impl<B: Backend> Backward<B, 1> for EntropyBackward {
         let (x, mask, background) = ops.state;
         let [b, k, h, w] = x.shape().dims::<4>();
         let device = x.device();
+        let (x, precision) = in_f32::<B>(x);
         let dtype = x.dtype();
 
         let log_p = log_softmax_classes::<B>(x);
@@ -377,6 +406,7 @@ impl<B: Backend> Backward<B, 1> for EntropyBackward {
         let scale = B::float_div(B::float_reshape(grad, Shape::new([b, 1])), count);
         let weight = B::float_mul(B::float_reshape(valid, Shape::new([b, h * w])), scale);
         let weight = B::float_reshape(weight, Shape::new([b, 1, h, w]));
-        grads.register::<B>(parent.id, B::float_mul(d_pixel, weight));
+        let dx = B::float_mul(d_pixel, weight);
+        grads.register::<B>(parent.id, B::float_cast(dx, precision));
     }
 }

@@ -18,6 +18,9 @@ pub struct Shader {
     pub workgroup_size: u32,
     /// Other placeholder values used at runtime.
     pub values: &'static [(&'static str, &'static str)],
+    /// Reads or writes f16 (`enable f16;`): needs the adapter's `shader-f16` feature (naga's
+    /// `SHADER_FLOAT16` capability, HLSL shader model 6.2).
+    pub f16: bool,
 }
 
 impl Shader {
@@ -58,24 +61,61 @@ pub const PIXEL_STATS: Shader = Shader {
     template: include_str!("../../shaders/pixel_stats.wgsl"),
     workgroup_size: 256,
     values: &[
+        ("enable", ""),
         ("lanes", "1"),
         ("float_type", "f32"),
+        ("load_type", "f32"),
         ("int_type", "i32"),
         ("uint_type", "u32"),
         ("horizontal_sum", "v"),
     ],
+    f16: false,
 };
 
 /// `pixel_stats.wgsl` with four adjacent pixels per invocation (H * W a multiple of 4).
 pub const PIXEL_STATS_VEC4: Shader = Shader {
     name: "pixel_stats_vec4",
     values: &[
+        ("enable", ""),
         ("lanes", "4"),
         ("float_type", "vec4<f32>"),
+        ("load_type", "vec4<f32>"),
         ("int_type", "vec4<i32>"),
         ("uint_type", "vec4<u32>"),
         ("horizontal_sum", "v.x + v.y + v.z + v.w"),
     ],
+    ..PIXEL_STATS
+};
+
+/// [`PIXEL_STATS`] reading f16 logits (computing, and writing confidence, in f32).
+pub const PIXEL_STATS_F16: Shader = Shader {
+    name: "pixel_stats_f16",
+    values: &[
+        ("enable", "enable f16;"),
+        ("lanes", "1"),
+        ("float_type", "f32"),
+        ("load_type", "f16"),
+        ("int_type", "i32"),
+        ("uint_type", "u32"),
+        ("horizontal_sum", "v"),
+    ],
+    f16: true,
+    ..PIXEL_STATS
+};
+
+/// [`PIXEL_STATS_VEC4`] reading f16 logits (computing, and writing confidence, in f32).
+pub const PIXEL_STATS_VEC4_F16: Shader = Shader {
+    name: "pixel_stats_vec4_f16",
+    values: &[
+        ("enable", "enable f16;"),
+        ("lanes", "4"),
+        ("float_type", "vec4<f32>"),
+        ("load_type", "vec4<f16>"),
+        ("int_type", "vec4<i32>"),
+        ("uint_type", "vec4<u32>"),
+        ("horizontal_sum", "v.x + v.y + v.z + v.w"),
+    ],
+    f16: true,
     ..PIXEL_STATS
 };
 
@@ -85,6 +125,7 @@ pub const PIXEL_STATS_REDUCE: Shader = Shader {
     template: include_str!("../../shaders/pixel_stats_reduce.wgsl"),
     workgroup_size: 64,
     values: &[],
+    f16: false,
 };
 
 /// The `rows` placeholder of `moe_ffn.wgsl` (rows per workgroup), as rendered.
@@ -113,7 +154,26 @@ pub const MOE_FFN: Shader = Shader {
     file: "shaders/moe_ffn.wgsl",
     template: include_str!("../../shaders/moe_ffn.wgsl"),
     workgroup_size: 64,
-    values: &[("rows", MOE_FFN_ROWS), ("tile_k", "64")],
+    values: &[
+        ("enable", ""),
+        ("storage", "f32"),
+        ("rows", MOE_FFN_ROWS),
+        ("tile_k", "64"),
+    ],
+    f16: false,
+};
+
+/// [`MOE_FFN`] on f16 operands and output (f32 accumulation).
+pub const MOE_FFN_F16: Shader = Shader {
+    name: "moe_ffn_f16",
+    values: &[
+        ("enable", "enable f16;"),
+        ("storage", "f16"),
+        ("rows", MOE_FFN_ROWS),
+        ("tile_k", "64"),
+    ],
+    f16: true,
+    ..MOE_FFN
 };
 
 /// Rows per workgroup of `moe_ffn_vec4.wgsl`: `TM = 8 * RM` in the shader. A tile is this many
@@ -126,7 +186,26 @@ pub const MOE_FFN_VEC4: Shader = Shader {
     file: "shaders/moe_ffn_vec4.wgsl",
     template: include_str!("../../shaders/moe_ffn_vec4.wgsl"),
     workgroup_size: 64,
-    values: &[("tile_x", "8"), ("tile_k", "32")],
+    values: &[
+        ("enable", ""),
+        ("storage", "vec4<f32>"),
+        ("tile_x", "8"),
+        ("tile_k", "32"),
+    ],
+    f16: false,
+};
+
+/// [`MOE_FFN_VEC4`] on f16 operands and output (f32 tiles and accumulation).
+pub const MOE_FFN_VEC4_F16: Shader = Shader {
+    name: "moe_ffn_vec4_f16",
+    values: &[
+        ("enable", "enable f16;"),
+        ("storage", "vec4<f16>"),
+        ("tile_x", "8"),
+        ("tile_k", "32"),
+    ],
+    f16: true,
+    ..MOE_FFN_VEC4
 };
 
 /// `moe_ffn_vec4.wgsl` with 128 × 48 tiles, for column blocks that 48 pads less than 64
@@ -134,7 +213,26 @@ pub const MOE_FFN_VEC4: Shader = Shader {
 pub const MOE_FFN_VEC4_N48: Shader = Shader {
     name: "moe_ffn_vec4_n48",
     workgroup_size: 48,
-    values: &[("tile_x", "6"), ("tile_k", "32")],
+    values: &[
+        ("enable", ""),
+        ("storage", "vec4<f32>"),
+        ("tile_x", "6"),
+        ("tile_k", "32"),
+    ],
+    ..MOE_FFN_VEC4
+};
+
+/// [`MOE_FFN_VEC4_N48`] on f16 operands and output.
+pub const MOE_FFN_VEC4_N48_F16: Shader = Shader {
+    name: "moe_ffn_vec4_n48_f16",
+    workgroup_size: 48,
+    values: &[
+        ("enable", "enable f16;"),
+        ("storage", "vec4<f16>"),
+        ("tile_x", "6"),
+        ("tile_k", "32"),
+    ],
+    f16: true,
     ..MOE_FFN_VEC4
 };
 
@@ -151,16 +249,31 @@ pub const MOE_FFN_VEC4_REGS: Shader = Shader {
     file: "shaders/moe_ffn_vec4_regs.wgsl",
     template: include_str!("../../shaders/moe_ffn_vec4_regs.wgsl"),
     workgroup_size: 32,
-    values: &[],
+    values: &[("enable", ""), ("storage", "vec4<f32>")],
+    f16: false,
+};
+
+/// [`MOE_FFN_VEC4_REGS`] on f16 operands and output (f32 accumulation).
+pub const MOE_FFN_VEC4_REGS_F16: Shader = Shader {
+    name: "moe_ffn_vec4_regs_f16",
+    values: &[("enable", "enable f16;"), ("storage", "vec4<f16>")],
+    f16: true,
+    ..MOE_FFN_VEC4_REGS
 };
 
 /// Every shader the crate launches.
 pub const SHADERS: &[Shader] = &[
     PIXEL_STATS,
     PIXEL_STATS_VEC4,
+    PIXEL_STATS_F16,
+    PIXEL_STATS_VEC4_F16,
     PIXEL_STATS_REDUCE,
     MOE_FFN,
+    MOE_FFN_F16,
     MOE_FFN_VEC4,
+    MOE_FFN_VEC4_F16,
     MOE_FFN_VEC4_N48,
+    MOE_FFN_VEC4_N48_F16,
     MOE_FFN_VEC4_REGS,
+    MOE_FFN_VEC4_REGS_F16,
 ];

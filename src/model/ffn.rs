@@ -4,7 +4,7 @@
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, relu};
-use burn::tensor::{DType, Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
 use super::config::{Activation, FfnKind, VitConfig};
 use super::half::cast_to;
@@ -100,22 +100,16 @@ impl Ffn {
                 } else {
                     MoeKernel::WorkgroupTiles
                 };
-                // The kernel computes in f32: a half-precision model casts around it.
+                // The kernel reads f32 or f16 operands of one precision: the activations'.
                 let dtype = h.dtype();
-                let full = DType::F32;
                 let weights = MoeWeights {
-                    w_shared: cast_to(weights.w_shared, full),
-                    b_shared: cast_to(weights.b_shared, full),
-                    w_expert: cast_to(weights.w_expert, full),
-                    b_expert: cast_to(weights.b_expert, full),
+                    w_shared: cast_to(weights.w_shared, dtype),
+                    b_shared: cast_to(weights.b_shared, dtype),
+                    w_expert: cast_to(weights.w_expert, dtype),
+                    b_expert: cast_to(weights.b_expert, dtype),
                 };
-                let out = moe_ffn(
-                    cast_to(h.reshape([b * n, f]), full),
-                    &weights,
-                    token_ids.clone(),
-                    kernel,
-                );
-                cast_to(out, dtype).reshape([b, n, d])
+                let out = moe_ffn(h.reshape([b * n, f]), &weights, token_ids.clone(), kernel);
+                out.reshape([b, n, d])
             }
             (None, None) => unreachable!("an FFN has a dense or an MoE projection"),
         }
