@@ -42,6 +42,15 @@ pub fn json_of(command: &mut Command) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
+/// Held by the tests that seed the device RNG and build two models that must start from the
+/// same weights (`half.rs`, `memory.rs`): the tests of this binary run in parallel on one
+/// device, and one such test's draws between another's seed and its draws would make that
+/// other's two models differ.
+pub fn device_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The GPU every test uses (initialised once per process).
 pub fn device() -> Device {
     static WATCHDOG_ONCE: Once = Once::new();

@@ -1,6 +1,6 @@
-//! Half-precision inference (`s5::model::half`) against f32 where the custom `moe_ffn`
-//! kernel, which computes in f32, sits inside an f16 model. (The dense model on real
-//! validation tiles: `train.rs`, after the resumed run.)
+//! Half-precision inference (`s5::model::half`) against f32, the custom `moe_ffn` kernel
+//! running in f16 inside the f16 model. (The dense model on real validation tiles:
+//! `train.rs`, after the resumed run.)
 
 use burn::module::Module;
 use burn::tensor::{DType, Tensor, TensorData};
@@ -20,6 +20,7 @@ fn an_moe_model_in_f16_gives_the_logits_of_f32() {
     cfg.backbone = cfg.backbone.with_moe(3, 8);
     cfg.classes = vec![5, 4, 3];
     // Two identical models (clones would share BatchNorm statistics, which the cast changes).
+    let _rng = crate::common::device_rng_lock();
     let build = || {
         dev.seed(21);
         let model = Segmentor::new(&cfg, &dev).valid();
