@@ -77,6 +77,17 @@ pub fn adapter() -> s5::device::AdapterSummary {
     s5::device::gpu(None).expect("initialised").adapter.clone()
 }
 
+/// Whether this adapter computes in f16, checked against its `shader-f16` fact; the f16 kernel
+/// tests have nothing to compare without it and say so.
+pub fn f16_adapter() -> bool {
+    let f16 = s5::model::half::supports_f16(&device());
+    assert_eq!(f16, adapter().shader_f16);
+    if !f16 {
+        eprintln!("this adapter has no shader-f16: the f16 kernels cannot run here");
+    }
+    f16
+}
+
 /// `out` is `s5 ... --f16` on an adapter without `shader-f16`: it must fail with the error
 /// that says so, naming the way out.
 pub fn assert_f16_refused(out: &std::process::Output) {

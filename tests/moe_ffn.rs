@@ -5,7 +5,7 @@
 use burn::tensor::{Device, Int, Tensor};
 use s5::kernels::{MoeKernel, MoeWeights, moe_ffn, moe_ffn_reference};
 
-use crate::common::{Rng, assert_close, device, to_vec};
+use crate::common::{Rng, assert_close, device, f16_adapter, to_vec};
 
 struct Case {
     n: usize,
@@ -279,15 +279,6 @@ const F16_FORWARD_TOLERANCE: f32 = 1e-3;
 /// The gradients of an f16 `moe_ffn` are burn's f16 matmuls and sums over the rows: against
 /// the f32 reference's, on the same values, within f16 accumulation over up to 130 rows.
 const F16_GRAD_TOLERANCE: f32 = 1e-2;
-
-fn f16_adapter() -> bool {
-    let f16 = s5::model::half::supports_f16(&device());
-    assert_eq!(f16, crate::common::adapter().shader_f16);
-    if !f16 {
-        eprintln!("this adapter has no shader-f16: the f16 kernels cannot run here");
-    }
-    f16
-}
 
 fn half<const D: usize>(t: Tensor<D>) -> Tensor<D> {
     t.cast(burn::tensor::FloatDType::F16)

@@ -3,24 +3,23 @@
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use s5::kernels::{PixelStats, pixel_stats, pixel_stats_reference};
 
-use crate::common::{Rng, assert_close, device, to_vec};
+use crate::common::{Rng, assert_close, device, f16_adapter, to_vec};
 
 fn random_mask(rng: &mut Rng, [b, h, w]: [usize; 3], keep: f32) -> Tensor<3, Bool> {
     let values: Vec<bool> = (0..b * h * w).map(|_| rng.uniform() < keep).collect();
     Tensor::from_data(TensorData::new(values, [b, h, w]), &device())
 }
 
+fn labels_of(labels: Tensor<3, Int>) -> Vec<i64> {
+    labels
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .unwrap()
+}
+
 fn assert_same_labels(kernel: Tensor<3, Int>, reference: Tensor<3, Int>) {
-    let a = kernel
-        .into_data()
-        .convert::<i64>()
-        .try_into_vec::<i64>()
-        .unwrap();
-    let b = reference
-        .into_data()
-        .convert::<i64>()
-        .try_into_vec::<i64>()
-        .unwrap();
+    let (a, b) = (labels_of(kernel), labels_of(reference));
     let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
     assert_eq!(differ, 0, "{differ} of {} pseudo-labels differ", a.len());
 }
@@ -112,14 +111,27 @@ fn empty_mask_gives_zero_entropy_not_nan() {
     assert_eq!(to_vec(want.entropy), vec![0.0, 0.0]);
 }
 
-/// loss = Σ conf · r1 + Σ entropy · r2 through both paths; compares d loss / d logits.
-fn check_gradients(shape: [usize; 4], masked: bool, background: Option<usize>, empty: bool) {
+/// loss = Σ conf · r1 + Σ entropy · r2 through both paths; compares d loss / d logits. With
+/// `half`, the logits are f16 and so is their gradient, which must then match the reference's
+/// (whose cast to f32 carries it back) within f16 rounding.
+fn check_gradients(
+    shape: [usize; 4],
+    masked: bool,
+    background: Option<usize>,
+    empty: bool,
+    half: bool,
+) {
     let mut rng = Rng::fresh(&format!(
-        "pixel_stats grads {shape:?} mask={masked} bg={background:?}"
+        "pixel_stats grads {shape:?} mask={masked} bg={background:?} f16={half}"
     ));
     let device = device().autodiff();
     let [b, _, h, w] = shape;
     let logits = rng.tensor(shape, 2.0, &device);
+    let logits = if half {
+        logits.cast(burn::tensor::FloatDType::F16)
+    } else {
+        logits
+    };
     let mask = masked.then(|| random_mask(&mut rng, [b, h, w], if empty { 0.0 } else { 0.6 }));
     let r_conf = rng.tensor([b, h, w], 1.0, &device);
     let r_ent = rng.tensor([b], 1.0, &device);
@@ -137,46 +149,49 @@ fn check_gradients(shape: [usize; 4], masked: bool, background: Option<usize>, e
         got_values.iter().all(|g| g.is_finite()),
         "gradient has NaN or inf"
     );
-    assert_close("d loss / d logits", got, want);
+    if !half {
+        assert_close("d loss / d logits", got, want);
+        return;
+    }
+    assert_eq!(
+        got.dtype(),
+        burn::tensor::DType::F16,
+        "in the logits' precision"
+    );
+    assert_eq!(want.dtype(), burn::tensor::DType::F16);
+    let err = crate::common::rel_err(got, want);
+    assert!(
+        err < F16_GRAD_TOLERANCE,
+        "d loss / d f16 logits: relative error {err:e} >= {F16_GRAD_TOLERANCE:e}"
+    );
 }
 
 #[test]
 fn gradients_match_reference() {
-    check_gradients([3, 7, 13, 13], false, None, false);
-    check_gradients([2, 5, 17, 19], true, Some(0), false);
-    check_gradients([2, 4, 11, 7], true, Some(3), false);
-    check_gradients([2, 6, 8, 10], true, Some(5), false);
+    check_gradients([3, 7, 13, 13], false, None, false, false);
+    check_gradients([2, 5, 17, 19], true, Some(0), false, false);
+    check_gradients([2, 4, 11, 7], true, Some(3), false, false);
+    check_gradients([2, 6, 8, 10], true, Some(5), false, false);
     // More pixels than one reduction chunk (4096), and not a multiple of it.
-    check_gradients([2, 3, 97, 101], true, Some(1), false);
+    check_gradients([2, 3, 97, 101], true, Some(1), false, false);
 }
 
 #[test]
 fn gradients_with_empty_mask_are_finite() {
-    check_gradients([2, 5, 6, 7], true, Some(0), true);
-    check_gradients([2, 5, 6, 8], true, Some(0), true);
+    check_gradients([2, 5, 6, 7], true, Some(0), true, false);
+    check_gradients([2, 5, 6, 8], true, Some(0), true, false);
 }
 
 /// f16 parity bound for gradients: each side is an f32 gradient rounded once to f16 (half an
 /// f16 ulp, 2^-11 relative), so twice that, norm-wise.
 const F16_GRAD_TOLERANCE: f32 = 2.0 * 4.9e-4;
 
-/// Whether this adapter computes in f16; without `shader-f16` the f16 tests have nothing to
-/// compare and say so (the adapter's fact, read, not assumed).
-fn f16_adapter() -> bool {
-    let device = device();
-    let f16 = s5::model::half::supports_f16(&device);
-    assert_eq!(f16, crate::common::adapter().shader_f16);
-    if !f16 {
-        eprintln!("this adapter has no shader-f16: the f16 kernels cannot run here");
-    }
-    f16
-}
-
 /// Pixels whose largest logit is unique: where the pseudo-label does not depend on how a tie
 /// is broken (f16 rounding makes ties among random logits likely).
 fn unique_argmax(logits: &Tensor<4>) -> Vec<bool> {
     let [b, k, h, w] = logits.dims();
     let x = to_vec(logits.clone().cast(burn::tensor::FloatDType::F32));
+    crate::common::assert_finite("f16 logits", "the kernel's input", &x);
     let mut unique = Vec::with_capacity(b * h * w);
     for i in 0..b {
         for p in 0..h * w {
@@ -205,13 +220,7 @@ fn check_forward_f16(shape: [usize; 4], masked: bool, background: Option<usize>)
     assert_eq!(got.confidence.dtype(), burn::tensor::DType::F32);
     assert_eq!(got.entropy.dtype(), burn::tensor::DType::F32);
     let unique = unique_argmax(&logits);
-    let labels = |t: Tensor<3, Int>| {
-        t.into_data()
-            .convert::<i64>()
-            .try_into_vec::<i64>()
-            .unwrap()
-    };
-    let (a, e) = (labels(got.labels), labels(want.labels));
+    let (a, e) = (labels_of(got.labels), labels_of(want.labels));
     let differ = (0..a.len()).filter(|&i| unique[i] && a[i] != e[i]).count();
     assert_eq!(differ, 0, "{differ} pseudo-labels of unique maxima differ");
     assert_close("confidence (f16 logits)", got.confidence, want.confidence);
@@ -230,47 +239,12 @@ fn f16_logits_forward_matches_reference() {
     check_forward_f16([2, 6, 16, 16], false, None);
 }
 
-/// The gradient with respect to f16 logits comes back in f16 and matches the reference's
-/// (whose cast to f32 carries it back) within f16 rounding.
-fn check_gradients_f16(shape: [usize; 4], masked: bool, background: Option<usize>) {
-    let mut rng = Rng::fresh(&format!(
-        "pixel_stats f16 grads {shape:?} mask={masked} bg={background:?}"
-    ));
-    let device = device().autodiff();
-    let [b, _, h, w] = shape;
-    let logits = rng
-        .tensor(shape, 2.0, &device)
-        .cast(burn::tensor::FloatDType::F16);
-    let mask = masked.then(|| random_mask(&mut rng, [b, h, w], 0.6));
-    let r_conf = rng.tensor([b, h, w], 1.0, &device);
-    let r_ent = rng.tensor([b], 1.0, &device);
-    let run = |f: fn(Tensor<4>, Option<Tensor<3, Bool>>, Option<usize>) -> PixelStats| {
-        let x = logits.clone().detach().require_grad();
-        let out = f(x.clone(), mask.clone(), background);
-        let loss = (out.confidence * r_conf.clone()).sum() + (out.entropy * r_ent.clone()).sum();
-        let grads = loss.backward();
-        x.grad(&grads).expect("logits gradient")
-    };
-    let (got, want) = (run(pixel_stats), run(pixel_stats_reference));
-    assert_eq!(
-        got.dtype(),
-        burn::tensor::DType::F16,
-        "in the logits' precision"
-    );
-    assert_eq!(want.dtype(), burn::tensor::DType::F16);
-    let err = crate::common::rel_err(got, want);
-    assert!(
-        err < F16_GRAD_TOLERANCE,
-        "d loss / d f16 logits: relative error {err:e} >= {F16_GRAD_TOLERANCE:e}"
-    );
-}
-
 #[test]
 fn f16_logits_gradients_match_reference() {
     if !f16_adapter() {
         return;
     }
-    check_gradients_f16([3, 7, 13, 13], false, None);
-    check_gradients_f16([2, 5, 17, 19], true, Some(0));
-    check_gradients_f16([2, 6, 8, 10], true, Some(5));
+    check_gradients([3, 7, 13, 13], false, None, false, true);
+    check_gradients([2, 5, 17, 19], true, Some(0), false, true);
+    check_gradients([2, 6, 8, 10], true, Some(5), false, true);
 }

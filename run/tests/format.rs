@@ -358,7 +358,7 @@ fn metric_keys_read_back_as_what_they_name() {
     assert!("".parse::<MetricKey>().is_err());
 
     // The viewer's order: the method's quantities in `Known` order, then scores, then the rest.
-    let mut shown = vec![
+    let mut shown = [
         "zeta".parse::<MetricKey>().unwrap(),
         MetricKey::score("b", Score::MIoU),
         keys::LR,

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use s5::bench::KernelGroup;
+use s5::bench::select_report::SelectOptions;
 
 use super::gpu_args::GpuArgs;
 
@@ -84,16 +85,16 @@ pub struct MemoryArgs {
 #[derive(Debug, clap::Args)]
 pub struct SelectArgs {
     /// Pool sizes (records); repeat the flag for several.
-    #[arg(long = "records", default_values_t = [1_000u64, 100_000, 10_000_000])]
+    #[arg(long = "records", default_values_t = SelectOptions::default().records)]
     pub records: Vec<u64>,
     /// Patches to select from each pool.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = SelectOptions::default().budget)]
     pub budget: u64,
     /// Prototypes (clusters).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = SelectOptions::default().clusters)]
     pub clusters: u32,
     /// Shard files per pool.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = SelectOptions::default().shards)]
     pub shards: u64,
     /// Print JSON instead of a table.
     #[arg(long)]

@@ -302,6 +302,14 @@ fn in_f32<B: Backend>(x: FloatTensor<B>) -> (FloatTensor<B>, FloatDType) {
     }
 }
 
+/// A gradient computed in f32 in `precision` (no cast, so no op, for f32 logits).
+fn back_to<B: Backend>(dx: FloatTensor<B>, precision: FloatDType) -> FloatTensor<B> {
+    match precision {
+        FloatDType::F32 => dx,
+        _ => B::float_cast(dx, precision),
+    }
+}
+
 /// `log_softmax` over the class axis of `[B, K, H, W]` logits, in backend ops.
 fn log_softmax_classes<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     let max = B::float_max_dim(x.clone(), 1);
@@ -331,7 +339,7 @@ impl<B: Backend> Backward<B, 1> for ConfidenceBackward {
         let minus_gc_p = B::float_mul(B::float_neg(gc.clone()), p);
         let index = B::int_reshape(labels, Shape::new([b, 1, h, w]));
         let dx = B::float_scatter(1, minus_gc_p, index, gc, IndexingUpdateOp::Add);
-        grads.register::<B>(parent.id, B::float_cast(dx, precision));
+        grads.register::<B>(parent.id, back_to::<B>(dx, precision));
     }
 }
 
@@ -407,6 +415,6 @@ impl<B: Backend> Backward<B, 1> for EntropyBackward {
         let weight = B::float_mul(B::float_reshape(valid, Shape::new([b, h * w])), scale);
         let weight = B::float_reshape(weight, Shape::new([b, 1, h, w]));
         let dx = B::float_mul(d_pixel, weight);
-        grads.register::<B>(parent.id, B::float_cast(dx, precision));
+        grads.register::<B>(parent.id, back_to::<B>(dx, precision));
     }
 }
