@@ -333,7 +333,7 @@ pub fn bench_train_step(
     let (images, labels) = random_batch(b, s, k, 0x2545_f491_4f6c_dd1d);
     let step = |devices: &[Device]| -> Result<GradientsParams> {
         let parts = shares(b, devices.len());
-        let out = step_grads(&segmentor, devices, |i, replica, device| {
+        let out = step_grads(&segmentor, devices, 1.0, |i, replica, device| {
             let r = parts[i].clone();
             let n = r.len();
             let images = images[r.start * 3 * s * s..r.end * 3 * s * s].to_vec();

@@ -91,6 +91,23 @@ impl GpuBackend {
     }
 }
 
+/// Set to make s5 treat every adapter as one without `shader-f16`, to see what a user of
+/// such an adapter sees (the tests of the refusals use it).
+pub const HIDE_SHADER_F16_VAR: &str = "S5_HIDE_SHADER_F16";
+
+/// Whether [`HIDE_SHADER_F16_VAR`] is set.
+pub fn shader_f16_hidden() -> bool {
+    std::env::var_os(HIDE_SHADER_F16_VAR).is_some()
+}
+
+/// The name of the process's adapter ([`gpu`]), for messages.
+pub fn adapter_name() -> String {
+    GPU.get().map_or_else(
+        || "this adapter".to_string(),
+        |gpu| gpu.adapter.name.clone(),
+    )
+}
+
 /// What `s5 info` prints about one adapter.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AdapterSummary {
@@ -126,7 +143,7 @@ impl AdapterSummary {
             subgroups: features.contains(wgpu::Features::SUBGROUP),
             subgroup_size_min: info.subgroup_min_size,
             subgroup_size_max: info.subgroup_max_size,
-            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            shader_f16: features.contains(wgpu::Features::SHADER_F16) && !shader_f16_hidden(),
             timestamp_queries: features.contains(wgpu::Features::TIMESTAMP_QUERY),
         }
     }

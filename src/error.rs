@@ -30,9 +30,14 @@ pub enum Error {
         "the GPU was already initialised with backend {current}; cannot switch to {requested} in the same process"
     )]
     BackendConflict { current: String, requested: String },
-    /// `--f16` on an adapter that does not compute in f16.
-    #[error("--f16: {adapter} has no `shader-f16` (16-bit floats in shaders): run without --f16")]
-    NoShaderF16 { adapter: String },
+    /// f16 asked for (`asked`: `--f16`, `precision: Mixed`) on an adapter that does not
+    /// compute in it.
+    #[error("{asked}: {adapter} has no `shader-f16` (16-bit floats in shaders): {instead}")]
+    NoShaderF16 {
+        adapter: String,
+        asked: String,
+        instead: String,
+    },
     /// `--gpus N` asked for more adapters than the API shows.
     #[error(
         "--gpus {asked}: {api} shows only these adapters: {found}. Use --gpus auto (or a \

@@ -42,10 +42,10 @@ pub fn json_of(command: &mut Command) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
-/// Held by the tests that seed the device RNG and build two models that must start from the
-/// same weights (`half.rs`, `memory.rs`): the tests of this binary run in parallel on one
-/// device, and one such test's draws between another's seed and its draws would make that
-/// other's two models differ.
+/// Held by every test that seeds the device RNG and then draws from it (model weights): the
+/// tests of this binary run in parallel on one device, so another test's model made in
+/// between would take draws and make two seeded models differ. Tests that only need some
+/// weights hold it while they draw theirs, so that they never come between.
 pub fn device_rng_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -222,6 +222,46 @@ pub fn small_segmentor(depth: usize, classes: usize) -> s5::model::SegmentorConf
     cfg.decoder_channels = 8;
     cfg.head_dropout = 0.0;
     cfg
+}
+
+/// Asserts that two lists of per-parameter gradients (in visiting order) agree as
+/// `allclose` does, in L2 norms: for each parameter,
+/// ‖got − want‖₂ ≤ `rtol`·‖want‖₂ + `atol`·(the largest ‖want‖₂ of all parameters).
+/// The absolute part covers gradients that are small sums of large terms of both signs
+/// (LayerNorm scales, the cls token) and those that are structurally zero (a convolution
+/// bias that a BatchNorm cancels: rounding noise alone), whose relative error is noise.
+pub fn assert_grads_allclose(
+    what: &str,
+    got: &[Vec<f32>],
+    want: &[Vec<f32>],
+    rtol: f64,
+    atol: f64,
+) {
+    assert_eq!(got.len(), want.len(), "{what}: parameter count");
+    assert!(!got.is_empty(), "{what}: no gradients");
+    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let largest = want.iter().map(|w| norm(w)).fold(0.0, f64::max);
+    assert!(largest > 0.0, "{what}: all gradients are zero");
+    let mut worst = (0.0f64, 0);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let at = format!("{what}: parameter {i} ({} values)", w.len());
+        max_abs_diff(&at, g, w); // lengths, and finite on both sides
+        let diff: Vec<f32> = g.iter().zip(w).map(|(a, b)| a - b).collect();
+        let (diff, bound) = (norm(&diff), rtol * norm(w) + atol * largest);
+        assert!(
+            diff <= bound,
+            "{at}: gradients differ by {diff:.4e} (L2), above {bound:.4e} \
+             ({rtol} of its norm {:.4e} + {atol} of the largest, {largest:.4e})",
+            norm(w)
+        );
+        if diff / bound > worst.0 {
+            worst = (diff / bound, i);
+        }
+    }
+    eprintln!(
+        "{what}: the closest call is parameter {} at {:.2} of its bound",
+        worst.1, worst.0
+    );
 }
 
 /// Asserts that two lists of per-parameter gradients (in visiting order) agree: for each

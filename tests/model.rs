@@ -810,8 +810,11 @@ fn model_import_loads_backbone_neck_and_decoder_into_a_folder_predict_takes() {
     let dir = tempfile::tempdir().unwrap();
     // What `s5 model import --backbone vit-t --classes 6` builds.
     let cfg = SegmentorConfig::new(VitConfig::vit_tiny(), vec![6]);
+    let lock = crate::common::device_rng_lock();
     device.seed(11);
     let source = Segmentor::new(&cfg, &device);
+    source.num_params(); // every parameter drawn now, under the lock
+    drop(lock);
     let mut tensors = authors_state_dict(&source);
     tensors.push((
         "auxiliary_head.conv_seg.weight".into(),

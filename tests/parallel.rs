@@ -81,7 +81,7 @@ fn two_device_gradients_equal_the_shares_summed_on_one_device() {
         )
     };
 
-    let out = step_grads(&model, &devices, |i, replica, d| {
+    let out = step_grads(&model, &devices, 1.0, |i, replica, d| {
         let (img, hot) = slice(&parts[i], d);
         let loss = share_loss(replica, img, hot, batch_px);
         let value = s5::train::loss::scalar(loss.clone());

@@ -12,7 +12,7 @@ use s5::run::curation::{CurationReport, ReportStage, ThumbnailRole};
 
 use crate::common::{Rng, device, max_abs_diff, s5, small_segmentor, to_vec};
 
-fn ok(out: &Output, what: &str) {
+pub(crate) fn ok(out: &Output, what: &str) {
     assert!(
         out.status.success(),
         "{what} failed ({}):\n{}\n{}",
@@ -23,7 +23,7 @@ fn ok(out: &Output, what: &str) {
 }
 
 /// `s5 train FLAGS [--config CONFIG] --out OUT`, run to the end.
-fn train_cmd(flags: &[&str], config: Option<&Path>, out: impl AsRef<Path>) -> Output {
+pub(crate) fn train_cmd(flags: &[&str], config: Option<&Path>, out: impl AsRef<Path>) -> Output {
     let mut cmd = s5();
     cmd.arg("train").args(flags);
     if let Some(config) = config {
@@ -50,7 +50,7 @@ fn synth() -> &'static Path {
 }
 
 /// The steps of a run's `train` events, in log order.
-fn train_steps(events: &[s5::run::Event]) -> Vec<u64> {
+pub(crate) fn train_steps(events: &[s5::run::Event]) -> Vec<u64> {
     events
         .iter()
         .filter(|e| e.kind == EventKind::Train)
@@ -60,7 +60,7 @@ fn train_steps(events: &[s5::run::Event]) -> Vec<u64> {
 
 /// A training config for a tiny model (dropout and drop path on, to prove their draws
 /// resume too).
-fn tiny_config(dir: &Path, steps: u64, lr: f64) -> PathBuf {
+pub(crate) fn tiny_config(dir: &Path, steps: u64, lr: f64) -> PathBuf {
     let spec = synth().join("urban/urban.ron");
     let text = format!(
         r#"(
@@ -107,8 +107,14 @@ fn weights(model: &impl Module) -> Vec<(String, Vec<f32>)> {
     c.1
 }
 
-/// The largest absolute difference between two models' weights, and where.
-fn max_weight_diff(a: &Path, b: &Path) -> (f32, String) {
+/// The largest absolute difference between two models' weights (BatchNorm statistics
+/// included), and where.
+pub(crate) fn max_weight_diff(a: &Path, b: &Path) -> (f32, String) {
+    max_diff_where(a, b, |_| true)
+}
+
+/// [`max_weight_diff`] over the values whose path `keep` accepts.
+pub(crate) fn max_diff_where(a: &Path, b: &Path, keep: impl Fn(&str) -> bool) -> (f32, String) {
     let dev = device();
     let (ma, _, _) = s5::train::load_model(a, &dev).unwrap();
     let (mb, _, _) = s5::train::load_model(b, &dev).unwrap();
@@ -116,6 +122,7 @@ fn max_weight_diff(a: &Path, b: &Path) -> (f32, String) {
     assert_eq!(wa.len(), wb.len());
     wa.iter()
         .zip(&wb)
+        .filter(|((path, _), _)| keep(path))
         .map(|((path, x), (_, y))| (max_abs_diff(path, x, y), path.clone()))
         .fold((0.0, String::new()), |best, cur| {
             if cur.0 > best.0 { cur } else { best }
@@ -1965,7 +1972,7 @@ fn a_gated_dataset_adds_no_gradient_and_leaves_the_others_alone() {
     let step = |config: &s5::train::TrainConfig| {
         let datasets = s5::train::batch::load_datasets(config).unwrap();
         Supervised::new(config, &datasets, 0)
-            .step(&model, std::slice::from_ref(&device))
+            .step(&model, std::slice::from_ref(&device), 1.0)
             .unwrap()
     };
     // A first step tunes every kernel of these shapes (burn's autotune), so the steps

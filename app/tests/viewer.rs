@@ -723,3 +723,40 @@ fn accuracy_against_coverage_counts_by_hand() {
         "{short:?}"
     );
 }
+
+/// A mixed-precision run's `loss_scale` and `skipped_steps` are curves, placed after the
+/// method's quantities and the step's gradient norm, as the run contract orders them.
+#[test]
+fn a_mixed_precision_runs_scale_and_skipped_steps_are_curves() {
+    use s5_run::keys;
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("s4p");
+    copy_dir(&fixture("s4p"), &run);
+    let mut text = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    for (step, scale, skipped) in [(9, 32768.0, 1), (10, 32768.0, 1), (11, 65536.0, 1)] {
+        text.push_str(&format!(
+            "{{\"step\":{step},\"wall_s\":{step}.0,\"kind\":\"train\",\"losses\":{{\"loss\":0.5}},\
+             \"grad_norm\":1.5,\"loss_scale\":{scale},\"skipped_steps\":{skipped}}}\n"
+        ));
+    }
+    std::fs::write(run.join("events.jsonl"), text).unwrap();
+    let mut h = harness(viewer(std::slice::from_ref(&run)), SIZE.into());
+    settle(&mut h).unwrap();
+    let store = &h.state().runs[0].store;
+    let scale = store
+        .series
+        .get(&keys::LOSS_SCALE)
+        .expect("a loss_scale curve");
+    let skipped = store
+        .series
+        .get(&keys::SKIPPED_STEPS)
+        .expect("a skipped_steps curve");
+    assert_eq!(scale.values, [32768.0, 32768.0, 65536.0]);
+    assert_eq!(skipped.values, [1.0, 1.0, 1.0]);
+    let mut order: Vec<&s5_run::MetricKey> = store.series.keys().collect();
+    order.sort_by_key(|k| k.display_rank());
+    let at = |k: &s5_run::MetricKey| order.iter().position(|o| *o == k).unwrap();
+    assert!(at(&keys::LOSS) < at(&keys::GRAD_NORM));
+    assert!(at(&keys::GRAD_NORM) < at(&keys::LOSS_SCALE));
+    assert!(at(&keys::LOSS_SCALE) < at(&keys::SKIPPED_STEPS));
+}

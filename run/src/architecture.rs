@@ -135,6 +135,14 @@ pub struct SegmentorConfig {
     pub decoder_channels: usize,
     pub pool_scales: [usize; 4],
     pub head_dropout: f64,
+    /// The activation after each of the decoder's BatchNorms: ReLU, as UperNet (mmseg's
+    /// `act_cfg`); GELU gives a decoder whose gradient is continuous in its inputs.
+    #[serde(default = "relu")]
+    pub decoder_activation: Activation,
+}
+
+fn relu() -> Activation {
+    Activation::Relu
 }
 
 impl SegmentorConfig {
@@ -145,6 +153,7 @@ impl SegmentorConfig {
             decoder_channels: 256,
             pool_scales: [1, 2, 3, 6],
             head_dropout: 0.1,
+            decoder_activation: Activation::Relu,
         }
     }
 }

@@ -36,6 +36,20 @@ pub struct TrainState {
     pub step: u64,
     /// Training wall time so far.
     pub wall_s: f64,
+    /// The loss scaler of a mixed-precision run (absent for f32 runs and older checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<LossScaleState>,
+}
+
+/// Where a mixed-precision run's dynamic loss scaling stands.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossScaleState {
+    /// The scale the next step multiplies its loss by.
+    pub scale: f64,
+    /// Clean steps in a row since the scale last changed.
+    pub clean_steps: u64,
+    /// Steps skipped for non-finite gradients since the run began.
+    pub skipped_steps: u64,
 }
 
 impl ModelCard {

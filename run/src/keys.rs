@@ -41,13 +41,19 @@ pub enum Known {
     /// Bytes the main GPU's allocator holds after a step (a step's extra field): its
     /// high-water mark, since the allocator keeps every page it took until asked to free them.
     DeviceMemoryBytes,
+    /// The loss scale of a mixed-precision step after it (a step's extra field): halved
+    /// after a skipped step, doubled after a run of clean ones.
+    LossScale,
+    /// Steps of a mixed-precision run skipped so far for non-finite gradients (a step's
+    /// extra field).
+    SkippedSteps,
     /// The confidence threshold τ a sampled mask was made with (a sample entry's stat).
     Tau,
 }
 
 impl Known {
     /// Every known quantity, in display order.
-    pub const ALL: [Known; 13] = [
+    pub const ALL: [Known; 15] = [
         Known::Loss,
         Known::LS,
         Known::LU,
@@ -60,6 +66,8 @@ impl Known {
         Known::ValMean,
         Known::GradNorm,
         Known::DeviceMemoryBytes,
+        Known::LossScale,
+        Known::SkippedSteps,
         Known::Tau,
     ];
 
@@ -78,6 +86,8 @@ impl Known {
             Known::ValMean => "val_mean",
             Known::GradNorm => "grad_norm",
             Known::DeviceMemoryBytes => "device_memory_bytes",
+            Known::LossScale => "loss_scale",
+            Known::SkippedSteps => "skipped_steps",
             Known::Tau => "tau",
         }
     }
@@ -231,6 +241,8 @@ pub const IMAGES_PER_S: MetricKey = Known::ImagesPerS.key();
 pub const VAL_MEAN: MetricKey = Known::ValMean.key();
 pub const GRAD_NORM: MetricKey = Known::GradNorm.key();
 pub const DEVICE_MEMORY_BYTES: MetricKey = Known::DeviceMemoryBytes.key();
+pub const LOSS_SCALE: MetricKey = Known::LossScale.key();
+pub const SKIPPED_STEPS: MetricKey = Known::SkippedSteps.key();
 pub const TAU: MetricKey = Known::Tau.key();
 
 impl From<Known> for MetricKey {

@@ -32,7 +32,7 @@ pub mod lock;
 pub mod manifest;
 pub mod samples;
 
-pub use card::{DatasetCard, ModelCard, TrainState};
+pub use card::{DatasetCard, LossScaleState, ModelCard, TrainState};
 pub use error::{Result, RunError};
 pub use events::{Event, EventKind, EventLog, read_events};
 pub use keys::{Known, MetricKey, Score};

@@ -224,6 +224,7 @@ fn write_checkpoint(run: &RunDir, step: u64, bytes: &[u8]) -> std::path::PathBuf
     let state = TrainState {
         step,
         wall_s: step as f64,
+        loss_scale: None,
     };
     writer.finish(&card(), &state, 5).unwrap()
 }
@@ -281,8 +282,16 @@ fn checkpoints_are_pruned_to_the_newest() {
     let writer = |step| {
         let w = CheckpointWriter::begin(&run, step).unwrap();
         std::fs::write(w.dir().join(MODEL_FILE), b"m").unwrap();
-        w.finish(&card(), &TrainState { step, wall_s: 0.0 }, 1)
-            .unwrap();
+        w.finish(
+            &card(),
+            &TrainState {
+                step,
+                wall_s: 0.0,
+                loss_scale: None,
+            },
+            1,
+        )
+        .unwrap();
     };
     for step in [1, 2, 3, 4] {
         writer(step);

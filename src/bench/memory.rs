@@ -48,6 +48,10 @@ pub struct MemoryProbe {
     /// compiled and dropped, every allocation still made).
     #[serde(default)]
     pub dry_run: bool,
+    /// Mixed precision: f32 parameters and AdamW state, f16 activations
+    /// ([`crate::model::mixed`]).
+    #[serde(default)]
+    pub mixed: bool,
 }
 
 impl MemoryProbe {
@@ -116,7 +120,7 @@ pub fn measure_step(device: &Device, probe: &MemoryProbe) -> Result<StepMemory> 
     };
     let _dry = probe.dry_run.then(burn::cubecl::dry_run::DryRun::new);
     let train = autodiff_device(device, probe.checkpointing);
-    let mut model = Segmentor::new(&cfg, &train);
+    let mut model = Segmentor::new(&cfg, &train).with_mixed_precision(probe.mixed);
     let mut optimizer = Optimizer::new(&OptimizerSetup::default(), &model);
     let (b, s) = (probe.batch, probe.crop_px);
     let (images, labels) = random_batch(b, s, CLASSES, 0x51_7cc1_b727_220a);
@@ -157,6 +161,7 @@ pub fn probes(models: &[String], batch: usize, crop_px: usize) -> Vec<MemoryProb
                 crop_px,
                 checkpointing,
                 dry_run: true,
+                mixed: false,
             };
             if !out.contains(&p) {
                 out.push(p);

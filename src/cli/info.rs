@@ -62,6 +62,14 @@ fn print_adapter(a: &AdapterSummary) {
     };
     println!("  subgroups:                {subgroups}");
     println!("  shader f16:               {}", yes_no(a.shader_f16));
+    let mixed = if a.shader_f16 {
+        "available (`precision: Mixed`, `--f16`)"
+    } else if device::shader_f16_hidden() {
+        "not available: S5_HIDE_SHADER_F16 is set"
+    } else {
+        "not available: this adapter has no shader-f16"
+    };
+    println!("  mixed precision:          {mixed}");
     println!(
         "  timestamp queries:        {}",
         yes_no(a.timestamp_queries)

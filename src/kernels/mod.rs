@@ -9,7 +9,12 @@ mod moe_ffn;
 mod ops;
 mod pixel_stats;
 pub mod shader;
+mod widened;
 
 pub use moe_ffn::{MoeWeights, moe_ffn, moe_ffn_reference};
-pub use ops::{MoeKernel, PixelStatsPrimitive, S5Ops};
+pub use ops::{BatchNormPrimitive, MoeKernel, PixelStatsPrimitive, S5Ops};
 pub use pixel_stats::{PixelStats, pixel_stats, pixel_stats_reference};
+pub use widened::{
+    BatchNormWidened, batch_norm_widened, batch_norm_widened_reference, layer_norm_widened,
+    layer_norm_widened_reference, softmax_widened, softmax_widened_reference,
+};

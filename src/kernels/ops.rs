@@ -60,11 +60,38 @@ fn pixel_stats_meta(
     }
 }
 
+/// The raw outputs of a widened training BatchNorm on one backend.
+#[derive(ExtensionType)]
+#[extension_type(fusion)]
+pub struct BatchNormPrimitive<B: Backend> {
+    /// `[B, C, ...]`, in the input's precision.
+    pub output: FloatTensor<B>,
+    /// `[C]` f32: the batch mean of each channel.
+    pub mean: FloatTensor<B>,
+    /// `[C]` f32: the biased batch variance of each channel.
+    pub variance: FloatTensor<B>,
+}
+
+fn batch_norm_meta(
+    x: &TensorSpec,
+    gamma: &TensorSpec,
+    _beta: &TensorSpec,
+    _epsilon: &f64,
+) -> BatchNormPrimitiveMetadata {
+    BatchNormPrimitiveMetadata {
+        output: x.clone(),
+        // f32 whatever the input (statistics are computed in f32).
+        mean: TensorSpec::new(gamma.shape.clone(), DType::F32),
+        variance: TensorSpec::new(gamma.shape.clone(), DType::F32),
+    }
+}
+
 fn moe_ffn_shape(h: &Shape, w_shared: &Shape, w_expert: &Shape) -> Shape {
     Shape::new([h[0], w_shared[1] + w_expert[2]])
 }
 
-/// s5's custom ops. See [`super::pixel_stats`] and [`super::moe_ffn`] for their contracts.
+/// s5's custom ops. See [`super::pixel_stats`], [`super::moe_ffn`] and `widened.rs` for their
+/// contracts.
 #[backend_extension(Cube, Fusion, Autodiff)]
 pub trait S5Ops: Backend {
     /// # Shapes
@@ -89,4 +116,28 @@ pub trait S5Ops: Backend {
         ids: IntTensor<Self>,
         kernel: MoeKernel,
     ) -> FloatTensor<Self>;
+
+    /// Softmax over `dim` in f32, the result in `x`'s precision (`widened.rs`).
+    #[fusion(dtype = x, shape = x)]
+    fn softmax_widened(x: FloatTensor<Self>, dim: usize) -> FloatTensor<Self>;
+
+    /// # Shapes
+    /// x `[..., D]`, gamma and beta `[D]` → `[..., D]`.
+    #[fusion(dtype = x, shape = x)]
+    fn layer_norm_widened(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
+
+    /// # Shapes
+    /// x `[B, C, ...]`, gamma and beta `[C]` → output `[B, C, ...]`, mean and variance `[C]`.
+    #[fusion(meta = batch_norm_meta)]
+    fn batch_norm_widened(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> BatchNormPrimitive<Self>;
 }

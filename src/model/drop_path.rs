@@ -29,6 +29,8 @@ impl DropPath {
         let mut shape = [1; D];
         shape[0] = x.dims()[0];
         let mask = Tensor::<D>::random(shape, Distribution::Bernoulli(keep), &x.device());
+        // In the activations' precision (f16 under mixed precision).
+        let mask = super::half::cast_to(mask, x.dtype());
         x * mask / keep
     }
 }

@@ -8,6 +8,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use super::config::{Activation, FfnKind, VitConfig};
 use super::half::cast_to;
+use super::mixed;
 use crate::kernels::{MoeKernel, MoeWeights, moe_ffn};
 
 /// The FFN-MoE output projection: shared expert `[F → D-P]`, one expert `[F → P]` per dataset.
@@ -83,10 +84,10 @@ impl Ffn {
     /// x `[B, N, D]`, token_ids `[B·N]` (the dataset of each token's sample) → `[B, N, D]`.
     pub fn forward(&self, x: Tensor<3>, token_ids: &Tensor<1, Int>) -> Tensor<3> {
         let [b, n, d] = x.dims();
-        let h = self.fc1.forward(x);
+        let h = mixed::linear(&self.fc1, x);
         let h = if self.relu { relu(h) } else { gelu(h) };
         match (&self.fc2, &self.moe) {
-            (Some(fc2), _) => fc2.forward(h),
+            (Some(fc2), _) => mixed::linear(fc2, h),
             (None, Some(moe)) => {
                 let f = h.dims()[2];
                 let weights = MoeWeights {

@@ -7,9 +7,10 @@ use burn::tensor::{DType, Device, FloatDType, Tensor};
 
 use super::Segmentor;
 
-/// Whether `device` computes in f16 (wgpu's `shader-f16`; lavapipe has it).
+/// Whether `device` computes in f16 (wgpu's `shader-f16`; lavapipe has it), unless
+/// [`crate::device::HIDE_SHADER_F16_VAR`] is set.
 pub fn supports_f16(device: &Device) -> bool {
-    device.supports_dtype(FloatDType::F16)
+    !crate::device::shader_f16_hidden() && device.supports_dtype(FloatDType::F16)
 }
 
 /// The model with every float weight and buffer (BatchNorm statistics too) cast to f16.
@@ -39,6 +40,8 @@ pub fn precision(
     if !supports_f16(device) {
         return Err(crate::error::Error::NoShaderF16 {
             adapter: adapter.to_string(),
+            asked: "--f16".into(),
+            instead: "run without --f16".into(),
         });
     }
     Ok(to_f16(model))

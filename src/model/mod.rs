@@ -13,6 +13,7 @@ pub mod experts;
 pub mod ffn;
 pub mod half;
 pub mod import;
+pub mod mixed;
 pub mod neck;
 pub mod resize;
 pub mod segmentor;

@@ -7,6 +7,11 @@ use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor};
 
+use super::mixed;
+
+/// The 4× branch's LayerNorm epsilon (burn's default, 1e-5, as mmseg's).
+const LN_EPSILON: f64 = 1e-5;
+
 #[derive(Module, Debug)]
 pub struct SimpleFpn {
     /// 4× up: deconv, LayerNorm over channels, GELU, deconv.
@@ -28,7 +33,9 @@ impl SimpleFpn {
         };
         Self {
             up4_a: deconv(),
-            up4_norm: LayerNormConfig::new(dim).init(device),
+            up4_norm: LayerNormConfig::new(dim)
+                .with_epsilon(LN_EPSILON)
+                .init(device),
             up4_b: deconv(),
             up2: deconv(),
             down2: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
@@ -40,13 +47,16 @@ impl SimpleFpn {
     /// `[B, D, h/2, w/2]`.
     pub fn forward(&self, features: [Tensor<4>; 4]) -> [Tensor<4>; 4] {
         let [f0, f1, f2, f3] = features;
-        let x = self.up4_a.forward(f0);
+        let x = mixed::conv_transpose2d(&self.up4_a, f0);
         // LayerNorm over channels: move them last and back.
-        let x = self
-            .up4_norm
-            .forward(x.permute([0, 2, 3, 1]))
+        let x = mixed::layer_norm(&self.up4_norm, x.permute([0, 2, 3, 1]), LN_EPSILON)
             .permute([0, 3, 1, 2]);
-        let x = self.up4_b.forward(gelu(x));
-        [x, self.up2.forward(f1), f2, self.down2.forward(f3)]
+        let x = mixed::conv_transpose2d(&self.up4_b, gelu(x));
+        [
+            x,
+            mixed::conv_transpose2d(&self.up2, f1),
+            f2,
+            self.down2.forward(f3),
+        ]
     }
 }

@@ -15,6 +15,10 @@ pub struct Segmentor {
     pub neck: SimpleFpn,
     /// One per dataset, in dataset-id order.
     pub decoders: Vec<UperNet>,
+    /// Mixed precision: an f32 model computing on f16 activations, its parameters the f32
+    /// master weights ([`super::mixed`] has the cast policy). Not part of a checkpoint: who
+    /// builds or loads the model sets it ([`Segmentor::with_mixed_precision`]).
+    pub mixed_precision: bool,
 }
 
 impl Segmentor {
@@ -33,10 +37,27 @@ impl Segmentor {
                         &cfg.pool_scales,
                         k,
                         cfg.head_dropout,
+                        cfg.decoder_activation,
                         device,
                     )
                 })
                 .collect(),
+            mixed_precision: false,
+        }
+    }
+
+    /// The model computing in mixed precision (`on`) or in its parameters' precision.
+    pub fn with_mixed_precision(mut self, on: bool) -> Self {
+        self.mixed_precision = on;
+        self
+    }
+
+    /// What the layers compute in: f16 under mixed precision, else the weights' type.
+    pub fn compute_dtype(&self) -> DType {
+        if self.mixed_precision {
+            DType::F16
+        } else {
+            self.float_dtype()
         }
     }
 
@@ -72,9 +93,9 @@ impl Segmentor {
     ) -> (Tensor<4>, [Tensor<4>; 4]) {
         let [b, _, h, w] = images.dims();
         let device = images.device();
-        let (input, weights) = (images.dtype(), self.float_dtype());
+        let (input, compute) = (images.dtype(), self.compute_dtype());
         let ids = Tensor::<1, Int>::full([b], dataset as i64, &device);
-        let maps = self.backbone.forward(cast_to(images, weights), ids);
+        let maps = self.backbone.forward(cast_to(images, compute), ids);
         let features = self.neck.forward(maps.clone());
         (
             cast_to(
@@ -86,7 +107,7 @@ impl Segmentor {
     }
 
     /// The float type of the weights: f32, or f16 after [`super::half::to_f16`]. Inputs are
-    /// cast to it and outputs back to the input's type.
+    /// cast to [`Segmentor::compute_dtype`] and outputs back to the input's type.
     pub fn float_dtype(&self) -> DType {
         self.backbone.pos_embed.val().dtype()
     }
@@ -104,7 +125,7 @@ impl Segmentor {
         let ids: Vec<i32> = datasets.iter().map(|&d| d as i32).collect();
         let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), &device);
         let input = images.dtype();
-        let images = cast_to(images, self.float_dtype());
+        let images = cast_to(images, self.compute_dtype());
         let features = self.neck.forward(self.backbone.forward(images, ids));
         let mut out: Vec<Option<Tensor<4>>> = vec![None; b];
         for (d, decoder) in self.decoders.iter().enumerate() {

@@ -3,19 +3,29 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, PaddingConfig2d};
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{gelu, relu};
 use burn::tensor::module::adaptive_avg_pool2d;
 use burn::tensor::{Device, Tensor};
 
-/// Conv (no bias) + BatchNorm + ReLU.
+use super::config::Activation;
+use super::mixed;
+
+/// Conv (no bias) + BatchNorm + ReLU (GELU when `relu` is false).
 #[derive(Module, Debug)]
 pub struct ConvBnRelu {
     pub conv: Conv2d,
     pub bn: BatchNorm,
+    pub relu: bool,
 }
 
 impl ConvBnRelu {
-    pub fn new(input: usize, output: usize, kernel: usize, device: &Device) -> Self {
+    pub fn new(
+        input: usize,
+        output: usize,
+        kernel: usize,
+        activation: Activation,
+        device: &Device,
+    ) -> Self {
         Self {
             conv: Conv2dConfig::new([input, output], [kernel, kernel])
                 .with_padding(PaddingConfig2d::Explicit(
@@ -27,11 +37,13 @@ impl ConvBnRelu {
                 .with_bias(false)
                 .init(device),
             bn: BatchNormConfig::new(output).init(device),
+            relu: activation == Activation::Relu,
         }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.bn.forward(self.conv.forward(x)))
+        let x = mixed::batch_norm(&self.bn, mixed::conv2d(&self.conv, x));
+        if self.relu { relu(x) } else { gelu(x) }
     }
 }
 
@@ -59,22 +71,21 @@ impl UperNet {
         pool_scales: &[usize],
         classes: usize,
         dropout: f64,
+        activation: Activation,
         device: &Device,
     ) -> Self {
+        let block =
+            |input, output, kernel| ConvBnRelu::new(input, output, kernel, activation, device);
         Self {
             pool_scales: pool_scales.to_vec(),
             ppm: pool_scales
                 .iter()
-                .map(|_| ConvBnRelu::new(input, channels, 1, device))
+                .map(|_| block(input, channels, 1))
                 .collect(),
-            bottleneck: ConvBnRelu::new(input + pool_scales.len() * channels, channels, 3, device),
-            laterals: (0..3)
-                .map(|_| ConvBnRelu::new(input, channels, 1, device))
-                .collect(),
-            fpn_convs: (0..3)
-                .map(|_| ConvBnRelu::new(channels, channels, 3, device))
-                .collect(),
-            fpn_bottleneck: ConvBnRelu::new(4 * channels, channels, 3, device),
+            bottleneck: block(input + pool_scales.len() * channels, channels, 3),
+            laterals: (0..3).map(|_| block(input, channels, 1)).collect(),
+            fpn_convs: (0..3).map(|_| block(channels, channels, 3)).collect(),
+            fpn_bottleneck: block(4 * channels, channels, 3),
             dropout: DropoutConfig::new(dropout).init(),
             classifier: Conv2dConfig::new([channels, classes], [1, 1]).init(device),
         }
@@ -132,6 +143,6 @@ impl UperNet {
             outs.push(resize(out, size0));
         }
         let fused = self.fpn_bottleneck.forward(Tensor::cat(outs, 1));
-        self.classifier.forward(self.dropout.forward(fused))
+        mixed::conv2d(&self.classifier, self.dropout.forward(fused))
     }
 }

@@ -4,13 +4,17 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor};
 
 use super::config::VitConfig;
 use super::drop_path::DropPath;
 use super::ffn::Ffn;
+use super::half::cast_to;
+use super::mixed;
 use super::resize::{Resample, resize};
+
+/// The blocks' LayerNorm epsilon (timm's ViT).
+const LN_EPSILON: f64 = 1e-6;
 
 /// Multi-head self-attention with a fused qkv projection (timm's layout).
 #[derive(Module, Debug)]
@@ -26,16 +30,14 @@ impl Attention {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, n, d] = x.dims();
         let hd = d / self.heads;
-        let qkv = self
-            .qkv
-            .forward(x)
+        let qkv = mixed::linear(&self.qkv, x)
             .reshape([b, n, 3, self.heads, hd])
             .permute([2, 0, 3, 1, 4]); // [3, B, heads, N, hd]
         let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([b, self.heads, n, hd]);
         let (q, k, v) = (part(0), part(1), part(2));
-        let attn = softmax(q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt(), 3);
+        let attn = mixed::softmax(q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt(), 3);
         let out = attn.matmul(v).swap_dims(1, 2).reshape([b, n, d]);
-        self.proj.forward(out)
+        mixed::linear(&self.proj, out)
     }
 }
 
@@ -53,13 +55,16 @@ impl Block {
     /// x `[B, N, D]`, token_ids `[B·N]` → `[B, N, D]`.
     pub fn forward(&self, x: Tensor<3>, token_ids: &Tensor<1, Int>) -> Tensor<3> {
         let x = x.clone()
-            + self
-                .drop_path
-                .forward(self.attn.forward(self.norm1.forward(x)));
+            + self.drop_path.forward(self.attn.forward(mixed::layer_norm(
+                &self.norm1,
+                x,
+                LN_EPSILON,
+            )));
         x.clone()
-            + self
-                .drop_path
-                .forward(self.ffn.forward(self.norm2.forward(x), token_ids))
+            + self.drop_path.forward(
+                self.ffn
+                    .forward(mixed::layer_norm(&self.norm2, x, LN_EPSILON), token_ids),
+            )
     }
 }
 
@@ -96,13 +101,17 @@ impl Vit {
         let g = cfg.pos_grid();
         let blocks = (0..cfg.depth)
             .map(|i| Block {
-                norm1: LayerNormConfig::new(d).with_epsilon(1e-6).init(device),
+                norm1: LayerNormConfig::new(d)
+                    .with_epsilon(LN_EPSILON)
+                    .init(device),
                 attn: Attention {
                     qkv: LinearConfig::new(d, 3 * d).init(device),
                     proj: LinearConfig::new(d, d).init(device),
                     heads: cfg.heads,
                 },
-                norm2: LayerNormConfig::new(d).with_epsilon(1e-6).init(device),
+                norm2: LayerNormConfig::new(d)
+                    .with_epsilon(LN_EPSILON)
+                    .init(device),
                 ffn: Ffn::new(cfg, device),
                 // Stochastic depth rising linearly to `drop_path` at the last block.
                 drop_path: DropPath::new(cfg.drop_path * i as f64 / (cfg.depth.max(2) - 1) as f64),
@@ -153,11 +162,10 @@ impl Vit {
             self.patch_px
         );
         let (gh, gw) = (h / self.patch_px, w / self.patch_px);
-        let x = self.patch_embed.forward(images); // [B, D, gh, gw]
-        let d = x.dims()[1];
-        let x = x.reshape([b, d, gh * gw]).swap_dims(1, 2);
-        let cls = self.cls_token.val().expand([b, 1, d]);
-        let mut x = Tensor::cat(vec![cls, x], 1) + self.pos_embed_for(gh, gw);
+        let x = mixed::patch_embed(&self.patch_embed, images, self.patch_px); // [B, G, D]
+        let (d, dtype) = (x.dims()[2], x.dtype());
+        let cls = cast_to(self.cls_token.val(), dtype).expand([b, 1, d]);
+        let mut x = Tensor::cat(vec![cls, x], 1) + cast_to(self.pos_embed_for(gh, gw), dtype);
         let n = 1 + gh * gw;
         let token_ids = dataset_ids.reshape([b, 1]).expand([b, n]).reshape([b * n]);
         let mut outputs: Vec<Option<Tensor<4>>> = vec![None; self.blocks.len()];

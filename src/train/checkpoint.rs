@@ -60,6 +60,7 @@ pub fn save_model_folder(model: &Segmentor, card: &ModelCard, out: &Path) -> Res
     let state = TrainState {
         step: 0,
         wall_s: 0.0,
+        loss_scale: None,
     };
     Ok(writer.finish(card, &state)?)
 }

@@ -383,6 +383,46 @@ impl RecipeSetup {
     }
 }
 
+/// What a training step computes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// f32 parameters and AdamW state (the master weights), f16 activations: matmuls,
+    /// convolutions, attention and the FFN-MoE in f16; normalisation statistics, softmax and
+    /// the losses in f32 (`model::mixed` has the cast policy); dynamic loss scaling
+    /// (`loss_scaling`). Needs an adapter with `shader-f16`.
+    Mixed,
+}
+
+/// Dynamic loss scaling of mixed-precision runs, as gradient scalers do: the loss is
+/// multiplied by the scale before the backward pass, so that small f16 gradients stay out of
+/// f16's subnormals, and the gradients are divided by it before the update. A step whose
+/// gradients (or loss) are not finite is skipped, weights and AdamW state untouched, and the
+/// scale halved; after `growth_interval` clean steps in a row the scale doubles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossScaling {
+    /// The first scale: 2^16, as PyTorch's GradScaler.
+    pub initial: f64,
+    /// Clean steps in a row after which the scale doubles (GradScaler's 2000).
+    pub growth_interval: u64,
+    /// The smallest scale: a non-finite step at this scale is a divergence, and the run
+    /// stops with its last good checkpoint.
+    pub min_scale: f64,
+}
+
+impl Default for LossScaling {
+    fn default() -> Self {
+        Self {
+            initial: 65_536.0,
+            growth_interval: 2000,
+            min_scale: 1.0,
+        }
+    }
+}
+
 /// A whole training run: its datasets, model, schedule and the recipe of its steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -411,8 +451,12 @@ pub struct TrainConfig {
     pub recipe: RecipeSetup,
     /// Recompute cheap activations in the backward pass instead of keeping them (burn's
     /// balanced gradient checkpointing): less GPU memory per image, same gradients, more
-    /// time. The one setting a `--resume` with `--config` may change.
+    /// time. A `--resume` with `--config` may change it.
     pub activation_checkpointing: bool,
+    /// `F32` (default) or `Mixed`. A `--resume` with `--config` may change it.
+    pub precision: Precision,
+    /// The loss scaler of `precision: Mixed`. A `--resume` with `--config` may change it.
+    pub loss_scaling: LossScaling,
     /// Run format 1's spelling of the recipe (`semi: Some((...))` for FixMatch), read so
     /// that older runs resume; folded into `recipe` on load, never written.
     #[serde(default, skip_serializing)]
@@ -437,6 +481,8 @@ impl Default for TrainConfig {
             skip_bad: false,
             recipe: RecipeSetup::Supervised,
             activation_checkpointing: false,
+            precision: Precision::F32,
+            loss_scaling: LossScaling::default(),
             semi: None,
         }
     }
@@ -470,8 +516,9 @@ impl TrainConfig {
         Ok(cfg)
     }
 
-    /// The top-level sections in which `other` differs from this config, `steps` and
-    /// `activation_checkpointing` aside (what `--resume` refuses to change). Every field is
+    /// The top-level sections in which `other` differs from this config, `steps`,
+    /// `activation_checkpointing`, `precision` and `loss_scaling` aside (what `--resume`
+    /// refuses to change). Every field is
     /// named, so a new one cannot escape the check unnoticed.
     pub fn sections_differing_from(&self, other: &Self) -> Vec<&'static str> {
         let mut differ = Vec::new();
@@ -486,7 +533,7 @@ impl TrainConfig {
             };
         }
         compare!(
-            ignoring steps, activation_checkpointing;
+            ignoring steps, activation_checkpointing, precision, loss_scaling;
             datasets, model, batch, sampling, optimizer, augment, val, checkpoint_every,
             keep_checkpoints, seed, prefetch, skip_bad, recipe, semi
         );

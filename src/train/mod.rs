@@ -1,6 +1,6 @@
 //! Training: one loop ([`trainer`]) and the recipes of its steps ([`recipe`]: supervised,
 //! FixMatch), with the config, named batches, the loss, AdamW with its groups, the
-//! learning-rate schedule, data parallelism, validation and checkpoint folders.
+//! learning-rate schedule, mixed precision's loss scaler, data parallelism, validation and checkpoint folders.
 //!
 //! Imports run one way: `trainer` → `recipe` → (`fixmatch`, `batch`, `parallel`, `loss`) →
 //! `config`; nothing below imports `trainer`.
@@ -11,6 +11,7 @@ pub mod config;
 pub mod export;
 pub mod fixmatch;
 pub mod loss;
+pub mod loss_scale;
 pub mod optimizer;
 pub mod parallel;
 pub mod recipe;

@@ -53,17 +53,28 @@ pub struct StepGrads {
 }
 
 /// Runs `share(k, replica, device)` for every device (autodiff devices, the main one first)
-/// and sums the gradients of the returned losses on `devices[0]`.
+/// and sums the gradients of the returned losses, multiplied by `loss_scale` (mixed
+/// precision's loss scale; 1 otherwise), on `devices[0]`.
 ///
 /// `model` lives on `devices[0]`; device k > 0 gets a copy (`fork`) for this step.
-pub fn step_grads<F>(model: &Segmentor, devices: &[Device], share: F) -> Result<StepGrads>
+pub fn step_grads<F>(
+    model: &Segmentor,
+    devices: &[Device],
+    loss_scale: f64,
+    share: F,
+) -> Result<StepGrads>
 where
     F: Fn(usize, &Segmentor, &Device) -> Result<ShareLoss> + Sync,
 {
     let run =
         |k: usize, replica: Segmentor, device: &Device| -> Result<(GradientsParams, ShareLoss)> {
             let out = share(k, &replica, device)?;
-            let grads = GradientsParams::from_grads(out.loss.clone().backward(), &replica);
+            let loss = if loss_scale == 1.0 {
+                out.loss.clone()
+            } else {
+                out.loss.clone() * loss_scale
+            };
+            let grads = GradientsParams::from_grads(loss.backward(), &replica);
             Ok((grads, out))
         };
     let results: Vec<Result<(GradientsParams, ShareLoss)>> = if devices.len() <= 1 {

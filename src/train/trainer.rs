@@ -15,7 +15,8 @@ use burn::tensor::Device;
 
 use super::batch::{Dataset, load_datasets};
 use super::checkpoint::{dataset_card, save_checkpoint};
-use super::config::TrainConfig;
+use super::config::{Precision, TrainConfig};
+use super::loss_scale::{LossScaler, ScaledStep};
 use super::optimizer::Optimizer;
 use super::recipe::{self, Recipe, StepResult};
 use super::schedule::CosineSchedule;
@@ -135,6 +136,7 @@ pub fn train(
     // A new run is checked whole, its data included, before its folder is touched.
     let (start, prepared) = match start {
         Start::New(config) => {
+            check_precision(&config, device)?;
             let (config, prepared) = preflight(config, &options)?;
             (Start::New(config), Some(prepared))
         }
@@ -150,6 +152,18 @@ pub fn train(
     let opened = open(start, run, &mut options)?;
     let mut session = Session::new(opened, prepared, run, device, &mut options)?;
     session.run(&mut options)
+}
+
+/// Refuses `precision: Mixed` on an adapter without `shader-f16`, naming both.
+fn check_precision(config: &TrainConfig, device: &Device) -> Result<()> {
+    if config.precision == Precision::Mixed && !crate::model::half::supports_f16(device) {
+        return Err(Error::NoShaderF16 {
+            adapter: crate::device::adapter_name(),
+            asked: "`precision: Mixed`".into(),
+            instead: "train with `precision: F32` (the default)".into(),
+        });
+    }
+    Ok(())
 }
 
 /// What a run trains: its datasets (the fine-tuning mode applied) and its model card.
@@ -284,8 +298,11 @@ fn open(start: Start, run: &RunDir, options: &mut TrainOptions<'_>) -> Result<Op
                         differ.join(", ")
                     )));
                 }
-                // Memory, not results: a resumed session may switch checkpointing.
+                // How a step computes, not what: a resumed session may switch checkpointing
+                // and precision.
                 config.activation_checkpointing = given.activation_checkpointing;
+                config.precision = given.precision;
+                config.loss_scaling = given.loss_scaling;
             }
             // A resumed run may be extended.
             config.steps = config.steps.max(steps.unwrap_or(0));
@@ -321,6 +338,8 @@ struct Session<'r> {
     last_checkpoint: Option<u64>,
     /// The best checkpoint's score so far (`checkpoints/best`).
     best: Option<crate::run::checkpoint::BestScore>,
+    /// The loss scaler of a mixed-precision run.
+    scaler: Option<LossScaler>,
     outcome: TrainOutcome,
 }
 
@@ -338,8 +357,11 @@ impl<'r> Session<'r> {
             Some(prepared) => prepared,
             None => prepare(&mut config)?,
         };
+        check_precision(&config, device)?;
+        let mixed = config.precision == Precision::Mixed;
         let train_device = autodiff_device(device, config.activation_checkpointing);
         let mut model = Segmentor::new(&card.segmentor, &train_device);
+        let mut saved_scale = None;
         let (start_step, wall_offset_s) = match &resume {
             Some(point) => {
                 let saved = read_card(&point.dir)?;
@@ -353,6 +375,7 @@ impl<'r> Session<'r> {
                 }
                 let state = read_state(&point.dir)?;
                 model = checkpoint::load(model, &point.dir.join(MODEL_FILE))?;
+                saved_scale = state.loss_scale;
                 (state.step, state.wall_s)
             }
             None => {
@@ -362,6 +385,9 @@ impl<'r> Session<'r> {
                 (0, 0.0)
             }
         };
+        let model = model.with_mixed_precision(mixed);
+        // A run switched to mixed precision on resume starts a fresh scaler.
+        let scaler = mixed.then(|| LossScaler::new(&config.loss_scaling, saved_scale));
         let mut optimizer = Optimizer::new(&config.optimizer, &model);
         if let Some(point) = &resume {
             optimizer = optimizer.load(&point.dir.join(OPTIMIZER_FILE))?;
@@ -416,6 +442,7 @@ impl<'r> Session<'r> {
             started: Instant::now(),
             last_checkpoint,
             best: crate::run::checkpoint::read_best(run)?,
+            scaler,
         })
     }
 
@@ -466,28 +493,50 @@ impl<'r> Session<'r> {
             let seed = self.config.seed ^ (k as u64).wrapping_mul(REPLICA_SEED);
             d.seed(step_seed(seed, step));
         }
+        let loss_scale = self.scaler.as_ref().map_or(1.0, LossScaler::scale);
         let StepResult {
-            grads,
-            losses,
+            mut grads,
+            mut losses,
             stats,
         } = {
             let model = self
                 .model
                 .as_ref()
                 .expect("the model is back after every update");
-            self.recipe.step(model, &self.devices)?
+            self.recipe.step(model, &self.devices, loss_scale)?
         };
         let loss = losses.get(&keys::LOSS).copied().unwrap_or(f64::NAN);
         let lr = self.schedule.lr(step);
-        if !loss.is_finite() {
-            return Err(self.diverged(step, loss, lr));
-        }
-        let model = self
-            .model
-            .take()
-            .expect("the model is back after every update");
-        let (updated, grad_norm) = self.optimizer.step(lr, model, grads);
-        self.model = Some(updated);
+        let outcome = match &mut self.scaler {
+            // f32: any non-finite loss is a divergence.
+            None if loss.is_finite() => ScaledStep::Clean,
+            None => ScaledStep::Diverged,
+            Some(scaler) => scaler.check(
+                loss,
+                self.model
+                    .as_ref()
+                    .expect("the model is back after every update"),
+                &mut grads,
+            ),
+        };
+        let grad_norm = match outcome {
+            ScaledStep::Diverged => return Err(self.diverged(step, loss, lr)),
+            // An overflow: weights and AdamW state stay as they are, the step counts.
+            ScaledStep::Skipped => {
+                losses.retain(|_, v| v.is_finite());
+                None
+            }
+            ScaledStep::Clean => {
+                let model = self
+                    .model
+                    .take()
+                    .expect("the model is back after every update");
+                let (updated, grad_norm) = self.optimizer.step(lr, model, grads);
+                let mixed = self.scaler.is_some();
+                self.model = Some(updated.with_mixed_precision(mixed));
+                grad_norm
+            }
+        };
         let done = step + 1;
         self.outcome.steps_done = done;
 
@@ -498,6 +547,14 @@ impl<'r> Session<'r> {
             .collect();
         if let Some(norm) = grad_norm {
             extra.insert(keys::GRAD_NORM.to_string(), serde_json::json!(norm));
+        }
+        if let Some(scaler) = &self.scaler {
+            let state = scaler.state();
+            extra.insert(keys::LOSS_SCALE.to_string(), serde_json::json!(state.scale));
+            extra.insert(
+                keys::SKIPPED_STEPS.to_string(),
+                serde_json::json!(state.skipped_steps),
+            );
         }
         if let Some(memory) = crate::memory::device_memory(&self.devices[0]) {
             extra.insert(
@@ -604,6 +661,7 @@ impl<'r> Session<'r> {
         let state = TrainState {
             step: done,
             wall_s: self.wall(),
+            loss_scale: self.scaler.as_ref().map(LossScaler::state),
         };
         writer.finish(&self.card, &state, &best)?;
         self.best = Some(best);
@@ -615,6 +673,7 @@ impl<'r> Session<'r> {
         let state = TrainState {
             step: done,
             wall_s: self.wall(),
+            loss_scale: self.scaler.as_ref().map(LossScaler::state),
         };
         let dir = save_checkpoint(
             self.run,

@@ -4,8 +4,8 @@
 //! needs the data (class counts, dataset names) is left to when the datasets are read.
 
 use super::{
-    Backbone, DatasetEntry, FinetuneMode, FixMatchSetup, ModelSetup, OptimizerSetup, RecipeSetup,
-    Sampling, TrainConfig, ValSetup,
+    Backbone, DatasetEntry, FinetuneMode, FixMatchSetup, LossScaling, ModelSetup, OptimizerSetup,
+    RecipeSetup, Sampling, TrainConfig, ValSetup,
 };
 use crate::check::{
     Checked, ConfigError, at_least_one, dropout, ensure, multiple_of, non_negative, positive,
@@ -45,6 +45,7 @@ impl TrainConfig {
         check_optimizer(&self.optimizer)?;
         check_augment(&self.augment)?;
         check_val(&self.val)?;
+        check_loss_scaling(&self.loss_scaling)?;
         match &self.recipe {
             RecipeSetup::Supervised => Ok(()),
             RecipeSetup::FixMatch(semi) => self.check_fixmatch(semi),
@@ -277,6 +278,21 @@ fn check_optimizer(o: &OptimizerSetup) -> Checked {
         positive("optimizer.clip_grad_norm", c)?;
     }
     Ok(())
+}
+
+fn check_loss_scaling(l: &LossScaling) -> Checked {
+    positive("loss_scaling.min_scale", l.min_scale)?;
+    ensure(
+        l.initial.is_finite() && l.initial >= l.min_scale && l.initial <= 1e30,
+        "loss_scaling.initial",
+        || {
+            format!(
+                "must be a number from loss_scaling.min_scale ({}) to 1e30 (got {})",
+                l.min_scale, l.initial
+            )
+        },
+    )?;
+    at_least_one("loss_scaling.growth_interval", l.growth_interval)
 }
 
 fn check_augment(a: &AugmentConfig) -> Checked {

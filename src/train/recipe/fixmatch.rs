@@ -333,7 +333,12 @@ impl Recipe for FixMatch {
         self.batch + 2 * self.setup.unlabeled_batch
     }
 
-    fn step(&mut self, model: &Segmentor, devices: &[Device]) -> Result<StepResult> {
+    fn step(
+        &mut self,
+        model: &Segmentor,
+        devices: &[Device],
+        loss_scale: f64,
+    ) -> Result<StepResult> {
         let labeled = self.labeled.take(self.batch)?;
         let unlabeled = self.next_unlabeled()?;
         let (labeled, u, partner) = (&labeled.items, &unlabeled.items, &unlabeled.partner);
@@ -345,7 +350,7 @@ impl Recipe for FixMatch {
             crop: self.crop,
             background: self.background,
         };
-        let out = step_grads(model, devices, |i, replica, device| {
+        let out = step_grads(model, devices, loss_scale, |i, replica, device| {
             Ok(settings.share(
                 replica,
                 &labeled[ls[i].clone()],

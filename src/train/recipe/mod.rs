@@ -40,9 +40,15 @@ pub trait Recipe {
     /// Images a step processes, for images/s.
     fn images_per_step(&self) -> usize;
 
-    /// Draws the step's batches and computes the gradients of its loss, split over
-    /// `devices` (autodiff devices, the main one first, see [`super::parallel`]).
-    fn step(&mut self, model: &Segmentor, devices: &[Device]) -> Result<StepResult>;
+    /// Draws the step's batches and computes the gradients of its loss times `loss_scale`
+    /// (1 but in mixed precision), split over `devices` (autodiff devices, the main one
+    /// first, see [`super::parallel`]). The losses it reports are not scaled.
+    fn step(
+        &mut self,
+        model: &Segmentor,
+        devices: &[Device],
+        loss_scale: f64,
+    ) -> Result<StepResult>;
 
     /// Adds this recipe's pictures after step `done` to the step's sample folder.
     fn write_samples(

@@ -69,7 +69,12 @@ impl Recipe for Supervised {
         self.sampler.step_size()
     }
 
-    fn step(&mut self, model: &Segmentor, devices: &[Device]) -> Result<StepResult> {
+    fn step(
+        &mut self,
+        model: &Segmentor,
+        devices: &[Device],
+        loss_scale: f64,
+    ) -> Result<StepResult> {
         let counts = self.sampler.counts(self.step);
         let mut drawn = Vec::with_capacity(counts.len());
         for (loader, &n) in self.loaders.iter_mut().zip(&counts) {
@@ -125,7 +130,7 @@ impl Recipe for Supervised {
         let ranges = shares(total, devices.len());
         // Fewer crops than devices (gated datasets' crops are not forwarded): fewer devices.
         let devices = &devices[..ranges.len()];
-        let out = step_grads(model, devices, |i, replica, device| {
+        let out = step_grads(model, devices, loss_scale, |i, replica, device| {
             Ok(supervised_share(replica, &parts, ranges[i].clone(), device))
         })?;
         // The step's loss, and with several datasets each active one's part of it.
