@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::kernels::{
@@ -44,7 +44,7 @@ pub fn mib(bytes: f64) -> f64 {
 }
 
 /// How many runs each measurement takes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BenchConfig {
     pub warmup: usize,
     pub reps: usize,
@@ -291,7 +291,7 @@ fn bench_moe_ffn(
 }
 
 /// The batch of [`bench_train_step`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StepShapes {
     pub batch: usize,
     pub crop_px: usize,

@@ -18,15 +18,15 @@ fn bench_all_measures_every_section_in_order() {
     let mut events = Vec::new();
     let report =
         bench_all(gpu, &options, &children(), &mut |e| events.push(e)).expect("bench all runs");
+    let mut expected_events = vec![AllEvent::FixMatchStep];
+    if facts.shader_f16 {
+        expected_events.push(AllEvent::FixMatchStepMixed);
+    }
+    expected_events.extend([AllEvent::Kernels, AllEvent::Predict, AllEvent::Augmentation]);
     assert_eq!(
-        events,
-        [
-            AllEvent::FixMatchStep,
-            AllEvent::Kernels,
-            AllEvent::Predict,
-            AllEvent::Augmentation
-        ],
-        "no batch planned without --memory-gib"
+        events, expected_events,
+        "no batch planned without --memory-gib; shader-f16: {}",
+        facts.shader_f16
     );
     assert_eq!(report.scaled_down, facts.device_type == "Cpu");
     assert!(report.batch_choice.is_none());
@@ -45,6 +45,18 @@ fn bench_all_measures_every_section_in_order() {
     assert_eq!(step.batch, 2, "the default batch");
     assert!(step.median_ms.is_finite() && step.median_ms > 0.0);
     assert!(step.device_memory.is_some_and(|m| m.reserved_bytes > 0));
+    assert!(!step.mixed);
+    // The mixed-precision step: the same shapes, its own process's memory.
+    match &report.fixmatch_step_mixed {
+        Some(mixed) => {
+            assert!(facts.shader_f16, "a mixed step without shader-f16");
+            assert!(mixed.mixed);
+            assert_eq!((mixed.batch, mixed.crop_px), (step.batch, step.crop_px));
+            assert!(mixed.median_ms.is_finite() && mixed.median_ms > 0.0);
+            assert!(mixed.device_memory.is_some_and(|m| m.reserved_bytes > 0));
+        }
+        None => assert!(!facts.shader_f16, "shader-f16 but no mixed step"),
+    }
     let precisions: Vec<&str> = report.predict.iter().map(|p| p.precision).collect();
     let expected: &[&str] = if facts.shader_f16 {
         &["f32", "f16"]

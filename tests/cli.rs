@@ -110,6 +110,26 @@ fn bench_step_times_one_gpu_against_data_parallel() {
         .as_f64()
         .expect("a ratio against the dense step");
     assert!(ratio.is_finite() && ratio > 0.0, "{ratio}");
+    // A FixMatch step in f32 and, where the adapter computes in f16, in mixed precision,
+    // each with its own device memory.
+    let steps = doc["fixmatch"].as_array().expect("fixmatch steps");
+    let precisions: Vec<bool> = steps.iter().map(|s| s["mixed"] == true).collect();
+    let expected = if crate::common::adapter().shader_f16 {
+        vec![false, true]
+    } else {
+        vec![false]
+    };
+    assert_eq!(precisions, expected);
+    for s in steps {
+        let ms = s["median_ms"].as_f64().unwrap_or(f64::NAN);
+        assert!(ms.is_finite() && ms > 0.0, "{s}");
+        assert!(
+            s["device_memory"]["reserved_bytes"]
+                .as_u64()
+                .is_some_and(|b| b > 0),
+            "{s}"
+        );
+    }
 }
 
 /// `s5 bench score` times curation's scoring against the forward alone, in one run.

@@ -1,10 +1,11 @@
-//! Training memory: activation checkpointing changes memory, not gradients; the dry-run
-//! memory plan of `s5 bench memory` matches a real step's.
+//! Training memory: activation checkpointing (balanced and per block) changes memory, not
+//! gradients; the dry-run memory plan of `s5 bench memory` matches a real step's.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::{Tensor, TensorData};
-use s5::model::Segmentor;
+use burn::tensor::{DType, Int, Tensor, TensorData};
+use s5::model::{FfnKind, Segmentor};
+use s5::train::config::Checkpointing;
 use s5::train::loss::cross_entropy_over;
 use s5::train::trainer::autodiff_device;
 
@@ -30,42 +31,159 @@ pub(crate) fn collect(model: &Segmentor, grads: Option<&GradientsParams>) -> Vec
     c.1
 }
 
+/// The crop side of [`step_grads`].
+const STEP_PX: usize = 48;
+
+/// The gradients of one training step of `cfg` with the weights in `weights` (a checkpoint
+/// file: the same weights every call, whatever other tests draw from the device RNG) on a
+/// batch of two images, one per dataset of `datasets` (FFN-MoE routes each to its expert),
+/// computed with `checkpointing`, in f32 or mixed precision.
+fn step_grads(
+    cfg: &s5::model::SegmentorConfig,
+    weights: &std::path::Path,
+    (images, labels): &(Vec<f32>, Vec<i32>),
+    datasets: [usize; 2],
+    checkpointing: Checkpointing,
+    mixed: bool,
+) -> Vec<Vec<f32>> {
+    let (s, b) = (STEP_PX, 2);
+    let train = autodiff_device(&device(), checkpointing);
+    let model = s5::model::checkpoint::load(Segmentor::new(cfg, &train), weights)
+        .expect("the saved weights load")
+        .with_mixed_precision(mixed)
+        .with_block_recomputation(checkpointing.blocks());
+    let logits = model.forward_mixed(
+        Tensor::from_data(TensorData::new(images.clone(), [b, 3, s, s]), &train),
+        &datasets,
+    );
+    let loss = cross_entropy_over(
+        Tensor::cat(logits, 0),
+        Tensor::from_data(TensorData::new(labels.clone(), [b, s, s]), &train),
+        Tensor::ones([b, s, s], &train),
+        (b * s * s) as f64,
+    );
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    collect(&model, Some(&grads))
+}
+
+/// Whether this adapter computes in f16: the precisions to test.
+fn precisions() -> &'static [bool] {
+    if crate::common::f16_adapter() {
+        &[false, true]
+    } else {
+        &[false]
+    }
+}
+
+/// Balanced checkpointing and per-block recomputation give the gradients of a plain step,
+/// per parameter: dense and FFN-MoE backbones, in f32 and, where the adapter has
+/// `shader-f16`, in mixed precision. (Drop path in a recomputed block: the next test; on a
+/// whole FixMatch run: `train.rs`.)
 #[test]
 fn activation_checkpointing_gives_the_same_gradients() {
-    let base = device();
-    let (k, s, b) = (4, 48, 2);
+    let k = 4;
+    let dense = small_segmentor(3, k);
+    let mut moe = dense.clone();
+    moe.backbone.ffn = FfnKind::Moe {
+        datasets: 2,
+        expert_dim: 8,
+    };
+    moe.classes = vec![k, k];
+    let (s, b) = (STEP_PX, 2);
     let mut rng = Rng::fresh("checkpointing");
-    let images: Vec<f32> = (0..b * 3 * s * s).map(|_| rng.normal(1.0)).collect();
-    let labels: Vec<i32> = (0..b * s * s).map(|_| rng.below(k) as i32).collect();
-    let mut runs = Vec::new();
-    for checkpointing in [false, true] {
-        let train = autodiff_device(&base, checkpointing);
-        let lock = crate::common::device_rng_lock();
-        train.seed(11);
-        let model = Segmentor::new(&small_segmentor(3, k), &train);
-        let weights = collect(&model, None); // every parameter drawn now, under the lock
-        drop(lock);
-        let loss = cross_entropy_over(
-            model.forward(
-                Tensor::from_data(TensorData::new(images.clone(), [b, 3, s, s]), &train),
-                0,
-            ),
-            Tensor::from_data(TensorData::new(labels.clone(), [b, s, s]), &train),
-            Tensor::ones([b, s, s], &train),
-            (b * s * s) as f64,
-        );
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        runs.push((weights, collect(&model, Some(&grads))));
-    }
-    assert_eq!(
-        runs[0].0, runs[1].0,
-        "both models start from the same weights"
+    let batch = (
+        (0..b * 3 * s * s).map(|_| rng.normal(1.0)).collect(),
+        (0..b * s * s).map(|_| rng.below(k) as i32).collect(),
     );
-    assert_grads_close("checkpointed", &runs[1].1, &runs[0].1, 1e-5);
+    let dir = tempfile::tempdir().unwrap();
+    for (name, cfg, datasets) in [("dense", &dense, [0, 0]), ("FFN-MoE", &moe, [1, 0])] {
+        let weights = dir.path().join(format!("{name}.bpk"));
+        s5::model::checkpoint::save(&Segmentor::new(cfg, &device()), &weights).unwrap();
+        for &mixed in precisions() {
+            let plain = step_grads(cfg, &weights, &batch, datasets, Checkpointing::Off, mixed);
+            for mode in [Checkpointing::Balanced, Checkpointing::Blocks] {
+                let grads = step_grads(cfg, &weights, &batch, datasets, mode, mixed);
+                assert_grads_close(
+                    &format!("{name}, mixed {mixed}, {mode:?}"),
+                    &grads,
+                    &plain,
+                    1e-5,
+                );
+            }
+        }
+    }
+}
+
+/// A block recomputed in the backward pass applies the drop-path masks its forward pass
+/// applied: its output and the gradients of its input and parameters equal the plain
+/// block's, with masks that drop one sample's attention branch and the other's FFN branch
+/// (dense and FFN-MoE, f32 and mixed precision).
+#[test]
+fn a_recomputed_block_drops_what_its_forward_pass_dropped() {
+    let train = autodiff_device(&device(), Checkpointing::Off);
+    let mut rng = Rng::fresh("recomputed block");
+    let (b, n) = (2, 17);
+    for ffn in [
+        FfnKind::Dense,
+        FfnKind::Moe {
+            datasets: 2,
+            expert_dim: 8,
+        },
+    ] {
+        let mut cfg = small_segmentor(1, 3).backbone;
+        cfg.ffn = ffn;
+        cfg.drop_path = 0.5;
+        let block = s5::model::vit::Vit::new(&cfg, &train).blocks.remove(0);
+        let d = cfg.dim;
+        let x: Vec<f32> = (0..b * n * d).map(|_| rng.normal(1.0)).collect();
+        let ids: Vec<i32> = (0..b * n).map(|i| (i / n) as i32).collect();
+        let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), &train);
+        for &mixed in precisions() {
+            let dtype = if mixed { DType::F16 } else { DType::F32 };
+            let run = |recomputed: bool| {
+                let input = Tensor::<3>::from_data(TensorData::new(x.clone(), [b, n, d]), &train)
+                    .require_grad();
+                let mask = |v: [f32; 2]| Some(Tensor::<1>::from_floats(v, &train).cast(dtype));
+                let masks = [mask([0.0, 1.0]), mask([1.0, 0.0])];
+                let out = if recomputed {
+                    s5::model::recompute::block(&block, input.clone().cast(dtype), &ids, masks)
+                } else {
+                    block.forward_masked(input.clone().cast(dtype), &ids, &masks)
+                }
+                .cast(DType::F32);
+                let grads = (out.clone() * out.clone()).mean().backward();
+                let mut all = vec![to_vec(out), to_vec(input.grad(&grads).expect("dx"))];
+                struct Grads<'g>(&'g burn::tensor::Gradients, Vec<Vec<f32>>);
+                impl ModuleVisitor for Grads<'_> {
+                    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                        self.1
+                            .push(to_vec(param.val().grad(self.0).expect("a gradient")));
+                    }
+                }
+                let mut params = Grads(&grads, Vec::new());
+                block.visit(&mut params);
+                all.extend(params.1);
+                all
+            };
+            let (plain, recomputed) = (run(false), run(true));
+            assert_grads_close(
+                &format!("{ffn:?}, mixed {mixed}: output, input and parameter gradients"),
+                &recomputed,
+                &plain,
+                1e-5,
+            );
+        }
+    }
 }
 
 /// One probe of `s5 bench memory`, measured in a child process as the benchmark does.
-fn measure(model: &str, batch: usize, crop_px: usize, checkpointing: bool, dry_run: bool) -> u64 {
+fn measure(
+    model: &str,
+    batch: usize,
+    crop_px: usize,
+    checkpointing: Checkpointing,
+    dry_run: bool,
+) -> u64 {
     measure_in(model, batch, crop_px, checkpointing, dry_run, false)
 }
 
@@ -74,7 +192,7 @@ fn measure_in(
     model: &str,
     batch: usize,
     crop_px: usize,
-    checkpointing: bool,
+    checkpointing: Checkpointing,
     dry_run: bool,
     mixed: bool,
 ) -> u64 {
@@ -94,18 +212,20 @@ fn measure_in(
 #[test]
 fn the_dry_run_memory_plan_matches_a_real_step_and_checkpointing_lowers_it() {
     // Real and planned: the same allocations, so (nearly) the same reserved bytes.
-    let real = measure("vit-t/4", 2, 64, false, false) as f64;
-    let planned = measure("vit-t/4", 2, 64, false, true) as f64;
+    let real = measure("vit-t/4", 2, 64, Checkpointing::Off, false) as f64;
+    let planned = measure("vit-t/4", 2, 64, Checkpointing::Off, true) as f64;
     assert!(
         (planned - real).abs() <= 0.05 * real,
         "dry run {planned} vs real {real} bytes"
     );
-    // Where activations dominate, checkpointing keeps fewer of them.
-    let plain = measure("vit-t/4", 4, 256, false, true);
-    let checkpointed = measure("vit-t/4", 4, 256, true, true);
+    // Where activations dominate, checkpointing keeps fewer of them, and recomputing whole
+    // blocks fewer still.
+    let plain = measure("vit-t/4", 4, 256, Checkpointing::Off, true);
+    let balanced = measure("vit-t/4", 4, 256, Checkpointing::Balanced, true);
+    let blocks = measure("vit-t/4", 4, 256, Checkpointing::Blocks, true);
     assert!(
-        checkpointed < plain,
-        "checkpointed {checkpointed} vs plain {plain} bytes"
+        blocks < balanced && balanced < plain,
+        "per block {blocks}, balanced {balanced}, plain {plain} bytes"
     );
 }
 
@@ -118,8 +238,8 @@ fn mixed_precision_keeps_at_most_six_tenths_of_the_activations() {
         return;
     }
     let per_image = |mixed: bool| {
-        let small = measure_in("vit-t/4", 2, 256, false, true, mixed) as f64;
-        let large = measure_in("vit-t/4", 6, 256, false, true, mixed) as f64;
+        let small = measure_in("vit-t/4", 2, 256, Checkpointing::Off, true, mixed) as f64;
+        let large = measure_in("vit-t/4", 6, 256, Checkpointing::Off, true, mixed) as f64;
         assert!(
             large > small,
             "a larger batch plans more ({large} vs {small} bytes)"

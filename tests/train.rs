@@ -2234,22 +2234,35 @@ fn the_shipped_training_configs_load() {
     }
 }
 
-/// Activation checkpointing recomputes activations in the backward pass: a FixMatch run with
-/// it (dropout and drop path on) logs the same losses and gradient norms as one without, and
-/// every step reports the GPU's memory. (Per-parameter gradients: `memory.rs`.)
+/// Activation checkpointing recomputes activations in the backward pass: FixMatch runs with
+/// it, balanced (spelt `true`, as run format 1 did) and per block (dropout and drop path on),
+/// log the same losses and gradient norms as one without, and every step reports the GPU's
+/// memory. (Per-parameter gradients: `memory.rs`.)
 #[test]
 fn a_checkpointed_run_logs_the_same_losses_and_its_memory() {
     let dir = tempfile::tempdir().unwrap();
     let plain = pretrain_config(dir.path(), 3);
     let text = std::fs::read_to_string(&plain).unwrap();
-    let checkpointed = dir.path().join("checkpointed.ron");
-    std::fs::write(
-        &checkpointed,
-        text.replace("seed: 7,", "seed: 7,\n    activation_checkpointing: true,"),
-    )
-    .unwrap();
+    let with = |name: &str, mode: &str| {
+        let path = dir.path().join(format!("{name}.ron"));
+        std::fs::write(
+            &path,
+            text.replace(
+                "seed: 7,",
+                &format!("seed: 7,\n    activation_checkpointing: {mode},"),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let checkpointed = with("checkpointed", "true");
+    let blocks = with("blocks", "Blocks");
     let mut logs = Vec::new();
-    for (name, config) in [("plain", &plain), ("checkpointed", &checkpointed)] {
+    for (name, config) in [
+        ("plain", &plain),
+        ("checkpointed", &checkpointed),
+        ("blocks", &blocks),
+    ] {
         let out = dir.path().join(name);
         ok(
             &s5()
@@ -2296,12 +2309,16 @@ fn a_checkpointed_run_logs_the_same_losses_and_its_memory() {
     );
     let resumed = std::fs::read_to_string(plain_run.join("config.ron")).unwrap();
     assert!(
-        resumed.contains("activation_checkpointing: true"),
+        resumed.contains("activation_checkpointing: Balanced"),
         "{resumed}"
     );
     // Rounding may differ once the weights have moved (the recomputed activations are summed
     // in another order), so later steps get a rounding-sized margin.
-    for (x, y) in logs[0].iter().zip(&logs[1]) {
+    for (x, y) in logs[0]
+        .iter()
+        .zip(&logs[1])
+        .chain(logs[0].iter().zip(&logs[2]))
+    {
         let tolerance = if x.step == 1 { 1e-6 } else { 1e-4 };
         for (key, v) in &x.losses {
             let w = y.losses[key];

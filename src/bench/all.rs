@@ -8,10 +8,10 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::child::Children;
-use super::fixmatch::{FixMatchTiming, bench_fixmatch_step, choose_batch};
+use super::fixmatch::{FixMatchTiming, bench_fixmatch_step, choose_batch, fmt_precision_ratio};
 use super::predict::{PredictTiming, bench_predict};
 use super::step::synth_model;
-use super::{BenchConfig, KernelShapes, StepShapes, Timing, bench_kernels, format_table, mib};
+use super::{BenchConfig, KernelShapes, StepShapes, Timing, bench_kernels, format_table};
 use crate::data::throughput::{DataBench, augment_throughput};
 use crate::device::{AdapterSummary, Gpu};
 use crate::error::Result;
@@ -65,6 +65,9 @@ pub struct AllReport {
     pub batch_choice: Option<BatchChoice>,
     pub kernels: Vec<Timing>,
     pub fixmatch_step: FixMatchTiming,
+    /// The same step in mixed precision, in a child process (so that its device memory is
+    /// its own); `None` where the adapter has no `shader-f16`.
+    pub fixmatch_step_mixed: Option<FixMatchTiming>,
     pub predict: Vec<PredictTiming>,
     pub data: DataBench,
     pub seconds: f64,
@@ -80,6 +83,9 @@ pub enum AllEvent {
         batch: usize,
     },
     FixMatchStep,
+    /// The same step in mixed precision (in a child process), where the adapter has
+    /// `shader-f16`.
+    FixMatchStepMixed,
     Kernels,
     Predict,
     Augmentation,
@@ -96,6 +102,9 @@ impl fmt::Display for AllEvent {
             }
             AllEvent::FixMatchStep => {
                 f.write_str("a FixMatch step (first, so that its device memory is its own)")
+            }
+            AllEvent::FixMatchStepMixed => {
+                f.write_str("the FixMatch step in mixed precision (in a process of its own)")
             }
             AllEvent::Kernels => f.write_str("kernels against their references"),
             AllEvent::Predict => f.write_str("prediction"),
@@ -152,12 +161,14 @@ pub fn bench_all(
         (model, shapes, 2048, options.crop_px as u32)
     };
     on_event(AllEvent::FixMatchStep);
-    let fixmatch_step = bench_fixmatch_step(
-        &gpu.device,
-        &model,
-        shapes,
-        BenchConfig { warmup: 1, reps: 3 },
-    )?;
+    let step_config = BenchConfig { warmup: 1, reps: 3 };
+    let fixmatch_step = bench_fixmatch_step(&gpu.device, &model, shapes, step_config, false)?;
+    let fixmatch_step_mixed = if crate::model::half::supports_f16(&gpu.device) {
+        on_event(AllEvent::FixMatchStepMixed);
+        Some(children.fixmatch_step(&model, shapes, step_config, true)?)
+    } else {
+        None
+    };
     on_event(AllEvent::Kernels);
     let kernel_shapes = if scaled_down {
         KernelShapes::scaled_down()
@@ -176,6 +187,7 @@ pub fn bench_all(
         batch_choice,
         kernels,
         fixmatch_step,
+        fixmatch_step_mixed,
         predict,
         data,
         seconds: started.elapsed().as_secs_f64(),
@@ -212,23 +224,14 @@ fn choose_batch_for(
 impl fmt::Display for AllReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&format_table(&self.kernels))?;
-        let step = &self.fixmatch_step;
-        writeln!(
-            f,
-            "\nFixMatch step, ViT {}x{} at {} px, {} labeled + {} unlabeled: {:.0} ms ({:.2} \
-             images/s){}",
-            step.dim,
-            step.depth,
-            step.crop_px,
-            step.batch,
-            step.batch,
-            step.median_ms,
-            step.images_per_s,
-            step.device_memory.map_or(String::new(), |m| format!(
-                ", {:.0} MiB of device memory",
-                mib(m.reserved_bytes as f64)
-            ))
-        )?;
+        writeln!(f, "\n{}", self.fixmatch_step)?;
+        let steps: Vec<FixMatchTiming> = std::iter::once(self.fixmatch_step.clone())
+            .chain(self.fixmatch_step_mixed.clone())
+            .collect();
+        if let Some(mixed) = &self.fixmatch_step_mixed {
+            writeln!(f, "{mixed}")?;
+            fmt_precision_ratio(f, &steps)?;
+        }
         if let Some(choice) = &self.batch_choice {
             writeln!(
                 f,

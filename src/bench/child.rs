@@ -9,10 +9,13 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
+use super::fixmatch::{FixMatchTiming, bench_fixmatch_step};
 use super::memory::{MemoryProbe, StepMemory, measure_step};
 use super::select::{SelectRun, measure_select};
+use super::{BenchConfig, StepShapes};
 use crate::device::{self, GpuBackend};
 use crate::error::{Error, Result};
+use crate::model::SegmentorConfig;
 
 /// A measurement a child process makes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +30,14 @@ pub enum Job {
     },
     /// Two training steps and the allocator after each.
     StepMemory { probe: MemoryProbe },
+    /// Timed FixMatch steps, in f32 or mixed precision, with the device memory after the
+    /// first (this process's own).
+    FixMatchStep {
+        model: SegmentorConfig,
+        shapes: StepShapes,
+        config: BenchConfig,
+        mixed: bool,
+    },
     /// A selection from the record files (`*.bin`) in `dir`, with the process's peak memory.
     Select {
         dir: PathBuf,
@@ -44,6 +55,7 @@ pub enum Answer {
         reserved_bytes: Option<u64>,
     },
     StepMemory(StepMemory),
+    FixMatchStep(FixMatchTiming),
     Select(SelectRun),
 }
 
@@ -73,6 +85,18 @@ impl Job {
             Job::StepMemory { probe } => {
                 Answer::StepMemory(measure_step(&device::gpu(backend)?.device, probe)?)
             }
+            Job::FixMatchStep {
+                model,
+                shapes,
+                config,
+                mixed,
+            } => Answer::FixMatchStep(bench_fixmatch_step(
+                &device::gpu(backend)?.device,
+                model,
+                *shapes,
+                *config,
+                *mixed,
+            )?),
             Job::Select {
                 dir,
                 budget,
@@ -90,6 +114,11 @@ impl Job {
             Job::StepMemory { probe } => {
                 format!("the memory of {} batch {}", probe.model, probe.batch)
             }
+            Job::FixMatchStep { shapes, mixed, .. } => format!(
+                "a {} FixMatch step of batch {}",
+                if *mixed { "mixed-precision" } else { "f32" },
+                shapes.batch
+            ),
             Job::Select { dir, .. } => format!("the selection from {}", dir.display()),
         }
     }
@@ -172,6 +201,26 @@ impl Children {
         };
         match self.run(&job)? {
             Answer::StepMemory(run) => Ok(run),
+            other => Err(mismatch(&job, &other)),
+        }
+    }
+
+    /// [`Job::FixMatchStep`].
+    pub fn fixmatch_step(
+        &self,
+        model: &SegmentorConfig,
+        shapes: StepShapes,
+        config: BenchConfig,
+        mixed: bool,
+    ) -> Result<FixMatchTiming> {
+        let job = Job::FixMatchStep {
+            model: model.clone(),
+            shapes,
+            config,
+            mixed,
+        };
+        match self.run(&job)? {
+            Answer::FixMatchStep(timing) => Ok(timing),
             other => Err(mismatch(&job, &other)),
         }
     }

@@ -1,25 +1,30 @@
 //! `s5 bench all`'s training row: one whole FixMatch (S4P) step (teacher forward on the weak
 //! views, CutMix, student forward on labeled + strong views, both losses, backward, AdamW
-//! update) on random data, timed, with the device memory after it.
+//! update) on random data, timed, with the device memory after it; in f32 or in mixed
+//! precision (the loss scaled, the gradients checked and unscaled, as training does).
 
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{BenchConfig, StepShapes, op, random_batch, time_interleaved};
 use crate::error::{Error, Result};
 use crate::memory::{DeviceMemory, device_memory};
 use crate::model::{Segmentor, SegmentorConfig};
-use crate::train::config::{FixMatchSetup, OptimizerSetup};
+use crate::train::config::{FixMatchSetup, LossScaling, OptimizerSetup};
 use crate::train::fixmatch::{Normalizers, UnlabeledTensors, fixmatch_step};
+use crate::train::loss_scale::{LossScaler, ScaledStep};
 use crate::train::optimizer::Optimizer;
 
 /// A timed FixMatch step.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FixMatchTiming {
     /// ViT width / depth of the student.
     pub dim: usize,
     pub depth: usize,
+    /// Mixed precision (f32 master weights, f16 activations, loss scaling); else f32.
+    #[serde(default)]
+    pub mixed: bool,
     /// Labeled images per step; as many unlabeled ones.
     pub batch: usize,
     pub crop_px: usize,
@@ -62,7 +67,13 @@ pub fn plan_fixmatch_memory(
     let _dry = burn::cubecl::dry_run::DryRun::new();
     // A warm-up step and a timed one (each ended by a device sync): the second holds the AdamW
     // moments too.
-    bench_fixmatch_step(device, model, shapes, BenchConfig { warmup: 1, reps: 1 })?;
+    bench_fixmatch_step(
+        device,
+        model,
+        shapes,
+        BenchConfig { warmup: 1, reps: 1 },
+        false,
+    )?;
     // A step reserves memory: 0 bytes means the runtime keeps no statistics.
     Ok(device_memory(device)
         .map(|m| m.reserved_bytes)
@@ -98,16 +109,26 @@ pub fn choose_batch(planned: &[(usize, Option<u64>)], memory_bytes: u64) -> Resu
         })
 }
 
-/// Times FixMatch steps of `model` with `shapes.batch` labeled and as many unlabeled crops.
+/// Times FixMatch steps of `model` with `shapes.batch` labeled and as many unlabeled crops,
+/// in f32 or (`mixed`) mixed precision.
 pub fn bench_fixmatch_step(
     device: &Device,
     model: &SegmentorConfig,
     shapes: StepShapes,
     config: BenchConfig,
+    mixed: bool,
 ) -> Result<FixMatchTiming> {
+    if mixed && !crate::model::half::supports_f16(device) {
+        return Err(Error::NoShaderF16 {
+            adapter: crate::device::adapter_name(),
+            asked: "a mixed-precision FixMatch step".into(),
+            instead: "time the f32 step only".into(),
+        });
+    }
     let train = device.clone().autodiff();
     let (b, s, k) = (shapes.batch.max(1), shapes.crop_px, model.classes[0]);
-    let mut student = Some(Segmentor::new(model, &train));
+    let mut student = Some(Segmentor::new(model, &train).with_mixed_precision(mixed));
+    let mut scaler = mixed.then(|| LossScaler::new(&LossScaling::default(), None));
     let mut optimizer =
         Optimizer::new(&OptimizerSetup::default(), student.as_ref().expect("built"));
     let (images, labels) = random_batch(b, s, k, 0x2545_f491_4f6c_dd1d);
@@ -126,8 +147,22 @@ pub fn bench_fixmatch_step(
             Tensor::<3>::ones([b, s, s], &train),
         );
         let out = fixmatch_step(&model, labeled, &u, &partner, &setup, None, norms);
-        let grads = GradientsParams::from_grads(out.loss.backward(), &model);
-        student = Some(optimizer.step(1e-4, model, grads).0);
+        let Some(scaler) = scaler.as_mut() else {
+            let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+            student = Some(optimizer.step(1e-4, model, grads).0);
+            return;
+        };
+        // As training does: the scaled loss backward, one read-back to check and unscale.
+        let scaled = out.loss.clone().mul_scalar(scaler.scale());
+        let mut grads = GradientsParams::from_grads(scaled.backward(), &model);
+        let loss = crate::train::loss::scalar(out.loss);
+        student = Some(match scaler.check(loss, &model, &mut grads) {
+            ScaledStep::Clean => optimizer
+                .step(1e-4, model, grads)
+                .0
+                .with_mixed_precision(true),
+            ScaledStep::Skipped | ScaledStep::Diverged => model,
+        });
     };
     let warmup = BenchConfig { warmup: 0, reps: 1 };
     time_interleaved(device, warmup, &mut [op(&mut step)])?;
@@ -144,6 +179,7 @@ pub fn bench_fixmatch_step(
     Ok(FixMatchTiming {
         dim: model.backbone.dim,
         depth: model.backbone.depth,
+        mixed,
         batch: b,
         crop_px: s,
         median_ms,
@@ -151,4 +187,70 @@ pub fn bench_fixmatch_step(
         images_per_s: (2 * b) as f64 / (median_ms / 1e3),
         device_memory,
     })
+}
+
+/// FixMatch steps of `model` timed in f32 and, where `device` has `shader-f16`, in mixed
+/// precision, each in a child process of its own (so that each device memory is the step's
+/// own), one after the other.
+pub fn bench_fixmatch_precisions(
+    children: &super::Children,
+    device: &Device,
+    model: &SegmentorConfig,
+    shapes: StepShapes,
+    config: BenchConfig,
+) -> Result<Vec<FixMatchTiming>> {
+    let mut out = vec![children.fixmatch_step(model, shapes, config, false)?];
+    if crate::model::half::supports_f16(device) {
+        out.push(children.fixmatch_step(model, shapes, config, true)?);
+    }
+    Ok(out)
+}
+
+impl std::fmt::Display for FixMatchTiming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "FixMatch step ({}), ViT {}x{} at {} px, {} labeled + {} unlabeled: {:.0} ms \
+             ({:.2} images/s){}",
+            if self.mixed { "mixed" } else { "f32" },
+            self.dim,
+            self.depth,
+            self.crop_px,
+            self.batch,
+            self.batch,
+            self.median_ms,
+            self.images_per_s,
+            self.device_memory.map_or(String::new(), |m| format!(
+                ", {:.0} MiB of device memory",
+                super::mib(m.reserved_bytes as f64)
+            ))
+        )
+    }
+}
+
+/// The line comparing a mixed-precision step with the f32 one among `steps` (nothing
+/// without both).
+pub fn fmt_precision_ratio(
+    f: &mut std::fmt::Formatter<'_>,
+    steps: &[FixMatchTiming],
+) -> std::fmt::Result {
+    let (Some(f32_step), Some(mixed)) = (
+        steps.iter().find(|s| !s.mixed),
+        steps.iter().find(|s| s.mixed),
+    ) else {
+        return Ok(());
+    };
+    write!(
+        f,
+        "mixed precision: {:.2}x the f32 step's time",
+        mixed.median_ms / f32_step.median_ms
+    )?;
+    if let (Some(a), Some(b)) = (mixed.device_memory, f32_step.device_memory) {
+        write!(
+            f,
+            ", {:.2}x its device memory",
+            a.reserved_bytes as f64 / b.reserved_bytes as f64
+        )?;
+    }
+    writeln!(f)
 }

@@ -1,11 +1,12 @@
 //! `s5 bench memory`: the GPU memory of one training step (forward, backward, AdamW update)
-//! per model, with and without activation checkpointing, and a projection to models too big
-//! to measure here.
+//! per model, in f32 and mixed precision, with each activation checkpointing mode, and a
+//! projection to models too big to measure here.
 //!
 //! # Method
 //! Each measurement runs in a fresh process (the caller's job), so the allocator's reserved
 //! bytes after the step are that step's high-water mark: cubecl keeps every page it took.
 //! The projection reads ViT-B at depth 12 and depth 6, each at batch 1 and 2:
+//! (each setting, a precision and a checkpointing mode, is fitted on its own):
 //! * per image: `A = peak(b = 2) − peak(b = 1)`; fixed: `F = peak(b = 1) − A` (weights,
 //!   gradients, AdamW moments, workspace);
 //! * per block and image: `a = (A₁₂ − A₆) / 6`; the rest of an image (patch embedding, neck,
@@ -26,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::memory::device_memory;
 use crate::model::{Segmentor, SegmentorConfig, VitConfig, count_params};
-use crate::train::config::OptimizerSetup;
+use crate::train::config::{Checkpointing, OptimizerSetup};
 use crate::train::loss::cross_entropy_over;
 use crate::train::optimizer::Optimizer;
 use crate::train::trainer::autodiff_device;
@@ -36,14 +37,15 @@ use super::random_batch;
 /// Classes of the measured models (iSAID's, the S4P labeled set).
 const CLASSES: usize = 16;
 
-/// One measurement: a backbone, a batch and whether activations are checkpointed.
+/// One measurement: a backbone, a batch and how the step keeps its activations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemoryProbe {
     /// Preset name (`vit-b`, ...), or `vit-b/6` for ViT-B cut to 6 blocks.
     pub model: String,
     pub batch: usize,
     pub crop_px: usize,
-    pub checkpointing: bool,
+    /// What the backward pass recomputes (also read from the older `true` / `false`).
+    pub checkpointing: Checkpointing,
     /// Plan the step's memory without running its kernels (cubecl's dry run: every launch is
     /// compiled and dropped, every allocation still made).
     #[serde(default)]
@@ -58,6 +60,59 @@ impl MemoryProbe {
     /// The segmentor measured (see [`segmentor`]).
     pub fn segmentor(&self) -> Result<SegmentorConfig> {
         segmentor(&self.model, self.crop_px)
+    }
+
+    /// Its precision and checkpointing mode.
+    pub fn setting(&self) -> MemorySetting {
+        MemorySetting {
+            mixed: self.mixed,
+            checkpointing: self.checkpointing,
+        }
+    }
+}
+
+/// How a step computes and which activations it keeps: what one memory model is fitted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MemorySetting {
+    /// Mixed precision (else f32).
+    pub mixed: bool,
+    pub checkpointing: Checkpointing,
+}
+
+impl MemorySetting {
+    /// Every setting `s5 bench memory` measures: f32, then mixed precision, each without
+    /// checkpointing, balanced and per block.
+    pub const ALL: [Self; 6] = {
+        use Checkpointing::{Balanced, Blocks, Off};
+        [
+            Self::new(false, Off),
+            Self::new(false, Balanced),
+            Self::new(false, Blocks),
+            Self::new(true, Off),
+            Self::new(true, Balanced),
+            Self::new(true, Blocks),
+        ]
+    };
+
+    pub const fn new(mixed: bool, checkpointing: Checkpointing) -> Self {
+        Self {
+            mixed,
+            checkpointing,
+        }
+    }
+
+    /// `f32` or `mixed`.
+    pub fn precision(&self) -> &'static str {
+        if self.mixed { "mixed" } else { "f32" }
+    }
+
+    /// `no`, `balanced` or `blocks`.
+    pub fn checkpointing_name(&self) -> &'static str {
+        match self.checkpointing {
+            Checkpointing::Off => "no",
+            Checkpointing::Balanced => "balanced",
+            Checkpointing::Blocks => "blocks",
+        }
     }
 }
 
@@ -120,7 +175,9 @@ pub fn measure_step(device: &Device, probe: &MemoryProbe) -> Result<StepMemory> 
     };
     let _dry = probe.dry_run.then(burn::cubecl::dry_run::DryRun::new);
     let train = autodiff_device(device, probe.checkpointing);
-    let mut model = Segmentor::new(&cfg, &train).with_mixed_precision(probe.mixed);
+    let mut model = Segmentor::new(&cfg, &train)
+        .with_mixed_precision(probe.mixed)
+        .with_block_recomputation(probe.checkpointing.blocks());
     let mut optimizer = Optimizer::new(&OptimizerSetup::default(), &model);
     let (b, s) = (probe.batch, probe.crop_px);
     let (images, labels) = random_batch(b, s, CLASSES, 0x51_7cc1_b727_220a);
@@ -149,19 +206,24 @@ pub fn measure_step(device: &Device, probe: &MemoryProbe) -> Result<StepMemory> 
     })
 }
 
-/// The probes `s5 bench memory` runs: each of `models` at `batch`, and ViT-B (12 and 6
-/// blocks) at batch 1 and 2 for the projection, each with and without checkpointing.
-pub fn probes(models: &[String], batch: usize, crop_px: usize) -> Vec<MemoryProbe> {
+/// The probes `s5 bench memory` runs: for each of `settings`, each of `models` at `batch`,
+/// and ViT-B (12 and 6 blocks) at batch 1 and 2 for the projection.
+pub fn probes(
+    models: &[String],
+    batch: usize,
+    crop_px: usize,
+    settings: &[MemorySetting],
+) -> Vec<MemoryProbe> {
     let mut out = Vec::new();
-    for checkpointing in [false, true] {
+    for setting in settings {
         let mut add = |model: &str, batch: usize| {
             let p = MemoryProbe {
                 model: model.to_string(),
                 batch,
                 crop_px,
-                checkpointing,
+                checkpointing: setting.checkpointing,
                 dry_run: true,
-                mixed: false,
+                mixed: setting.mixed,
             };
             if !out.contains(&p) {
                 out.push(p);
@@ -178,10 +240,10 @@ pub fn probes(models: &[String], batch: usize, crop_px: usize) -> Vec<MemoryProb
     out
 }
 
-/// The fitted memory model of one checkpointing setting (see the module doc).
+/// The fitted memory model of one setting (see the module doc).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct MemoryFit {
-    pub checkpointing: bool,
+    pub setting: MemorySetting,
     /// ViT-B's fixed bytes per parameter.
     pub fixed_bytes_per_param: f64,
     /// Per image and block, at width 768.
@@ -191,14 +253,12 @@ pub struct MemoryFit {
 }
 
 impl MemoryFit {
-    /// Fits from the ViT-B probes among `runs`; `None` when one is missing.
-    pub fn from_runs(runs: &[StepMemory], checkpointing: bool) -> Option<Self> {
+    /// Fits from the ViT-B probes of `setting` among `runs`; `None` when one is missing.
+    pub fn from_runs(runs: &[StepMemory], setting: MemorySetting) -> Option<Self> {
         let peak = |model: &str, batch: usize| {
             runs.iter()
                 .find(|r| {
-                    r.probe.model == model
-                        && r.probe.batch == batch
-                        && r.probe.checkpointing == checkpointing
+                    r.probe.model == model && r.probe.batch == batch && r.probe.setting() == setting
                 })
                 .map(|r| (r.peak_bytes as f64, r.params as f64))
         };
@@ -207,7 +267,7 @@ impl MemoryFit {
         let (a12, a6) = (b2 - b1, h2 - h1);
         let block = (a12 - a6) / 6.0;
         Some(Self {
-            checkpointing,
+            setting,
             fixed_bytes_per_param: (b1 - a12) / params,
             block_bytes: block,
             rest_bytes: a12 - 12.0 * block,

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::child::Children;
-use super::memory::{MemoryFit, MemoryProbe, StepMemory, probes, segmentor};
+use super::memory::{MemoryFit, MemoryProbe, MemorySetting, StepMemory, probes, segmentor};
 use super::mib;
 use crate::error::Result;
 
@@ -16,11 +16,11 @@ pub const GPU_GIB: [u64; 4] = [16, 24, 48, 80];
 /// The presets the projection covers.
 const PRESETS: [&str; 5] = ["vit-t", "vit-s", "vit-b", "vit-l", "vit-h"];
 
-/// One preset under one checkpointing setting, projected.
+/// One preset under one setting, projected.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProjectionRow {
     pub model: String,
-    pub checkpointing: bool,
+    pub setting: MemorySetting,
     pub fixed_bytes: f64,
     pub per_image_bytes: f64,
     /// (GPU GiB, largest batch that fits) for each of [`GPU_GIB`].
@@ -51,16 +51,18 @@ pub enum MemoryEvent<'a> {
     Measured(&'a StepMemory),
 }
 
-/// Measures `models` at `batch` and the projection's probes, each in a child, and projects.
+/// Measures `models` at `batch` and the projection's probes under each of `settings`, each
+/// in a child, and projects.
 pub fn bench_memory(
     children: &Children,
     adapter: &str,
     models: &[String],
     batch: usize,
     crop_px: usize,
+    settings: &[MemorySetting],
     on_event: &mut dyn FnMut(MemoryEvent<'_>),
 ) -> Result<MemoryReport> {
-    let todo = probes(models, batch, crop_px);
+    let todo = probes(models, batch, crop_px, settings);
     let mut measured = Vec::new();
     for (index, probe) in todo.iter().enumerate() {
         on_event(MemoryEvent::Measuring {
@@ -72,9 +74,9 @@ pub fn bench_memory(
         on_event(MemoryEvent::Measured(&run));
         measured.push(run);
     }
-    let fits: Vec<MemoryFit> = [false, true]
-        .into_iter()
-        .filter_map(|c| MemoryFit::from_runs(&measured, c))
+    let fits: Vec<MemoryFit> = settings
+        .iter()
+        .filter_map(|&setting| MemoryFit::from_runs(&measured, setting))
         .collect();
     let mut projection = Vec::new();
     for fit in &fits {
@@ -82,7 +84,7 @@ pub fn bench_memory(
             let cfg = segmentor(name, crop_px)?;
             projection.push(ProjectionRow {
                 model: name.to_string(),
-                checkpointing: fit.checkpointing,
+                setting: fit.setting,
                 fixed_bytes: fit.fixed_bytes(&cfg),
                 per_image_bytes: fit.per_image_bytes(&cfg.backbone),
                 max_batch: GPU_GIB
@@ -101,10 +103,6 @@ pub fn bench_memory(
     })
 }
 
-fn yes_no(on: bool) -> &'static str {
-    if on { "yes" } else { "no" }
-}
-
 impl MemoryReport {
     fn fmt_measured(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -115,21 +113,30 @@ impl MemoryReport {
         )?;
         writeln!(
             f,
-            "{:<10} {:>6} {:>7} {:>9} {:>14} {:>10} {:>13}",
-            "model", "ckpt", "batch", "params M", "1st step MiB", "peak MiB", "projected MiB"
+            "{:<10} {:>9} {:>9} {:>6} {:>9} {:>14} {:>10} {:>13}",
+            "model",
+            "precision",
+            "ckpt",
+            "batch",
+            "params M",
+            "1st step MiB",
+            "peak MiB",
+            "projected MiB"
         )?;
         for r in &self.measured {
+            let setting = r.probe.setting();
             let projected = r.probe.segmentor().ok().and_then(|cfg| {
                 self.fits
                     .iter()
-                    .find(|fit| fit.checkpointing == r.probe.checkpointing)
+                    .find(|fit| fit.setting == setting)
                     .map(|fit| mib(fit.peak_bytes(&cfg, r.probe.batch)))
             });
             writeln!(
                 f,
-                "{:<10} {:>6} {:>7} {:>9.1} {:>14.0} {:>10.0} {:>13}",
+                "{:<10} {:>9} {:>9} {:>6} {:>9.1} {:>14.0} {:>10.0} {:>13}",
                 r.probe.model,
-                yes_no(r.probe.checkpointing),
+                setting.precision(),
+                setting.checkpointing_name(),
                 r.probe.batch,
                 r.params as f64 / 1e6,
                 mib(r.first_step_bytes as f64),
@@ -151,8 +158,8 @@ impl MemoryReport {
         )?;
         write!(
             f,
-            "{:<10} {:>6} {:>10} {:>13}",
-            "model", "ckpt", "fixed GiB", "GiB / image"
+            "{:<10} {:>9} {:>9} {:>10} {:>13}",
+            "model", "precision", "ckpt", "fixed GiB", "GiB / image"
         )?;
         for g in GPU_GIB {
             write!(f, " {:>7}", format!("{g} GB"))?;
@@ -161,9 +168,10 @@ impl MemoryReport {
         for row in &self.projection {
             write!(
                 f,
-                "{:<10} {:>6} {:>10.2} {:>13.3}",
+                "{:<10} {:>9} {:>9} {:>10.2} {:>13.3}",
                 row.model,
-                yes_no(row.checkpointing),
+                row.setting.precision(),
+                row.setting.checkpointing_name(),
                 row.fixed_bytes / gib,
                 row.per_image_bytes / gib,
             )?;
@@ -175,7 +183,8 @@ impl MemoryReport {
         writeln!(
             f,
             "(the paper's S4P step keeps activations of 24 images per GPU: 12 labeled + 12 \
-             strong views; GB here are GiB)"
+             strong views; ckpt: balanced = burn's balanced checkpointing, blocks = each ViT \
+             block recomputed; GB here are GiB)"
         )
     }
 }

@@ -6,6 +6,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::child::Children;
+use super::fixmatch::{FixMatchTiming, bench_fixmatch_precisions, fmt_precision_ratio};
 use super::{
     BenchConfig, KernelGroup, KernelShapes, StepShapes, Timing, bench_kernels, bench_moe_step,
     bench_score, bench_train_step, format_table, mib,
@@ -124,12 +126,17 @@ pub struct StepReport {
     pub rows: Vec<Timing>,
     /// `None`: the backend keeps no allocator statistics.
     pub device_memory: Option<DeviceMemory>,
+    /// A FixMatch step of the same model and batch in f32 and (where the adapter has
+    /// `shader-f16`) mixed precision, each in a process of its own.
+    pub fixmatch: Vec<FixMatchTiming>,
 }
 
 /// Times a training step of `model` on `gpus` (the main one first); with `moe`, also an
 /// MoE-MDF step on the main GPU against the dense one. `model`'s backbone must then be dense.
+/// Then a FixMatch step in f32 and in mixed precision, in `children`.
 pub fn step_report(
     gpus: &[Gpu],
+    children: &Children,
     model: &SegmentorConfig,
     shapes: StepShapes,
     config: BenchConfig,
@@ -169,10 +176,12 @@ pub fn step_report(
             config,
         )?);
     }
+    let fixmatch = bench_fixmatch_precisions(children, &devices[0], model, shapes, config)?;
     Ok(StepReport {
         adapters: gpus.iter().map(|g| g.adapter.clone()).collect(),
         rows,
         device_memory,
+        fixmatch,
     })
 }
 
@@ -188,7 +197,11 @@ impl fmt::Display for StepReport {
                 mib(m.in_use_bytes as f64)
             ),
             None => writeln!(f, "device memory: this backend reports none"),
+        }?;
+        for step in &self.fixmatch {
+            writeln!(f, "{step}")?;
         }
+        fmt_precision_ratio(f, &self.fixmatch)
     }
 }
 

@@ -10,8 +10,12 @@ use s5::bench::{
 use s5::data::throughput::{Peer, augment_against};
 use s5::device::{self, GpuBackend};
 
+use s5::bench::memory::MemorySetting;
+use s5::train::config::Checkpointing;
+
 use super::bench_args::{
-    AllArgs, BenchCommand, DataArgs, KernelArgs, MemoryArgs, SelectArgs, StepArgs,
+    AllArgs, BenchCommand, CheckpointingArg, DataArgs, KernelArgs, MemoryArgs, PrecisionArg,
+    SelectArgs, StepArgs,
 };
 
 pub fn run(backend: Option<GpuBackend>, cmd: BenchCommand) -> Result<()> {
@@ -82,7 +86,8 @@ fn step(backend: Option<GpuBackend>, args: StepArgs) -> Result<()> {
         datasets: args.moe_datasets,
         expert_dim: args.moe_expert_dim,
     };
-    let report = s5::bench::step_report(&gpus, &model, shapes, config, Some(moe))?;
+    let children = Children::of_current_exe(backend)?;
+    let report = s5::bench::step_report(&gpus, &children, &model, shapes, config, Some(moe))?;
     print(&report, args.json)
 }
 
@@ -167,7 +172,60 @@ fn all(backend: Option<GpuBackend>, args: AllArgs) -> Result<()> {
 }
 
 fn memory(backend: Option<GpuBackend>, args: MemoryArgs) -> Result<()> {
-    let adapter = device::gpu(backend)?.adapter.name.clone();
+    let gpu = device::gpu(backend)?;
+    let adapter = gpu.adapter.name.clone();
+    let f16 = s5::model::half::supports_f16(&gpu.device);
+    let mixed = match args.precisions.as_slice() {
+        [] => {
+            if f16 {
+                vec![false, true]
+            } else {
+                eprintln!("{adapter} has no shader-f16: measuring f32 only");
+                vec![false]
+            }
+        }
+        given => {
+            if given.contains(&PrecisionArg::Mixed) && !f16 {
+                return Err(s5::error::Error::NoShaderF16 {
+                    adapter,
+                    asked: "--precision mixed".into(),
+                    instead: "measure --precision f32".into(),
+                }
+                .into());
+            }
+            [false, true]
+                .into_iter()
+                .filter(|&m| {
+                    given.contains(&if m {
+                        PrecisionArg::Mixed
+                    } else {
+                        PrecisionArg::F32
+                    })
+                })
+                .collect()
+        }
+    };
+    let modes: Vec<Checkpointing> = if args.checkpointing.is_empty() {
+        vec![
+            Checkpointing::Off,
+            Checkpointing::Balanced,
+            Checkpointing::Blocks,
+        ]
+    } else {
+        [
+            (CheckpointingArg::No, Checkpointing::Off),
+            (CheckpointingArg::Balanced, Checkpointing::Balanced),
+            (CheckpointingArg::Blocks, Checkpointing::Blocks),
+        ]
+        .into_iter()
+        .filter(|(arg, _)| args.checkpointing.contains(arg))
+        .map(|(_, mode)| mode)
+        .collect()
+    };
+    let settings: Vec<MemorySetting> = MemorySetting::ALL
+        .into_iter()
+        .filter(|s| mixed.contains(&s.mixed) && modes.contains(&s.checkpointing))
+        .collect();
     let children = Children::of_current_exe(backend)?;
     let report = bench_memory(
         &children,
@@ -175,18 +233,16 @@ fn memory(backend: Option<GpuBackend>, args: MemoryArgs) -> Result<()> {
         &args.models,
         args.batch,
         args.crop_px,
+        &settings,
         &mut |event| match event {
             MemoryEvent::Measuring { index, of, probe } => eprint!(
-                "[{}/{of}] {} batch {} at {} px{} ... ",
+                "[{}/{of}] {} batch {} at {} px, {}, checkpointing {} ... ",
                 index + 1,
                 probe.model,
                 probe.batch,
                 probe.crop_px,
-                if probe.checkpointing {
-                    ", checkpointed"
-                } else {
-                    ""
-                }
+                probe.setting().precision(),
+                probe.setting().checkpointing_name(),
             ),
             MemoryEvent::Measured(run) => eprintln!(
                 "{:.0} MiB in {:.1} s",

@@ -18,14 +18,16 @@ pub enum BenchCommand {
     /// Augmentation throughput (images/s) on this CPU.
     Data(DataArgs),
     /// A training step (forward + backward) on one GPU against the same step split over
-    /// several (data parallel), in one run.
+    /// several (data parallel), in one run; then a FixMatch step in f32 and in mixed
+    /// precision, each with its device memory.
     Step(StepArgs),
     /// Curation: `score` then `select` with their defaults (what the README reports).
     Curate(StepArgs),
     /// Curation's scoring of a batch against the same model's forward alone, in one run.
     Score(StepArgs),
-    /// GPU memory of training steps of ViT-T/S/B at 512 px with and without activation
-    /// checkpointing (each in its own process), and what fits 16/24/48/80 GB up to ViT-H.
+    /// GPU memory of training steps of ViT-T/S/B at 512 px in f32 and mixed precision, without
+    /// activation checkpointing, balanced and per block (each in its own process), and what
+    /// fits 16/24/48/80 GB up to ViT-H.
     Memory(MemoryArgs),
     /// Curation's selection: peak memory and time at growing pool sizes (made-up records, no
     /// model), each size in its own process.
@@ -77,9 +79,32 @@ pub struct MemoryArgs {
     /// Crop side.
     #[arg(long, default_value_t = 512)]
     pub crop_px: usize,
+    /// Precisions measured (repeat the flag for several; default both, mixed only where the
+    /// adapter has `shader-f16`).
+    #[arg(long = "precision", value_enum)]
+    pub precisions: Vec<PrecisionArg>,
+    /// Checkpointing modes measured (repeat the flag for several; default all three).
+    #[arg(long = "checkpointing", value_enum)]
+    pub checkpointing: Vec<CheckpointingArg>,
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionArg {
+    F32,
+    Mixed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckpointingArg {
+    /// Keep what autodiff keeps.
+    No,
+    /// burn's balanced checkpointing.
+    Balanced,
+    /// Each ViT block recomputed (balanced elsewhere).
+    Blocks,
 }
 
 #[derive(Debug, clap::Args)]

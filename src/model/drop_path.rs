@@ -2,7 +2,7 @@
 //! probability `prob` (and the kept ones scaled by 1 / (1 - prob)).
 
 use burn::module::{Flag, Module, Param};
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{DType, Device, Distribution, Tensor};
 
 #[derive(Module, Debug)]
 pub struct DropPath {
@@ -22,15 +22,33 @@ impl DropPath {
     /// # Shapes
     /// `[B, ...]` → same.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        if self.prob <= 0.0 || !self.training.is_enabled() || !x.device().is_autodiff() {
-            return x;
+        let mask = self.draw(x.dims()[0], x.dtype(), &x.device());
+        self.apply(x, mask.as_ref())
+    }
+
+    /// The samples kept by one pass (1) and dropped (0), in `dtype`; `None` when nothing is
+    /// dropped (not training, no autodiff, or `prob` 0). Drawn apart from [`DropPath::apply`]
+    /// so that a block recomputed in the backward pass drops what its forward pass dropped.
+    ///
+    /// # Shapes
+    /// → `[B]`.
+    pub fn draw(&self, batch: usize, dtype: DType, device: &Device) -> Option<Tensor<1>> {
+        if self.prob <= 0.0 || !self.training.is_enabled() || !device.is_autodiff() {
+            return None;
         }
-        let keep = 1.0 - self.prob;
+        let mask = Tensor::<1>::random([batch], Distribution::Bernoulli(1.0 - self.prob), device);
+        // In the activations' precision (f16 under mixed precision).
+        Some(super::half::cast_to(mask, dtype))
+    }
+
+    /// `x` with the samples `mask` drops zeroed and the others scaled by 1 / (1 - prob).
+    ///
+    /// # Shapes
+    /// x `[B, ...]`, mask `[B]` → same as x.
+    pub fn apply<const D: usize>(&self, x: Tensor<D>, mask: Option<&Tensor<1>>) -> Tensor<D> {
+        let Some(mask) = mask else { return x };
         let mut shape = [1; D];
         shape[0] = x.dims()[0];
-        let mask = Tensor::<D>::random(shape, Distribution::Bernoulli(keep), &x.device());
-        // In the activations' precision (f16 under mixed precision).
-        let mask = super::half::cast_to(mask, x.dtype());
-        x * mask / keep
+        x * mask.clone().reshape(shape) / (1.0 - self.prob)
     }
 }

@@ -15,6 +15,7 @@ pub mod half;
 pub mod import;
 pub mod mixed;
 pub mod neck;
+pub mod recompute;
 pub mod resize;
 pub mod segmentor;
 pub mod upernet;

@@ -52,6 +52,13 @@ impl Segmentor {
         self
     }
 
+    /// The model recomputing each backbone block in the backward pass (`on`), keeping only
+    /// the blocks' inputs ([`super::recompute`]), or keeping what autodiff keeps.
+    pub fn with_block_recomputation(mut self, on: bool) -> Self {
+        self.backbone.recompute_blocks = on;
+        self
+    }
+
     /// What the layers compute in: f16 under mixed precision, else the weights' type.
     pub fn compute_dtype(&self) -> DType {
         if self.mixed_precision {

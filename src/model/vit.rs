@@ -4,7 +4,7 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{DType, Device, Int, Tensor};
 
 use super::config::VitConfig;
 use super::drop_path::DropPath;
@@ -54,17 +54,45 @@ impl Block {
     /// # Shapes
     /// x `[B, N, D]`, token_ids `[B·N]` → `[B, N, D]`.
     pub fn forward(&self, x: Tensor<3>, token_ids: &Tensor<1, Int>) -> Tensor<3> {
-        let x = x.clone()
-            + self.drop_path.forward(self.attn.forward(mixed::layer_norm(
-                &self.norm1,
-                x,
-                LN_EPSILON,
-            )));
-        x.clone()
-            + self.drop_path.forward(
-                self.ffn
-                    .forward(mixed::layer_norm(&self.norm2, x, LN_EPSILON), token_ids),
-            )
+        let masks = self.drop_masks(x.dims()[0], x.dtype(), &x.device());
+        self.forward_masked(x, token_ids, &masks)
+    }
+
+    /// The drop-path masks of one pass: the attention branch's, then the FFN's.
+    ///
+    /// # Shapes
+    /// → two `[B]`.
+    pub fn drop_masks(
+        &self,
+        batch: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> [Option<Tensor<1>>; 2] {
+        [
+            self.drop_path.draw(batch, dtype, device),
+            self.drop_path.draw(batch, dtype, device),
+        ]
+    }
+
+    /// [`Block::forward`] dropping the branches `masks` drop (see [`Block::drop_masks`]).
+    ///
+    /// # Shapes
+    /// x `[B, N, D]`, token_ids `[B·N]`, masks two `[B]` → `[B, N, D]`.
+    pub fn forward_masked(
+        &self,
+        x: Tensor<3>,
+        token_ids: &Tensor<1, Int>,
+        masks: &[Option<Tensor<1>>; 2],
+    ) -> Tensor<3> {
+        let attn = self
+            .attn
+            .forward(mixed::layer_norm(&self.norm1, x.clone(), LN_EPSILON));
+        let x = x + self.drop_path.apply(attn, masks[0].as_ref());
+        let ffn = self.ffn.forward(
+            mixed::layer_norm(&self.norm2, x.clone(), LN_EPSILON),
+            token_ids,
+        );
+        x + self.drop_path.apply(ffn, masks[1].as_ref())
     }
 }
 
@@ -78,6 +106,10 @@ pub struct Vit {
     pub blocks: Vec<Block>,
     pub feature_blocks: [usize; 4],
     pub patch_px: usize,
+    /// Recompute each block in the backward pass, keeping only its input (the authors'
+    /// `with_cp=True`; [`super::recompute`]). Not part of a checkpoint: who builds or loads the
+    /// model sets it ([`super::Segmentor::with_block_recomputation`]).
+    pub recompute_blocks: bool,
 }
 
 impl Vit {
@@ -126,6 +158,7 @@ impl Vit {
             blocks,
             feature_blocks: cfg.feature_blocks,
             patch_px: cfg.patch_px,
+            recompute_blocks: false,
         }
     }
 
@@ -170,7 +203,12 @@ impl Vit {
         let token_ids = dataset_ids.reshape([b, 1]).expand([b, n]).reshape([b * n]);
         let mut outputs: Vec<Option<Tensor<4>>> = vec![None; self.blocks.len()];
         for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(x, &token_ids);
+            x = if self.recompute_blocks && x.is_autodiff() {
+                let masks = block.drop_masks(b, dtype, &x.device());
+                super::recompute::block(block, x, &token_ids, masks)
+            } else {
+                block.forward(x, &token_ids)
+            };
             if self.feature_blocks.contains(&i) {
                 let map = x
                     .clone()

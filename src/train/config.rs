@@ -383,6 +383,64 @@ impl RecipeSetup {
     }
 }
 
+/// Which activations a training step keeps for its backward pass (`activation_checkpointing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub enum Checkpointing {
+    /// All that autodiff keeps.
+    #[default]
+    Off,
+    /// burn's balanced gradient checkpointing: memory-bound ops (elementwise, normalisation,
+    /// activations) are recomputed in the backward pass, compute-bound ones (matmuls,
+    /// convolutions) keep their outputs.
+    Balanced,
+    /// Each ViT block keeps only its input and is recomputed whole in the backward pass (the
+    /// authors' `with_cp=True`); neck and decoders as `Balanced`. The least memory, one more
+    /// backbone forward pass of time.
+    Blocks,
+}
+
+impl Checkpointing {
+    /// Whether burn's balanced strategy runs (outside the recomputed blocks too).
+    pub fn balanced(self) -> bool {
+        self != Self::Off
+    }
+
+    /// Whether each ViT block is recomputed whole.
+    pub fn blocks(self) -> bool {
+        self == Self::Blocks
+    }
+}
+
+/// `Off`, `Balanced` or `Blocks`; also the older `false` (`Off`) and `true` (`Balanced`).
+impl<'de> Deserialize<'de> for Checkpointing {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        enum Mode {
+            Off,
+            Balanced,
+            Blocks,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Spelling {
+            Bool(bool),
+            Mode(Mode),
+        }
+        Ok(
+            match Spelling::deserialize(d).map_err(|_| {
+                serde::de::Error::custom(
+                    "activation_checkpointing is `Off`, `Balanced` or `Blocks` (or the older \
+                 `false` / `true`)",
+                )
+            })? {
+                Spelling::Bool(false) | Spelling::Mode(Mode::Off) => Self::Off,
+                Spelling::Bool(true) | Spelling::Mode(Mode::Balanced) => Self::Balanced,
+                Spelling::Mode(Mode::Blocks) => Self::Blocks,
+            },
+        )
+    }
+}
+
 /// What a training step computes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Precision {
@@ -449,10 +507,11 @@ pub struct TrainConfig {
     pub skip_bad: bool,
     /// What a step computes: `Supervised` (default) or `FixMatch((...))`.
     pub recipe: RecipeSetup,
-    /// Recompute cheap activations in the backward pass instead of keeping them (burn's
-    /// balanced gradient checkpointing): less GPU memory per image, same gradients, more
-    /// time. A `--resume` with `--config` may change it.
-    pub activation_checkpointing: bool,
+    /// Recompute activations in the backward pass instead of keeping them: `Off` (default),
+    /// `Balanced` (burn's balanced strategy) or `Blocks` (each ViT block whole, the
+    /// authors' `with_cp`); less GPU memory per image, same gradients, more time. A
+    /// `--resume` with `--config` may change it.
+    pub activation_checkpointing: Checkpointing,
     /// `F32` (default) or `Mixed`. A `--resume` with `--config` may change it.
     pub precision: Precision,
     /// The loss scaler of `precision: Mixed`. A `--resume` with `--config` may change it.
@@ -480,7 +539,7 @@ impl Default for TrainConfig {
             prefetch: 2,
             skip_bad: false,
             recipe: RecipeSetup::Supervised,
-            activation_checkpointing: false,
+            activation_checkpointing: Checkpointing::Off,
             precision: Precision::F32,
             loss_scaling: LossScaling::default(),
             semi: None,

@@ -15,7 +15,7 @@ use burn::tensor::Device;
 
 use super::batch::{Dataset, load_datasets};
 use super::checkpoint::{dataset_card, save_checkpoint};
-use super::config::{Precision, TrainConfig};
+use super::config::{Checkpointing, Precision, TrainConfig};
 use super::loss_scale::{LossScaler, ScaledStep};
 use super::optimizer::Optimizer;
 use super::recipe::{self, Recipe, StepResult};
@@ -106,11 +106,12 @@ pub struct TrainOutcome {
 /// Mixed into the seed of data-parallel device k > 0, so its dropout draws differ.
 const REPLICA_SEED: u64 = 0x5851_f42d_4c95_7f2d;
 
-/// The training twin of `device`: autodiff, with balanced gradient checkpointing when
-/// `checkpointing` (activations of memory-bound ops recomputed in the backward pass).
-pub fn autodiff_device(device: &Device, checkpointing: bool) -> Device {
+/// The training twin of `device`: autodiff, with burn's balanced gradient checkpointing
+/// (activations of memory-bound ops recomputed in the backward pass) when `checkpointing`
+/// asks for it (`Balanced`, and `Blocks` outside the recomputed blocks).
+pub fn autodiff_device(device: &Device, checkpointing: Checkpointing) -> Device {
     let train = device.clone().autodiff();
-    if checkpointing {
+    if checkpointing.balanced() {
         train.gradient_checkpointing()
     } else {
         train
@@ -385,7 +386,9 @@ impl<'r> Session<'r> {
                 (0, 0.0)
             }
         };
-        let model = model.with_mixed_precision(mixed);
+        let model = model
+            .with_mixed_precision(mixed)
+            .with_block_recomputation(config.activation_checkpointing.blocks());
         // A run switched to mixed precision on resume starts a fresh scaler.
         let scaler = mixed.then(|| LossScaler::new(&config.loss_scaling, saved_scale));
         let mut optimizer = Optimizer::new(&config.optimizer, &model);
@@ -533,7 +536,12 @@ impl<'r> Session<'r> {
                     .expect("the model is back after every update");
                 let (updated, grad_norm) = self.optimizer.step(lr, model, grads);
                 let mixed = self.scaler.is_some();
-                self.model = Some(updated.with_mixed_precision(mixed));
+                let blocks = self.config.activation_checkpointing.blocks();
+                self.model = Some(
+                    updated
+                        .with_mixed_precision(mixed)
+                        .with_block_recomputation(blocks),
+                );
                 grad_norm
             }
         };
