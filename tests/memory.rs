@@ -299,3 +299,73 @@ fn the_fixmatch_batch_is_chosen_to_fit_the_memory() {
         "{err}"
     );
 }
+
+/// `s5 bench memory` runs the probes of the settings asked for, fits each setting's memory
+/// model and projects every preset: fixed and per-image bytes positive, the largest batch
+/// never shrinking with the card's memory, fewer bytes per image with per-block
+/// recomputation; at a crop too small for the allocator to resolve, it projects nothing and
+/// says why.
+#[test]
+fn bench_memory_projects_each_setting_it_measured() {
+    let run = |crop_px: &str| {
+        crate::common::json_of(s5().args([
+            "bench",
+            "memory",
+            "--model",
+            "vit-b",
+            "--crop-px",
+            crop_px,
+            "--precision",
+            "f32",
+            "--checkpointing",
+            "no",
+            "--checkpointing",
+            "blocks",
+            "--json",
+        ]))
+    };
+    let doc = run("512");
+    let measured = doc["measured"].as_array().expect("measured rows");
+    // Per setting: ViT-B at depth 12 and 6, batch 1 and 2 (ViT-B at batch 2 among them).
+    assert_eq!(measured.len(), 2 * 4, "{measured:?}");
+    let modes: Vec<&str> = doc["fits"]
+        .as_array()
+        .expect("fits")
+        .iter()
+        .map(|f| f["setting"]["checkpointing"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(modes, ["Off", "Blocks"], "both resolve at 512 px");
+    let rows = doc["projection"].as_array().expect("projection rows");
+    assert_eq!(rows.len(), 2 * 5, "five presets per setting");
+    for row in rows {
+        let fixed = row["fixed_bytes"].as_f64().unwrap_or(f64::NAN);
+        let per_image = row["per_image_bytes"].as_f64().unwrap_or(f64::NAN);
+        assert!(fixed > 0.0 && per_image > 0.0, "{row}");
+        let batches: Vec<u64> = row["max_batch"]
+            .as_array()
+            .expect("max_batch")
+            .iter()
+            .map(|pair| pair[1].as_u64().expect("a batch"))
+            .collect();
+        assert!(batches.windows(2).all(|w| w[0] <= w[1]), "{row}");
+    }
+    let per_image = |mode: &str, model: &str| {
+        rows.iter()
+            .find(|r| r["model"] == model && r["setting"]["checkpointing"] == mode)
+            .and_then(|r| r["per_image_bytes"].as_f64())
+            .expect("a row")
+    };
+    assert!(per_image("Blocks", "vit-b") < per_image("Off", "vit-b"));
+    // At 64 px the plans do not grow with the batch: no projection, and the report says so.
+    let small = run("64");
+    assert_eq!(
+        small["projection"].as_array().map(Vec::len),
+        Some(0),
+        "{small}"
+    );
+    assert_eq!(
+        small["unresolved"].as_array().map(Vec::len),
+        Some(2),
+        "{small}"
+    );
+}

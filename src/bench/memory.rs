@@ -10,7 +10,13 @@
 //! * per image: `A = peak(b = 2) − peak(b = 1)`; fixed: `F = peak(b = 1) − A` (weights,
 //!   gradients, AdamW moments, workspace);
 //! * per block and image: `a = (A₁₂ − A₆) / 6`; the rest of an image (patch embedding, neck,
-//!   decoder, loss): `r = A₁₂ − 12·a`.
+//!   decoder, loss): `r = A₁₂ − 12·a`. With per-block recomputation a block keeps only its
+//!   input, tokens × 768 values, far below what the allocator's pages resolve between the two
+//!   depths: `a` is that size (exact by construction) and `r` still `A₁₂ − 12·a`.
+//!
+//! The probes stay at batches 1 and 2: above them (f32) an attention tensor of ViT-B at
+//! 512 px exceeds 128 MiB, the largest allocation lavapipe's plans show, and lavapipe's plans
+//! stop growing with the batch.
 //!
 //! A block's activations are tokens × width tensors (and heads × tokens² for attention, with
 //! heads ∝ width at 64 channels per head), so at 512 px (1024 tokens) `a` and `r` scale with the
@@ -250,9 +256,20 @@ pub struct MemoryFit {
     pub block_bytes: f64,
     /// Per image outside the blocks, at width 768.
     pub rest_bytes: f64,
+    /// What a second image of ViT-B adds, as a share of the plan of one.
+    pub per_image_share: f64,
 }
 
 impl MemoryFit {
+    /// Whether the fit resolves what it models: a second image of ViT-B adds at least 2 %
+    /// to the plan of one (below that, one of the allocator's pages, up to 128 MiB here, is
+    /// the whole difference), a block keeps no negative bytes and the rest of an image is
+    /// positive. At small crops the activations are below the pages' size and the plans do
+    /// not grow with the batch.
+    pub fn resolved(&self) -> bool {
+        self.block_bytes >= 0.0 && self.rest_bytes > 0.0 && self.per_image_share >= 0.02
+    }
+
     /// Fits from the ViT-B probes of `setting` among `runs`; `None` when one is missing.
     pub fn from_runs(runs: &[StepMemory], setting: MemorySetting) -> Option<Self> {
         let peak = |model: &str, batch: usize| {
@@ -265,12 +282,26 @@ impl MemoryFit {
         let ((b1, params), (b2, _)) = (peak("vit-b", 1)?, peak("vit-b", 2)?);
         let ((h1, _), (h2, _)) = (peak("vit-b/6", 1)?, peak("vit-b/6", 2)?);
         let (a12, a6) = (b2 - b1, h2 - h1);
-        let block = (a12 - a6) / 6.0;
+        let block = if setting.checkpointing.blocks() {
+            // A recomputed block keeps its input alone: tokens × width values, 3 MiB per
+            // image for ViT-B at 512 px in f32, below what the allocator's pages resolve
+            // between depth 12 and 6. Exact by construction.
+            let crop_px = runs
+                .iter()
+                .find(|r| r.probe.model == "vit-b")?
+                .probe
+                .crop_px;
+            let tokens = 1 + (crop_px / 16).pow(2);
+            (tokens * 768) as f64 * if setting.mixed { 2.0 } else { 4.0 }
+        } else {
+            (a12 - a6) / 6.0
+        };
         Some(Self {
             setting,
             fixed_bytes_per_param: (b1 - a12) / params,
             block_bytes: block,
             rest_bytes: a12 - 12.0 * block,
+            per_image_share: a12 / b1,
         })
     }
 

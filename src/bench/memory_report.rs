@@ -35,6 +35,8 @@ pub struct MemoryReport {
     pub crop_px: usize,
     pub measured: Vec<StepMemory>,
     pub fits: Vec<MemoryFit>,
+    /// Settings whose fit did not resolve (see [`MemoryFit::resolved`]): not projected.
+    pub unresolved: Vec<MemorySetting>,
     pub projection: Vec<ProjectionRow>,
 }
 
@@ -74,10 +76,11 @@ pub fn bench_memory(
         on_event(MemoryEvent::Measured(&run));
         measured.push(run);
     }
-    let fits: Vec<MemoryFit> = settings
+    let (fits, unfit): (Vec<MemoryFit>, Vec<MemoryFit>) = settings
         .iter()
         .filter_map(|&setting| MemoryFit::from_runs(&measured, setting))
-        .collect();
+        .partition(MemoryFit::resolved);
+    let unresolved = unfit.iter().map(|fit| fit.setting).collect();
     let mut projection = Vec::new();
     for fit in &fits {
         for name in PRESETS {
@@ -99,6 +102,7 @@ pub fn bench_memory(
         crop_px,
         measured,
         fits,
+        unresolved,
         projection,
     })
 }
@@ -149,6 +153,20 @@ impl MemoryReport {
 
     fn fmt_projection(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let gib = f64::from(1u32 << 30);
+        for setting in &self.unresolved {
+            writeln!(
+                f,
+                "\n{} with checkpointing {}: not projected, ViT-B's plans at {} px do not grow \
+                 as a model of its activations needs (they are below the allocator's page \
+                 size): measure at a larger --crop-px (the paper's is 512)",
+                setting.precision(),
+                setting.checkpointing_name(),
+                self.crop_px
+            )?;
+        }
+        if self.projection.is_empty() {
+            return Ok(());
+        }
         writeln!(
             f,
             "\nlargest batch (images with gradients per GPU) that fits at {} px, from the memory \
