@@ -1,6 +1,7 @@
 //! `s5 bench`: speed measured, not guessed.
 
 use anyhow::{Context, Result};
+use s5::bench::memory::MemorySetting;
 use s5::bench::memory_report::{MemoryEvent, bench_memory};
 use s5::bench::select_report::{SelectOptions, bench_select};
 use s5::bench::step::step_model;
@@ -9,8 +10,6 @@ use s5::bench::{
 };
 use s5::data::throughput::{Peer, augment_against};
 use s5::device::{self, GpuBackend};
-
-use s5::bench::memory::MemorySetting;
 use s5::train::config::Checkpointing;
 
 use super::bench_args::{
