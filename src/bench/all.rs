@@ -225,12 +225,9 @@ impl fmt::Display for AllReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&format_table(&self.kernels))?;
         writeln!(f, "\n{}", self.fixmatch_step)?;
-        let steps: Vec<FixMatchTiming> = std::iter::once(self.fixmatch_step.clone())
-            .chain(self.fixmatch_step_mixed.clone())
-            .collect();
         if let Some(mixed) = &self.fixmatch_step_mixed {
             writeln!(f, "{mixed}")?;
-            fmt_precision_ratio(f, &steps)?;
+            fmt_precision_ratio(f, &self.fixmatch_step, mixed)?;
         }
         if let Some(choice) = &self.batch_choice {
             writeln!(

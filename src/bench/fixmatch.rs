@@ -228,18 +228,12 @@ impl std::fmt::Display for FixMatchTiming {
     }
 }
 
-/// The line comparing a mixed-precision step with the f32 one among `steps` (nothing
-/// without both).
+/// The line comparing a mixed-precision step with the f32 one.
 pub fn fmt_precision_ratio(
     f: &mut std::fmt::Formatter<'_>,
-    steps: &[FixMatchTiming],
+    f32_step: &FixMatchTiming,
+    mixed: &FixMatchTiming,
 ) -> std::fmt::Result {
-    let (Some(f32_step), Some(mixed)) = (
-        steps.iter().find(|s| !s.mixed),
-        steps.iter().find(|s| s.mixed),
-    ) else {
-        return Ok(());
-    };
     write!(
         f,
         "mixed precision: {:.2}x the f32 step's time",

@@ -5,8 +5,8 @@
 //! # Method
 //! Each measurement runs in a fresh process (the caller's job), so the allocator's reserved
 //! bytes after the step are that step's high-water mark: cubecl keeps every page it took.
-//! The projection reads ViT-B at depth 12 and depth 6, each at batch 1 and 2:
-//! (each setting, a precision and a checkpointing mode, is fitted on its own):
+//! The projection reads ViT-B at depth 12 and depth 6, each at batch 1 and 2, and fits each
+//! setting (a precision and a checkpointing mode) on its own:
 //! * per image: `A = peak(b = 2) − peak(b = 1)`; fixed: `F = peak(b = 1) − A` (weights,
 //!   gradients, AdamW moments, workspace);
 //! * per block and image: `a = (A₁₂ − A₆) / 6`; the rest of an image (patch embedding, neck,
@@ -272,26 +272,24 @@ impl MemoryFit {
 
     /// Fits from the ViT-B probes of `setting` among `runs`; `None` when one is missing.
     pub fn from_runs(runs: &[StepMemory], setting: MemorySetting) -> Option<Self> {
-        let peak = |model: &str, batch: usize| {
-            runs.iter()
-                .find(|r| {
-                    r.probe.model == model && r.probe.batch == batch && r.probe.setting() == setting
-                })
-                .map(|r| (r.peak_bytes as f64, r.params as f64))
+        let run = |model: &str, batch: usize| {
+            runs.iter().find(|r| {
+                r.probe.model == model && r.probe.batch == batch && r.probe.setting() == setting
+            })
         };
-        let ((b1, params), (b2, _)) = (peak("vit-b", 1)?, peak("vit-b", 2)?);
-        let ((h1, _), (h2, _)) = (peak("vit-b/6", 1)?, peak("vit-b/6", 2)?);
-        let (a12, a6) = (b2 - b1, h2 - h1);
+        let (one, two) = (run("vit-b", 1)?, run("vit-b", 2)?);
+        let (b1, b2, params) = (
+            one.peak_bytes as f64,
+            two.peak_bytes as f64,
+            one.params as f64,
+        );
+        let (h1, h2) = (run("vit-b/6", 1)?.peak_bytes, run("vit-b/6", 2)?.peak_bytes);
+        let (a12, a6) = (b2 - b1, (h2 as f64) - (h1 as f64));
         let block = if setting.checkpointing.blocks() {
             // A recomputed block keeps its input alone: tokens × width values, 3 MiB per
             // image for ViT-B at 512 px in f32, below what the allocator's pages resolve
             // between depth 12 and 6. Exact by construction.
-            let crop_px = runs
-                .iter()
-                .find(|r| r.probe.model == "vit-b")?
-                .probe
-                .crop_px;
-            let tokens = 1 + (crop_px / 16).pow(2);
+            let tokens = 1 + (one.probe.crop_px / 16).pow(2);
             (tokens * 768) as f64 * if setting.mixed { 2.0 } else { 4.0 }
         } else {
             (a12 - a6) / 6.0

@@ -127,7 +127,7 @@ pub struct StepReport {
     /// `None`: the backend keeps no allocator statistics.
     pub device_memory: Option<DeviceMemory>,
     /// A FixMatch step of the same model and batch in f32 and (where the adapter has
-    /// `shader-f16`) mixed precision, each in a process of its own.
+    /// `shader-f16`) mixed precision, in that order, each in a process of its own.
     pub fixmatch: Vec<FixMatchTiming>,
 }
 
@@ -201,7 +201,10 @@ impl fmt::Display for StepReport {
         for step in &self.fixmatch {
             writeln!(f, "{step}")?;
         }
-        fmt_precision_ratio(f, &self.fixmatch)
+        match self.fixmatch.as_slice() {
+            [f32_step, mixed] => fmt_precision_ratio(f, f32_step, mixed),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -10,11 +10,9 @@ use s5::bench::{
 };
 use s5::data::throughput::{Peer, augment_against};
 use s5::device::{self, GpuBackend};
-use s5::train::config::Checkpointing;
 
 use super::bench_args::{
-    AllArgs, BenchCommand, CheckpointingArg, DataArgs, KernelArgs, MemoryArgs, PrecisionArg,
-    SelectArgs, StepArgs,
+    AllArgs, BenchCommand, DataArgs, KernelArgs, MemoryArgs, PrecisionArg, SelectArgs, StepArgs,
 };
 
 pub fn run(backend: Option<GpuBackend>, cmd: BenchCommand) -> Result<()> {
@@ -174,56 +172,33 @@ fn memory(backend: Option<GpuBackend>, args: MemoryArgs) -> Result<()> {
     let gpu = device::gpu(backend)?;
     let adapter = gpu.adapter.name.clone();
     let f16 = s5::model::half::supports_f16(&gpu.device);
-    let mixed = match args.precisions.as_slice() {
-        [] => {
-            if f16 {
-                vec![false, true]
-            } else {
-                eprintln!("{adapter} has no shader-f16: measuring f32 only");
-                vec![false]
+    if !f16 {
+        if args.precisions.contains(&PrecisionArg::Mixed) {
+            return Err(s5::error::Error::NoShaderF16 {
+                adapter,
+                asked: "--precision mixed".into(),
+                instead: "measure --precision f32".into(),
             }
+            .into());
         }
-        given => {
-            if given.contains(&PrecisionArg::Mixed) && !f16 {
-                return Err(s5::error::Error::NoShaderF16 {
-                    adapter,
-                    asked: "--precision mixed".into(),
-                    instead: "measure --precision f32".into(),
-                }
-                .into());
-            }
-            [false, true]
-                .into_iter()
-                .filter(|&m| {
-                    given.contains(&if m {
-                        PrecisionArg::Mixed
-                    } else {
-                        PrecisionArg::F32
-                    })
-                })
-                .collect()
+        if args.precisions.is_empty() {
+            eprintln!("{adapter} has no shader-f16: measuring f32 only");
         }
-    };
-    let modes: Vec<Checkpointing> = if args.checkpointing.is_empty() {
-        vec![
-            Checkpointing::Off,
-            Checkpointing::Balanced,
-            Checkpointing::Blocks,
-        ]
-    } else {
-        [
-            (CheckpointingArg::No, Checkpointing::Off),
-            (CheckpointingArg::Balanced, Checkpointing::Balanced),
-            (CheckpointingArg::Blocks, Checkpointing::Blocks),
-        ]
-        .into_iter()
-        .filter(|(arg, _)| args.checkpointing.contains(arg))
-        .map(|(_, mode)| mode)
-        .collect()
-    };
+    }
+    // Each flag defaults to all it allows (mixed precision only with shader-f16).
     let settings: Vec<MemorySetting> = MemorySetting::ALL
         .into_iter()
-        .filter(|s| mixed.contains(&s.mixed) && modes.contains(&s.checkpointing))
+        .filter(|s| {
+            (args.precisions.is_empty() && (f16 || !s.mixed))
+                || args.precisions.iter().any(|p| p.is_mixed() == s.mixed)
+        })
+        .filter(|s| {
+            args.checkpointing.is_empty()
+                || args
+                    .checkpointing
+                    .iter()
+                    .any(|c| c.mode() == s.checkpointing)
+        })
         .collect();
     let children = Children::of_current_exe(backend)?;
     let report = bench_memory(

@@ -107,6 +107,24 @@ pub enum CheckpointingArg {
     Blocks,
 }
 
+impl PrecisionArg {
+    pub fn is_mixed(self) -> bool {
+        self == Self::Mixed
+    }
+}
+
+impl CheckpointingArg {
+    /// The training config's mode of the same name.
+    pub fn mode(self) -> s5::train::config::Checkpointing {
+        use s5::train::config::Checkpointing;
+        match self {
+            Self::No => Checkpointing::Off,
+            Self::Balanced => Checkpointing::Balanced,
+            Self::Blocks => Checkpointing::Blocks,
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct SelectArgs {
     /// Pool sizes (records); repeat the flag for several.
