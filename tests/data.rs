@@ -129,7 +129,9 @@ fn every_bundled_spec_reads_a_fixture_in_its_real_layout() {
             );
             for (sample, (image, want)) in samples.iter().zip(&expected) {
                 assert_eq!(&sample.image, image, "{}/{split}", spec.name);
-                let (rgb, labels) = read_sample(&spec, sample)
+                let s5::data::io::Sample {
+                    image: rgb, labels, ..
+                } = read_sample(&spec, sample)
                     .unwrap_or_else(|e| panic!("{}/{split}: {e}", spec.name));
                 assert_eq!(rgb.dimensions(), (40, 24));
                 assert_eq!(
@@ -160,7 +162,9 @@ fn sixteen_bit_and_gray_images_and_masks_read() {
     let (img_path, mask_path) = (dir.path().join("a.tif"), dir.path().join("a_mask.png"));
     img16.save(&img_path).unwrap();
     gray.save(&mask_path).unwrap();
-    let (rgb, labels) = read_sample(
+    let s5::data::io::Sample {
+        image: rgb, labels, ..
+    } = read_sample(
         &spec,
         &SampleRef {
             image: img_path,
@@ -721,7 +725,7 @@ fn the_suburb_domain_labels_the_same_scenes_another_way() {
     let count = |spec: &DatasetSpec| {
         let mut seen = [0usize; 256];
         for sample in spec.samples("train").unwrap() {
-            let (_, labels) = s5::data::io::read_sample(spec, &sample).unwrap();
+            let labels = s5::data::io::read_sample(spec, &sample).unwrap().labels;
             for p in labels.unwrap().pixels() {
                 seen[usize::from(p[0])] += 1;
             }

@@ -57,6 +57,7 @@ fn refuses_f16_clearly(dev: &burn::tensor::Device) {
             palette: vec![[0, 0, 0], [255, 0, 0], [0, 255, 0]],
             background: None,
             spec: std::path::PathBuf::new(),
+            imaging: Default::default(),
         }],
     };
     let folder = dir.path().join("model");

@@ -12,6 +12,7 @@ mod curation_run;
 mod data;
 mod demo;
 mod fixmatch;
+mod geotiff;
 mod half;
 mod memory;
 mod metrics;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::architecture::SegmentorConfig;
+use crate::imaging::Imaging;
 
 /// One decoder's dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +20,10 @@ pub struct DatasetCard {
     pub background: Option<u8>,
     /// The spec it was trained from (for `s5 eval` on its splits).
     pub spec: PathBuf,
+    /// How the spec's images were read (bands, value range, nodata); `s5 predict` reads its
+    /// inputs the same way. Absent in cards of 8-bit RGB datasets.
+    #[serde(default, skip_serializing_if = "Imaging::is_default")]
+    pub imaging: Imaging,
 }
 
 /// How to rebuild a checkpoint's model.

@@ -213,6 +213,7 @@ fn card() -> ModelCard {
             palette: vec![[0, 0, 0]; 6],
             background: None,
             spec: "urban.ron".into(),
+            imaging: Default::default(),
         }],
     }
 }

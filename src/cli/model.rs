@@ -220,6 +220,7 @@ fn generic_card(index: usize, classes: usize) -> DatasetCard {
             .collect(),
         background: None,
         spec: std::path::PathBuf::new(),
+        imaging: Default::default(),
     }
 }
 

@@ -1,5 +1,5 @@
 //! `s5 predict`: a trained model on images or folders of any size → index, colour and
-//! confidence PNGs.
+//! confidence PNGs (index and confidence as GeoTIFFs for georeferenced inputs).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -20,7 +20,8 @@ pub struct PredictArgs {
     /// Which decoder, by dataset name or index (needed when the model has several).
     #[arg(long)]
     dataset: Option<String>,
-    /// Output folder: index/, color/ and confidence/ PNGs named like the inputs.
+    /// Output folder: index/, color/ and confidence/ PNGs named like the inputs (index and
+    /// confidence as tiled GeoTIFFs for georeferenced inputs).
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
@@ -56,7 +57,6 @@ pub fn run(backend: Option<GpuBackend>, args: PredictArgs) -> Result<()> {
     let dataset = card
         .dataset_index(args.dataset.as_deref())
         .map_err(anyhow::Error::msg)?;
-    let palette = &card.datasets[dataset].palette;
     eprintln!(
         "model {} ({}), {} image(s), {mode}{}",
         checkpoint.display(),
@@ -74,7 +74,7 @@ pub fn run(backend: Option<GpuBackend>, args: PredictArgs) -> Result<()> {
         let out = predict_file(
             &model,
             dataset,
-            palette,
+            &card.datasets[dataset],
             file,
             &args.out,
             mode,

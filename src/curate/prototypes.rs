@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor};
 use super::embed::embed;
 use super::kmeans::{KMeansConfig, spherical_kmeans};
 use crate::data::DatasetSpec;
-use crate::data::io::read_rgb;
+use crate::data::io::read_image;
 use crate::error::{Error, Result};
 use crate::eval::infer::{STRIDE_PX, image_tensor};
 use crate::model::Segmentor;
@@ -72,7 +72,7 @@ pub fn embed_images(
     let mut rows: Vec<f32> = Vec::new();
     let mut dim = 0;
     for sample in &samples {
-        let image = read_rgb(&sample.image)?;
+        let image = read_image(&sample.image, &spec.imaging)?.rgb;
         let (w, h) = (image.width() as usize, image.height() as usize);
         let (ph, pw) = (
             h.div_ceil(STRIDE_PX) * STRIDE_PX,

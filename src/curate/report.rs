@@ -410,7 +410,7 @@ fn thumbnails(
             let file = CurationReport::thumbnail_file(p.patch);
             let path = folder.join(&file);
             if !path.exists() {
-                let (image, _) = source.load(spec, p.patch as usize).ok()?;
+                let image = source.load(spec, p.patch as usize).ok()?.image;
                 let (w, h) = image.dimensions();
                 let scale = (THUMBNAIL_PX as f32 / w.max(h) as f32).min(1.0);
                 let small = image::imageops::resize(

@@ -40,6 +40,9 @@ pub struct LoadedPatch {
     pub patch: u64,
     pub content: u64,
     pub image: image::RgbImage,
+    /// `true` where the image has no data: left out of the entropy, confidence and
+    /// foreground statistics.
+    pub nodata: Option<Vec<bool>>,
 }
 
 impl LoadedPatch {
@@ -48,7 +51,14 @@ impl LoadedPatch {
             patch,
             content: content_hash(&image),
             image,
+            nodata: None,
         }
+    }
+
+    /// A patch with its nodata mask (`[H · W]`, row-major).
+    pub fn with_nodata(mut self, nodata: Option<Vec<bool>>) -> Self {
+        self.nodata = nodata;
+        self
     }
 }
 
@@ -125,7 +135,10 @@ pub fn score_range(
             .par_iter()
             .map(|&i| {
                 let image = source.load(spec, i as usize);
-                (i, image.map(|(image, _)| LoadedPatch::new(i, image)))
+                (
+                    i,
+                    image.map(|s| LoadedPatch::new(i, s.image).with_nodata(s.nodata)),
+                )
             })
             .collect();
         let mut batch = Vec::new();
@@ -168,7 +181,7 @@ pub fn score_batch(
     let plane = side * side;
     let mut pixels = vec![0f32; b * 3 * plane];
     let mut valid = vec![false; b * plane];
-    for (k, LoadedPatch { image, .. }) in batch.iter().enumerate() {
+    for (k, LoadedPatch { image, nodata, .. }) in batch.iter().enumerate() {
         let (w, h) = (image.width() as usize, image.height() as usize);
         let normalized = normalize(image);
         for c in 0..3 {
@@ -179,7 +192,15 @@ pub fn score_batch(
             }
         }
         for y in 0..h {
-            valid[k * plane + y * side..k * plane + y * side + w].fill(true);
+            let row = &mut valid[k * plane + y * side..k * plane + y * side + w];
+            match nodata {
+                Some(nodata) => {
+                    for (v, &missing) in row.iter_mut().zip(&nodata[y * w..(y + 1) * w]) {
+                        *v = !missing;
+                    }
+                }
+                None => row.fill(true),
+            }
         }
     }
     let images = Tensor::<4>::from_data(TensorData::new(pixels, [b, 3, side, side]), device);

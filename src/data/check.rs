@@ -59,7 +59,10 @@ pub fn check(spec: &DatasetSpec, progress: &(dyn Fn() + Sync)) -> Result<CheckRe
             .par_iter()
             .map(|sample| {
                 let out = match io::read_sample(spec, sample) {
-                    Ok((_, Some(labels))) => {
+                    Ok(io::Sample {
+                        labels: Some(labels),
+                        ..
+                    }) => {
                         let mut hist = vec![0u64; k];
                         let mut ignored = 0;
                         for &l in labels.as_raw() {
@@ -71,7 +74,7 @@ pub fn check(spec: &DatasetSpec, progress: &(dyn Fn() + Sync)) -> Result<CheckRe
                         }
                         (hist, ignored, None)
                     }
-                    Ok((_, None)) => (vec![0; k], 0, None),
+                    Ok(_) => (vec![0; k], 0, None),
                     Err(e) => (vec![0; k], 0, Some(e.to_string())),
                 };
                 progress();

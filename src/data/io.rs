@@ -6,10 +6,12 @@ use std::path::Path;
 use image::{DynamicImage, GrayImage, RgbImage};
 
 use super::IGNORE;
+use super::raster::{Raster, Window};
 use super::spec::{DatasetSpec, LabelEncoding};
 use crate::error::{Error, Result};
+use crate::run::Imaging;
 
-fn decode(path: &Path) -> Result<DynamicImage> {
+pub(crate) fn decode(path: &Path) -> Result<DynamicImage> {
     let reader = image::ImageReader::open(path).map_err(|e| Error::reading(path, e, None))?;
     let reader = reader
         .with_guessed_format()
@@ -32,8 +34,20 @@ pub fn image_size(path: &Path) -> Result<(u32, u32)> {
     })
 }
 
-/// An image as 8-bit RGB: gray is replicated, alpha dropped, 16-bit scaled to 8 bits.
+/// An image as the model sees it under a dataset's `imaging` (bands, value range, nodata;
+/// see [`super::raster`]): 8-bit RGB and the nodata mask.
+pub fn read_image(path: &Path, imaging: &Imaging) -> Result<Window> {
+    Raster::open(path, imaging)?.read_all()
+}
+
+/// An image as 8-bit RGB under the default imaging: bands 0–2 (gray replicated), 8-bit as is,
+/// 16-bit by a per-image 2–98 % percentile stretch.
 pub fn read_rgb(path: &Path) -> Result<RgbImage> {
+    Ok(read_image(path, &Imaging::default())?.rgb)
+}
+
+/// A colour mask's pixels, 8-bit RGB as stored (no stretch, no band choice).
+fn read_mask_rgb(path: &Path) -> Result<RgbImage> {
     Ok(decode(path)?.into_rgb8())
 }
 
@@ -45,6 +59,12 @@ fn read_index_values(path: &Path) -> Result<(u32, u32, Vec<u16>)> {
         .is_some_and(|e| e.eq_ignore_ascii_case("png"));
     if is_png {
         return read_png_values(path);
+    }
+    let is_tiff = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("tif") || e.eq_ignore_ascii_case("tiff"));
+    if is_tiff {
+        return read_tiff_values(path);
     }
     let bad = |what: &str| Error::ImageRead {
         path: path.to_path_buf(),
@@ -59,6 +79,121 @@ fn read_index_values(path: &Path) -> Result<(u32, u32, Vec<u16>)> {
         DynamicImage::ImageLuma16(m) => Ok((m.width(), m.height(), m.into_raw())),
         other => Err(bad(&format!("{:?}", other.color()))),
     }
+}
+
+/// A single-band TIFF's raw values (a palette TIFF, as `s5 predict` writes, gives its indices).
+fn read_tiff_values(path: &Path) -> Result<(u32, u32, Vec<u16>)> {
+    let fail = |reason: String| Error::ImageRead {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| Error::reading(path, e, None))?;
+    let mut decoder = tiff::decoder::Decoder::new(std::io::BufReader::new(file))
+        .map_err(|e| fail(e.to_string()))?
+        .with_limits(tiff::decoder::Limits::unlimited());
+    let samples = decoder
+        .find_tag_unsigned::<u16>(tiff::tags::Tag::SamplesPerPixel)
+        .map_err(|e| fail(e.to_string()))?
+        .unwrap_or(1);
+    if samples != 1 {
+        return Err(fail(format!(
+            "an index mask must have one channel, this one has {samples}"
+        )));
+    }
+    let (w, h) = decoder.dimensions().map_err(|e| fail(e.to_string()))?;
+    let photometric = decoder
+        .find_tag_unsigned::<u16>(tiff::tags::Tag::PhotometricInterpretation)
+        .map_err(|e| fail(e.to_string()))?;
+    if photometric == Some(3) {
+        let values = read_palette_indices(&mut decoder, w, h).map_err(|e| fail(e.to_string()))?;
+        return Ok((w, h, values));
+    }
+    let values = match decoder.read_image().map_err(|e| fail(e.to_string()))? {
+        tiff::decoder::DecodingResult::U8(v) => v.into_iter().map(u16::from).collect(),
+        tiff::decoder::DecodingResult::U16(v) => v,
+        _ => {
+            return Err(fail(
+                "an index mask must hold 8- or 16-bit unsigned integers".into(),
+            ));
+        }
+    };
+    Ok((w, h, values))
+}
+
+/// The indices of an 8-bit palette TIFF, uncompressed or deflated, striped or tiled (what
+/// `s5 predict` writes; the `tiff` crate decodes no palette image).
+fn read_palette_indices<R: std::io::Read + std::io::Seek>(
+    decoder: &mut tiff::decoder::Decoder<R>,
+    w: u32,
+    h: u32,
+) -> std::io::Result<Vec<u16>> {
+    use std::io::{Read, Seek, SeekFrom};
+    use tiff::tags::Tag;
+    let bad = |what: &str| std::io::Error::other(format!("palette TIFF: {what}"));
+    let tag = |d: &mut tiff::decoder::Decoder<R>, t| {
+        d.find_tag_unsigned_vec::<u64>(t)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    };
+    if tag(decoder, Tag::BitsPerSample)?.unwrap_or_default() != [8] {
+        return Err(bad("only 8-bit indices are read"));
+    }
+    let compression = tag(decoder, Tag::Compression)?.unwrap_or_else(|| vec![1]);
+    let (cw, ch, offsets, counts) = match tag(decoder, Tag::TileOffsets)? {
+        Some(offsets) => (
+            tag(decoder, Tag::TileWidth)?.and_then(|v| v.first().copied()),
+            tag(decoder, Tag::TileLength)?.and_then(|v| v.first().copied()),
+            offsets,
+            tag(decoder, Tag::TileByteCounts)?,
+        ),
+        None => (
+            Some(u64::from(w)),
+            Some(
+                tag(decoder, Tag::RowsPerStrip)?
+                    .and_then(|v| v.first().copied())
+                    .unwrap_or(u64::from(h)),
+            ),
+            tag(decoder, Tag::StripOffsets)?.ok_or_else(|| bad("no strips"))?,
+            tag(decoder, Tag::StripByteCounts)?,
+        ),
+    };
+    let (Some(cw), Some(ch), Some(counts)) = (cw, ch, counts) else {
+        return Err(bad("chunk size or byte counts missing"));
+    };
+    let (cw, ch) = (cw.max(1) as usize, ch.max(1) as usize);
+    let (w, h) = (w as usize, h as usize);
+    let across = w.div_ceil(cw);
+    if offsets.len() != counts.len() || offsets.len() < across * h.div_ceil(ch) {
+        return Err(bad("fewer chunks than the image needs"));
+    }
+    let mut values = vec![0u16; w * h];
+    let reader = decoder.inner();
+    for (i, (&offset, &count)) in offsets.iter().zip(&counts).enumerate() {
+        let (cx, cy) = (i % across * cw, i / across * ch);
+        if cy >= h {
+            break;
+        }
+        reader.seek(SeekFrom::Start(offset))?;
+        let mut raw = vec![0u8; count as usize];
+        reader.read_exact(&mut raw)?;
+        let bytes = match compression[..] {
+            [1] => raw,
+            [8] | [32946] => {
+                let mut out = Vec::with_capacity(cw * ch);
+                flate2::read::ZlibDecoder::new(&raw[..]).read_to_end(&mut out)?;
+                out
+            }
+            _ => return Err(bad("only uncompressed or deflated indices are read")),
+        };
+        for r in 0..ch.min(h - cy) {
+            for c in 0..cw.min(w - cx) {
+                let v = *bytes
+                    .get(r * cw + c)
+                    .ok_or_else(|| bad("a chunk is short"))?;
+                values[(cy + r) * w + cx + c] = u16::from(v);
+            }
+        }
+    }
+    Ok(values)
 }
 
 fn read_png_values(path: &Path) -> Result<(u32, u32, Vec<u16>)> {
@@ -181,7 +316,7 @@ pub fn read_labels(path: &Path, spec: &DatasetSpec) -> Result<GrayImage> {
             Ok(GrayImage::from_raw(w, h, labels).expect("w*h labels"))
         }
         LabelEncoding::Palette { ignore_colours } => {
-            let rgb = read_rgb(path)?;
+            let rgb = read_mask_rgb(path)?;
             let w = rgb.width();
             let lookup: std::collections::HashMap<[u8; 3], u8> = spec
                 .palette
@@ -209,16 +344,32 @@ pub fn read_labels(path: &Path, spec: &DatasetSpec) -> Result<GrayImage> {
     }
 }
 
-/// An image and, if labeled, its labels, checked to be the same size.
-pub fn read_sample(
-    spec: &DatasetSpec,
-    sample: &super::SampleRef,
-) -> Result<(RgbImage, Option<GrayImage>)> {
-    let image = read_rgb(&sample.image)?;
+/// An image read for a dataset: its pixels, its labels if it has a mask, which pixels have no
+/// data.
+///
+/// # Shapes
+/// image, labels `H × W`; nodata `[H · W]` row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub image: RgbImage,
+    /// Class indices, [`IGNORE`] where the mask says no class and where the image has no data.
+    pub labels: Option<GrayImage>,
+    /// `true` where the image has no data; `None` when it has no nodata value.
+    pub nodata: Option<Vec<bool>>,
+}
+
+/// An image under the spec's imaging and, if labeled, its labels, checked to be the same size;
+/// pixels without data are [`IGNORE`] in the labels.
+pub fn read_sample(spec: &DatasetSpec, sample: &super::SampleRef) -> Result<Sample> {
+    let Window { rgb: image, nodata } = read_image(&sample.image, &spec.imaging)?;
     let Some(mask) = &sample.mask else {
-        return Ok((image, None));
+        return Ok(Sample {
+            image,
+            labels: None,
+            nodata,
+        });
     };
-    let labels = read_labels(mask, spec)?;
+    let mut labels = read_labels(mask, spec)?;
     if labels.dimensions() != image.dimensions() {
         return Err(Error::MaskSize {
             path: mask.clone(),
@@ -229,5 +380,16 @@ pub fn read_sample(
             image_h: image.height(),
         });
     }
-    Ok((image, Some(labels)))
+    if let Some(nodata) = &nodata {
+        for (label, &missing) in labels.iter_mut().zip(nodata) {
+            if missing {
+                *label = IGNORE;
+            }
+        }
+    }
+    Ok(Sample {
+        image,
+        labels: Some(labels),
+        nodata,
+    })
 }

@@ -186,7 +186,7 @@ pub fn labeled_stream(
 ) -> Prefetcher<LabeledItem> {
     let len = samples.len();
     Prefetcher::spawn(len, config, move |i, rng| {
-        let (image, labels) = super::io::read_sample(&spec, &samples[i])?;
+        let super::io::Sample { image, labels, .. } = super::io::read_sample(&spec, &samples[i])?;
         let view = super::augment::weak(&image, labels.as_ref(), &augment, rng);
         let image = if augment.labeled_strong {
             super::augment::strong(&view.image, &augment, rng)
@@ -222,16 +222,44 @@ pub fn unlabeled_item(
     index: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<UnlabeledItem> {
-    let (image, truth) = source.load(spec, index)?;
-    let view = super::augment::weak(&image, truth.as_ref(), augment, rng);
+    let super::io::Sample {
+        image,
+        labels: truth,
+        nodata,
+    } = source.load(spec, index)?;
+    let has_truth = truth.is_some();
+    // Pixels without data travel through the weak view as IGNORE labels (over zeros when the
+    // pool has no truth) and leave `valid` there: no pseudo-label is kept on them.
+    let carried = match (truth, &nodata) {
+        (truth, None) => truth,
+        (truth, Some(nodata)) => {
+            let mut labels =
+                truth.unwrap_or_else(|| image::GrayImage::new(image.width(), image.height()));
+            for (label, &missing) in labels.iter_mut().zip(nodata) {
+                if missing {
+                    *label = super::IGNORE;
+                }
+            }
+            Some(labels)
+        }
+    };
+    let view = super::augment::weak(&image, carried.as_ref(), augment, rng);
     let strong = super::augment::strong(&view.image, augment, rng);
     let cutmix = super::augment::CutMixBox::sample(augment.crop_px, augment, rng);
+    let mut valid = view.valid.into_raw();
+    if nodata.is_some() {
+        for (v, &l) in valid.iter_mut().zip(view.labels.as_raw()) {
+            if l == super::IGNORE {
+                *v = 0;
+            }
+        }
+    }
     Ok(UnlabeledItem {
         weak: super::augment::normalize(&view.image),
         strong: super::augment::normalize(&strong),
-        valid: view.valid.into_raw(),
+        valid,
         cutmix,
-        truth: truth.is_some().then(|| view.labels.into_raw()),
+        truth: has_truth.then(|| view.labels.into_raw()),
         weak_rgb: view.image,
         strong_rgb: strong,
     })

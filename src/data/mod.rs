@@ -7,9 +7,11 @@
 
 pub mod augment;
 pub mod check;
+pub mod geotiff;
 pub mod io;
 pub mod loader;
 pub mod palette;
+pub mod raster;
 pub mod source;
 pub mod spec;
 pub mod synth;

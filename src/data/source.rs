@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use image::{GrayImage, RgbImage};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -137,22 +136,45 @@ impl TiledSource {
         Self::new(images, patch_px, stride_px, skip_bad)
     }
 
-    /// Reads one patch (and its labels when the image has a mask).
-    pub fn load(
-        &self,
-        spec: &super::DatasetSpec,
-        index: usize,
-    ) -> Result<(RgbImage, Option<GrayImage>)> {
+    /// Reads one patch (and its labels when the image has a mask): only the patch's window of
+    /// a TIFF is decoded; other formats are decoded whole and cropped.
+    pub fn load(&self, spec: &super::DatasetSpec, index: usize) -> Result<super::io::Sample> {
         let patch = self.patches[index];
-        let (image, labels) = super::io::read_sample(spec, &self.images[patch.image])?;
-        let crop = |x: &RgbImage| {
-            image::imageops::crop_imm(x, patch.x_px, patch.y_px, patch.width_px, patch.height_px)
-                .to_image()
+        let sample = &self.images[patch.image];
+        let mut raster = super::raster::Raster::open(&sample.image, &spec.imaging)?;
+        let (w, h) = raster.size_px();
+        let (pw, ph) = (patch.width_px.min(w), patch.height_px.min(h));
+        let (px, py) = (patch.x_px.min(w - pw), patch.y_px.min(h - ph));
+        let super::raster::Window { rgb: image, nodata } = raster.read(px, py, pw, ph)?;
+        let labels = match &sample.mask {
+            None => None,
+            Some(mask) => {
+                let labels = super::io::read_labels(mask, spec)?;
+                if labels.dimensions() != (w, h) {
+                    return Err(Error::MaskSize {
+                        path: mask.clone(),
+                        image: sample.image.clone(),
+                        mask_w: labels.width(),
+                        mask_h: labels.height(),
+                        image_w: w,
+                        image_h: h,
+                    });
+                }
+                let mut labels = image::imageops::crop_imm(&labels, px, py, pw, ph).to_image();
+                if let Some(nodata) = &nodata {
+                    for (label, &missing) in labels.iter_mut().zip(nodata) {
+                        if missing {
+                            *label = super::IGNORE;
+                        }
+                    }
+                }
+                Some(labels)
+            }
         };
-        let labels = labels.map(|l| {
-            image::imageops::crop_imm(&l, patch.x_px, patch.y_px, patch.width_px, patch.height_px)
-                .to_image()
-        });
-        Ok((crop(&image), labels))
+        Ok(super::io::Sample {
+            image,
+            labels,
+            nodata,
+        })
     }
 }

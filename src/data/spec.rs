@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::run::Imaging;
 
 /// One dataset on disk. Paths in `splits` are relative to `root`, and a relative `root` is
 /// relative to the spec file's folder.
@@ -27,6 +28,10 @@ pub struct DatasetSpec {
     pub background: Option<u8>,
     /// Named splits (`train`, `val`, `unlabeled`, ...).
     pub splits: BTreeMap<String, SplitSource>,
+    /// Which bands, how values map to 8 bits, the nodata value (GeoTIFFs, 16-bit imagery);
+    /// left out, 8-bit RGB is read as it is.
+    #[serde(default, skip_serializing_if = "Imaging::is_default")]
+    pub imaging: Imaging,
 }
 
 /// How a mask file encodes classes.
@@ -165,6 +170,7 @@ impl DatasetSpec {
                 }
             }
         }
+        self.imaging.validate()?;
         if self.splits.is_empty() {
             return Err("no splits: add e.g. `\"train\": Glob(images: \"...\")`".into());
         }

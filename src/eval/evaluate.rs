@@ -35,7 +35,11 @@ pub fn evaluate_split(
 ) -> Result<ConfusionMatrix> {
     let mut matrix = ConfusionMatrix::new(spec.num_classes());
     for (index, sample) in samples.iter().enumerate() {
-        let (image, truth) = read_sample(spec, sample)?;
+        let crate::data::io::Sample {
+            image,
+            labels: truth,
+            ..
+        } = read_sample(spec, sample)?;
         let truth = truth.ok_or_else(|| Error::MissingFile {
             path: sample.image.clone(),
             context: Some("a ground-truth mask for this image: evaluation needs one".into()),

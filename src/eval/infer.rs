@@ -150,26 +150,60 @@ pub fn image_tensor(image: &RgbImage, device: &Device) -> Tensor<4> {
     )
 }
 
+/// Where a prediction reads its pixels: an image in memory, or a file read one band of rows
+/// at a time (sliding windows need one window height).
+pub trait Rows {
+    /// Width and height in pixels.
+    fn size_px(&self) -> (u32, u32);
+    /// Rows `y .. y + rows`, full width.
+    fn rows(&mut self, y: u32, rows: u32) -> crate::Result<RgbImage>;
+}
+
+impl Rows for &RgbImage {
+    fn size_px(&self) -> (u32, u32) {
+        self.dimensions()
+    }
+
+    fn rows(&mut self, y: u32, rows: u32) -> crate::Result<RgbImage> {
+        Ok(imageops::crop_imm(*self, 0, y, self.width(), rows).to_image())
+    }
+}
+
+impl Rows for crate::data::raster::Raster {
+    fn size_px(&self) -> (u32, u32) {
+        crate::data::raster::Raster::size_px(self)
+    }
+
+    fn rows(&mut self, y: u32, rows: u32) -> crate::Result<RgbImage> {
+        let width = self.size_px().0;
+        Ok(self.read(0, y, width, rows)?.rgb)
+    }
+}
+
 /// Predicts `image` with `model` (in eval mode) for `dataset`, handing each band of finished
 /// rows to `on_band` top to bottom. `window_batch` windows go through the GPU at once in
-/// sliding mode.
+/// sliding mode, which reads one window height of rows at a time; the other modes read the
+/// whole image.
 pub fn predict_bands(
     model: &Segmentor,
     dataset: usize,
-    image: &RgbImage,
+    mut image: impl Rows,
     mode: InferMode,
     window_batch: usize,
     device: &Device,
     mut on_band: impl FnMut(Band) -> crate::Result<()>,
 ) -> crate::Result<()> {
-    let (w, h) = image.dimensions();
+    let (w, h) = image.size_px();
     let (w, h) = (w as usize, h as usize);
     match mode {
         InferMode::Whole { flip } => {
-            let logits = forward_any_size(model, dataset, image_tensor(image, device), flip);
+            let image = image.rows(0, h as u32)?;
+            let logits = forward_any_size(model, dataset, image_tensor(&image, device), flip);
             on_band(band_from_logits(logits, 0))
         }
         InferMode::Resize { long_side_px, flip } => {
+            let image = image.rows(0, h as u32)?;
+            let image = &image;
             let scale = long_side_px as f64 / w.max(h) as f64;
             let (rw, rh) = (
                 ((w as f64 * scale).round() as u32).max(1),
@@ -187,7 +221,7 @@ pub fn predict_bands(
         } => slide(
             model,
             dataset,
-            image,
+            &mut image,
             window_px as usize,
             stride_px as usize,
             flip,
@@ -325,7 +359,7 @@ impl RowAccumulator {
 fn slide(
     model: &Segmentor,
     dataset: usize,
-    image: &RgbImage,
+    image: &mut impl Rows,
     window: usize,
     stride: usize,
     flip: bool,
@@ -333,7 +367,8 @@ fn slide(
     device: &Device,
     on_band: &mut impl FnMut(Band) -> crate::Result<()>,
 ) -> crate::Result<()> {
-    let (w, h) = (image.width() as usize, image.height() as usize);
+    let (w, h) = image.size_px();
+    let (w, h) = (w as usize, h as usize);
     let (wh, ww) = (window.min(h), window.min(w));
     let ys = window_starts(h, wh, stride);
     let xs = window_starts(w, ww, stride);
@@ -351,10 +386,11 @@ fn slide(
     };
     for (i, &y) in ys.iter().enumerate() {
         acc.extend_to(y + wh);
+        let rows = image.rows(y as u32, wh as u32)?;
         for chunk in xs.chunks(window_batch) {
             let mut batch = Vec::with_capacity(chunk.len() * 3 * wh * ww);
             for &x in chunk {
-                let crop = imageops::crop_imm(image, x as u32, y as u32, ww as u32, wh as u32);
+                let crop = imageops::crop_imm(&rows, x as u32, 0, ww as u32, wh as u32);
                 batch.extend(normalize(&crop.to_image()));
             }
             let input =

@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod evaluate;
+pub mod geotiff_writer;
 pub mod infer;
 pub mod metrics;
 pub mod predict;

@@ -25,6 +25,7 @@ pub fn dataset_card(spec: &DatasetSpec, spec_path: &Path) -> DatasetCard {
         palette: spec.palette.clone(),
         background: spec.background,
         spec: spec_path.to_path_buf(),
+        imaging: spec.imaging,
     }
 }
 

@@ -296,6 +296,7 @@ pub fn urban_spec() -> DatasetSpec {
         encoding: LabelEncoding::Index { ignore: 255 },
         background: Some(CLUTTER),
         splits,
+        imaging: Default::default(),
     }
 }
 
@@ -322,6 +323,7 @@ pub fn rural_spec() -> DatasetSpec {
         encoding: LabelEncoding::MinusOne,
         background: Some(R_BACKGROUND),
         splits,
+        imaging: Default::default(),
     }
 }
 
@@ -554,7 +556,7 @@ pub fn preview(out: &Path, per_domain: usize, thumb_px: u32) -> Result<RgbImage>
     for spec in [&urban, &rural, &suburb] {
         let mut row = Vec::new();
         for sample in spec.samples("val")?.iter().take(per_domain) {
-            let (image, labels) = super::io::read_sample(spec, sample)?;
+            let super::io::Sample { image, labels, .. } = super::io::read_sample(spec, sample)?;
             row.push(image);
             if let Some(l) = labels {
                 row.push(colorize(&l, &spec.palette));
