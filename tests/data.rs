@@ -172,8 +172,27 @@ fn sixteen_bit_and_gray_images_and_masks_read() {
         },
     )
     .unwrap();
+    // 16-bit without a range: per band, the 2nd percentile → 0 and the 98th → 255 (band 0
+    // holds 0, 8000, ..., 56000 four times each: 0 and 56000; a constant band maps to 0).
+    let stretch = |v: f64| s5::data::raster::map_value(v, (0.0, 56000.0));
+    assert_eq!(rgb.get_pixel(7, 0).0, [255, 0, 0]);
+    assert_eq!(rgb.get_pixel(3, 0).0, [stretch(24000.0), 0, 0]);
+    // A fixed full range is the old division by 257.
+    let mut full = spec.clone();
+    full.imaging.range = Some(s5::run::ValueRange::Fixed {
+        low: 0.0,
+        high: 65535.0,
+    });
+    let fixed = read_sample(
+        &full,
+        &SampleRef {
+            image: dir.path().join("a.tif"),
+            mask: None,
+        },
+    )
+    .unwrap();
     let scaled = (7.0 * 8000.0 / 257.0_f32).round() as u8;
-    assert_eq!(rgb.get_pixel(7, 0).0, [scaled, 0, 255]);
+    assert_eq!(fixed.image.get_pixel(7, 0).0, [scaled, 0, 255]);
     let labels = labels.unwrap();
     assert_eq!(labels.get_pixel(3, 0)[0], 3);
     assert_eq!(

@@ -265,17 +265,23 @@ fn nodata_pixels_change_neither_image_nor_labels() {
     for (x, y, l) in labels.enumerate_pixels() {
         assert_eq!(l.0[0] == s5::data::IGNORE, border(x, y), "({x}, {y})");
     }
-    // The same through lazy tiling, which reads a patch's window only.
-    for spec in &specs {
-        let source =
-            s5::data::source::TiledSource::new(spec.samples("train").unwrap(), 16, 16, false)
-                .unwrap();
-        let patch = source.load(spec, 0).unwrap();
-        assert_eq!(patch.image.dimensions(), (16, 16));
-        let nodata = patch.nodata.unwrap();
-        assert!(nodata[0] && !nodata[15 * 16 + 15]);
-        assert_eq!(patch.image.get_pixel(0, 0).0, NODATA_FILL);
-    }
+    // The same through lazy tiling (what S4P and curation scoring read), which decodes a
+    // patch's window only: same pixels, same nodata mask, same labels.
+    let patches: Vec<_> = specs
+        .iter()
+        .map(|spec| {
+            let source =
+                s5::data::source::TiledSource::new(spec.samples("train").unwrap(), 16, 16, false)
+                    .unwrap();
+            source.load(spec, 0).unwrap()
+        })
+        .collect();
+    assert_eq!(patches[0], patches[1]);
+    let patch = &patches[0];
+    assert_eq!(patch.image.dimensions(), (16, 16));
+    let nodata = patch.nodata.as_ref().unwrap();
+    assert!(nodata[0] && !nodata[15 * 16 + 15]);
+    assert_eq!(patch.image.get_pixel(0, 0).0, NODATA_FILL);
 }
 
 /// A checkpoint folder of an untrained 3-class model whose card reads images with `imaging`.

@@ -93,6 +93,7 @@ pub fn tiled(plan: &Plan) -> TiledSource {
             })
             .collect(),
         patches,
+        stretches: Default::default(),
     }
 }
 

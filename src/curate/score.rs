@@ -166,17 +166,12 @@ pub fn score_range(
     Ok((scored, skipped))
 }
 
-/// Records of one batch of loaded patches, each padded to `side` (padding is not valid);
-/// `centroids` are the prototypes' `[M, D]` on the device.
-pub fn score_batch(
-    model: &Segmentor,
-    batch: &[LoadedPatch],
-    side: usize,
-    centroids: &Tensor<2>,
-    prototypes: &Prototypes,
-    setup: ScoreSetup,
-    device: &Device,
-) -> Scored {
+/// The normalised pixels of a batch, each patch padded to `side`, and which pixels are valid
+/// (inside the patch and with data).
+///
+/// # Shapes
+/// pixels `[B, 3, side, side]`; valid `[B, side, side]`.
+fn batch_inputs(batch: &[LoadedPatch], side: usize) -> (Vec<f32>, Vec<bool>) {
     let b = batch.len();
     let plane = side * side;
     let mut pixels = vec![0f32; b * 3 * plane];
@@ -203,6 +198,23 @@ pub fn score_batch(
             }
         }
     }
+    (pixels, valid)
+}
+
+/// Records of one batch of loaded patches, each padded to `side` (padding is not valid);
+/// `centroids` are the prototypes' `[M, D]` on the device.
+pub fn score_batch(
+    model: &Segmentor,
+    batch: &[LoadedPatch],
+    side: usize,
+    centroids: &Tensor<2>,
+    prototypes: &Prototypes,
+    setup: ScoreSetup,
+    device: &Device,
+) -> Scored {
+    let b = batch.len();
+    let plane = side * side;
+    let (pixels, valid) = batch_inputs(batch, side);
     let images = Tensor::<4>::from_data(TensorData::new(pixels, [b, 3, side, side]), device);
     let mask =
         Tensor::<3, Bool>::from_data(TensorData::new(valid.clone(), [b, side, side]), device);

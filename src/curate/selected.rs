@@ -142,5 +142,9 @@ pub fn read_selected(path: &Path) -> Result<TiledSource> {
             reason: "no patches listed".into(),
         });
     }
-    Ok(TiledSource { images, patches })
+    Ok(TiledSource {
+        images,
+        patches,
+        stretches: Default::default(),
+    })
 }

@@ -90,6 +90,12 @@ impl Raster {
     /// An unreadable or corrupt file, a band the image does not have, samples other than 8- or
     /// 16-bit unsigned: each naming the file.
     pub fn open(path: &Path, imaging: &Imaging) -> Result<Self> {
+        Self::open_with(path, imaging, None)
+    }
+
+    /// [`Self::open`] with the stretch an earlier open of the same file measured (no second
+    /// percentile pass).
+    pub fn open_with(path: &Path, imaging: &Imaging, known: Option<Stretch>) -> Result<Self> {
         let fail = |reason: String| Error::ImageRead {
             path: path.to_path_buf(),
             reason,
@@ -173,10 +179,11 @@ impl Raster {
             (None, 8) => None,
             (None, _) => Some(ValueRange::DEFAULT_16_BIT),
         };
-        raster.stretch = match range {
-            None => Stretch::Identity,
-            Some(ValueRange::Fixed { low, high }) => Stretch::Linear([(low, high); 3]),
-            Some(ValueRange::Percentile { low, high }) => {
+        raster.stretch = match (known, range) {
+            (Some(stretch), _) => stretch,
+            (None, None) => Stretch::Identity,
+            (None, Some(ValueRange::Fixed { low, high })) => Stretch::Linear([(low, high); 3]),
+            (None, Some(ValueRange::Percentile { low, high })) => {
                 Stretch::Linear(raster.percentiles(low, high)?)
             }
         };

@@ -2,12 +2,15 @@
 //! patches: only the grid is computed up front (from file headers), pixels are read when a
 //! patch is loaded, and no crop is ever written to disk.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::SampleRef;
+use super::raster::Stretch;
 use crate::error::{Error, Result};
 
 /// File extensions read as images.
@@ -29,7 +32,13 @@ pub struct Patch {
 pub struct TiledSource {
     pub images: Vec<SampleRef>,
     pub patches: Vec<Patch>,
+    /// Each image's percentile stretch once measured, so its other patches skip the pass.
+    pub stretches: StretchCache,
 }
+
+/// Stretches measured per image index, shared by the clones of a source.
+#[derive(Debug, Clone, Default)]
+pub struct StretchCache(Arc<Mutex<HashMap<usize, Stretch>>>);
 
 /// Offsets of patches of `patch` px every `stride` px along a side of `len` px; the last one
 /// is aligned to the end so the whole side is covered. A side shorter than the patch gives
@@ -124,6 +133,7 @@ impl TiledSource {
         Ok(Self {
             images: kept,
             patches,
+            stretches: StretchCache::default(),
         })
     }
 
@@ -141,7 +151,18 @@ impl TiledSource {
     pub fn load(&self, spec: &super::DatasetSpec, index: usize) -> Result<super::io::Sample> {
         let patch = self.patches[index];
         let sample = &self.images[patch.image];
-        let mut raster = super::raster::Raster::open(&sample.image, &spec.imaging)?;
+        let known = self
+            .stretches
+            .0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&patch.image).copied());
+        let mut raster = super::raster::Raster::open_with(&sample.image, &spec.imaging, known)?;
+        if known.is_none()
+            && let Ok(mut cache) = self.stretches.0.lock()
+        {
+            cache.insert(patch.image, raster.stretch());
+        }
         let (w, h) = raster.size_px();
         let (pw, ph) = (patch.width_px.min(w), patch.height_px.min(h));
         let (px, py) = (patch.x_px.min(w - pw), patch.y_px.min(h - ph));
