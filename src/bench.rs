@@ -9,6 +9,7 @@
 //! the sync so lazy backends cannot skip the work.
 
 pub mod all;
+pub mod allreduce;
 pub mod child;
 pub mod fixmatch;
 pub mod memory;

@@ -50,6 +50,7 @@ pub mod check;
 pub mod curate;
 pub mod data;
 pub mod device;
+pub mod distributed;
 pub mod error;
 pub mod eval;
 pub mod kernels;

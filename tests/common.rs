@@ -13,13 +13,22 @@ use burn::tensor::{Device, Tensor, TensorData};
 const WATCHDOG: Duration = Duration::from_secs(45 * 60);
 
 /// The real `s5` binary, run as a user would: without any `S5_*` or `CUBECL_*` variable of
-/// the environment the tests run in, so a developer's settings cannot change what a test
-/// sees (a test that needs one sets it on the command).
+/// the environment the tests run in, nor a job array's index or an MPI launcher's rank
+/// (which choose `s5 curate score`'s shard), so a developer's settings cannot change what a
+/// test sees (a test that needs one sets it on the command).
 pub fn s5() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_s5"));
     for (name, _) in std::env::vars_os() {
         let name_text = name.to_string_lossy();
-        if name_text.starts_with("S5_") || name_text.starts_with("CUBECL_") {
+        let hermetic = [
+            "S5_",
+            "CUBECL_",
+            "SLURM_ARRAY_",
+            "JOB_COMPLETION_INDEX",
+            "OMPI_COMM_WORLD_",
+            "PMI_",
+        ];
+        if hermetic.iter().any(|prefix| name_text.starts_with(prefix)) {
             command.env_remove(&name);
         }
     }

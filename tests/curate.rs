@@ -537,3 +537,59 @@ fn a_floor_keeps_out_what_is_below_it_and_counts_it() {
     assert_eq!(got.selected, plain.selected);
     assert_eq!(got.quotas, plain.quotas);
 }
+
+#[test]
+fn the_shard_comes_from_the_flag_a_job_array_or_an_mpi_rank() {
+    use s5::curate::plan::shard_from_env;
+    let with = |vars: &[(&str, &str)]| {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name: &str| {
+            vars.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    };
+    let ompi = [("OMPI_COMM_WORLD_RANK", "3"), ("OMPI_COMM_WORLD_SIZE", "8")];
+    assert_eq!(shard_from_env(None, None, &with(&ompi)).unwrap(), (3, 8));
+    let pmi = [("PMI_RANK", "1"), ("PMI_SIZE", "2")];
+    assert_eq!(shard_from_env(None, None, &with(&pmi)).unwrap(), (1, 2));
+    assert_eq!(shard_from_env(None, Some(2), &with(&pmi)).unwrap(), (1, 2));
+    // The flag and a job array come first; nothing set is the whole plan.
+    assert_eq!(
+        shard_from_env(Some("0/4"), None, &with(&ompi)).unwrap(),
+        (0, 4)
+    );
+    let array = [
+        ("SLURM_ARRAY_TASK_ID", "5"),
+        ("SLURM_ARRAY_TASK_COUNT", "6"),
+        ("PMI_RANK", "0"),
+        ("PMI_SIZE", "1"),
+    ];
+    assert_eq!(shard_from_env(None, None, &with(&array)).unwrap(), (5, 6));
+    assert_eq!(shard_from_env(None, None, &with(&[])).unwrap(), (0, 1));
+    // What does not fit is named.
+    let err = shard_from_env(None, Some(4), &with(&ompi))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--shards 4") && err.contains("8 ranks"),
+        "{err}"
+    );
+    let err = shard_from_env(None, None, &with(&[("PMI_RANK", "1")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("PMI_SIZE is not"), "{err}");
+    let bad_rank = [("OMPI_COMM_WORLD_RANK", "x"), ("OMPI_COMM_WORLD_SIZE", "2")];
+    let err = shard_from_env(None, None, &with(&bad_rank))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("OMPI_COMM_WORLD_RANK = `x`"), "{err}");
+    let beyond = [("OMPI_COMM_WORLD_RANK", "2"), ("OMPI_COMM_WORLD_SIZE", "2")];
+    let err = shard_from_env(None, None, &with(&beyond))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("shard 2 of 2 does not exist"), "{err}");
+}

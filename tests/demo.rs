@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use s5::run::demo::{DemoState, StageResult};
+use s5::run::demo::{DemoStage, DemoState, StageResult};
 
 use crate::common::s5;
 
@@ -132,6 +132,13 @@ fn the_demo_runs_every_stage_resumes_and_survives_ctrl_c() {
         "{}",
         String::from_utf8_lossy(&other.stderr)
     );
+    // So is another seed, naming the flags the folder's demo was trained with.
+    let other = demo(&whole).args(["--seed", "3"]).output().unwrap();
+    let said = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        !other.status.success() && said.contains("`--precision f32 --seed 0`"),
+        "{said}"
+    );
 
     // Ctrl-C during S4P: the step finishes, a checkpoint is written, the demo says how to
     // continue; the rerun ends with the same numbers as the uninterrupted demo.
@@ -193,6 +200,59 @@ fn the_demo_runs_every_stage_resumes_and_survives_ctrl_c() {
     let resumed = demo(&cut).output().unwrap();
     assert!(resumed.status.success());
     same_numbers(&whole, &cut);
+}
+
+/// `--precision mixed --seed 1`: every training stage is a mixed-precision run of that seed
+/// and says how many steps it skipped; the summary's title names both. On an adapter without
+/// `shader-f16` the demo is refused before it writes anything.
+#[test]
+fn a_mixed_precision_demo_trains_every_stage_in_mixed_precision() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("mixed");
+    let mut cmd = demo(&out_dir);
+    cmd.args(["--precision", "mixed", "--seed", "1"]);
+    let out = cmd.output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    if !crate::common::adapter().shader_f16 {
+        assert!(
+            !out.status.success()
+                && stderr.contains("has no `shader-f16`")
+                && stderr.contains("--precision mixed"),
+            "{stderr}"
+        );
+        assert!(!out_dir.exists(), "a refused demo writes nothing");
+        return;
+    }
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("# s5 demo (preset `micro`, mixed precision, seed 1)"),
+        "{stdout}"
+    );
+    let state = DemoState::load(&out_dir).unwrap().unwrap();
+    assert!(state.training.mixed_precision && state.training.seed == 1);
+    for stage in [
+        DemoStage::Seed,
+        DemoStage::S4p,
+        DemoStage::MoeMdf,
+        DemoStage::Baseline,
+    ] {
+        let config =
+            std::fs::read_to_string(out_dir.join(stage.folder()).join("config.ron")).unwrap();
+        assert!(
+            config.contains("precision: Mixed") && config.contains("seed: 1,"),
+            "{stage:?}: {config}"
+        );
+        let trained = state.trained(stage).unwrap();
+        let skipped = trained.skipped_steps.expect("a mixed stage counts its skips");
+        assert!(skipped <= trained.steps, "{stage:?}: {trained:?}");
+        assert!(
+            stdout.contains(&format!("{skipped} of {} steps skipped", trained.steps)),
+            "{stdout}"
+        );
+    }
 }
 
 /// Every stage's numbers of the demo in `b` are those of the demo in `a`.

@@ -284,6 +284,183 @@ fn nodata_pixels_change_neither_image_nor_labels() {
     assert_eq!(patch.image.get_pixel(0, 0).0, NODATA_FILL);
 }
 
+/// A curation score leaves nodata pixels out: a patch's entropy and confidence are the means
+/// over its pixels with data, computed here from the model's logits in plain arithmetic.
+#[test]
+fn nodata_pixels_are_left_out_of_a_curation_score() {
+    use burn::tensor::{Tensor, TensorData};
+    use s5::curate::score::{LoadedPatch, ScoreSetup, batch_inputs, score_batch};
+    let device = crate::common::device();
+    let model = s5::model::Segmentor::new(&small_segmentor(1, 3), &device);
+    let side = 32usize;
+    let missing = |x: u32, y: u32| x < 12 || y >= 26;
+    // White where there is no data, a texture elsewhere.
+    let picture = || {
+        image::RgbImage::from_fn(side as u32, side as u32, |x, y| {
+            if missing(x, y) {
+                image::Rgb([255; 3])
+            } else {
+                image::Rgb([(x * 7) as u8, (y * 11) as u8, ((x * y) % 251) as u8])
+            }
+        })
+    };
+    let nodata: Vec<bool> = (0..side * side)
+        .map(|i| missing((i % side) as u32, (i / side) as u32))
+        .collect();
+    let patch = |nodata: Option<Vec<bool>>| LoadedPatch::new(0, picture()).with_nodata(nodata);
+    let (_, maps) = model.forward_with_features(Tensor::zeros([1, 3, side, side], &device), 0);
+    let dim = maps[3].dims()[1];
+    let centroid: Vec<f32> = (0..dim).map(|i| if i == 0 { 1.0 } else { 0.0 }).collect();
+    let prototypes = s5::run::curation::Prototypes {
+        model: s5::run::curation::ModelRef {
+            checkpoint: PathBuf::new(),
+            sha256: String::new(),
+        },
+        dataset: "three".into(),
+        split: "train".into(),
+        embedding: Default::default(),
+        centroids: vec![centroid.clone()],
+        labeled_per_cluster: vec![1],
+        mean_similarity: 1.0,
+        seed: 0,
+        restarts: 1,
+    };
+    let centroids = Tensor::<2>::from_data(TensorData::new(centroid, [1, dim]), &device);
+    let setup = ScoreSetup {
+        dataset: 0,
+        background: None,
+        batch: 1,
+        sample_below: 0,
+    };
+    let score = |patch: LoadedPatch| {
+        score_batch(
+            &model,
+            &[patch],
+            side,
+            &centroids,
+            &prototypes,
+            setup,
+            &device,
+        )
+        .records[0]
+    };
+    let with_nodata = score(patch(Some(nodata.clone())));
+    let without = score(patch(None));
+    // The reference: the same inputs through the model, softmax and entropy per pixel here.
+    let (pixels, _) = batch_inputs(&[patch(None)], side);
+    let images = Tensor::<4>::from_data(TensorData::new(pixels, [1, 3, side, side]), &device);
+    let (logits, _) = model.forward_with_features(images, 0);
+    let logits: Vec<f32> = logits.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let plane = side * side;
+    let (mut entropy, mut confidence) = ([0f64; 2], [0f64; 2]);
+    let mut counts = [0usize; 2];
+    for (i, &gone) in nodata.iter().enumerate() {
+        let z: Vec<f64> = (0..3).map(|k| f64::from(logits[k * plane + i])).collect();
+        assert!(z.iter().all(|v| v.is_finite()), "logits at {i}: {z:?}");
+        let top = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = z.iter().map(|v| (v - top).exp()).collect();
+        let total: f64 = e.iter().sum();
+        let p: Vec<f64> = e.iter().map(|v| v / total).collect();
+        let which = usize::from(gone);
+        entropy[which] -= p.iter().map(|&q| q * q.max(1e-30).ln()).sum::<f64>();
+        confidence[which] += p.iter().copied().fold(0.0, f64::max);
+        counts[which] += 1;
+    }
+    let valid_entropy = entropy[0] / counts[0] as f64;
+    let all_entropy = (entropy[0] + entropy[1]) / plane as f64;
+    let valid_confidence = confidence[0] / counts[0] as f64;
+    let close = |got: f32, want: f64, what: &str| {
+        assert!(
+            got.is_finite() && want.is_finite() && (f64::from(got) - want).abs() <= 1e-4,
+            "{what}: {got} against {want}"
+        );
+    };
+    close(with_nodata.entropy, valid_entropy, "entropy over pixels with data");
+    close(with_nodata.confidence, valid_confidence, "confidence over pixels with data");
+    close(without.entropy, all_entropy, "entropy over every pixel");
+    // The check means something: the pixels without data score otherwise than the rest.
+    assert!(
+        (valid_entropy - all_entropy).abs() > 1e-3,
+        "{valid_entropy} {all_entropy}"
+    );
+}
+
+/// A curation plan keeps the pool spec's `imaging`; a shard is not scored once the spec's
+/// imaging has changed, and a plan with another imaging makes the scored shards stale.
+#[test]
+fn a_curation_plan_keeps_the_imaging_it_was_made_with() {
+    use s5::curate::run::{CurationRun, PlanOptions, Stale};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("pool");
+    std::fs::create_dir_all(root.join("img")).unwrap();
+    for k in 0..2u8 {
+        image::RgbImage::from_pixel(32, 32, image::Rgb([k * 90, 40, 200]))
+            .save(root.join(format!("img/{k}.png")))
+            .unwrap();
+    }
+    let mut spec = s5::data::synth::urban_spec();
+    spec.root = Some(root.clone());
+    spec.imaging.nodata = Some(255.0);
+    spec.splits = [(
+        "unlabeled".to_string(),
+        s5::data::SplitSource::Glob {
+            images: "img/*.png".into(),
+            masks: None,
+        },
+    )]
+    .into();
+    let spec_path = root.join("pool.ron");
+    spec.save(&spec_path).unwrap();
+    let out = dir.path().join("curate");
+    let plan = |stale: Stale| {
+        let (run, _) = CurationRun::open(&out).unwrap();
+        run.plan(&PlanOptions {
+            spec: spec_path.clone(),
+            split: "unlabeled".into(),
+            patch_px: 16,
+            stride_px: 16,
+            truth: None,
+            stale,
+        })
+    };
+    let made = plan(Stale::Refuse).unwrap().plan;
+    assert_eq!(made.imaging, spec.imaging);
+    let mut default_imaging = made.clone();
+    default_imaging.imaging = Imaging::default();
+    assert_ne!(
+        made.numbering_sha256(),
+        default_imaging.numbering_sha256(),
+        "the imaging is part of what shards are valid for"
+    );
+    // The spec changes: scoring refuses before it loads anything, naming the spec.
+    let mut changed = spec.clone();
+    changed.imaging.nodata = Some(0.0);
+    changed.save(&spec_path).unwrap();
+    let refused = s5()
+        .args(["curate", "score", "--model", "no-model-needed", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{err}");
+    assert!(
+        err.contains("pool.ron")
+            && err.contains("`imaging` is now")
+            && err.contains("--move-stale"),
+        "{err}"
+    );
+    // A scored shard (its summary stands for one here) makes a plan with the new imaging
+    // stale: refused, naming why.
+    let shards = out.join("curation/shards");
+    std::fs::create_dir_all(&shards).unwrap();
+    std::fs::write(shards.join("shard-0-of-1.json"), "{}").unwrap();
+    let err = plan(Stale::Refuse).unwrap_err().to_string();
+    assert!(err.contains("another `imaging`"), "{err}");
+    let moved = plan(Stale::MoveAside).unwrap();
+    assert_eq!(moved.plan.imaging, changed.imaging);
+    assert!(moved.moved_aside.is_some());
+}
+
 /// A checkpoint folder of an untrained 3-class model whose card reads images with `imaging`.
 fn model_folder(dir: &Path, imaging: Imaging) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();

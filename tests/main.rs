@@ -10,6 +10,7 @@ mod common;
 mod curate;
 mod curation_run;
 mod data;
+mod distributed;
 mod demo;
 mod fixmatch;
 mod geotiff;
@@ -19,6 +20,9 @@ mod metrics;
 mod mixed_run;
 mod model;
 mod moe_ffn;
+// Run under `mpirun` (`.ci/run`: `cargo test --release -p s5 --features mpi mpi::`).
+#[cfg(feature = "mpi")]
+mod mpi;
 mod parallel;
 mod pipeline;
 mod pixel_stats;

@@ -214,6 +214,10 @@ fn mixed_precision_without_shader_f16_is_refused_before_anything_is_written() {
             && stderr.contains(&crate::common::adapter().name),
         "{stderr}"
     );
+    assert!(
+        !stderr.contains("training on"),
+        "a refused run announces no training: {stderr}"
+    );
     assert!(!run.exists(), "a refused run writes nothing");
     let out = s5()
         .env(s5::device::HIDE_SHADER_F16_VAR, "1")

@@ -5,7 +5,7 @@
 use std::sync::atomic::AtomicBool;
 
 use s5::pipeline::{DemoEnd, DemoEvent, DemoOptions, PresetName, run_demo};
-use s5::run::demo::{DemoStage, DemoState, StageResult};
+use s5::run::demo::{DemoStage, DemoState, DemoTraining, StageResult};
 use s5::train::Report;
 
 use crate::common::device;
@@ -42,6 +42,7 @@ fn the_micro_demo_runs_in_process_stage_by_stage() {
     let options = DemoOptions {
         out: out.clone(),
         preset: PresetName::Micro.load().unwrap(),
+        training: DemoTraining::default(),
         gpus: &gpus,
         stop: &stop,
     };

@@ -1306,12 +1306,19 @@ fn curation_from_prototypes_to_a_pretrain_on_the_selection() {
         assert_eq!(crashed.signal(), Some(9), "killed by SIGKILL midway");
     }
     assert!(!crashed.success(), "meant to crash");
-    // Shards 0 and 1 by --shard, shard 2 as a Kubernetes Indexed Job's pod scores it
+    // Shard 0 by --shard, shard 1 as rank 1 of 3 under OpenMPI's mpirun scores it (its
+    // environment, no --shard), shard 2 as a Kubernetes Indexed Job's pod scores it
     // (`JOB_COMPLETION_INDEX` with --shards); all three side by side.
-    let mut side_by_side: Vec<_> = ["0/3", "1/3"]
-        .iter()
-        .map(|shard| score(&three, shard, &[]))
-        .collect();
+    let mut side_by_side = vec![score(&three, "0/3", &[])];
+    side_by_side.push(
+        s5().args(["curate", "score", "--model", model, "--batch", "4"])
+            .env("OMPI_COMM_WORLD_RANK", "1")
+            .env("OMPI_COMM_WORLD_SIZE", "3")
+            .arg("--out")
+            .arg(&three)
+            .spawn()
+            .unwrap(),
+    );
     side_by_side.push(
         s5().args([
             "curate", "score", "--model", model, "--shards", "3", "--batch", "4",

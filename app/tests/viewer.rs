@@ -330,6 +330,7 @@ fn box_selection_shows_the_patches_inside() {
         skipped: Vec::new(),
         patches: report.patches_planned,
         in_distribution_kind: None,
+        imaging: Default::default(),
     };
     plan.save(&s5_run::RunDir::new(&run)).unwrap();
     let mut h = harness(viewer(std::slice::from_ref(&run)), SIZE.into());

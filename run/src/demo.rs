@@ -90,6 +90,44 @@ impl DemoStage {
     }
 }
 
+/// How a demo's training stages train, beside their preset (`s5 demo --precision mixed
+/// --seed 1`). The default, f32 and seed 0, is what `demo.json` leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoTraining {
+    /// Mixed precision (f16 activations, f32 master weights, dynamic loss scaling) instead of
+    /// f32.
+    pub mixed_precision: bool,
+    /// The training stages' seed: data order, augmentation draws, new weights. The data and
+    /// the curation's clustering are the same for every seed.
+    pub seed: u64,
+}
+
+impl DemoTraining {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The flags that select it (`--precision f32 --seed 0`).
+    pub fn flags(&self) -> String {
+        let precision = if self.mixed_precision { "mixed" } else { "f32" };
+        format!("--precision {precision} --seed {}", self.seed)
+    }
+
+    /// What a title adds to the preset's name: nothing for the default, else
+    /// `, mixed precision, seed 1`.
+    pub fn describe(&self) -> String {
+        let mut text = String::new();
+        if self.mixed_precision {
+            text.push_str(", mixed precision");
+        }
+        if self.seed != 0 {
+            text.push_str(&format!(", seed {}", self.seed));
+        }
+        text
+    }
+}
+
 /// What the data stage made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataResult {
@@ -111,6 +149,9 @@ pub struct TrainResult {
     pub mask_ratio: Option<f64>,
     pub pseudo_label_acc_confident: Option<f64>,
     pub pseudo_label_acc_all: Option<f64>,
+    /// Steps skipped for non-finite gradients (mixed precision only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_steps: Option<u64>,
 }
 
 impl TrainResult {
@@ -163,6 +204,9 @@ pub struct RunningStage {
 pub struct DemoState {
     pub format: u32,
     pub preset: String,
+    /// Precision and seed of the training stages (absent: f32, seed 0).
+    #[serde(default, skip_serializing_if = "DemoTraining::is_default")]
+    pub training: DemoTraining,
     pub stages: BTreeMap<DemoStage, FinishedStage>,
     /// Seconds spent in stages not finished yet (earlier, interrupted sessions).
     #[serde(default)]
@@ -172,11 +216,12 @@ pub struct DemoState {
 }
 
 impl DemoState {
-    /// A demo of `preset` with nothing done.
-    pub fn new(preset: &str) -> Self {
+    /// A demo of `preset`, trained as `training`, with nothing done.
+    pub fn new(preset: &str, training: DemoTraining) -> Self {
         Self {
             format: DEMO_FORMAT,
             preset: preset.to_string(),
+            training,
             stages: BTreeMap::new(),
             partial_s: BTreeMap::new(),
             running: None,

@@ -398,3 +398,30 @@ fn metric_keys_read_back_as_what_they_name() {
     assert_eq!(back, event);
     assert_eq!(back.metrics["urban/mIoU"], 0.5, "maps index with the name");
 }
+
+#[test]
+fn a_demo_states_its_training_only_where_it_is_not_the_default() {
+    use s5_run::demo::{DemoState, DemoTraining};
+    let dir = tempfile::tempdir().unwrap();
+    // The README's demo: f32, seed 0, written as before (a demo.json of an earlier s5 has no
+    // `training` and reads as that).
+    DemoState::new("tiny", DemoTraining::default())
+        .save(dir.path())
+        .unwrap();
+    let text = std::fs::read_to_string(DemoState::path(dir.path())).unwrap();
+    assert!(!text.contains("training"), "{text}");
+    let read = DemoState::load(dir.path()).unwrap().unwrap();
+    assert!(read.training.is_default());
+    assert_eq!(read.training.flags(), "--precision f32 --seed 0");
+    assert_eq!(read.training.describe(), "");
+
+    let mixed = DemoTraining {
+        mixed_precision: true,
+        seed: 2,
+    };
+    DemoState::new("tiny", mixed).save(dir.path()).unwrap();
+    let read = DemoState::load(dir.path()).unwrap().unwrap();
+    assert_eq!(read.training, mixed);
+    assert_eq!(read.training.flags(), "--precision mixed --seed 2");
+    assert_eq!(read.training.describe(), ", mixed precision, seed 2");
+}

@@ -12,7 +12,8 @@ use s5::data::throughput::{Peer, augment_against};
 use s5::device::{self, GpuBackend};
 
 use super::bench_args::{
-    AllArgs, BenchCommand, DataArgs, KernelArgs, MemoryArgs, PrecisionArg, SelectArgs, StepArgs,
+    AllArgs, AllreduceArgs, BenchCommand, DataArgs, KernelArgs, MemoryArgs, PrecisionArg,
+    SelectArgs, StepArgs,
 };
 
 pub fn run(backend: Option<GpuBackend>, cmd: BenchCommand) -> Result<()> {
@@ -24,6 +25,7 @@ pub fn run(backend: Option<GpuBackend>, cmd: BenchCommand) -> Result<()> {
         BenchCommand::Select(args) => select(args),
         BenchCommand::Memory(args) => memory(backend, args),
         BenchCommand::Score(args) => score(backend, args),
+        BenchCommand::Allreduce(args) => allreduce(args),
         BenchCommand::Curate(args) => {
             let json = args.json;
             score(backend, args)?;
@@ -256,4 +258,37 @@ fn score(backend: Option<GpuBackend>, args: StepArgs) -> Result<()> {
         &s5::bench::score_report(gpu, &model, shapes, config)?,
         args.json,
     )
+}
+
+/// `s5 bench allreduce`: every rank sums, rank 0 prints.
+fn allreduce(args: AllreduceArgs) -> Result<()> {
+    use s5::bench::allreduce::{AllReduceOptions, bench_allreduce};
+    let world = s5::distributed::World::join()?;
+    let sizes = if args.values.is_empty() {
+        AllReduceOptions::paper_models()
+    } else {
+        args.values
+            .iter()
+            .map(|&n| (format!("{n}"), n))
+            .collect()
+    };
+    let report = bench_allreduce(
+        world,
+        &AllReduceOptions {
+            sizes,
+            reps: args.reps.max(1),
+        },
+    );
+    if world.is_writer() {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{report}");
+        }
+    }
+    anyhow::ensure!(
+        report.rows.iter().all(|r| r.exact),
+        "a rank's sum differs from the rank-order sum: the reduction is not deterministic here"
+    );
+    Ok(())
 }

@@ -32,6 +32,10 @@ pub enum BenchCommand {
     /// Curation's selection: peak memory and time at growing pool sizes (made-up records, no
     /// model), each size in its own process.
     Select(SelectArgs),
+    /// The sum over MPI ranks that training across processes runs every step, on buffers the
+    /// size of ViT-B/L/H gradients, each rank's result checked bit for bit: run it under
+    /// `mpirun -n N` (an s5 built with `--features mpi`); alone it is a job of one.
+    Allreduce(AllreduceArgs),
     /// Internal: run one measurement (JSON, see `s5::bench::Job`) in this process and print
     /// its answer as JSON; what the benchmarks above start in child processes.
     #[command(hide = true)]
@@ -229,4 +233,18 @@ impl From<KernelGroupArg> for KernelGroup {
             KernelGroupArg::MoeFfn => KernelGroup::MoeFfn,
         }
     }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AllreduceArgs {
+    /// Buffers of these many f32 values (comma-separated) instead of the gradients of ViT-B,
+    /// ViT-L and ViT-H with UperNet.
+    #[arg(long, value_delimiter = ',')]
+    pub values: Vec<usize>,
+    /// Timed sums per buffer (after one untimed one).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
 }

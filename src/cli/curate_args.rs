@@ -33,8 +33,9 @@ pub struct PoolArgs {
     /// shows each patch's kind and the out-of-distribution share.
     #[arg(long)]
     pub truth: Option<PathBuf>,
-    /// Over results of a plan that numbered the patches otherwise (scored shards, floor,
-    /// selection), move them to curation/stale-<n>/ instead of refusing the new plan.
+    /// Over results of a plan that numbered the patches otherwise or read them with another
+    /// `imaging` (scored shards, floor, selection), move them to curation/stale-<n>/ instead
+    /// of refusing the new plan.
     #[arg(long)]
     pub move_stale: bool,
 }
@@ -186,7 +187,7 @@ pub struct ScoreArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Which shard: INDEX/COUNT, 0-based. Without it: a Slurm array task, a Kubernetes
-    /// Indexed Job (with --shards), or the whole plan.
+    /// Indexed Job (with --shards), an MPI rank (mpirun, mpiexec, srun), or the whole plan.
     #[arg(long)]
     pub shard: Option<String>,
     /// Shards in all, for a Kubernetes Indexed Job (its completions).

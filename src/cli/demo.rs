@@ -11,8 +11,9 @@ use s5::device::{self, GpuBackend};
 use s5::pipeline::stages::trains;
 use s5::pipeline::summary::duration;
 use s5::pipeline::{DemoEnd, DemoEvent, DemoOptions, PresetName, run_demo};
-use s5::run::demo::DemoStage;
+use s5::run::demo::{DemoStage, DemoTraining};
 
+use super::bench_args::PrecisionArg;
 use super::curate_progress::Bars;
 use super::gpu_args::GpuArgs;
 use super::train::{STOP, STOPPABLE, TrainProgress, install_ctrlc};
@@ -26,6 +27,14 @@ pub struct DemoArgs {
     /// `base` (ViT-S and ViT-B at 256 px) are for real GPUs.
     #[arg(long, value_enum, default_value_t = PresetArg::Tiny)]
     preset: PresetArg,
+    /// `mixed`: the training stages in mixed precision (f16 activations, f32 master weights,
+    /// dynamic loss scaling); needs an adapter with `shader-f16` (`s5 info` says).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
+    /// Seed of the training stages (data order, augmentation draws, new weights); the data
+    /// and the curation's clusters are the same for every seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     #[command(flatten)]
     gpus: GpuArgs,
     /// No progress bars.
@@ -58,11 +67,16 @@ impl From<PresetArg> for PresetName {
 }
 
 pub fn run(backend: Option<GpuBackend>, args: DemoArgs) -> Result<()> {
+    s5::distributed::refuse_ranks("s5 demo")?;
     let mut preset = PresetName::from(args.preset).load()?;
     if let Some(steps) = args.stage_steps {
         (preset.seed_steps, preset.s4p_steps, preset.finetune_steps) = (steps, steps, steps);
     }
     let name = preset.name.clone();
+    let training = DemoTraining {
+        mixed_precision: args.precision == PrecisionArg::Mixed,
+        seed: args.seed,
+    };
     install_ctrlc()?;
     let gpus = device::training_gpus(backend, args.gpus.choice())?;
     let started = Instant::now();
@@ -75,6 +89,7 @@ pub fn run(backend: Option<GpuBackend>, args: DemoArgs) -> Result<()> {
     let options = DemoOptions {
         out: args.out.clone(),
         preset,
+        training,
         gpus: &gpus,
         stop: &STOP,
     };
@@ -84,9 +99,14 @@ pub fn run(backend: Option<GpuBackend>, args: DemoArgs) -> Result<()> {
     match ended? {
         DemoEnd::Stopped { stage } => println!(
             "stopped in stage `{}`; run the same command again to continue:\n  s5 demo --out {} \
-             --preset {name}",
+             --preset {name}{}",
             stage.key(),
             args.out.display(),
+            if training.is_default() {
+                String::new()
+            } else {
+                format!(" {}", training.flags())
+            },
         ),
         DemoEnd::Finished { summary, .. } => {
             println!("{summary}");

@@ -92,8 +92,8 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::run(cli.backend, args),
         Command::Predict(args) => predict::run(cli.backend, args),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match result {
+        Ok(()) => 0,
         Err(err) => {
             eprintln!("error: {}", message(&err));
             let no_adapter = err.chain().any(|e| {
@@ -102,9 +102,17 @@ pub fn main() -> ExitCode {
                     Some(s5::Error::NoAdapter { .. })
                 )
             });
-            ExitCode::from(if no_adapter { EXIT_NO_ADAPTER } else { 1 })
+            if no_adapter { EXIT_NO_ADAPTER } else { 1 }
         }
+    };
+    // In an MPI job a rank that fails ends the job: the others would wait for it forever.
+    if let Some(world) = s5::distributed::World::joined() {
+        if code != 0 && world.size() > 1 {
+            world.abort(i32::from(code));
+        }
+        s5::distributed::World::finish();
     }
+    ExitCode::from(code)
 }
 
 /// The error and its causes, each said once: a cause whose text the message before it

@@ -189,12 +189,18 @@ pub(super) fn train_in(
     kind: RunKind,
     ui: TrainUi,
 ) -> Result<s5::train::TrainOutcome> {
+    s5::distributed::refuse_ranks(kind.command())?;
     let gpu = &gpus[0];
     install_ctrlc()?;
     let run = RunDir::new(out);
-    announce(gpus, run.root());
     let mut progress = TrainProgress::new(!ui.quiet);
-    let mut report = |r: Report<'_>| progress.show(r);
+    // Said once the run is checked and open: a refused run prints its error alone.
+    let mut report = |r: Report<'_>| {
+        if matches!(r, Report::Begin { .. }) {
+            announce(gpus, run.root());
+        }
+        progress.show(r)
+    };
     STOPPABLE.store(true, Ordering::SeqCst);
     let result = train(
         start,

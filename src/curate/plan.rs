@@ -64,6 +64,7 @@ pub fn make_plan(spec_path: &Path, split: &str, patch_px: u32, stride_px: u32) -
         skipped,
         patches,
         in_distribution_kind: None,
+        imaging: spec.imaging,
     })
 }
 
@@ -113,15 +114,32 @@ pub fn shard_range(patches: u64, index: u32, count: u32, block: u64) -> Range<u6
 
 /// Which shard this process scores: `--shard i/n` if given, else a Slurm array task
 /// (`SLURM_ARRAY_TASK_ID` − `SLURM_ARRAY_TASK_MIN` of `SLURM_ARRAY_TASK_COUNT`), else a
-/// Kubernetes Indexed Job's `JOB_COMPLETION_INDEX` of `shards`, else the whole plan (0 of 1).
+/// Kubernetes Indexed Job's `JOB_COMPLETION_INDEX` of `shards`, else an MPI rank of its world
+/// (`mpirun`: `OMPI_COMM_WORLD_RANK` of `OMPI_COMM_WORLD_SIZE`; MPICH's and Slurm's PMI:
+/// `PMI_RANK` of `PMI_SIZE`), else the whole plan (0 of 1).
 pub fn shard_from(flag: Option<&str>, shards: Option<u32>) -> Result<(u32, u32)> {
+    shard_from_env(flag, shards, &|name| std::env::var(name).ok())
+}
+
+/// [`shard_from`] with the environment read through `env`.
+pub fn shard_from_env(
+    flag: Option<&str>,
+    shards: Option<u32>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(u32, u32)> {
     let bad = |what: String| Error::Config { reason: what };
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
     let number = |name: &str, text: &str| -> Result<u32> {
         text.trim()
             .parse()
             .map_err(|_| bad(format!("{name} = `{text}` is not a whole number")))
     };
+    let mpi = [
+        ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+        ("PMI_RANK", "PMI_SIZE"),
+    ]
+    .into_iter()
+    .find_map(|(rank, size)| env(rank).map(|r| (rank, r, size, env(size))));
     let (index, count) = if let Some(text) = flag {
         let (i, n) = text.split_once('/').ok_or_else(|| {
             bad(format!(
@@ -145,10 +163,20 @@ pub fn shard_from(flag: Option<&str>, shards: Option<u32>) -> Result<(u32, u32)>
             bad("JOB_COMPLETION_INDEX is set: give the Job's completions as --shards N".into())
         })?;
         (number("JOB_COMPLETION_INDEX", &index)?, count)
+    } else if let Some((rank_var, rank, size_var, size)) = mpi {
+        let size = size.ok_or_else(|| bad(format!("{rank_var} is set but {size_var} is not")))?;
+        let (rank, size) = (number(rank_var, &rank)?, number(size_var, &size)?);
+        if let Some(shards) = shards.filter(|&n| n != size) {
+            return Err(bad(format!(
+                "--shards {shards}, but the MPI job has {size} ranks ({size_var}): each rank \
+                 scores one shard, so drop --shards or start {shards} ranks"
+            )));
+        }
+        (rank, size)
     } else if let Some(count) = shards {
         return Err(bad(format!(
             "--shards {count} without a shard index: give --shard INDEX/{count}, or run under a \
-             Slurm array or a Kubernetes Indexed Job"
+             Slurm array, a Kubernetes Indexed Job or mpirun"
         )));
     } else {
         (0, 1)

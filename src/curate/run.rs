@@ -77,13 +77,22 @@ impl CurationRun {
             if !stale.is_empty() {
                 match options.stale {
                     Stale::Refuse => {
+                        let why = if old.imaging != plan.imaging {
+                            format!(
+                                "reads the images with another `imaging` ({:?}, was {:?}), so \
+                                 their scores would be mixed with new ones",
+                                plan.imaging, old.imaging
+                            )
+                        } else {
+                            "numbers the patches anew, so they would be read as other patches"
+                                .to_string()
+                        };
                         return Err(Error::RunDir {
                             path: self.dir.curation(),
                             reason: format!(
                                 "it holds results of its current plan ({} patches of {} px from \
                                  {} images): {}. The new plan ({} patches of {} px from {} \
-                                 images) numbers the patches anew, so they would be read as \
-                                 other patches. Curate into a new --out, or pass --move-stale \
+                                 images) {why}. Curate into a new --out, or pass --move-stale \
                                  to move them to curation/stale-<n>/",
                                 old.patches,
                                 old.patch_px,

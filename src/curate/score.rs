@@ -167,11 +167,11 @@ pub fn score_range(
 }
 
 /// The normalised pixels of a batch, each patch padded to `side`, and which pixels are valid
-/// (inside the patch and with data).
+/// (inside the patch and with data): what [`score_batch`] feeds the model and `pixel_stats`.
 ///
 /// # Shapes
 /// pixels `[B, 3, side, side]`; valid `[B, side, side]`.
-fn batch_inputs(batch: &[LoadedPatch], side: usize) -> (Vec<f32>, Vec<bool>) {
+pub fn batch_inputs(batch: &[LoadedPatch], side: usize) -> (Vec<f32>, Vec<bool>) {
     let b = batch.len();
     let plane = side * side;
     let mut pixels = vec![0f32; b * 3 * plane];

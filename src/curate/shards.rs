@@ -71,6 +71,20 @@ pub fn score_shard(
     let (summary_path, records_path) = ShardSummary::paths(&run, index, count);
     let (_lock, taken_over) = RunLock::acquire_at(&summary_path.with_extension("lock"))?;
     let plan = Plan::load(&run)?;
+    let spec = DatasetSpec::load(&plan.spec)?;
+    if spec.imaging != plan.imaging {
+        return Err(Error::Spec {
+            path: plan.spec.clone(),
+            reason: format!(
+                "its `imaging` is now {:?}, but the curation plan in {} was made with {:?}: \
+                 shards scored with the two would be mixed. Restore the spec's `imaging`, or \
+                 make the plan again (`s5 curate plan ... --move-stale`) and score every shard",
+                spec.imaging,
+                out.display(),
+                plan.imaging
+            ),
+        });
+    }
     let prototypes = Prototypes::load(&Prototypes::path(&run))?;
     let seed = SeedModel::load(&options.model, Some(&prototypes.dataset), &gpu.device)?;
     seed.check_made(&prototypes)?;
@@ -93,7 +107,6 @@ pub fn score_shard(
             report: CurationReport::load(&run).map_err(|e| e.to_string()),
         });
     }
-    let spec = DatasetSpec::load(&plan.spec)?;
     let source = tiled(&plan);
     let setup = super::score::ScoreSetup {
         sample_below: sample_threshold(plan.patches),

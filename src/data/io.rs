@@ -127,7 +127,7 @@ fn read_palette_indices<R: std::io::Read + std::io::Seek>(
     w: u32,
     h: u32,
 ) -> std::io::Result<Vec<u16>> {
-    use std::io::{Read, Seek, SeekFrom};
+    use std::io::{Read, SeekFrom};
     use tiff::tags::Tag;
     let bad = |what: &str| std::io::Error::other(format!("palette TIFF: {what}"));
     let tag = |d: &mut tiff::decoder::Decoder<R>, t| {

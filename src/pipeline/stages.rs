@@ -17,13 +17,13 @@ use crate::device::Gpu;
 use crate::error::{Error, Result};
 use crate::run::curation::Embedding;
 use crate::run::demo::{
-    CurationResult, DataResult, DemoStage, DemoState, FinishedStage, RunningStage, StageResult,
-    TrainResult,
+    CurationResult, DataResult, DemoStage, DemoState, DemoTraining, FinishedStage, RunningStage,
+    StageResult, TrainResult,
 };
 use crate::run::{EventKind, MetricKey, RunDir, RunKind, keys};
 use crate::train::config::{
-    Backbone, DatasetEntry, FinetuneMode, FinetuneSetup, FixMatchSetup, RecipeSetup, SampleSetup,
-    UnlabeledEntry, ValMetric,
+    Backbone, DatasetEntry, FinetuneMode, FinetuneSetup, FixMatchSetup, Precision, RecipeSetup,
+    SampleSetup, UnlabeledEntry, ValMetric,
 };
 use crate::train::{Report, Start, TrainConfig, TrainOptions, train};
 
@@ -32,6 +32,8 @@ pub struct DemoOptions<'a> {
     /// The demo folder (made absolute: what the runs record).
     pub out: PathBuf,
     pub preset: Preset,
+    /// Precision and seed of the training stages (default: f32, seed 0, the README's demo).
+    pub training: DemoTraining,
     /// The GPUs of the training stages (the first the main one; curation uses it).
     pub gpus: &'a [Gpu],
     /// Set (by Ctrl-C) to checkpoint and stop a training stage after its step.
@@ -75,6 +77,16 @@ pub fn run_demo(options: &DemoOptions, events: Events) -> Result<DemoEnd> {
         path: options.out.clone(),
         source,
     })?;
+    // Refused before anything is written, as the training stages would refuse it later.
+    if options.training.mixed_precision
+        && !crate::model::half::supports_f16(&options.gpus[0].device)
+    {
+        return Err(Error::NoShaderF16 {
+            adapter: options.gpus[0].adapter.name.clone(),
+            asked: "`s5 demo --precision mixed`".into(),
+            instead: "run the demo in f32 (the default)".into(),
+        });
+    }
     std::fs::create_dir_all(&out).map_err(|source| Error::Io {
         path: out.clone(),
         source,
@@ -90,12 +102,23 @@ pub fn run_demo(options: &DemoOptions, events: Events) -> Result<DemoEnd> {
                 ),
             });
         }
+        Some(state) if state.training != options.training => {
+            return Err(Error::RunDir {
+                path: out,
+                reason: format!(
+                    "holds a demo trained with `{}`: rerun with those flags to continue it, or \
+                     choose another --out",
+                    state.training.flags()
+                ),
+            });
+        }
         Some(state) => state,
-        None => DemoState::new(&options.preset.name),
+        None => DemoState::new(&options.preset.name, options.training),
     };
     state.save(&out)?;
     let demo = Demo {
         preset: &options.preset,
+        training: options.training,
         out: out.clone(),
         gpus: options.gpus,
         stop: options.stop,
@@ -151,6 +174,7 @@ pub fn run_demo(options: &DemoOptions, events: Events) -> Result<DemoEnd> {
 /// One demo folder's setup.
 struct Demo<'a> {
     preset: &'a Preset,
+    training: DemoTraining,
     /// The folder, absolute.
     out: PathBuf,
     gpus: &'a [Gpu],
@@ -217,6 +241,10 @@ impl Demo<'_> {
         c.val.every_steps = p.val_every;
         c.val.sample_images = 2;
         c.checkpoint_every = (steps / 4).max(1);
+        c.seed = self.training.seed;
+        if self.training.mixed_precision {
+            c.precision = Precision::Mixed;
+        }
         c
     }
 
@@ -334,6 +362,7 @@ impl Demo<'_> {
             mask_ratio: extra(keys::MASK_RATIO),
             pseudo_label_acc_confident: extra(keys::PSEUDO_LABEL_ACC_CONFIDENT),
             pseudo_label_acc_all: extra(keys::PSEUDO_LABEL_ACC_ALL),
+            skipped_steps: extra(keys::SKIPPED_STEPS).map(|n| n as u64),
         })))
     }
 

@@ -36,8 +36,9 @@ pub fn summary(preset: &Preset, state: &DemoState, shown: &Path) -> String {
     let total: f64 = state.stages.values().map(|s| s.seconds).sum();
     let mut lines = vec![
         format!(
-            "# s5 demo (preset `{}`), {} in all",
+            "# s5 demo (preset `{}`{}), {} in all",
             state.preset,
+            state.training.describe(),
             duration(total)
         ),
         String::new(),
@@ -108,8 +109,17 @@ pub fn summary(preset: &Preset, state: &DemoState, shown: &Path) -> String {
     lines.join("\n")
 }
 
-/// A training stage's line.
+/// A training stage's line; a mixed-precision stage's ends with its skipped steps.
 fn train_result(stage: DemoStage, t: &TrainResult) -> String {
+    let scores = stage_scores(stage, t);
+    match t.skipped_steps {
+        Some(skipped) => format!("{scores}; {skipped} of {} steps skipped (loss scale)", t.steps),
+        None => scores,
+    }
+}
+
+/// A training stage's scores.
+fn stage_scores(stage: DemoStage, t: &TrainResult) -> String {
     let metric = |dataset: &str, score: Score| pct(t.val_or_nan(&MetricKey::score(dataset, score)));
     match stage {
         DemoStage::S4p => {

@@ -39,6 +39,8 @@ fn demo_line(ui: &mut egui::Ui, root: &Path, demo: &DemoSeen, runs: &[RunEntry])
         }
     };
     let of = DemoStage::ALL.len();
+    // `tiny`, or `tiny`, mixed precision, seed 1
+    let preset = format!("`{}`{}", state.preset, state.training.describe());
     let text = match &state.running {
         Some(running) => {
             let run = runs
@@ -51,21 +53,16 @@ fn demo_line(ui: &mut egui::Ui, root: &Path, demo: &DemoSeen, runs: &[RunEntry])
                 "stopped (run `s5 demo` again to continue)"
             };
             format!(
-                "demo `{}` in {name}: stage {}/{of} {}: {how}",
-                state.preset,
+                "demo {preset} in {name}: stage {}/{of} {}: {how}",
                 running.stage.number(),
                 running.stage.title()
             )
         }
         None if state.stages.len() == of => {
-            format!(
-                "demo `{}` in {name}: finished, {of} stages (summary.md)",
-                state.preset
-            )
+            format!("demo {preset} in {name}: finished, {of} stages (summary.md)")
         }
         None => format!(
-            "demo `{}` in {name}: {} of {of} stages done, not running",
-            state.preset,
+            "demo {preset} in {name}: {} of {of} stages done, not running",
             state.stages.len()
         ),
     };

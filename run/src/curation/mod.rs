@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, RunError};
 use crate::fsutil::write_atomic;
+use crate::imaging::Imaging;
 use crate::layout::RunDir;
 
 /// How a patch's backbone features become one vector.
@@ -182,6 +183,11 @@ pub struct Plan {
     /// The kind of image that is in distribution, where kinds are known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_distribution_kind: Option<String>,
+    /// The spec's `imaging` when the plan was made (bands, value range, nodata): every shard
+    /// is scored with it, and scoring refuses a spec changed since (absent: 8-bit RGB as it
+    /// is, and plans made before it was noted).
+    #[serde(default, skip_serializing_if = "Imaging::is_default")]
+    pub imaging: Imaging,
 }
 
 impl Plan {
@@ -198,9 +204,11 @@ impl Plan {
         load_json(&Self::path(run), "curation plan")
     }
 
-    /// SHA-256 (lower-case hex) of what fixes the patches' numbers: the patch size and
-    /// stride and every image's path and size, in order. Records name patches by number, so
-    /// shards are valid exactly for plans of the same numbering (the kinds may change).
+    /// SHA-256 (lower-case hex) of what fixes the patches' numbers and pixels: the patch
+    /// size and stride, every image's path and size, in order, and the `imaging` they are
+    /// read with (where it is not the default, so plans made before it was noted keep their
+    /// hash). Records name patches by number, so shards are valid exactly for plans of the
+    /// same numbering and imaging (the kinds may change).
     pub fn numbering_sha256(&self) -> String {
         use sha2::{Digest, Sha256};
         let mut hasher = Sha256::new();
@@ -213,6 +221,11 @@ impl Plan {
             hasher.update(path.as_bytes());
             hasher.update(image.width_px.to_le_bytes());
             hasher.update(image.height_px.to_le_bytes());
+        }
+        if !self.imaging.is_default() {
+            let imaging = serde_json::to_string(&self.imaging).expect("imaging serialises");
+            hasher.update(b"imaging");
+            hasher.update(imaging.as_bytes());
         }
         hasher
             .finalize()

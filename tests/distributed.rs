@@ -1,0 +1,101 @@
+//! Work across processes without MPI: the fixed-order sum's pieces, a job of one, and the
+//! clear error of a build without the `mpi` feature started by an MPI launcher.
+
+use s5::distributed::{chunks, launched_size, sum_in_rank_order};
+
+use crate::common::{json_of, s5};
+
+#[test]
+fn chunks_cover_the_buffer_and_sums_run_in_rank_order() {
+    for (len, parts) in [(0, 3), (2, 3), (10, 3), (7, 1), (1_000_003, 8)] {
+        let cut = chunks(len, parts);
+        assert_eq!(cut.len(), parts);
+        assert_eq!(cut.first().map(|c| c.start), Some(0));
+        assert_eq!(cut.last().map(|c| c.end), Some(len));
+        assert!(cut.windows(2).all(|w| w[0].end == w[1].start));
+        let sizes: Vec<usize> = cut.iter().map(|c| c.len()).collect();
+        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1);
+    }
+    // ((a + b) + c), not (a + (b + c)): 1 + 1e8 − 1e8 is 0 in the first order, 1 in the other.
+    let parts = [1.0f32, 0.5, 1e8, 0.25, -1e8, 0.125];
+    let sum = sum_in_rank_order(&parts, 2);
+    assert_eq!(sum, [0.0, 0.875]);
+    assert_ne!(sum[0], 1.0f32 + (1e8 + -1e8), "the order is the rank order");
+    assert!(sum_in_rank_order(&[], 0).is_empty());
+}
+
+#[test]
+fn a_launcher_is_known_by_its_variables() {
+    let env = |vars: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    assert_eq!(launched_size(&env(&[])), None);
+    assert_eq!(
+        launched_size(&env(&[("OMPI_COMM_WORLD_SIZE", "4")])),
+        Some(4)
+    );
+    assert_eq!(launched_size(&env(&[("PMI_SIZE", "2")])), Some(2));
+    assert_eq!(launched_size(&env(&[("PMIX_SIZE", "8")])), Some(8));
+}
+
+/// `s5 bench allreduce` alone is a job of one: the sum is the buffer itself, exact. A build
+/// without the `mpi` feature that a launcher started as one of several ranks says how to
+/// build one with it.
+#[test]
+fn the_allreduce_bench_runs_alone_and_a_build_without_mpi_says_so() {
+    let report = json_of(
+        s5().args(["bench", "allreduce", "--values", "3,100", "--reps", "1", "--json"]),
+    );
+    assert_eq!(report["ranks"], 1);
+    assert!(report["library"].is_null());
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r["exact"] == true), "{report}");
+    assert_eq!(rows[1]["values"], 100);
+    assert_eq!(rows[1]["bytes"], 400);
+    if cfg!(feature = "mpi") {
+        return;
+    }
+    let out = s5()
+        .args(["bench", "allreduce", "--values", "3"])
+        .env("OMPI_COMM_WORLD_RANK", "0")
+        .env("OMPI_COMM_WORLD_SIZE", "2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("one of 2 MPI ranks") && err.contains("--features mpi"),
+        "{err}"
+    );
+}
+
+/// Training runs as one process: started as one of several MPI ranks it refuses before it
+/// writes anything, saying what runs under MPI instead.
+#[test]
+fn training_started_as_one_of_several_ranks_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/configs/train-synth.ron");
+    let out = s5()
+        .args(["train", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&run)
+        .env("PMI_RANK", "1")
+        .env("PMI_SIZE", "2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("`s5 train` runs as one process") && err.contains("one of 2 MPI ranks"),
+        "{err}"
+    );
+    assert!(!run.exists(), "a refused run writes nothing");
+}
