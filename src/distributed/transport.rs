@@ -136,7 +136,10 @@ impl Comm for Mpi {
 
     fn library(&self) -> String {
         mpi::environment::library_version()
-            .map(|v| v.lines().next().unwrap_or_default().trim().to_string())
+            .map(|v| {
+                let first = v.lines().next().unwrap_or_default();
+                first.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string()
+            })
             .unwrap_or_else(|_| "MPI".into())
     }
 }
