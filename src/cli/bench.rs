@@ -26,23 +26,7 @@ pub fn run(backend: Option<GpuBackend>, cmd: BenchCommand) -> Result<()> {
         BenchCommand::Memory(args) => memory(backend, args),
         BenchCommand::Score(args) => score(backend, args),
         BenchCommand::Allreduce(args) => allreduce(args),
-        BenchCommand::Curate(args) => {
-            let json = args.json;
-            score(backend, args)?;
-            let SelectOptions {
-                records,
-                budget,
-                clusters,
-                shards,
-            } = SelectOptions::default();
-            select(SelectArgs {
-                records,
-                budget,
-                clusters,
-                shards,
-                json,
-            })
-        }
+        BenchCommand::Curate(args) => curate(backend, args),
         BenchCommand::Child { job } => {
             let job: Job = serde_json::from_str(&job).context("`s5 bench child` takes a job")?;
             println!("{}", serde_json::to_string(&job.run(backend)?)?);
@@ -242,6 +226,10 @@ fn select(args: SelectArgs) -> Result<()> {
 }
 
 fn score(backend: Option<GpuBackend>, args: StepArgs) -> Result<()> {
+    print(&score_report(backend, &args)?, args.json)
+}
+
+fn score_report(backend: Option<GpuBackend>, args: &StepArgs) -> Result<s5::bench::ScoreReport> {
     let gpu = device::gpu(backend)?;
     let (model, shapes) = step_model(args.config.as_deref(), args.tiny)?;
     let config = BenchConfig {
@@ -254,10 +242,27 @@ fn score(backend: Option<GpuBackend>, args: StepArgs) -> Result<()> {
             gpu.adapter.name, config.warmup, config.reps
         );
     }
-    print(
-        &s5::bench::score_report(gpu, &model, shapes, config)?,
-        args.json,
-    )
+    Ok(s5::bench::score_report(gpu, &model, shapes, config)?)
+}
+
+/// `s5 bench curate`: scoring, then selection with its defaults; one JSON document of both
+/// with `--json`.
+fn curate(backend: Option<GpuBackend>, args: StepArgs) -> Result<()> {
+    #[derive(serde::Serialize)]
+    struct CurateReport {
+        score: s5::bench::ScoreReport,
+        select: s5::bench::select_report::SelectReport,
+    }
+    impl std::fmt::Display for CurateReport {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}{}", self.score, self.select)
+        }
+    }
+    let report = CurateReport {
+        score: score_report(backend, &args)?,
+        select: bench_select(&Children::of_current_exe(None)?, &SelectOptions::default())?,
+    };
+    print(&report, args.json)
 }
 
 /// `s5 bench allreduce`: every rank sums, rank 0 prints.
