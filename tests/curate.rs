@@ -546,11 +546,7 @@ fn the_shard_comes_from_the_flag_a_job_array_or_an_mpi_rank() {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        move |name: &str| {
-            vars.iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        }
+        move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     };
     let ompi = [("OMPI_COMM_WORLD_RANK", "3"), ("OMPI_COMM_WORLD_SIZE", "8")];
     assert_eq!(shard_from_env(None, None, &with(&ompi)).unwrap(), (3, 8));

@@ -246,7 +246,9 @@ fn a_mixed_precision_demo_trains_every_stage_in_mixed_precision() {
             "{stage:?}: {config}"
         );
         let trained = state.trained(stage).unwrap();
-        let skipped = trained.skipped_steps.expect("a mixed stage counts its skips");
+        let skipped = trained
+            .skipped_steps
+            .expect("a mixed stage counts its skips");
         assert!(skipped <= trained.steps, "{stage:?}: {trained:?}");
         assert!(
             stdout.contains(&format!("{skipped} of {} steps skipped", trained.steps)),

@@ -39,7 +39,7 @@ fn a_launcher_is_known_by_its_variables() {
         Some(4)
     );
     assert_eq!(launched_size(&env(&[("PMI_SIZE", "2")])), Some(2));
-    assert_eq!(launched_size(&env(&[("PMIX_SIZE", "8")])), Some(8));
+    assert_eq!(launched_size(&env(&[("SLURM_NTASKS", "8")])), None);
 }
 
 /// `s5 bench allreduce` alone is a job of one: the sum is the buffer itself, exact. A build
@@ -47,9 +47,15 @@ fn a_launcher_is_known_by_its_variables() {
 /// build one with it.
 #[test]
 fn the_allreduce_bench_runs_alone_and_a_build_without_mpi_says_so() {
-    let report = json_of(
-        s5().args(["bench", "allreduce", "--values", "3,100", "--reps", "1", "--json"]),
-    );
+    let report = json_of(s5().args([
+        "bench",
+        "allreduce",
+        "--values",
+        "3,100",
+        "--reps",
+        "1",
+        "--json",
+    ]));
     assert_eq!(report["ranks"], 1);
     assert!(report["library"].is_null());
     let rows = report["rows"].as_array().unwrap();
@@ -80,8 +86,8 @@ fn the_allreduce_bench_runs_alone_and_a_build_without_mpi_says_so() {
 fn training_started_as_one_of_several_ranks_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets/configs/train-synth.ron");
+    let config =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/configs/train-synth.ron");
     let out = s5()
         .args(["train", "--quiet", "--config"])
         .arg(&config)

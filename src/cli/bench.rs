@@ -272,10 +272,7 @@ fn allreduce(args: AllreduceArgs) -> Result<()> {
     let sizes = if args.values.is_empty() {
         AllReduceOptions::paper_models()
     } else {
-        args.values
-            .iter()
-            .map(|&n| (format!("{n}"), n))
-            .collect()
+        args.values.iter().map(|&n| (format!("{n}"), n)).collect()
     };
     let report = bench_allreduce(
         world,

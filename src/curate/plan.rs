@@ -115,8 +115,9 @@ pub fn shard_range(patches: u64, index: u32, count: u32, block: u64) -> Range<u6
 /// Which shard this process scores: `--shard i/n` if given, else a Slurm array task
 /// (`SLURM_ARRAY_TASK_ID` − `SLURM_ARRAY_TASK_MIN` of `SLURM_ARRAY_TASK_COUNT`), else a
 /// Kubernetes Indexed Job's `JOB_COMPLETION_INDEX` of `shards`, else an MPI rank of its world
-/// (`mpirun`: `OMPI_COMM_WORLD_RANK` of `OMPI_COMM_WORLD_SIZE`; MPICH's and Slurm's PMI:
-/// `PMI_RANK` of `PMI_SIZE`), else the whole plan (0 of 1).
+/// (the launcher's variables, [`crate::distributed::LAUNCHER_VARS`]: `OMPI_COMM_WORLD_RANK`
+/// of `OMPI_COMM_WORLD_SIZE` under OpenMPI, `PMI_RANK` of `PMI_SIZE` under MPICH's
+/// `mpiexec` and `srun --mpi=pmi2`), else the whole plan (0 of 1).
 pub fn shard_from(flag: Option<&str>, shards: Option<u32>) -> Result<(u32, u32)> {
     shard_from_env(flag, shards, &|name| std::env::var(name).ok())
 }
@@ -134,12 +135,9 @@ pub fn shard_from_env(
             .parse()
             .map_err(|_| bad(format!("{name} = `{text}` is not a whole number")))
     };
-    let mpi = [
-        ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
-        ("PMI_RANK", "PMI_SIZE"),
-    ]
-    .into_iter()
-    .find_map(|(rank, size)| env(rank).map(|r| (rank, r, size, env(size))));
+    let mpi = crate::distributed::LAUNCHER_VARS
+        .into_iter()
+        .find_map(|(rank, size)| env(rank).map(|r| (rank, r, size, env(size))));
     let (index, count) = if let Some(text) = flag {
         let (i, n) = text.split_once('/').ok_or_else(|| {
             bad(format!(

@@ -26,8 +26,12 @@ pub trait Comm: Send + Sync {
     /// `send` is cut into consecutive parts of `send_counts[j]` values, part j going to rank
     /// j; returns what every rank sent this one (`recv_counts[i]` values from rank i), in rank
     /// order.
-    fn all_to_all_f32(&self, send: &[f32], send_counts: &[usize], recv_counts: &[usize])
-    -> Vec<f32>;
+    fn all_to_all_f32(
+        &self,
+        send: &[f32],
+        send_counts: &[usize],
+        recv_counts: &[usize],
+    ) -> Vec<f32>;
     /// Every rank's `mine` (`counts[i]` values from rank i), concatenated in rank order.
     fn all_gather_f32(&self, mine: &[f32], counts: &[usize]) -> Vec<f32>;
     /// Every rank's bytes, in rank order (lengths may differ).
@@ -47,12 +51,12 @@ pub struct World {
 static WORLD: OnceLock<World> = OnceLock::new();
 
 /// The environment variables by which MPI launchers tell a process its rank and world size:
-/// OpenMPI's `mpirun`, then MPICH's `mpiexec`, Cray MPICH and `srun --mpi=pmi2` (PMI), then
-/// PMIx launchers (`srun --mpi=pmix`).
-pub const LAUNCHER_VARS: [(&str, &str); 3] = [
+/// OpenMPI's `mpirun`, then the PMI of MPICH's `mpiexec` (Hydra), Intel MPI, and Cray MPICH
+/// or MPICH under `srun --mpi=pmi2`. (PMIx puts no world size in the environment: under
+/// `srun --mpi=pmix` use `mpirun` inside the allocation.)
+pub const LAUNCHER_VARS: [(&str, &str); 2] = [
     ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
     ("PMI_RANK", "PMI_SIZE"),
-    ("PMIX_RANK", "PMIX_SIZE"),
 ];
 
 /// The world size an MPI launcher announces in `env`, if one does.

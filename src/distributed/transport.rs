@@ -138,7 +138,9 @@ impl Comm for Mpi {
         mpi::environment::library_version()
             .map(|v| {
                 let first = v.lines().next().unwrap_or_default();
-                first.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string()
+                first
+                    .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                    .to_string()
             })
             .unwrap_or_else(|_| "MPI".into())
     }

@@ -113,7 +113,10 @@ pub fn summary(preset: &Preset, state: &DemoState, shown: &Path) -> String {
 fn train_result(stage: DemoStage, t: &TrainResult) -> String {
     let scores = stage_scores(stage, t);
     match t.skipped_steps {
-        Some(skipped) => format!("{scores}; {skipped} of {} steps skipped (loss scale)", t.steps),
+        Some(skipped) => format!(
+            "{scores}; {skipped} of {} steps skipped (loss scale)",
+            t.steps
+        ),
         None => scores,
     }
 }
