@@ -282,11 +282,7 @@ fn allreduce(args: AllreduceArgs) -> Result<()> {
         },
     );
     if world.is_writer() {
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            print!("{report}");
-        }
+        print(&report, args.json)?;
     }
     anyhow::ensure!(
         report.rows.iter().all(|r| r.exact),

@@ -171,9 +171,4 @@ impl World {
     pub fn library(&self) -> Option<String> {
         self.comm.as_ref().map(|c| c.library())
     }
-
-    /// The transport, for the collectives of [`reduce`] (`None` in a job of one).
-    pub fn comm(&self) -> Option<&dyn Comm> {
-        self.comm.as_deref()
-    }
 }
