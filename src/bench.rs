@@ -37,7 +37,7 @@ use crate::kernels::{
 };
 use crate::model::{Segmentor, SegmentorConfig};
 use crate::train::loss::cross_entropy_over;
-use crate::train::parallel::{ShareLoss, shares, step_grads};
+use crate::train::parallel::{Replicas, ShareLoss, shares, step_grads};
 
 /// Bytes in MiB.
 pub fn mib(bytes: f64) -> f64 {
@@ -334,7 +334,8 @@ pub fn bench_train_step(
     let (images, labels) = random_batch(b, s, k, 0x2545_f491_4f6c_dd1d);
     let step = |devices: &[Device]| -> Result<GradientsParams> {
         let parts = shares(b, devices.len());
-        let out = step_grads(&segmentor, devices, 1.0, |i, replica, device| {
+        let replicas = Replicas::local(devices);
+        let out = step_grads(&segmentor, replicas, parts.len(), 1.0, |i, replica, device| {
             let r = parts[i].clone();
             let n = r.len();
             let images = images[r.start * 3 * s * s..r.end * 3 * s * s].to_vec();

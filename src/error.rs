@@ -103,6 +103,11 @@ pub enum Error {
     Checkpoint { path: PathBuf, reason: String },
 
     // ---- configuration and runs ----
+    /// The ranks of an MPI job that cannot train together: found alike by every rank (rank 0
+    /// reports it).
+    #[error("MPI job: {reason}")]
+    Ranks { reason: String },
+
     /// A configuration value that cannot work.
     #[error("bad configuration: {reason}")]
     Config { reason: String },

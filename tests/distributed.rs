@@ -80,11 +80,32 @@ fn the_allreduce_bench_runs_alone_and_a_build_without_mpi_says_so() {
     );
 }
 
-/// Training runs as one process: started as one of several MPI ranks it refuses before it
-/// writes anything, saying what runs under MPI instead.
+/// The demo runs as one process: started as one of several MPI ranks it refuses before it
+/// writes anything, saying what runs under MPI instead. Training under a launcher, in a
+/// build without the `mpi` feature, says how to build one and writes nothing either.
 #[test]
-fn training_started_as_one_of_several_ranks_is_refused() {
+fn the_demo_refuses_ranks_and_training_without_mpi_says_how_to_build_it() {
     let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let out = s5()
+        .args(["demo", "--quiet", "--out"])
+        .arg(&demo)
+        .env("PMI_RANK", "1")
+        .env("PMI_SIZE", "2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("`s5 demo` runs as one process")
+            && err.contains("one of 2 MPI ranks")
+            && err.contains("`s5 pretrain`"),
+        "{err}"
+    );
+    assert!(!demo.exists(), "a refused demo writes nothing");
+    if cfg!(feature = "mpi") {
+        return;
+    }
     let run = dir.path().join("run");
     let config =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/configs/train-synth.ron");
@@ -100,8 +121,31 @@ fn training_started_as_one_of_several_ranks_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(
-        err.contains("`s5 train` runs as one process") && err.contains("one of 2 MPI ranks"),
+        err.contains("one of 2 MPI ranks") && err.contains("--features mpi"),
         "{err}"
     );
     assert!(!run.exists(), "a refused run writes nothing");
+}
+
+/// A step's share numbers (what ranks exchange) come back from their bytes bit for bit.
+#[test]
+fn share_numbers_survive_their_bytes() {
+    use s5::train::ranks::{ShareNumbers, decode, encode};
+    use std::collections::BTreeMap;
+    let shares = vec![
+        ShareNumbers {
+            sums: BTreeMap::from([("loss".into(), 0.1 + 0.2), ("px/valid".into(), 4096.0)]),
+            per_image: vec![1.5, f64::MIN_POSITIVE, -0.0],
+        },
+        ShareNumbers::default(),
+        ShareNumbers {
+            sums: BTreeMap::from([("loss/é".into(), f64::MAX)]),
+            per_image: vec![],
+        },
+    ];
+    let back = decode(&encode(&shares));
+    assert_eq!(back.len(), 3);
+    assert_eq!(back[0].sums["loss"].to_bits(), (0.1f64 + 0.2).to_bits());
+    assert_eq!(back[0].per_image[2].to_bits(), (-0.0f64).to_bits());
+    assert_eq!(back, shares);
 }

@@ -2,7 +2,14 @@
 //! and runs these (`cargo test --release -p s5 --features mpi mpi::`); they need OpenMPI's
 //! `mpirun` on the PATH.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::Tensor;
+use s5::run::EventKind;
 
 /// `mpirun -n ranks` of the real binary; as root (CI) with OpenMPI's consent, and with more
 /// ranks than cores allowed.
@@ -54,4 +61,314 @@ fn the_sum_over_ranks_is_the_rank_order_sum_on_every_rank() {
             assert!(median.is_finite() && median >= 0.0, "{row}");
         }
     }
+}
+
+/// [`crate::train::pretrain_config`] without dropout and drop path: in one process burn's
+/// generator is shared by its devices' threads (see `s5::train::parallel`), so only a step
+/// without random draws can be compared with one across processes.
+fn pretrain_without_dropout(dir: &Path, steps: u64) -> PathBuf {
+    let config = crate::train::pretrain_config(dir, steps);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        "head_dropout: 0.1, drop_path: 0.1",
+        "head_dropout: 0.0, drop_path: 0.0",
+    );
+    assert!(text.contains("head_dropout: 0.0, drop_path: 0.0"), "{text}");
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// The `train` events' losses of a run, by step (the last logged for a step re-run after a
+/// resume).
+fn losses(run: &Path) -> BTreeMap<u64, BTreeMap<String, f64>> {
+    s5::run::read_events(&run.join("events.jsonl"))
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Train)
+        .map(|e| {
+            let losses = e.losses.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            (e.step, losses)
+        })
+        .collect()
+}
+
+/// The float parameters of a run's newest checkpoint, and its BatchNorm statistics.
+fn weights_and_statistics(run: &Path) -> (Vec<f32>, Vec<f32>) {
+    #[derive(Default)]
+    struct Collect {
+        path: Vec<String>,
+        weights: Vec<f32>,
+        statistics: Vec<f32>,
+    }
+    impl ModuleVisitor for Collect {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let values = crate::common::to_vec(param.val());
+            if self.path.last().is_some_and(|n| n.starts_with("running_")) {
+                self.statistics.extend(values);
+            } else {
+                self.weights.extend(values);
+            }
+        }
+    }
+    let (model, _, _) = s5::train::load_model(run, &crate::common::device()).unwrap();
+    let mut collect = Collect::default();
+    model.visit(&mut collect);
+    assert!(!collect.statistics.is_empty(), "the decoder's BatchNorm statistics");
+    (collect.weights, collect.statistics)
+}
+
+/// Everything a checkpoint holds, weights and statistics.
+fn weights(run: &Path) -> Vec<f32> {
+    let (mut weights, statistics) = weights_and_statistics(run);
+    weights.extend(statistics);
+    weights
+}
+
+/// The files of a run directory, relative to it, sorted.
+fn listing(run: &Path) -> Vec<String> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(run, run, &mut out);
+    out.sort();
+    out
+}
+
+/// `s5 pretrain --quiet --config config --out run` and `extra` under `mpirun -n 2`.
+fn pretrain_on_two_ranks(config: &Path, run: &Path, extra: &[&str]) -> Command {
+    let mut command = mpirun(2);
+    command
+        .args(["pretrain", "--quiet", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(run)
+        .args(extra);
+    command
+}
+
+/// Two ranks of one GPU each train as one process over two GPUs does: the same losses step
+/// by step and the same final weights within float tolerance (the update runs in other
+/// kernels: rank 0 updates from the summed gradients read back to the host); two 2-rank
+/// runs are bit-identical; rank 0 alone writes (the run directory holds what a one-process
+/// run writes, each event once). A rank killed with SIGKILL ends the job within 60 s, and
+/// `--resume` continues from the newest intact checkpoint with the uninterrupted run's
+/// losses and weights, bit for bit.
+#[test]
+fn two_ranks_train_as_one_process_over_two_gpus_and_resume_after_a_killed_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = pretrain_without_dropout(dir.path(), 4);
+    let (one, first, second) = (
+        dir.path().join("one"),
+        dir.path().join("first"),
+        dir.path().join("second"),
+    );
+    let out = crate::common::s5()
+        .args(["pretrain", "--quiet", "--gpus-on-one-adapter", "2", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&one)
+        .output()
+        .unwrap();
+    crate::train::ok(&out, "s5 pretrain over two devices of one process");
+    for run in [&first, &second] {
+        let out = pretrain_on_two_ranks(&config, run, &[]).output().unwrap();
+        crate::train::ok(&out, "mpirun -n 2 s5 pretrain");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            stdout.matches("done: 4 steps").count(),
+            1,
+            "rank 0 alone reports: {stdout}"
+        );
+    }
+    // Bit-identical twice.
+    let (a, b) = (losses(&first), losses(&second));
+    assert_eq!(a.len(), 4);
+    for (step, losses) in &a {
+        for (key, value) in losses {
+            assert!(value.is_finite(), "step {step} {key}: {value}");
+            assert_eq!(value.to_bits(), b[step][key].to_bits(), "step {step} {key}");
+        }
+    }
+    let (wa, wb) = (weights(&first), weights(&second));
+    assert_eq!(wa.len(), wb.len());
+    assert!(
+        wa.iter().zip(&wb).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "two 2-rank runs end in other weights"
+    );
+    // As one process over two GPUs: step 1 exactly (same weights, same summed gradients),
+    // then each step's loss within 1e-2 (relative; its L_u alone, a sum over the pixels past
+    // τ, moves more when one pixel crosses τ), the weights within 1e-3 (relative L2).
+    let single = losses(&one);
+    assert_eq!(single.keys().collect::<Vec<_>>(), a.keys().collect::<Vec<_>>());
+    for key in ["loss", "L_s", "L_u"] {
+        assert_eq!(single[&1][key].to_bits(), a[&1][key].to_bits(), "step 1 {key}");
+    }
+    let mut worst = 0.0f64;
+    for (step, losses) in &single {
+        let (value, theirs) = (losses["loss"], a[step]["loss"]);
+        assert!(value.is_finite() && theirs.is_finite(), "step {step}");
+        let relative = (value - theirs).abs() / value.abs().max(1e-6);
+        worst = worst.max(relative);
+        assert!(
+            relative <= 1e-2,
+            "step {step}: loss {value} in one process, {theirs} on two ranks"
+        );
+    }
+    eprintln!("two ranks against one process over two GPUs: losses within {worst:.2e}");
+    // The weights; BatchNorm's running statistics differ by design: on two ranks they are
+    // rank 0's share's, in one process every device's share feeds them in turn.
+    let (ws, _) = weights_and_statistics(&one);
+    let (wa_only, _) = weights_and_statistics(&first);
+    assert_eq!(ws.len(), wa_only.len());
+    let (mut diff, mut norm) = (0.0f64, 0.0f64);
+    for (x, y) in ws.iter().zip(&wa_only) {
+        assert!(x.is_finite() && y.is_finite());
+        diff += f64::from(x - y).powi(2);
+        norm += f64::from(*x).powi(2);
+    }
+    let relative = (diff / norm).sqrt();
+    eprintln!("two ranks against one process over two GPUs: weights' relative L2 {relative:.2e}");
+    assert!(relative < 1e-3, "weights' relative L2 {relative}");
+    // One writer: what the one-process run writes, each event once.
+    assert_eq!(listing(&first), listing(&one));
+    let events = s5::run::read_events(&first.join("events.jsonl")).unwrap();
+    let steps: Vec<u64> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Train)
+        .map(|e| e.step)
+        .collect();
+    assert_eq!(steps, vec![1, 2, 3, 4]);
+
+    // A rank killed after step 3 ends the job; the resumed job continues from step 2.
+    let killed = dir.path().join("killed");
+    let mut job = pretrain_on_two_ranks(&config, &killed, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = killed.join("events.jsonl");
+    let started = Instant::now();
+    while !s5::run::read_events(&events)
+        .map(|e| e.iter().any(|e| e.kind == EventKind::Train && e.step >= 3))
+        .unwrap_or(false)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no step 3 within 10 minutes"
+        );
+        assert!(job.try_wait().unwrap().is_none(), "the job ended before step 3");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rank1 = rank_pid(&killed, 1).expect("rank 1's process");
+    let status = Command::new("kill").args(["-9", &rank1.to_string()]).status().unwrap();
+    assert!(status.success());
+    let killed_at = Instant::now();
+    let status = loop {
+        if let Some(status) = job.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(60),
+            "the job still runs 60 s after rank 1 was killed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success(), "a job with a killed rank failed");
+    let out = pretrain_on_two_ranks(&config, &killed, &["--resume"])
+        .output()
+        .unwrap();
+    crate::train::ok(&out, "mpirun -n 2 s5 pretrain --resume");
+    let resumed = losses(&killed);
+    for (step, losses) in &a {
+        for (key, value) in losses {
+            assert_eq!(
+                value.to_bits(),
+                resumed[step][key].to_bits(),
+                "resumed step {step} {key}"
+            );
+        }
+    }
+    let wk = weights(&killed);
+    assert!(
+        wa.iter().zip(&wk).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "the resumed job ends in other weights"
+    );
+}
+
+/// The pid of the process with `OMPI_COMM_WORLD_RANK=rank` whose command line names `run`.
+fn rank_pid(run: &Path, rank: usize) -> Option<u32> {
+    let wanted = format!("OMPI_COMM_WORLD_RANK={rank}");
+    let run = run.display().to_string();
+    std::fs::read_dir("/proc").ok()?.find_map(|entry| {
+        let entry = entry.ok()?;
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        let environ = std::fs::read(entry.path().join("environ")).ok()?;
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let is_rank = environ
+            .split(|&b| b == 0)
+            .any(|v| v == wanted.as_bytes());
+        (is_rank && cmdline.contains(&run) && !cmdline.contains("mpirun")).then_some(pid)
+    })
+}
+
+/// A rank started with another config (here another seed) stops the job before anything is
+/// written, with a message naming the rank and what differs.
+#[test]
+fn a_rank_with_another_config_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = pretrain_without_dropout(dir.path(), 2);
+    let run = dir.path().join("run");
+    let rank = |seed: &str| -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "-n".into(),
+            "1".into(),
+            env!("CARGO_BIN_EXE_s5").into(),
+            "pretrain".into(),
+            "--quiet".into(),
+            "--config".into(),
+            config.clone().into(),
+            "--out".into(),
+            run.clone().into(),
+        ];
+        if !seed.is_empty() {
+            args.extend(["--seed".into(), seed.into()]);
+        }
+        args
+    };
+    let out = Command::new("mpirun")
+        .arg("--oversubscribe")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .args(rank(""))
+        .arg(":")
+        .args(rank("8"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("rank 1 differs from rank 0 in its config (seed)"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("rank 1 differs").count(),
+        1,
+        "said once, by rank 0: {stderr}"
+    );
+    assert!(!run.exists(), "nothing written: {:?}", std::fs::read_dir(&run).ok());
 }

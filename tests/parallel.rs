@@ -8,7 +8,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use s5::device::{GpuChoice, training_gpus};
 use s5::model::Segmentor;
-use s5::train::parallel::{ShareLoss, shares, step_grads};
+use s5::train::parallel::{Replicas, ShareLoss, shares, step_grads};
 
 use crate::common::{Rng, assert_grads_close, device, small_segmentor, to_vec};
 
@@ -81,7 +81,8 @@ fn two_device_gradients_equal_the_shares_summed_on_one_device() {
         )
     };
 
-    let out = step_grads(&model, &devices, 1.0, |i, replica, d| {
+    let replicas = Replicas::local(&devices);
+    let out = step_grads(&model, replicas, parts.len(), 1.0, |i, replica, d| {
         let (img, hot) = slice(&parts[i], d);
         let loss = share_loss(replica, img, hot, batch_px);
         let value = s5::train::loss::scalar(loss.clone());

@@ -1537,7 +1537,7 @@ fn a_format_1_run_with_weights_predicts_and_resumes() {
 }
 
 /// [`tiny_config`] with the FixMatch recipe on the synthetic pool.
-fn pretrain_config(dir: &Path, steps: u64) -> PathBuf {
+pub(crate) fn pretrain_config(dir: &Path, steps: u64) -> PathBuf {
     let config = tiny_config(dir, steps, 1e-3);
     let urban = synth().join("urban/urban.ron");
     let text = std::fs::read_to_string(&config)
@@ -1979,7 +1979,11 @@ fn a_gated_dataset_adds_no_gradient_and_leaves_the_others_alone() {
     let step = |config: &s5::train::TrainConfig| {
         let datasets = s5::train::batch::load_datasets(config).unwrap();
         Supervised::new(config, &datasets, 0)
-            .step(&model, std::slice::from_ref(&device), 1.0)
+            .step(
+                &model,
+                s5::train::parallel::Replicas::local(std::slice::from_ref(&device)),
+                1.0,
+            )
             .unwrap()
     };
     // A first step tunes every kernel of these shapes (burn's autotune), so the steps

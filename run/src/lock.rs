@@ -198,7 +198,9 @@ fn process_alive(pid: u32) -> bool {
         };
         // SAFETY: signal 0 only checks whether the process exists; nothing is sent.
         if unsafe { libc::kill(pid, 0) } == 0 {
-            return true;
+            // A zombie has ended; its parent has not collected it (an MPI rank whose
+            // launcher is gone, in a container whose first process reaps nothing).
+            return !is_zombie(pid);
         }
         std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
     }
@@ -207,4 +209,17 @@ fn process_alive(pid: u32) -> bool {
         let _ = pid;
         true
     }
+}
+
+/// Whether `pid` has ended and waits to be collected by its parent (Linux: state `Z` or `X`
+/// in `/proc/<pid>/stat`; elsewhere never known).
+#[cfg(unix)]
+fn is_zombie(pid: libc::pid_t) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (command) state ...`: the command may hold spaces and parentheses.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| state == "Z" || state == "X")
 }

@@ -149,7 +149,11 @@ impl StageUi {
                 }
             }
             DemoEvent::Training { stage, gpus } => {
-                super::train::announce(gpus, &self.out.join(stage.folder()));
+                super::train::announce(
+                    gpus,
+                    &self.out.join(stage.folder()),
+                    s5::distributed::World::alone(),
+                );
                 self.train = Some(TrainProgress::new(!self.quiet));
             }
             DemoEvent::Train(report) => {

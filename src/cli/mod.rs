@@ -92,10 +92,26 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::run(cli.backend, args),
         Command::Predict(args) => predict::run(cli.backend, args),
     };
+    let shared_error = result.as_ref().err().is_some_and(|err| {
+        err.chain().any(|e| matches!(e.downcast_ref::<s5::Error>(), Some(s5::Error::Ranks { .. })))
+    });
     let code = match result {
         Ok(()) => 0,
         Err(err) => {
-            eprintln!("error: {}", message(&err));
+            match s5::distributed::World::joined().filter(|w| w.size() > 1) {
+                // What every rank found alike (ranks that differ) rank 0 says alone.
+                Some(world) if world.rank() > 0 => {
+                    if !shared_error {
+                        eprintln!(
+                            "error (rank {} of {}): {}",
+                            world.rank(),
+                            world.size(),
+                            message(&err)
+                        );
+                    }
+                }
+                _ => eprintln!("error: {}", message(&err)),
+            }
             let no_adapter = err.chain().any(|e| {
                 matches!(
                     e.downcast_ref::<s5::Error>(),
@@ -106,8 +122,12 @@ pub fn main() -> ExitCode {
         }
     };
     // In an MPI job a rank that fails ends the job: the others would wait for it forever.
+    // What every rank found alike rank 0 reports and ends; the others give it time to.
     if let Some(world) = s5::distributed::World::joined() {
         if code != 0 && world.size() > 1 {
+            if world.rank() > 0 && shared_error {
+                std::thread::sleep(std::time::Duration::from_secs(10));
+            }
             world.abort(i32::from(code));
         }
         s5::distributed::World::finish();

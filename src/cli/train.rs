@@ -136,6 +136,8 @@ pub(super) fn run_with(
         config.validate()?;
         Start::New(config)
     };
+    // One of the ranks of an MPI job (`mpirun`, `srun`), or a job of one.
+    let world = s5::distributed::World::join()?;
     let gpus = device::training_gpus(backend, args.gpus.choice())?;
     let out = args.out.clone().context("--out is required")?;
     let outcome = train_in(
@@ -147,7 +149,12 @@ pub(super) fn run_with(
             quiet: args.quiet,
             abort_after_step: args.abort_after_step,
         },
+        world,
     )?;
+    // Rank 0 says how it went; the other ranks said it with it.
+    if !world.is_writer() {
+        return Ok(());
+    }
     for (name, value) in &outcome.val_metrics {
         println!("{name}: {:.2}", 100.0 * value);
     }
@@ -188,16 +195,17 @@ pub(super) fn train_in(
     out: &std::path::Path,
     kind: RunKind,
     ui: TrainUi,
+    world: &'static s5::distributed::World,
 ) -> Result<s5::train::TrainOutcome> {
-    s5::distributed::refuse_ranks(kind.command())?;
     let gpu = &gpus[0];
     install_ctrlc()?;
     let run = RunDir::new(out);
-    let mut progress = TrainProgress::new(!ui.quiet);
+    // In an MPI job rank 0 shows the progress; the others keep quiet (warnings aside).
+    let mut progress = TrainProgress::new(!ui.quiet && world.is_writer());
     // Said once the run is checked and open: a refused run prints its error alone.
     let mut report = |r: Report<'_>| {
-        if matches!(r, Report::Begin { .. }) {
-            announce(gpus, run.root());
+        if matches!(r, Report::Begin { .. }) && world.is_writer() {
+            announce(gpus, run.root(), world);
         }
         progress.show(r)
     };
@@ -212,18 +220,27 @@ pub(super) fn train_in(
             replicas: gpus[1..].iter().map(|g| g.device.clone()).collect(),
             kind: Some(kind),
             report: Some(&mut report),
+            world: Some(world),
         },
     );
     STOPPABLE.store(false, Ordering::SeqCst);
     Ok(progress.end(result)?)
 }
 
-/// Says on which GPUs a training runs, into which folder.
-pub(super) fn announce(gpus: &[device::Gpu], out: &std::path::Path) {
+/// Says on which GPUs a training runs (those of rank 0, and how many ranks), into which
+/// folder.
+pub(super) fn announce(gpus: &[device::Gpu], out: &std::path::Path, world: &s5::distributed::World) {
     let gpu = &gpus[0];
     let more = match gpus.len() {
         1 => String::new(),
         n => format!(" and {} more, data parallel over {n} GPUs", n - 1),
+    };
+    let more = match (world.size(), world.library()) {
+        (1, _) | (_, None) => more,
+        (ranks, Some(library)) => {
+            let library = library.lines().next().unwrap_or_default().to_string();
+            format!("{more}, rank 0 of {ranks} MPI ranks ({library})")
+        }
     };
     eprintln!(
         "training on {} ({}){more} into {}",

@@ -74,9 +74,10 @@ pub fn refuse_ranks(what: &str) -> Result<()> {
         Some(size) if size > 1 => Err(crate::error::Error::Config {
             reason: format!(
                 "`{what}` runs as one process (several GPUs of one machine: --gpus), but it was \
-                 started as one of {size} MPI ranks, each of which would train alone into the \
+                 started as one of {size} MPI ranks, each of which would run it alone into the \
                  same folder. Start it once, without mpirun or srun (under MPI, s5 runs \
-                 `s5 curate score` shards and `s5 bench allreduce`)"
+                 `s5 train`, `s5 pretrain`, `s5 finetune`, `s5 curate score` shards and \
+                 `s5 bench allreduce`)"
             ),
         }),
         _ => Ok(()),
@@ -85,8 +86,14 @@ pub fn refuse_ranks(what: &str) -> Result<()> {
 
 impl World {
     /// The job of one process.
-    pub fn single() -> Self {
+    pub const fn single() -> Self {
         Self { comm: None }
+    }
+
+    /// The job of one process, for callers that take a world by reference.
+    pub fn alone() -> &'static World {
+        static ALONE: World = World::single();
+        &ALONE
     }
 
     /// The world this process was started in, joined once (MPI initialised on first call
@@ -156,6 +163,42 @@ impl World {
         match &self.comm {
             Some(comm) => comm.all_gather_bytes(mine),
             None => vec![mine.to_vec()],
+        }
+    }
+
+    /// Rank 0's bytes, on every rank (what other ranks pass is ignored).
+    pub fn broadcast_bytes(&self, mine: &[u8]) -> Vec<u8> {
+        match &self.comm {
+            Some(comm) => {
+                let send: &[u8] = if comm.rank() == 0 { mine } else { &[] };
+                comm.all_gather_bytes(send).swap_remove(0)
+            }
+            None => mine.to_vec(),
+        }
+    }
+
+    /// Replaces `values` on every rank with rank 0's (the same length on every rank).
+    pub fn broadcast_f32(&self, values: &mut [f32]) {
+        let Some(comm) = &self.comm else {
+            return;
+        };
+        let mut counts = vec![0; comm.size()];
+        for round in values.chunks_mut(reduce::ROUND_VALUES) {
+            counts[0] = round.len();
+            let mine: &[f32] = if comm.rank() == 0 { round } else { &[] };
+            let got = comm.all_gather_f32(mine, &counts);
+            round.copy_from_slice(&got);
+        }
+    }
+
+    /// Whether `flag` is set on any rank (the same answer on every rank).
+    pub fn any(&self, flag: bool) -> bool {
+        match &self.comm {
+            Some(comm) => comm
+                .all_gather_bytes(&[u8::from(flag)])
+                .iter()
+                .any(|b| b.first() == Some(&1)),
+            None => flag,
         }
     }
 

@@ -11,7 +11,7 @@ use super::Comm;
 
 /// Values reduced per round, at most: bounds the receive buffer (1 GiB of f32) and keeps
 /// MPI's `int` counts in range whatever the model's size.
-const ROUND_VALUES: usize = 1 << 28;
+pub(super) const ROUND_VALUES: usize = 1 << 28;
 
 /// `len` values cut into `parts` consecutive chunks, the first `len % parts` one longer
 /// (empty chunks where `len < parts`).

@@ -344,6 +344,7 @@ impl Demo<'_> {
                 replicas: self.gpus[1..].iter().map(|g| g.device.clone()).collect(),
                 kind: Some(kind),
                 report: Some(&mut report),
+                world: None,
             },
         )?;
         if outcome.interrupted || self.stop.load(Ordering::SeqCst) {

@@ -599,6 +599,14 @@ impl TrainConfig {
         differ
     }
 
+    /// A config from RON text (what [`TrainConfig::to_ron`] writes), unchecked.
+    pub fn parse_ron(text: &str) -> std::result::Result<Self, String> {
+        ron::Options::default()
+            .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+            .from_str(text)
+            .map_err(|e| e.to_string())
+    }
+
     /// The config as RON (what `config.ron` holds).
     pub fn to_ron(&self) -> String {
         ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::default())

@@ -14,6 +14,8 @@ pub mod loss;
 pub mod loss_scale;
 pub mod optimizer;
 pub mod parallel;
+pub mod rank_start;
+pub mod ranks;
 pub mod recipe;
 pub mod sampling;
 pub mod schedule;

@@ -6,8 +6,17 @@
 //! the shares' losses and gradients sum to the whole batch's, as in PyTorch DDP with
 //! gradient averaging. Two things stay per share, as in DDP: BatchNorm statistics (each
 //! replica normalises its own share; the running statistics kept are the main device's)
-//! and dropout draws (each device has its own seed). With one device nothing is split and
-//! no thread is started.
+//! and dropout draws. burn's wgpu generator is one per process (its seed ignores the
+//! device): the devices of one process draw their masks from one stream in whatever order
+//! their threads reach it, so a one-process run over several GPUs with dropout or drop path
+//! is not bit-reproducible. One GPU per process (one per MPI rank) is: each rank seeds its
+//! own generator by its place in the job. With one device nothing is split and no thread is
+//! started.
+//!
+//! Under MPI ([`crate::distributed`]) the batch is split over every rank's devices: each
+//! rank computes its devices' shares of the global batch, and the gradients and the shares'
+//! logged numbers are summed over the ranks ([`super::ranks`]) before the update, so every
+//! rank takes the same step, the step of one process with as many GPUs.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -16,6 +25,8 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor};
 
+use super::ranks::ShareNumbers;
+use crate::distributed::World;
 use crate::error::{Error, Result};
 use crate::model::Segmentor;
 
@@ -35,6 +46,50 @@ pub fn shares(n: usize, k: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
+/// Where a step's shares run: this process's devices and its place among the job's ranks.
+#[derive(Clone, Copy)]
+pub struct Replicas<'a> {
+    /// This process's autodiff devices, the main one first.
+    pub devices: &'a [Device],
+    pub world: &'a World,
+    /// The index of this rank's first device among every rank's devices (the devices of
+    /// lower ranks).
+    pub first_slot: usize,
+    /// Devices over every rank.
+    pub slots: usize,
+}
+
+impl<'a> Replicas<'a> {
+    /// One process's devices, alone.
+    pub fn local(devices: &'a [Device]) -> Self {
+        Self {
+            devices,
+            world: World::alone(),
+            first_slot: 0,
+            slots: devices.len(),
+        }
+    }
+
+    /// This rank's shares of `n` items cut over every rank's devices ([`shares`]): the
+    /// global shares `first_slot..first_slot + devices.len()`, fewer (or none) where `n` is
+    /// smaller than the devices.
+    pub fn shares(&self, n: usize) -> Vec<Range<usize>> {
+        if n == 0 {
+            return Vec::new();
+        }
+        shares(n, self.slots)
+            .into_iter()
+            .skip(self.first_slot)
+            .take(self.devices.len())
+            .collect()
+    }
+
+    /// The global index of this rank's device `k` (its dropout seed).
+    pub fn slot(&self, k: usize) -> usize {
+        self.first_slot + k
+    }
+}
+
 /// What one share's forward pass produced.
 pub struct ShareLoss {
     /// The share's part of the step's loss: shares' parts add up to the step's loss.
@@ -45,27 +100,31 @@ pub struct ShareLoss {
     pub per_image: Vec<f64>,
 }
 
-/// One step's result over all shares: summed gradients on the main device.
+/// One step's result over all shares (of every rank): summed gradients on the main device.
 pub struct StepGrads {
     pub grads: GradientsParams,
     pub sums: BTreeMap<String, f64>,
     pub per_image: Vec<f64>,
 }
 
-/// Runs `share(k, replica, device)` for every device (autodiff devices, the main one first)
-/// and sums the gradients of the returned losses, multiplied by `loss_scale` (mixed
-/// precision's loss scale; 1 otherwise), on `devices[0]`.
+/// Runs `share(k, replica, device)` for this rank's first `local` devices (autodiff devices,
+/// the main one first) and sums the gradients of the returned losses, multiplied by
+/// `loss_scale` (mixed precision's loss scale; 1 otherwise), on the main device, then over
+/// the ranks. `local` may be 0 (a rank whose shares of a small batch are empty): the rank
+/// still joins the sums.
 ///
-/// `model` lives on `devices[0]`; device k > 0 gets a copy (`fork`) for this step.
+/// `model` lives on the main device; device k > 0 gets a copy (`fork`) for this step.
 pub fn step_grads<F>(
     model: &Segmentor,
-    devices: &[Device],
+    replicas: Replicas<'_>,
+    local: usize,
     loss_scale: f64,
     share: F,
 ) -> Result<StepGrads>
 where
     F: Fn(usize, &Segmentor, &Device) -> Result<ShareLoss> + Sync,
 {
+    let devices = &replicas.devices[..local.min(replicas.devices.len())];
     let run =
         |k: usize, replica: Segmentor, device: &Device| -> Result<(GradientsParams, ShareLoss)> {
             let out = share(k, &replica, device)?;
@@ -78,7 +137,11 @@ where
             Ok((grads, out))
         };
     let results: Vec<Result<(GradientsParams, ShareLoss)>> = if devices.len() <= 1 {
-        vec![run(0, model.clone(), &devices[0])]
+        devices
+            .first()
+            .map(|d| run(0, model.clone(), d))
+            .into_iter()
+            .collect()
     } else {
         let replicas: Vec<Segmentor> = devices
             .iter()
@@ -110,24 +173,38 @@ where
                 .collect()
         })
     };
+    let main = &replicas.devices[0];
     let mut accumulator = GradientsAccumulator::<Segmentor>::new();
-    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
-    let mut per_image = Vec::new();
+    let mut numbers = Vec::with_capacity(results.len());
     for (k, result) in results.into_iter().enumerate() {
         let (grads, out) = result?;
         let grads = if k == 0 {
             grads
         } else {
-            grads.to_device(&devices[0], model)
+            grads.to_device(main, model)
         };
         accumulator.accumulate(model, grads);
-        for (name, value) in out.sums {
+        numbers.push(ShareNumbers {
+            sums: out.sums,
+            per_image: out.per_image,
+        });
+    }
+    let mut grads = accumulator.grads();
+    if replicas.world.size() > 1 {
+        grads = super::ranks::sum_grads(replicas.world, model, grads, main);
+        numbers = super::ranks::gather_shares(replicas.world, &numbers);
+    }
+    // The shares' numbers in batch order, summed as one process sums its devices'.
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+    let mut per_image = Vec::new();
+    for share in numbers {
+        for (name, value) in share.sums {
             *sums.entry(name).or_default() += value;
         }
-        per_image.extend(out.per_image);
+        per_image.extend(share.per_image);
     }
     Ok(StepGrads {
-        grads: accumulator.grads(),
+        grads,
         sums,
         per_image,
     })

@@ -18,9 +18,12 @@ use super::checkpoint::{dataset_card, save_checkpoint};
 use super::config::{Checkpointing, Precision, TrainConfig};
 use super::loss_scale::{LossScaler, ScaledStep};
 use super::optimizer::Optimizer;
+use super::parallel::Replicas;
+use super::rank_start::{self, Identity};
 use super::recipe::{self, Recipe, StepResult};
 use super::schedule::CosineSchedule;
 use super::validate::validate;
+use crate::distributed::World;
 use crate::error::{Error, Result};
 use crate::model::{Segmentor, checkpoint, import};
 use crate::run::checkpoint::{
@@ -80,9 +83,20 @@ pub struct TrainOptions<'a> {
     pub kind: Option<RunKind>,
     /// Receives progress; `None`: silent.
     pub report: Option<&'a mut dyn FnMut(Report<'_>)>,
+    /// The MPI job this process is one rank of ([`crate::distributed::World::join`]): every
+    /// step's batch is split over all ranks' devices and rank 0 alone writes the run
+    /// directory. `None`: a job of one.
+    pub world: Option<&'static World>,
 }
 
 impl TrainOptions<'_> {
+    fn world(&self) -> &'static World {
+        match self.world {
+            Some(world) => world,
+            None => World::alone(),
+        }
+    }
+
     fn report(&mut self, report: Report<'_>) {
         if let Some(f) = self.report.as_mut() {
             f(report);
@@ -102,6 +116,9 @@ pub struct TrainOutcome {
     /// The last validation's metrics (`<dataset>/mIoU`, ...).
     pub val_metrics: BTreeMap<MetricKey, f64>,
 }
+
+/// Mixed into the seed that initialises a model trained over several devices.
+const INIT_SEED: u64 = 0x6a09_e667_f3bc_c908;
 
 /// Mixed into the seed of data-parallel device k > 0, so its dropout draws differ.
 const REPLICA_SEED: u64 = 0x5851_f42d_4c95_7f2d;
@@ -134,25 +151,68 @@ pub fn train(
     device: &Device,
     mut options: TrainOptions<'_>,
 ) -> Result<TrainOutcome> {
-    // A new run is checked whole, its data included, before its folder is touched.
+    let world = options.world();
+    // A new run is checked whole, its data included, before its folder is touched; in an
+    // MPI job every rank's run equals rank 0's, checked before too.
     let (start, prepared) = match start {
         Start::New(config) => {
             check_precision(&config, device)?;
             let (config, prepared) = preflight(config, &options)?;
+            if world.size() > 1 {
+                let data = Identity::data(&config, &prepared.1, &prepared.0)?;
+                Identity::new(&config, data).agree(world)?;
+            }
             (Start::New(config), Some(prepared))
         }
-        resume => (resume, None),
+        Start::Resume { check, steps } => {
+            Identity::resume(check.as_ref(), steps).agree(world)?;
+            (Start::Resume { check, steps }, None)
+        }
     };
-    let (_lock, taken_over) = RunLock::acquire(run)?;
-    if let Some(holder) = taken_over {
-        options.report(Report::Warning(format!(
-            "{}: took over the lock of {holder}, which no longer runs",
-            run.lock().display()
-        )));
-    }
-    let opened = open(start, run, &mut options)?;
+    // Rank 0 alone holds the lock and reads and writes the run directory.
+    let _lock = if world.is_writer() {
+        let (lock, taken_over) = RunLock::acquire(run)?;
+        if let Some(holder) = taken_over {
+            options.report(Report::Warning(format!(
+                "{}: took over the lock of {holder}, which no longer runs",
+                run.lock().display()
+            )));
+        }
+        Some(lock)
+    } else {
+        None
+    };
+    let opened = if world.is_writer() {
+        Some(open(start, run, &mut options)?)
+    } else {
+        None
+    };
+    let opened = share_opened(world, opened)?;
     let mut session = Session::new(opened, prepared, run, device, &mut options)?;
     session.run(&mut options)
+}
+
+/// Rank 0's opened run on every rank: its config (the others neither read nor write the run
+/// directory; where it resumes from comes with its weights, [`rank_start::share_start`]).
+fn share_opened(world: &World, opened: Option<Opened>) -> Result<Opened> {
+    if world.size() <= 1 {
+        return Ok(opened.expect("a job of one opens its run"));
+    }
+    let text = opened
+        .as_ref()
+        .map(|o| o.config.to_ron())
+        .unwrap_or_default();
+    let text = world.broadcast_bytes(text.as_bytes());
+    if let Some(opened) = opened {
+        return Ok(opened);
+    }
+    let config = TrainConfig::parse_ron(&String::from_utf8_lossy(&text)).map_err(|reason| {
+        Error::Execution(format!("rank 0's config did not arrive whole: {reason}"))
+    })?;
+    Ok(Opened {
+        config,
+        resume: None,
+    })
 }
 
 /// Refuses `precision: Mixed` on an adapter without `shader-f16`, naming both.
@@ -327,10 +387,16 @@ struct Session<'r> {
     model: Option<Segmentor>,
     optimizer: Optimizer,
     recipe: Box<dyn Recipe>,
-    events: EventLog,
+    /// Rank 0's; the other ranks of an MPI job write nothing.
+    events: Option<EventLog>,
     schedule: CosineSchedule,
     /// Autodiff devices, the main one first.
     devices: Vec<Device>,
+    /// The MPI job (a job of one outside MPI).
+    world: &'static World,
+    /// This rank's first device among every rank's, and the devices over every rank.
+    first_slot: usize,
+    slots: usize,
     /// The main plain device (validation, samples).
     device: Device,
     start_step: u64,
@@ -341,6 +407,9 @@ struct Session<'r> {
     best: Option<crate::run::checkpoint::BestScore>,
     /// The loss scaler of a mixed-precision run.
     scaler: Option<LossScaler>,
+    /// Whether this session's devices and ranks start from the same weights
+    /// ([`Session::start_replicas`], before its first step).
+    weights_shared: bool,
     outcome: TrainOutcome,
 }
 
@@ -353,10 +422,20 @@ impl<'r> Session<'r> {
         options: &mut TrainOptions<'_>,
     ) -> Result<Self> {
         let Opened { mut config, resume } = opened;
+        let world = options.world();
+        let writer = world.is_writer();
         // A new run was prepared by its preflight; a resumed one from its config.ron.
         let (datasets, card) = match prepared {
             Some(prepared) => prepared,
-            None => prepare(&mut config)?,
+            None => {
+                let prepared = prepare(&mut config)?;
+                // The ranks of a resumed job hold the same data (a new one checked it).
+                if world.size() > 1 {
+                    let data = Identity::data(&config, &prepared.1, &prepared.0)?;
+                    Identity::new(&config, data).agree(world)?;
+                }
+                prepared
+            }
         };
         check_precision(&config, device)?;
         let mixed = config.precision == Precision::Mixed;
@@ -380,7 +459,8 @@ impl<'r> Session<'r> {
                 (state.step, state.wall_s)
             }
             None => {
-                if let Some(init) = &config.model.init {
+                // Other ranks take rank 0's weights below.
+                if let Some(init) = config.model.init.as_ref().filter(|_| writer) {
                     model = init_weights(model, &card.segmentor, init, &train_device)?;
                 }
                 (0, 0.0)
@@ -389,14 +469,29 @@ impl<'r> Session<'r> {
         let model = model
             .with_mixed_precision(mixed)
             .with_block_recomputation(config.activation_checkpointing.blocks());
-        // A run switched to mixed precision on resume starts a fresh scaler.
-        let scaler = mixed.then(|| LossScaler::new(&config.loss_scaling, saved_scale));
         let mut optimizer = Optimizer::new(&config.optimizer, &model);
         if let Some(point) = &resume {
             optimizer = optimizer.load(&point.dir.join(OPTIMIZER_FILE))?;
         }
-        crate::fsutil::write_atomic(&run.config(), config.to_ron().as_bytes())?;
-        let events = EventLog::open(&run.events())?;
+        // Every rank of an MPI job starts at rank 0's step (its weights come in the first
+        // step, `share_weights`).
+        let state = rank_start::share_state(
+            world,
+            TrainState {
+                step: start_step,
+                wall_s: wall_offset_s,
+                loss_scale: saved_scale,
+            },
+        )?;
+        let (start_step, wall_offset_s, saved_scale) = (state.step, state.wall_s, state.loss_scale);
+        // A run switched to mixed precision on resume starts a fresh scaler.
+        let scaler = mixed.then(|| LossScaler::new(&config.loss_scaling, saved_scale));
+        let events = if writer {
+            crate::fsutil::write_atomic(&run.config(), config.to_ron().as_bytes())?;
+            Some(EventLog::open(&run.events())?)
+        } else {
+            None
+        };
         let schedule = CosineSchedule {
             base_lr: config.optimizer.lr,
             final_lr: config.optimizer.final_lr,
@@ -414,14 +509,28 @@ impl<'r> Session<'r> {
                     .map(|d| autodiff_device(d, config.activation_checkpointing)),
             )
             .collect();
-        if devices.len() > per_step_images {
+        if world.size() == 1 && devices.len() > per_step_images {
             options.report(Report::Warning(format!(
                 "data parallel: {} GPUs but batches of {per_step_images}: using {per_step_images}",
                 devices.len()
             )));
             devices.truncate(per_step_images.max(1));
         }
-        let last_checkpoint = resume.as_ref().map(|p| p.step);
+        let (first_slot, slots) = rank_start::slots(world, devices.len());
+        if slots > per_step_images {
+            return Err(Error::Ranks {
+                reason: format!(
+                    "{} ranks with {slots} GPUs in all, but a step has {per_step_images} images \
+                     to split between them: start fewer ranks (or fewer --gpus each), or raise \
+                     the batch",
+                    world.size()
+                ),
+            });
+        }
+        let last_checkpoint = resume
+            .as_ref()
+            .map(|p| p.step)
+            .or((start_step > 0).then_some(start_step));
         Ok(Self {
             run,
             outcome: TrainOutcome {
@@ -439,13 +548,21 @@ impl<'r> Session<'r> {
             events,
             schedule,
             devices,
+            world,
+            first_slot,
+            slots,
             device: device.clone(),
             start_step,
             wall_offset_s,
             started: Instant::now(),
             last_checkpoint,
-            best: crate::run::checkpoint::read_best(run)?,
+            best: if writer {
+                crate::run::checkpoint::read_best(run)?
+            } else {
+                None
+            },
             scaler,
+            weights_shared: false,
         })
     }
 
@@ -466,7 +583,9 @@ impl<'r> Session<'r> {
             total_steps: self.config.steps,
         });
         for step in self.start_step..self.config.steps {
-            if options.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            // Every rank stops after the same step, when any was asked to.
+            let asked = options.stop.is_some_and(|s| s.load(Ordering::SeqCst));
+            if self.world.any(asked) {
                 self.outcome.interrupted = true;
                 break;
             }
@@ -481,8 +600,7 @@ impl<'r> Session<'r> {
             if self.last_checkpoint != Some(done) {
                 self.checkpoint(done)?;
             }
-            self.events
-                .append(&Event::new(done, self.wall(), EventKind::Stop))?;
+            self.log(&Event::new(done, self.wall(), EventKind::Stop))?;
         }
         Ok(self.outcome.clone())
     }
@@ -491,9 +609,15 @@ impl<'r> Session<'r> {
     /// due after it (checkpoint, validation, samples).
     fn step(&mut self, step: u64, options: &mut TrainOptions<'_>) -> Result<()> {
         let t0 = Instant::now();
+        if !self.weights_shared {
+            self.start_replicas(step)?;
+        }
         for (k, d) in self.devices.iter().enumerate() {
-            // Device 0 draws what a one-GPU run draws; the others their own masks.
-            let seed = self.config.seed ^ (k as u64).wrapping_mul(REPLICA_SEED);
+            // Rank 0's device 0 draws what a one-GPU run draws; the others by their place
+            // among every rank's devices (burn's generator is one per process, so a process
+            // with several devices draws from the last seed set: see `super::parallel`).
+            let slot = (self.first_slot + k) as u64;
+            let seed = self.config.seed ^ slot.wrapping_mul(REPLICA_SEED);
             d.seed(step_seed(seed, step));
         }
         let loss_scale = self.scaler.as_ref().map_or(1.0, LossScaler::scale);
@@ -506,7 +630,13 @@ impl<'r> Session<'r> {
                 .model
                 .as_ref()
                 .expect("the model is back after every update");
-            self.recipe.step(model, &self.devices, loss_scale)?
+            let replicas = Replicas {
+                devices: &self.devices,
+                world: self.world,
+                first_slot: self.first_slot,
+                slots: self.slots,
+            };
+            self.recipe.step(model, replicas, loss_scale)?
         };
         let loss = losses.get(&keys::LOSS).copied().unwrap_or(f64::NAN);
         let lr = self.schedule.lr(step);
@@ -534,7 +664,15 @@ impl<'r> Session<'r> {
                     .model
                     .take()
                     .expect("the model is back after every update");
-                let (updated, grad_norm) = self.optimizer.step(lr, model, grads);
+                // In an MPI job rank 0 updates and the others take its weights: every rank
+                // then holds the same bits, whatever kernels its process picks for AdamW.
+                let (updated, grad_norm) = if self.world.is_writer() {
+                    self.optimizer.step(lr, model, grads)
+                } else {
+                    drop(grads);
+                    (model, None)
+                };
+                let updated = super::ranks::broadcast_weights(self.world, updated);
                 let mixed = self.scaler.is_some();
                 let blocks = self.config.activation_checkpointing.blocks();
                 self.model = Some(
@@ -577,9 +715,31 @@ impl<'r> Session<'r> {
             extra,
             ..Event::new(done, self.wall(), EventKind::Train)
         };
-        self.events.append(&event)?;
+        self.log(&event)?;
         options.report(Report::Step(&event));
         self.after_step(done, options)
+    }
+
+    /// Before a session's first step over several devices (this process's or the job's):
+    /// rank 0 initialises the parameters burn has not initialised yet (it does so lazily, at
+    /// first use), from its own generator seeded for this, so that a run over N devices starts
+    /// from the same weights however they are spread over processes; then every rank takes
+    /// rank 0's weights. A one-device run initialises lazily, as always.
+    fn start_replicas(&mut self, step: u64) -> Result<()> {
+        self.weights_shared = true;
+        if self.slots <= 1 {
+            return Ok(());
+        }
+        let model = self
+            .model
+            .take()
+            .expect("the model is back after every update");
+        if self.world.is_writer() {
+            self.device.seed(step_seed(self.config.seed ^ INIT_SEED, step));
+            rank_start::initialize(&model);
+        }
+        self.model = Some(super::ranks::broadcast_weights(self.world, model));
+        Ok(())
     }
 
     /// Logs a `diverged` event and says which checkpoint is kept.
@@ -595,17 +755,29 @@ impl<'r> Session<'r> {
             lr: Some(lr),
             ..Event::new(step, self.wall(), EventKind::Diverged)
         };
-        if let Err(e) = self.events.append(&event) {
-            return e.into();
+        if let Err(e) = self.log(&event) {
+            return e;
         }
         Error::Diverged { step, loss, kept }
     }
 
-    /// The checkpoint, validation and samples due after step `done`.
+    /// Appends `event` to the run's log (rank 0; the other ranks write nothing).
+    fn log(&mut self, event: &Event) -> Result<()> {
+        match &mut self.events {
+            Some(events) => Ok(events.append(event)?),
+            None => Ok(()),
+        }
+    }
+
+    /// The checkpoint, validation and samples due after step `done` (rank 0's: the other
+    /// ranks of an MPI job go on to the next step, where they wait for it).
     fn after_step(&mut self, done: u64, options: &mut TrainOptions<'_>) -> Result<()> {
         let last = done == self.config.steps;
         if done.is_multiple_of(self.config.checkpoint_every) || last {
             self.checkpoint(done)?;
+        }
+        if !self.world.is_writer() {
+            return Ok(());
         }
         // One sample folder per step, shared by validation and the recipe's pictures.
         let mut samples = SampleWriter::new(self.run, done)
@@ -622,7 +794,7 @@ impl<'r> Session<'r> {
                 &self.device,
             )?;
             self.keep_best(done, &mut metrics)?;
-            self.events.append(&Event {
+            self.log(&Event {
                 metrics: metrics.clone(),
                 ..Event::new(done, self.wall(), EventKind::Val)
             })?;
@@ -676,8 +848,14 @@ impl<'r> Session<'r> {
         Ok(())
     }
 
-    /// Writes the checkpoint folder of step `done` and logs it as a `checkpoint` event.
+    /// Writes the checkpoint folder of step `done` and logs it as a `checkpoint` event (rank
+    /// 0; the others note where it is).
     fn checkpoint(&mut self, done: u64) -> Result<()> {
+        if !self.world.is_writer() {
+            self.outcome.checkpoint = Some(self.run.checkpoint(done));
+            self.last_checkpoint = Some(done);
+            return Ok(());
+        }
         let state = TrainState {
             step: done,
             wall_s: self.wall(),
@@ -691,8 +869,7 @@ impl<'r> Session<'r> {
             state,
             self.config.keep_checkpoints,
         )?;
-        self.events
-            .append(&Event::new(done, state.wall_s, EventKind::Checkpoint))?;
+        self.log(&Event::new(done, state.wall_s, EventKind::Checkpoint))?;
         self.outcome.checkpoint = Some(dir);
         self.last_checkpoint = Some(done);
         Ok(())

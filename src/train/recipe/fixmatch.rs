@@ -28,7 +28,7 @@ use crate::train::batch::{Dataset, LabeledLoader, UnlabeledBatch, labeled_tensor
 use crate::train::config::{FixMatchSetup, TrainConfig};
 use crate::train::fixmatch::{Normalizers, UnlabeledTensors, fixmatch_step, teacher_mix};
 use crate::train::loss::scalar;
-use crate::train::parallel::{ShareLoss, shares, step_grads};
+use crate::train::parallel::{Replicas, ShareLoss, step_grads};
 
 /// Seeds of the unlabeled streams and of the fixed sample set, apart from the labeled ones.
 const UNLABELED_SEED: u64 = 0x0075_6e6c_6162;
@@ -336,21 +336,22 @@ impl Recipe for FixMatch {
     fn step(
         &mut self,
         model: &Segmentor,
-        devices: &[Device],
+        replicas: Replicas<'_>,
         loss_scale: f64,
     ) -> Result<StepResult> {
         let labeled = self.labeled.take(self.batch)?;
         let unlabeled = self.next_unlabeled()?;
         let (labeled, u, partner) = (&labeled.items, &unlabeled.items, &unlabeled.partner);
         let norms = Normalizers::of(labeled, u, partner);
-        let k = devices.len();
-        let (ls, us) = (shares(labeled.len(), k), shares(u.len(), k));
+        let (ls, us) = (replicas.shares(labeled.len()), replicas.shares(u.len()));
         let settings = ShareSettings {
             setup: &self.setup,
             crop: self.crop,
             background: self.background,
         };
-        let out = step_grads(model, devices, loss_scale, |i, replica, device| {
+        // The trainer splits no batch over more devices than either part has images.
+        let local = ls.len().min(us.len());
+        let out = step_grads(model, replicas, local, loss_scale, |i, replica, device| {
             Ok(settings.share(
                 replica,
                 &labeled[ls[i].clone()],

@@ -19,6 +19,7 @@ use burn::tensor::Device;
 
 use super::batch::Dataset;
 use super::config::{RecipeSetup, TrainConfig};
+use super::parallel::Replicas;
 use crate::error::Result;
 use crate::model::Segmentor;
 use crate::run::{MetricKey, SampleWriter};
@@ -41,12 +42,13 @@ pub trait Recipe {
     fn images_per_step(&self) -> usize;
 
     /// Draws the step's batches and computes the gradients of its loss times `loss_scale`
-    /// (1 but in mixed precision), split over `devices` (autodiff devices, the main one
-    /// first, see [`super::parallel`]). The losses it reports are not scaled.
+    /// (1 but in mixed precision), split over `replicas` (this process's autodiff devices,
+    /// the main one first, and those of the job's other ranks, see [`super::parallel`]).
+    /// The losses it reports are not scaled.
     fn step(
         &mut self,
         model: &Segmentor,
-        devices: &[Device],
+        replicas: Replicas<'_>,
         loss_scale: f64,
     ) -> Result<StepResult>;
 

@@ -18,7 +18,7 @@ use crate::run::keys::{self, MetricKey};
 use crate::train::batch::{Dataset, LabeledLoader, labeled_tensors, labeled_valid_px};
 use crate::train::config::TrainConfig;
 use crate::train::loss::{cross_entropy_over, scalar};
-use crate::train::parallel::{ShareLoss, shares, step_grads};
+use crate::train::parallel::{Replicas, ShareLoss, step_grads};
 use crate::train::sampling::Sampler;
 
 /// Cross-entropy on the labeled crops of every dataset.
@@ -72,7 +72,7 @@ impl Recipe for Supervised {
     fn step(
         &mut self,
         model: &Segmentor,
-        devices: &[Device],
+        replicas: Replicas<'_>,
         loss_scale: f64,
     ) -> Result<StepResult> {
         let counts = self.sampler.counts(self.step);
@@ -127,10 +127,9 @@ impl Recipe for Supervised {
         }
         // The step's crops in dataset order, split between the devices.
         let total: usize = parts.iter().map(|p| p.items.len()).sum();
-        let ranges = shares(total, devices.len());
+        let ranges = replicas.shares(total);
         // Fewer crops than devices (gated datasets' crops are not forwarded): fewer devices.
-        let devices = &devices[..ranges.len()];
-        let out = step_grads(model, devices, loss_scale, |i, replica, device| {
+        let out = step_grads(model, replicas, ranges.len(), loss_scale, |i, replica, device| {
             Ok(supervised_share(replica, &parts, ranges[i].clone(), device))
         })?;
         // The step's loss, and with several datasets each active one's part of it.
