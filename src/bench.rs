@@ -335,26 +335,32 @@ pub fn bench_train_step(
     let step = |devices: &[Device]| -> Result<GradientsParams> {
         let parts = shares(b, devices.len());
         let replicas = Replicas::local(devices);
-        let out = step_grads(&segmentor, replicas, parts.len(), 1.0, |i, replica, device| {
-            let r = parts[i].clone();
-            let n = r.len();
-            let images = images[r.start * 3 * s * s..r.end * 3 * s * s].to_vec();
-            let labels = labels[r.start * s * s..r.end * s * s].to_vec();
-            let loss = cross_entropy_over(
-                replica.forward(
-                    Tensor::from_data(TensorData::new(images, [n, 3, s, s]), device),
-                    0,
-                ),
-                Tensor::from_data(TensorData::new(labels, [n, s, s]), device),
-                Tensor::ones([n, s, s], device),
-                (b * s * s) as f64,
-            );
-            Ok(ShareLoss {
-                loss,
-                sums: Default::default(),
-                per_image: Vec::new(),
-            })
-        })?;
+        let out = step_grads(
+            &segmentor,
+            replicas,
+            parts.len(),
+            1.0,
+            |i, replica, device| {
+                let r = parts[i].clone();
+                let n = r.len();
+                let images = images[r.start * 3 * s * s..r.end * 3 * s * s].to_vec();
+                let labels = labels[r.start * s * s..r.end * s * s].to_vec();
+                let loss = cross_entropy_over(
+                    replica.forward(
+                        Tensor::from_data(TensorData::new(images, [n, 3, s, s]), device),
+                        0,
+                    ),
+                    Tensor::from_data(TensorData::new(labels, [n, s, s]), device),
+                    Tensor::ones([n, s, s], device),
+                    (b * s * s) as f64,
+                );
+                Ok(ShareLoss {
+                    loss,
+                    sums: Default::default(),
+                    per_image: Vec::new(),
+                })
+            },
+        )?;
         Ok(out.grads)
     };
     // Surface errors once, outside the timing; read the memory of the one-GPU step.

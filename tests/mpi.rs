@@ -119,7 +119,10 @@ fn weights_and_statistics(run: &Path) -> (Vec<f32>, Vec<f32>) {
     let (model, _, _) = s5::train::load_model(run, &crate::common::device()).unwrap();
     let mut collect = Collect::default();
     model.visit(&mut collect);
-    assert!(!collect.statistics.is_empty(), "the decoder's BatchNorm statistics");
+    assert!(
+        !collect.statistics.is_empty(),
+        "the decoder's BatchNorm statistics"
+    );
     (collect.weights, collect.statistics)
 }
 
@@ -177,7 +180,13 @@ fn two_ranks_train_as_one_process_over_two_gpus_and_resume_after_a_killed_rank()
         dir.path().join("second"),
     );
     let out = crate::common::s5()
-        .args(["pretrain", "--quiet", "--gpus-on-one-adapter", "2", "--config"])
+        .args([
+            "pretrain",
+            "--quiet",
+            "--gpus-on-one-adapter",
+            "2",
+            "--config",
+        ])
         .arg(&config)
         .arg("--out")
         .arg(&one)
@@ -213,9 +222,16 @@ fn two_ranks_train_as_one_process_over_two_gpus_and_resume_after_a_killed_rank()
     // then each step's loss within 1e-2 (relative; its L_u alone, a sum over the pixels past
     // τ, moves more when one pixel crosses τ), the weights within 1e-3 (relative L2).
     let single = losses(&one);
-    assert_eq!(single.keys().collect::<Vec<_>>(), a.keys().collect::<Vec<_>>());
+    assert_eq!(
+        single.keys().collect::<Vec<_>>(),
+        a.keys().collect::<Vec<_>>()
+    );
     for key in ["loss", "L_s", "L_u"] {
-        assert_eq!(single[&1][key].to_bits(), a[&1][key].to_bits(), "step 1 {key}");
+        assert_eq!(
+            single[&1][key].to_bits(),
+            a[&1][key].to_bits(),
+            "step 1 {key}"
+        );
     }
     let mut worst = 0.0f64;
     for (step, losses) in &single {
@@ -270,11 +286,17 @@ fn two_ranks_train_as_one_process_over_two_gpus_and_resume_after_a_killed_rank()
             started.elapsed() < Duration::from_secs(600),
             "no step 3 within 10 minutes"
         );
-        assert!(job.try_wait().unwrap().is_none(), "the job ended before step 3");
+        assert!(
+            job.try_wait().unwrap().is_none(),
+            "the job ended before step 3"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let rank1 = rank_pid(&killed, 1).expect("rank 1's process");
-    let status = Command::new("kill").args(["-9", &rank1.to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-9", &rank1.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let killed_at = Instant::now();
     let status = loop {
@@ -319,9 +341,7 @@ fn rank_pid(run: &Path, rank: usize) -> Option<u32> {
         let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
         let environ = std::fs::read(entry.path().join("environ")).ok()?;
         let cmdline = String::from_utf8_lossy(&cmdline);
-        let is_rank = environ
-            .split(|&b| b == 0)
-            .any(|v| v == wanted.as_bytes());
+        let is_rank = environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes());
         (is_rank && cmdline.contains(&run) && !cmdline.contains("mpirun")).then_some(pid)
     })
 }
@@ -370,5 +390,9 @@ fn a_rank_with_another_config_is_refused_naming_it() {
         1,
         "said once, by rank 0: {stderr}"
     );
-    assert!(!run.exists(), "nothing written: {:?}", std::fs::read_dir(&run).ok());
+    assert!(
+        !run.exists(),
+        "nothing written: {:?}",
+        std::fs::read_dir(&run).ok()
+    );
 }

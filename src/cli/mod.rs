@@ -93,7 +93,8 @@ pub fn main() -> ExitCode {
         Command::Predict(args) => predict::run(cli.backend, args),
     };
     let shared_error = result.as_ref().err().is_some_and(|err| {
-        err.chain().any(|e| matches!(e.downcast_ref::<s5::Error>(), Some(s5::Error::Ranks { .. })))
+        err.chain()
+            .any(|e| matches!(e.downcast_ref::<s5::Error>(), Some(s5::Error::Ranks { .. })))
     });
     let code = match result {
         Ok(()) => 0,

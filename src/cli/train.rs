@@ -229,7 +229,11 @@ pub(super) fn train_in(
 
 /// Says on which GPUs a training runs (those of rank 0, and how many ranks), into which
 /// folder.
-pub(super) fn announce(gpus: &[device::Gpu], out: &std::path::Path, world: &s5::distributed::World) {
+pub(super) fn announce(
+    gpus: &[device::Gpu],
+    out: &std::path::Path,
+    world: &s5::distributed::World,
+) {
     let gpu = &gpus[0];
     let more = match gpus.len() {
         1 => String::new(),

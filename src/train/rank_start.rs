@@ -60,10 +60,7 @@ impl Identity {
             serde_json::to_string(card).expect("cards serialise"),
         )];
         for d in datasets {
-            parts.push((
-                format!("dataset `{}`", d.spec.name),
-                dataset_fingerprint(d),
-            ));
+            parts.push((format!("dataset `{}`", d.spec.name), dataset_fingerprint(d)));
         }
         if let RecipeSetup::FixMatch(setup) = &config.recipe {
             parts.push((
@@ -104,7 +101,10 @@ impl Identity {
                 parts
             };
             if !parts.is_empty() {
-                differ.push(format!("rank {rank} differs from rank 0 in {}", parts.join(", ")));
+                differ.push(format!(
+                    "rank {rank} differs from rank 0 in {}",
+                    parts.join(", ")
+                ));
             }
         }
         if differ.is_empty() {
@@ -192,9 +192,7 @@ fn pool_fingerprint(entry: &super::config::UnlabeledEntry) -> Result<String> {
 }
 
 fn file_entry(hash: &mut Sha256, root: Option<&Path>, path: &Path) {
-    let relative = root
-        .and_then(|r| path.strip_prefix(r).ok())
-        .unwrap_or(path);
+    let relative = root.and_then(|r| path.strip_prefix(r).ok()).unwrap_or(path);
     hash.update(relative.to_string_lossy().as_bytes());
     let len = std::fs::metadata(path).map_or(u64::MAX, |m| m.len());
     hash.update(len.to_le_bytes());
@@ -221,9 +219,8 @@ pub fn share_state(world: &World, state: TrainState) -> Result<TrainState> {
         return Ok(state);
     }
     let bytes = world.broadcast_bytes(&serde_json::to_vec(&state).expect("states serialise"));
-    serde_json::from_slice(&bytes).map_err(|e| {
-        Error::Execution(format!("rank 0's training state did not arrive whole: {e}"))
-    })
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Execution(format!("rank 0's training state did not arrive whole: {e}")))
 }
 
 /// Initialises every parameter of `model` not initialised yet, in visit order, from the

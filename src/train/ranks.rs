@@ -126,7 +126,8 @@ pub fn sum_grads(
 }
 
 /// Rank 0's weights (every float parameter and BatchNorm statistic, in visit order), on
-/// every rank: the other ranks' values are replaced, their ids and gradient flags kept.
+/// every rank: the other ranks' values are replaced, their ids and gradient flags kept; the
+/// statistics matter where a rank runs the model in eval mode (FixMatch's teacher).
 /// Rank 0 alone updates the weights, so that every rank holds the same bits whatever kernels
 /// its own process would have chosen for the update.
 pub fn broadcast_weights(world: &World, model: Segmentor) -> Segmentor {
@@ -142,6 +143,11 @@ pub fn broadcast_weights(world: &World, model: Segmentor) -> Segmentor {
             self.0.push(value.reshape([numel]));
         }
     }
+    // BatchNorm's running statistics lag one update until a validation snapshot brings them
+    // up to date (burn's `RunningState` keeps each forward's update aside until then): rank 0
+    // sends them current, as a checkpoint saves them, and the other ranks settle their own
+    // pending updates first, so that none is applied over rank 0's values later.
+    let _ = model.valid();
     let mut flat = Flatten(Vec::new(), 0);
     model.visit(&mut flat);
     let Flatten(parts, total) = flat;

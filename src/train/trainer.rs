@@ -735,7 +735,8 @@ impl<'r> Session<'r> {
             .take()
             .expect("the model is back after every update");
         if self.world.is_writer() {
-            self.device.seed(step_seed(self.config.seed ^ INIT_SEED, step));
+            self.device
+                .seed(step_seed(self.config.seed ^ INIT_SEED, step));
             rank_start::initialize(&model);
         }
         self.model = Some(super::ranks::broadcast_weights(self.world, model));

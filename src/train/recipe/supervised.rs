@@ -129,9 +129,13 @@ impl Recipe for Supervised {
         let total: usize = parts.iter().map(|p| p.items.len()).sum();
         let ranges = replicas.shares(total);
         // Fewer crops than devices (gated datasets' crops are not forwarded): fewer devices.
-        let out = step_grads(model, replicas, ranges.len(), loss_scale, |i, replica, device| {
-            Ok(supervised_share(replica, &parts, ranges[i].clone(), device))
-        })?;
+        let out = step_grads(
+            model,
+            replicas,
+            ranges.len(),
+            loss_scale,
+            |i, replica, device| Ok(supervised_share(replica, &parts, ranges[i].clone(), device)),
+        )?;
         // The step's loss, and with several datasets each active one's part of it.
         let sum = |key: &MetricKey| out.sums.get(key.as_str()).copied();
         let mut losses = BTreeMap::from([(keys::LOSS, sum(&keys::LOSS).unwrap_or(f64::NAN))]);
