@@ -36,6 +36,9 @@ pub trait Comm: Send + Sync {
     fn all_gather_f32(&self, mine: &[f32], counts: &[usize]) -> Vec<f32>;
     /// Every rank's bytes, in rank order (lengths may differ).
     fn all_gather_bytes(&self, mine: &[u8]) -> Vec<Vec<u8>>;
+    /// Replaces `values` (the same length on every rank, at most 2^31 values) with rank 0's:
+    /// MPI's broadcast, a tree or pipeline, so rank 0 does not send to every rank in turn.
+    fn broadcast_f32(&self, values: &mut [f32]);
     /// Ends every process of the job (a rank that cannot go on would leave the others
     /// waiting in their next collective).
     fn abort(&self, code: i32) -> !;
@@ -182,12 +185,8 @@ impl World {
         let Some(comm) = &self.comm else {
             return;
         };
-        let mut counts = vec![0; comm.size()];
         for round in values.chunks_mut(reduce::ROUND_VALUES) {
-            counts[0] = round.len();
-            let mine: &[f32] = if comm.rank() == 0 { round } else { &[] };
-            let got = comm.all_gather_f32(mine, &counts);
-            round.copy_from_slice(&got);
+            comm.broadcast_f32(round);
         }
     }
 

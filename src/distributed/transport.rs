@@ -130,6 +130,11 @@ impl Comm for Mpi {
             .collect()
     }
 
+    fn broadcast_f32(&self, values: &mut [f32]) {
+        let _guard = self.guard();
+        self.world.process_at_rank(0).broadcast_into(values);
+    }
+
     fn abort(&self, code: i32) -> ! {
         self.world.abort(code)
     }
