@@ -16,7 +16,8 @@ use s5::run::demo::{DemoStage, DemoTraining};
 use super::bench_args::PrecisionArg;
 use super::curate_progress::Bars;
 use super::gpu_args::GpuArgs;
-use super::train::{STOP, STOPPABLE, TrainProgress, install_ctrlc};
+use super::train::{STOP, STOPPABLE, install_ctrlc};
+use super::train_progress::TrainProgress;
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {

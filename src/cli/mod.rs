@@ -22,6 +22,7 @@ mod model;
 mod predict;
 mod synth;
 mod train;
+mod train_progress;
 
 #[derive(Debug, Parser)]
 #[command(

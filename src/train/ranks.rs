@@ -1,7 +1,7 @@
 //! A step's results summed over the ranks of an MPI job ([`crate::distributed`]): the
-//! gradients, and every share's logged sums and per-image values, so that each rank updates
-//! the same weights with the same numbers and logs what a one-process run over as many
-//! GPUs logs.
+//! gradients, and every share's logged sums and per-image values, so that rank 0 updates
+//! with the whole batch's gradients and logs what a one-process run over as many GPUs logs;
+//! then rank 0's weights, sent to every rank.
 //!
 //! Gradients travel as one f32 buffer per step, the parameters in the model's visit order.
 //! A parameter can have a gradient on some ranks only (a dataset's decoder or expert whose

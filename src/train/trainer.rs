@@ -193,7 +193,8 @@ pub fn train(
 }
 
 /// Rank 0's opened run on every rank: its config (the others neither read nor write the run
-/// directory; where it resumes from comes with its weights, [`rank_start::share_start`]).
+/// directory; its step follows, [`rank_start::share_state`], and its weights before the
+/// first step, [`Session::start_replicas`]).
 fn share_opened(world: &World, opened: Option<Opened>) -> Result<Opened> {
     if world.size() <= 1 {
         return Ok(opened.expect("a job of one opens its run"));
@@ -440,32 +441,9 @@ impl<'r> Session<'r> {
         check_precision(&config, device)?;
         let mixed = config.precision == Precision::Mixed;
         let train_device = autodiff_device(device, config.activation_checkpointing);
-        let mut model = Segmentor::new(&card.segmentor, &train_device);
-        let mut saved_scale = None;
-        let (start_step, wall_offset_s) = match &resume {
-            Some(point) => {
-                let saved = read_card(&point.dir)?;
-                if saved.segmentor != card.segmentor {
-                    return Err(Error::Checkpoint {
-                        path: point.dir.clone(),
-                        reason: "this checkpoint holds another model than the run's config.ron \
-                                 describes (was config.ron edited?)"
-                            .into(),
-                    });
-                }
-                let state = read_state(&point.dir)?;
-                model = checkpoint::load(model, &point.dir.join(MODEL_FILE))?;
-                saved_scale = state.loss_scale;
-                (state.step, state.wall_s)
-            }
-            None => {
-                // Other ranks take rank 0's weights below.
-                if let Some(init) = config.model.init.as_ref().filter(|_| writer) {
-                    model = init_weights(model, &card.segmentor, init, &train_device)?;
-                }
-                (0, 0.0)
-            }
-        };
+        // Other ranks take rank 0's weights before the first step.
+        let init = config.model.init.as_ref().filter(|_| writer);
+        let (model, state) = starting_model(&card, resume.as_ref(), init, &train_device)?;
         let model = model
             .with_mixed_precision(mixed)
             .with_block_recomputation(config.activation_checkpointing.blocks());
@@ -473,16 +451,9 @@ impl<'r> Session<'r> {
         if let Some(point) = &resume {
             optimizer = optimizer.load(&point.dir.join(OPTIMIZER_FILE))?;
         }
-        // Every rank of an MPI job starts at rank 0's step (its weights come in the first
-        // step, `share_weights`).
-        let state = rank_start::share_state(
-            world,
-            TrainState {
-                step: start_step,
-                wall_s: wall_offset_s,
-                loss_scale: saved_scale,
-            },
-        )?;
+        // Every rank of an MPI job starts at rank 0's step (its weights follow before the
+        // first step, `start_replicas`).
+        let state = rank_start::share_state(world, state)?;
         let (start_step, wall_offset_s, saved_scale) = (state.step, state.wall_s, state.loss_scale);
         // A run switched to mixed precision on resume starts a fresh scaler.
         let scaler = mixed.then(|| LossScaler::new(&config.loss_scaling, saved_scale));
@@ -499,34 +470,12 @@ impl<'r> Session<'r> {
             total_steps: config.steps,
         };
         let recipe = recipe::build(&config, &datasets, start_step)?;
-        // Data parallelism: the main device first; no more devices than images in a share.
-        let per_step_images = recipe.splittable_images();
-        let mut devices: Vec<Device> = std::iter::once(train_device)
-            .chain(
-                options
-                    .replicas
-                    .iter()
-                    .map(|d| autodiff_device(d, config.activation_checkpointing)),
-            )
-            .collect();
-        if world.size() == 1 && devices.len() > per_step_images {
-            options.report(Report::Warning(format!(
-                "data parallel: {} GPUs but batches of {per_step_images}: using {per_step_images}",
-                devices.len()
-            )));
-            devices.truncate(per_step_images.max(1));
-        }
-        let (first_slot, slots) = rank_start::slots(world, devices.len());
-        if slots > per_step_images {
-            return Err(Error::Ranks {
-                reason: format!(
-                    "{} ranks with {slots} GPUs in all, but a step has {per_step_images} images \
-                     to split between them: start fewer ranks (or fewer --gpus each), or raise \
-                     the batch",
-                    world.size()
-                ),
-            });
-        }
+        let (devices, first_slot, slots) = replica_devices(
+            train_device,
+            options,
+            config.activation_checkpointing,
+            recipe.splittable_images(),
+        )?;
         let last_checkpoint = resume
             .as_ref()
             .map(|p| p.step)
@@ -739,7 +688,14 @@ impl<'r> Session<'r> {
                 .seed(step_seed(self.config.seed ^ INIT_SEED, step));
             rank_start::initialize(&model);
         }
-        self.model = Some(super::ranks::broadcast_weights(self.world, model));
+        let model = super::ranks::broadcast_weights(self.world, model);
+        let mixed = self.scaler.is_some();
+        let blocks = self.config.activation_checkpointing.blocks();
+        self.model = Some(
+            model
+                .with_mixed_precision(mixed)
+                .with_block_recomputation(blocks),
+        );
         Ok(())
     }
 
@@ -875,6 +831,82 @@ impl<'r> Session<'r> {
         self.last_checkpoint = Some(done);
         Ok(())
     }
+}
+
+/// The model a session starts from, and the training state it continues: a resumed run's
+/// checkpoint (which must hold the model `card` describes), or a new model, started from
+/// `init`'s weights where given.
+fn starting_model(
+    card: &ModelCard,
+    resume: Option<&ResumePoint>,
+    init: Option<&PathBuf>,
+    train_device: &Device,
+) -> Result<(Segmentor, TrainState)> {
+    let model = Segmentor::new(&card.segmentor, train_device);
+    let Some(point) = resume else {
+        let model = match init {
+            Some(init) => init_weights(model, &card.segmentor, init, train_device)?,
+            None => model,
+        };
+        let state = TrainState {
+            step: 0,
+            wall_s: 0.0,
+            loss_scale: None,
+        };
+        return Ok((model, state));
+    };
+    let saved = read_card(&point.dir)?;
+    if saved.segmentor != card.segmentor {
+        return Err(Error::Checkpoint {
+            path: point.dir.clone(),
+            reason: "this checkpoint holds another model than the run's config.ron describes \
+                     (was config.ron edited?)"
+                .into(),
+        });
+    }
+    let state = read_state(&point.dir)?;
+    let model = checkpoint::load(model, &point.dir.join(MODEL_FILE))?;
+    Ok((model, state))
+}
+
+/// Data parallelism: the main device first, then the replicas' (autodiff devices); no more
+/// devices than a step has images to split (alone: the rest left out, with a warning; in an
+/// MPI job, where the devices of every rank count: refused). Returns the devices, the index of
+/// this rank's first among every rank's, and the devices over every rank.
+fn replica_devices(
+    train_device: Device,
+    options: &mut TrainOptions<'_>,
+    checkpointing: Checkpointing,
+    per_step_images: usize,
+) -> Result<(Vec<Device>, usize, usize)> {
+    let world = options.world();
+    let mut devices: Vec<Device> = std::iter::once(train_device)
+        .chain(
+            options
+                .replicas
+                .iter()
+                .map(|d| autodiff_device(d, checkpointing)),
+        )
+        .collect();
+    if world.size() == 1 && devices.len() > per_step_images {
+        options.report(Report::Warning(format!(
+            "data parallel: {} GPUs but batches of {per_step_images}: using {per_step_images}",
+            devices.len()
+        )));
+        devices.truncate(per_step_images.max(1));
+    }
+    let (first_slot, slots) = rank_start::slots(world, devices.len());
+    if slots > per_step_images {
+        return Err(Error::Ranks {
+            reason: format!(
+                "{} ranks with {slots} GPUs in all, but a step has {per_step_images} images \
+                 to split between them: start fewer ranks (or fewer --gpus each), or raise \
+                 the batch",
+                world.size()
+            ),
+        });
+    }
+    Ok((devices, first_slot, slots))
 }
 
 /// Starting weights: an s5 checkpoint (folder or `.bpk`) of the same model, or of a dense
