@@ -241,7 +241,8 @@ pub(super) fn announce(
     let more = match (world.size(), world.library()) {
         (1, _) | (_, None) => more,
         (ranks, Some(library)) => {
-            let library = library.lines().next().unwrap_or_default().to_string();
+            // "Open MPI v4.1.4, package: ..., ident: ...": its name and version.
+            let library = library.split(',').next().unwrap_or_default().to_string();
             format!("{more}, rank 0 of {ranks} MPI ranks ({library})")
         }
     };
