@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::Tensor;
 use s5::run::EventKind;
 
 /// `mpirun -n ranks` of the real binary; as root (CI) with OpenMPI's consent, and with more
@@ -92,38 +90,24 @@ fn losses(run: &Path) -> BTreeMap<u64, BTreeMap<String, f64>> {
         .collect()
 }
 
-/// The float parameters of a run's newest checkpoint, and its BatchNorm statistics.
+/// The float parameters of a run's newest checkpoint, and its BatchNorm statistics (the
+/// values of paths ending in `running_*`), each in visit order.
 fn weights_and_statistics(run: &Path) -> (Vec<f32>, Vec<f32>) {
-    #[derive(Default)]
-    struct Collect {
-        path: Vec<String>,
-        weights: Vec<f32>,
-        statistics: Vec<f32>,
-    }
-    impl ModuleVisitor for Collect {
-        fn enter_module(&mut self, name: &str, _container: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _name: &str, _container: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let values = crate::common::to_vec(param.val());
-            if self.path.last().is_some_and(|n| n.starts_with("running_")) {
-                self.statistics.extend(values);
-            } else {
-                self.weights.extend(values);
-            }
-        }
-    }
     let (model, _, _) = s5::train::load_model(run, &crate::common::device()).unwrap();
-    let mut collect = Collect::default();
-    model.visit(&mut collect);
-    assert!(
-        !collect.statistics.is_empty(),
-        "the decoder's BatchNorm statistics"
-    );
-    (collect.weights, collect.statistics)
+    let (mut weights, mut statistics) = (Vec::new(), Vec::new());
+    for (path, values) in crate::train::weights(&model) {
+        if path
+            .rsplit('.')
+            .next()
+            .is_some_and(|n| n.starts_with("running_"))
+        {
+            statistics.extend(values);
+        } else {
+            weights.extend(values);
+        }
+    }
+    assert!(!statistics.is_empty(), "the decoder's BatchNorm statistics");
+    (weights, statistics)
 }
 
 /// Everything a checkpoint holds, weights and statistics.

@@ -88,7 +88,7 @@ pub(crate) fn tiny_config(dir: &Path, steps: u64, lr: f64) -> PathBuf {
 }
 
 /// Every float parameter (and BatchNorm statistic) of a model with its path.
-fn weights(model: &impl Module) -> Vec<(String, Vec<f32>)> {
+pub(crate) fn weights(model: &impl Module) -> Vec<(String, Vec<f32>)> {
     #[derive(Default)]
     struct Collect(Vec<String>, Vec<(String, Vec<f32>)>);
     impl ModuleVisitor for Collect {

@@ -408,9 +408,6 @@ struct Session<'r> {
     best: Option<crate::run::checkpoint::BestScore>,
     /// The loss scaler of a mixed-precision run.
     scaler: Option<LossScaler>,
-    /// Whether this session's devices and ranks start from the same weights
-    /// ([`Session::start_replicas`], before its first step).
-    weights_shared: bool,
     outcome: TrainOutcome,
 }
 
@@ -444,9 +441,7 @@ impl<'r> Session<'r> {
         // Other ranks take rank 0's weights before the first step.
         let init = config.model.init.as_ref().filter(|_| writer);
         let (model, state) = starting_model(&card, resume.as_ref(), init, &train_device)?;
-        let model = model
-            .with_mixed_precision(mixed)
-            .with_block_recomputation(config.activation_checkpointing.blocks());
+        let model = with_step_settings(model, &config);
         let mut optimizer = Optimizer::new(&config.optimizer, &model);
         if let Some(point) = &resume {
             optimizer = optimizer.load(&point.dir.join(OPTIMIZER_FILE))?;
@@ -511,7 +506,6 @@ impl<'r> Session<'r> {
                 None
             },
             scaler,
-            weights_shared: false,
         })
     }
 
@@ -558,7 +552,7 @@ impl<'r> Session<'r> {
     /// due after it (checkpoint, validation, samples).
     fn step(&mut self, step: u64, options: &mut TrainOptions<'_>) -> Result<()> {
         let t0 = Instant::now();
-        if !self.weights_shared {
+        if step == self.start_step {
             self.start_replicas(step)?;
         }
         for (k, d) in self.devices.iter().enumerate() {
@@ -622,13 +616,7 @@ impl<'r> Session<'r> {
                     (model, None)
                 };
                 let updated = super::ranks::broadcast_weights(self.world, updated);
-                let mixed = self.scaler.is_some();
-                let blocks = self.config.activation_checkpointing.blocks();
-                self.model = Some(
-                    updated
-                        .with_mixed_precision(mixed)
-                        .with_block_recomputation(blocks),
-                );
+                self.model = Some(with_step_settings(updated, &self.config));
                 grad_norm
             }
         };
@@ -675,7 +663,6 @@ impl<'r> Session<'r> {
     /// from the same weights however they are spread over processes; then every rank takes
     /// rank 0's weights. A one-device run initialises lazily, as always.
     fn start_replicas(&mut self, step: u64) -> Result<()> {
-        self.weights_shared = true;
         if self.slots <= 1 {
             return Ok(());
         }
@@ -689,13 +676,7 @@ impl<'r> Session<'r> {
             rank_start::initialize(&model);
         }
         let model = super::ranks::broadcast_weights(self.world, model);
-        let mixed = self.scaler.is_some();
-        let blocks = self.config.activation_checkpointing.blocks();
-        self.model = Some(
-            model
-                .with_mixed_precision(mixed)
-                .with_block_recomputation(blocks),
-        );
+        self.model = Some(with_step_settings(model, &self.config));
         Ok(())
     }
 
@@ -867,6 +848,15 @@ fn starting_model(
     let state = read_state(&point.dir)?;
     let model = checkpoint::load(model, &point.dir.join(MODEL_FILE))?;
     Ok((model, state))
+}
+
+/// `model` set to compute as `config` says: in mixed precision or f32, with per-block
+/// recomputation or not (settings of the module, not of its weights, so they are set again
+/// on each model an update or a broadcast returns).
+fn with_step_settings(model: Segmentor, config: &TrainConfig) -> Segmentor {
+    model
+        .with_mixed_precision(config.precision == Precision::Mixed)
+        .with_block_recomputation(config.activation_checkpointing.blocks())
 }
 
 /// Data parallelism: the main device first, then the replicas' (autodiff devices); no more
