@@ -33,13 +33,19 @@ fn a_launcher_is_known_by_its_variables() {
                 .map(|(_, v)| v.to_string())
         }
     };
-    assert_eq!(launched_size(&env(&[])), None);
-    assert_eq!(
-        launched_size(&env(&[("OMPI_COMM_WORLD_SIZE", "4")])),
-        Some(4)
-    );
-    assert_eq!(launched_size(&env(&[("PMI_SIZE", "2")])), Some(2));
-    assert_eq!(launched_size(&env(&[("SLURM_NTASKS", "8")])), None);
+    let size = |vars| launched_size(&env(vars)).expect("a valid world size");
+    assert_eq!(size(&[]), None);
+    assert_eq!(size(&[("OMPI_COMM_WORLD_SIZE", "4")]), Some(4));
+    assert_eq!(size(&[("PMI_SIZE", " 2\n")]), Some(2));
+    assert_eq!(size(&[("SLURM_NTASKS", "8")]), None);
+    assert_eq!(size(&[("PMI_SIZE", " ")]), None);
+    for bad in [&[("PMI_SIZE", "two")], &[("PMI_SIZE", "0")], &[("PMI_SIZE", "-1")]] {
+        let message = launched_size(&env(bad)).expect_err(bad[0].1).to_string();
+        assert!(
+            message.contains(&format!("PMI_SIZE = `{}`", bad[0].1)),
+            "{message}"
+        );
+    }
 }
 
 /// `s5 bench allreduce` alone is a job of one: the sum is the buffer itself, exact. A build

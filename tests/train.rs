@@ -764,7 +764,8 @@ fn sliding_windows_cover_the_image_flush_with_its_end() {
 }
 
 /// Sliding-window prediction streamed by bands equals the whole-image average of window
-/// logits built from plain tensor ops.
+/// logits built from plain tensor ops, with overlapping windows and with finished rows
+/// handed over in several bands per window row (80 finished rows leave as 64 + 16).
 #[test]
 fn streamed_sliding_windows_equal_a_tensor_reference() {
     use s5::eval::infer::{InferMode, forward_any_size, image_tensor, predict_bands};
@@ -772,7 +773,7 @@ fn streamed_sliding_windows_equal_a_tensor_reference() {
     let dev = device();
     let model = Segmentor::new(&small_segmentor(2, 4), &dev).valid();
     let mut rng = Rng::fresh("slide");
-    let (w, h) = (90 + rng.below(20) as u32, 70 + rng.below(20) as u32);
+    let (w, h) = (90 + rng.below(20) as u32, 170 + rng.below(20) as u32);
     let image = image::RgbImage::from_fn(w, h, |_, _| {
         image::Rgb([
             rng.below(256) as u8,
@@ -780,71 +781,86 @@ fn streamed_sliding_windows_equal_a_tensor_reference() {
             rng.below(256) as u8,
         ])
     });
-    let (win, stride) = (64usize, 40usize);
-    let mut labels = vec![0u8; (w * h) as usize];
-    let mut conf = vec![0f32; (w * h) as usize];
-    let mut bands = 0;
-    predict_bands(
-        &model,
-        0,
-        &image,
-        InferMode::Slide {
-            window_px: win as u32,
-            stride_px: stride as u32,
-            flip: false,
-        },
-        3,
-        &dev,
-        |band| {
-            let start = band.y * w as usize;
-            labels[start..start + band.labels.len()].copy_from_slice(&band.labels);
-            conf[start..start + band.confidence.len()].copy_from_slice(&band.confidence);
-            bands += 1;
-            Ok(())
-        },
-    )
-    .unwrap();
-    assert!(bands > 1, "a tall image comes out in several bands");
-    // Reference: every window's logits added into a full map, divided by the coverage.
-    let full = image_tensor(&image, &dev);
-    let (hh, ww) = (h as usize, w as usize);
-    let mut sum = Tensor::<4>::zeros([1, 4, hh, ww], &dev);
-    let mut count = Tensor::<4>::zeros([1, 1, hh, ww], &dev);
-    for y in s5::eval::infer::window_starts(hh, win, stride) {
-        for x in s5::eval::infer::window_starts(ww, win, stride) {
-            let crop = full.clone().narrow(2, y, win).narrow(3, x, win);
-            let logits = forward_any_size(&model, 0, crop, false);
-            let region = [0..1, 0..4, y..y + win, x..x + win];
-            sum = sum
-                .clone()
-                .slice_assign(region.clone(), sum.slice(region) + logits);
-            let cregion = [0..1, 0..1, y..y + win, x..x + win];
-            count = count
-                .clone()
-                .slice_assign(cregion.clone(), count.slice(cregion) + 1.0);
-        }
-    }
-    let probs = burn::tensor::activation::softmax(sum / count, 1);
-    let (max, arg) = probs.max_dim_with_indices(1);
-    let ref_conf = to_vec(max);
-    let ref_labels: Vec<i64> = arg.into_data().convert::<i64>().try_to_vec().unwrap();
-    let mut mismatched = 0;
-    for i in 0..labels.len() {
+    for (win, stride) in [(64usize, 40usize), (96, 80)] {
+        let mut labels = vec![0u8; (w * h) as usize];
+        let mut conf = vec![0f32; (w * h) as usize];
+        let mut bands = Vec::new();
+        predict_bands(
+            &model,
+            0,
+            &image,
+            InferMode::Slide {
+                window_px: win as u32,
+                stride_px: stride as u32,
+                flip: false,
+            },
+            3,
+            &dev,
+            |band| {
+                let start = band.y * w as usize;
+                labels[start..start + band.labels.len()].copy_from_slice(&band.labels);
+                conf[start..start + band.confidence.len()].copy_from_slice(&band.confidence);
+                assert_eq!(band.labels.len(), band.rows * w as usize);
+                bands.push(band.y..band.y + band.rows);
+                Ok(())
+            },
+        )
+        .unwrap();
+        let (hh, ww) = (h as usize, w as usize);
+        let window_rows = s5::eval::infer::window_starts(hh, win, stride);
         assert!(
-            (conf[i] - ref_conf[i]).abs() < 1e-4,
-            "confidence at {i}: {} vs {}",
-            conf[i],
-            ref_conf[i]
+            bands.first().map(|b| b.start) == Some(0)
+                && bands.last().map(|b| b.end) == Some(hh)
+                && bands.windows(2).all(|p| p[0].end == p[1].start),
+            "bands tile the rows top to bottom: {bands:?}"
         );
-        if i64::from(labels[i]) != ref_labels[i] {
-            mismatched += 1;
+        if stride > 64 {
+            assert!(
+                bands.len() > window_rows.len(),
+                "a window row's {stride} finished rows leave in two bands: {bands:?}"
+            );
         }
+        // Reference: every window's logits added into a full map, divided by the coverage.
+        let full = image_tensor(&image, &dev);
+        let mut sum = Tensor::<4>::zeros([1, 4, hh, ww], &dev);
+        let mut count = Tensor::<4>::zeros([1, 1, hh, ww], &dev);
+        for &y in &window_rows {
+            for x in s5::eval::infer::window_starts(ww, win, stride) {
+                let (wy, wx) = (win.min(hh), win.min(ww));
+                let crop = full.clone().narrow(2, y, wy).narrow(3, x, wx);
+                let logits = forward_any_size(&model, 0, crop, false);
+                let region = [0..1, 0..4, y..y + wy, x..x + wx];
+                sum = sum
+                    .clone()
+                    .slice_assign(region.clone(), sum.slice(region) + logits);
+                let cregion = [0..1, 0..1, y..y + wy, x..x + wx];
+                count = count
+                    .clone()
+                    .slice_assign(cregion.clone(), count.slice(cregion) + 1.0);
+            }
+        }
+        let probs = burn::tensor::activation::softmax(sum / count, 1);
+        let (max, arg) = probs.max_dim_with_indices(1);
+        let ref_conf = to_vec(max);
+        let ref_labels: Vec<i64> = arg.into_data().convert::<i64>().try_to_vec().unwrap();
+        let mut mismatched = 0;
+        for i in 0..labels.len() {
+            assert!(
+                (conf[i] - ref_conf[i]).abs() < 1e-4,
+                "window {win}, stride {stride}: confidence at {i}: {} vs {}",
+                conf[i],
+                ref_conf[i]
+            );
+            if i64::from(labels[i]) != ref_labels[i] {
+                mismatched += 1;
+            }
+        }
+        // Only exact ties could differ.
+        assert!(
+            mismatched * 1000 <= labels.len(),
+            "window {win}, stride {stride}: {mismatched} labels differ"
+        );
     }
-    // Only exact ties could differ.
-    assert!(
-        mismatched * 1000 <= labels.len(),
-        "{mismatched} labels differ"
-    );
 }
 
 #[test]

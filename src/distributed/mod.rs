@@ -62,18 +62,34 @@ pub const LAUNCHER_VARS: [(&str, &str); 2] = [
     ("PMI_RANK", "PMI_SIZE"),
 ];
 
-/// The world size an MPI launcher announces in `env`, if one does.
-pub fn launched_size(env: &dyn Fn(&str) -> Option<String>) -> Option<usize> {
-    LAUNCHER_VARS
+/// The world size an MPI launcher announces in `env`, if one does (an empty variable
+/// announces none); an error naming the variable where it is not a whole number ≥ 1.
+pub fn launched_size(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<usize>> {
+    let Some((name, text)) = LAUNCHER_VARS
         .iter()
-        .find_map(|(_, size)| env(size))
-        .map(|size| size.trim().parse().unwrap_or(0))
+        .find_map(|(_, size)| {
+            env(size)
+                .filter(|text| !text.trim().is_empty())
+                .map(|text| (*size, text))
+        })
+    else {
+        return Ok(None);
+    };
+    match text.trim().parse::<usize>() {
+        Ok(size) if size >= 1 => Ok(Some(size)),
+        _ => Err(crate::error::Error::Config {
+            reason: format!(
+                "{name} = `{text}` is not a world size (a whole number ≥ 1): it is set by an \
+                 MPI launcher (mpirun, srun); unset it to run one process"
+            ),
+        }),
+    }
 }
 
 /// Refuses to run `what` (a command that runs as one process, its GPUs given by `--gpus`) as
 /// one of several MPI ranks: each rank would run it whole and write the same files.
 pub fn refuse_ranks(what: &str) -> Result<()> {
-    match launched_size(&|name| std::env::var(name).ok()) {
+    match launched_size(&|name| std::env::var(name).ok())? {
         Some(size) if size > 1 => Err(crate::error::Error::Config {
             reason: format!(
                 "`{what}` runs as one process (several GPUs of one machine: --gpus), but it was \
@@ -115,7 +131,7 @@ impl World {
     }
 
     fn from_env() -> Result<Self> {
-        let size = launched_size(&|name| std::env::var(name).ok());
+        let size = launched_size(&|name| std::env::var(name).ok())?;
         match size {
             None | Some(1) => Ok(Self::single()),
             #[cfg(feature = "mpi")]

@@ -355,6 +355,9 @@ impl RowAccumulator {
     }
 }
 
+/// The most rows of a band that sliding windows hand over at once.
+const BAND_ROWS: usize = 64;
+
 #[allow(clippy::too_many_arguments)]
 fn slide(
     model: &Segmentor,
@@ -405,8 +408,11 @@ fn slide(
                 acc.add(&logits[j * per..(j + 1) * per], x, y, ww, wh);
             }
         }
+        // Finished rows leave in bands of at most BAND_ROWS, so their outputs (labels,
+        // confidence, colours, several bytes a pixel) never stand beside the logits of a
+        // whole window height.
         let next = ys.get(i + 1).copied().unwrap_or(h);
-        if let Some(band) = acc.finish_before(next) {
+        while let Some(band) = acc.finish_before(next.min(acc.y0 + BAND_ROWS)) {
             on_band(band)?;
         }
     }
