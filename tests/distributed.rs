@@ -39,7 +39,11 @@ fn a_launcher_is_known_by_its_variables() {
     assert_eq!(size(&[("PMI_SIZE", " 2\n")]), Some(2));
     assert_eq!(size(&[("SLURM_NTASKS", "8")]), None);
     assert_eq!(size(&[("PMI_SIZE", " ")]), None);
-    for bad in [&[("PMI_SIZE", "two")], &[("PMI_SIZE", "0")], &[("PMI_SIZE", "-1")]] {
+    for bad in [
+        &[("PMI_SIZE", "two")],
+        &[("PMI_SIZE", "0")],
+        &[("PMI_SIZE", "-1")],
+    ] {
         let message = launched_size(&env(bad)).expect_err(bad[0].1).to_string();
         assert!(
             message.contains(&format!("PMI_SIZE = `{}`", bad[0].1)),

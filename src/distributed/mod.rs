@@ -65,14 +65,11 @@ pub const LAUNCHER_VARS: [(&str, &str); 2] = [
 /// The world size an MPI launcher announces in `env`, if one does (an empty variable
 /// announces none); an error naming the variable where it is not a whole number ≥ 1.
 pub fn launched_size(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<usize>> {
-    let Some((name, text)) = LAUNCHER_VARS
-        .iter()
-        .find_map(|(_, size)| {
-            env(size)
-                .filter(|text| !text.trim().is_empty())
-                .map(|text| (*size, text))
-        })
-    else {
+    let Some((name, text)) = LAUNCHER_VARS.iter().find_map(|(_, size)| {
+        env(size)
+            .filter(|text| !text.trim().is_empty())
+            .map(|text| (*size, text))
+    }) else {
         return Ok(None);
     };
     match text.trim().parse::<usize>() {
