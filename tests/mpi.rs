@@ -380,3 +380,86 @@ fn a_rank_with_another_config_is_refused_naming_it() {
         std::fs::read_dir(&run).ok()
     );
 }
+
+/// Ctrl-C at `mpirun` stops the job as it stops one process: every rank finishes its step,
+/// rank 0 writes a checkpoint of that step and a `stop` event, and says how to resume, once.
+/// OpenMPI 4 answers the `SIGINT` with `SIGTERM` to every rank `odls_base_sigkill_timeout`
+/// seconds later and `SIGKILL` as many seconds after that (measured on 4.1.4), so the test
+/// gives a step and a checkpoint 20 s.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_at_mpirun_finishes_the_step_on_every_rank_and_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = pretrain_without_dropout(dir.path(), 100_000);
+    let run = dir.path().join("run");
+    let mut job = pretrain_on_two_ranks(&config, &run, &[]);
+    job.env("OMPI_MCA_odls_base_sigkill_timeout", "20")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut job = job.spawn().unwrap();
+    let events = run.join("events.jsonl");
+    let started = Instant::now();
+    while !s5::run::read_events(&events)
+        .map(|e| e.iter().any(|e| e.kind == EventKind::Train && e.step >= 2))
+        .unwrap_or(false)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no step 2 within 10 minutes"
+        );
+        assert!(job.try_wait().unwrap().is_none(), "the job ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: sends SIGINT to the mpirun process this test started; nothing else is touched.
+    unsafe { libc::kill(job.id() as libc::pid_t, libc::SIGINT) };
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = job.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(120),
+            "the job still runs 120 s after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = job.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    // mpirun itself exits 1 after a signal, whatever its ranks returned.
+    eprintln!("mpirun exited with {status} after Ctrl-C");
+    let events = s5::run::read_events(&events).unwrap();
+    let last = events.last().expect("events");
+    assert_eq!(last.kind, EventKind::Stop, "{stdout}\n{stderr}");
+    let trained = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Train)
+        .map(|e| e.step)
+        .max()
+        .unwrap();
+    assert_eq!(
+        last.step, trained,
+        "the stop follows the last finished step"
+    );
+    assert!(trained < 100_000);
+    let (step, _) = s5::run::RunDir::new(&run)
+        .latest_checkpoint()
+        .unwrap()
+        .expect("a checkpoint");
+    assert_eq!(step, trained, "the stop step is checkpointed");
+    assert_eq!(
+        stdout
+            .matches(&format!("stopped after step {trained}"))
+            .count(),
+        1,
+        "rank 0 alone reports: {stdout}"
+    );
+    assert!(stdout.contains("s5 pretrain --resume"), "{stdout}");
+    assert_eq!(
+        stderr.matches("stop requested").count(),
+        1,
+        "said once, by rank 0: {stderr}"
+    );
+}

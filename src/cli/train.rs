@@ -268,17 +268,32 @@ pub(super) fn install_ctrlc() -> Result<()> {
     INSTALLED
         .get_or_init(|| {
             ctrlc::set_handler(|| {
+                // In an MPI job the launcher signals every rank: rank 0 speaks for them.
+                let world = s5::distributed::World::joined();
+                let speaks = world.is_none_or(|w| w.is_writer());
+                let ranks = world.map_or(1, |w| w.size());
                 if !STOPPABLE.load(Ordering::SeqCst) {
-                    eprintln!("\nCtrl-C: stopped (run the command again to continue)");
+                    if speaks {
+                        eprintln!("\nCtrl-C: stopped (run the command again to continue)");
+                    }
                     std::process::exit(130);
                 }
                 if STOP.swap(true, Ordering::SeqCst) {
-                    eprintln!("\nsecond Ctrl-C: exiting without a checkpoint");
+                    if speaks {
+                        eprintln!("\nsecond Ctrl-C: exiting without a checkpoint");
+                    }
                     std::process::exit(130);
                 }
-                eprintln!(
-                    "\nCtrl-C: finishing this step and writing a checkpoint (Ctrl-C again to quit now)"
-                );
+                if ranks > 1 && speaks {
+                    eprintln!(
+                        "\nstop requested (Ctrl-C or SIGTERM): every rank finishes this step, \
+                         then a checkpoint is written"
+                    );
+                } else if speaks {
+                    eprintln!(
+                        "\nCtrl-C: finishing this step and writing a checkpoint (Ctrl-C again to quit now)"
+                    );
+                }
             })
             .map_err(|e| e.to_string())
         })
