@@ -139,16 +139,25 @@ fn layer_norm_widened_matches_its_reference() {
     }
 }
 
+/// Small channels (burn's statistics) and channels over `LONG_CHANNEL` values (statistics
+/// and gradient sums in short chunks; still under lavapipe's limit, where the reference is
+/// right).
 #[test]
 fn batch_norm_widened_matches_its_reference() {
     let mut rng = Rng::fresh("batch norm widened");
     let dev = device();
-    for precision in precisions() {
-        let x = (rng.tensor::<4>([3, 5, 7, 9], 2.0, &dev) + 1.0).cast(precision);
-        let gamma = rng.tensor::<1>([5], 1.0, &dev) + 1.0;
-        let beta = rng.tensor::<1>([5], 1.0, &dev);
+    let long = [2, 3, 97 + rng.below(6), 89 + rng.below(6)];
+    assert!(2 * long[2] * long[3] > s5::kernels::LONG_CHANNEL);
+    for (precision, shape) in precisions()
+        .into_iter()
+        .flat_map(|p| [(p, [3, 5, 7, 9]), (p, long)])
+    {
+        let c = shape[1];
+        let x = (rng.tensor::<4>(shape, 2.0, &dev) + 1.0).cast(precision);
+        let gamma = rng.tensor::<1>([c], 1.0, &dev) + 1.0;
+        let beta = rng.tensor::<1>([c], 1.0, &dev);
         check(
-            "batch norm",
+            &format!("batch norm {shape:?}"),
             x.clone(),
             &[gamma.clone(), beta.clone()],
             |x, p| batch_norm_widened(x, p[0].clone(), p[1].clone(), 1e-5).output,
@@ -189,7 +198,10 @@ fn mixed_batch_norm_updates_the_running_averages_as_burn_does() {
         };
         let out = s5::model::mixed::batch_norm(&layer, input);
         assert_eq!(out.dtype(), if mixed { DType::F16 } else { DType::F32 });
-        averages.push((layer.running_mean.value(), layer.running_var.value()));
+        averages.push((
+            layer.running_mean.value_sync(),
+            layer.running_var.value_sync(),
+        ));
     }
     for (name, got, want) in [
         ("mean", averages[1].0.clone(), averages[0].0.clone()),
@@ -198,5 +210,77 @@ fn mixed_batch_norm_updates_the_running_averages_as_burn_does() {
         assert_eq!(got.dtype(), DType::F32, "running {name} stays f32");
         let err = rel_err(got, want);
         assert!(err < 1e-5, "running {name} differs by {err}");
+    }
+}
+
+/// BatchNorm's statistics over more values per channel than lavapipe runs loop iterations
+/// in one invocation (65 535; the decoder's 1/4-scale features of 8 crops of 512 px hold
+/// 131 072), through `model::mixed::batch_norm` in each precision the adapter has, against
+/// the mean and variance summed on the host in f64. The values rise along the channel, so a
+/// sum that stopped early would miss the largest (burn's own statistics did: 31 % low).
+#[test]
+fn batch_norm_statistics_cover_every_value_of_a_large_channel() {
+    use burn::nn::BatchNormConfig;
+    let mut rng = Rng::fresh("batch norm over a large channel");
+    let dev = device().autodiff();
+    // An odd count per channel, so no reduction reads several values per iteration.
+    let (b, c, h, w) = (3, 3, 151 + 2 * rng.below(10), 163 + 2 * rng.below(10));
+    let per_channel = b * h * w;
+    assert!(per_channel > 65_535 && per_channel % 2 == 1);
+    let mut values = vec![0f32; b * c * h * w];
+    for (i, v) in values.iter_mut().enumerate() {
+        let (channel, within) = ((i / (h * w)) % c, i % (h * w));
+        *v = rng.normal(1.0) + channel as f32 + 4.0 * within as f32 / (h * w) as f32;
+    }
+    // Per channel on the host: mean and biased variance in f64.
+    let mut expected = Vec::new();
+    for channel in 0..c {
+        let of_channel = (0..b).flat_map(|n| {
+            let start = (n * c + channel) * h * w;
+            values[start..start + h * w].iter().map(|&v| f64::from(v))
+        });
+        let mean = of_channel.clone().sum::<f64>() / per_channel as f64;
+        let variance = of_channel.map(|v| (v - mean).powi(2)).sum::<f64>() / per_channel as f64;
+        expected.push((mean, variance));
+    }
+    let x = Tensor::<4>::from_data(burn::tensor::TensorData::new(values, [b, c, h, w]), &dev);
+    for precision in precisions() {
+        let layer = BatchNormConfig::new(c).init(&dev);
+        let out = s5::model::mixed::batch_norm(&layer, x.clone().cast(precision));
+        let out = crate::common::to_vec(out.cast(DType::F32));
+        // burn moves the running mean by momentum 0.1 from 0.
+        let running = crate::common::to_vec(layer.running_mean.value_sync());
+        eprintln!(
+            "DEBUG {precision:?} running {running:?} var {:?} expected {expected:?} out0 {:?}",
+            crate::common::to_vec(layer.running_var.value_sync()),
+            &out[..4]
+        );
+        for (channel, &(mean, variance)) in expected.iter().enumerate() {
+            let got = f64::from(running[channel]) / 0.1;
+            assert!(
+                (got - mean).abs() <= 1e-3 * mean.abs().max(1.0),
+                "{precision:?} channel {channel}: running mean {got}, host {mean}"
+            );
+            // The output of a normalised channel has mean 0 and variance 1.
+            let of_channel: Vec<f64> = (0..b)
+                .flat_map(|n| {
+                    let start = (n * c + channel) * h * w;
+                    out[start..start + h * w].iter().map(|&v| f64::from(v))
+                })
+                .collect();
+            assert!(of_channel.iter().all(|v| v.is_finite()), "{precision:?}");
+            let out_mean = of_channel.iter().sum::<f64>() / per_channel as f64;
+            let out_var = of_channel
+                .iter()
+                .map(|v| (v - out_mean).powi(2))
+                .sum::<f64>()
+                / per_channel as f64;
+            let tolerance = if precision == DType::F16 { 1e-2 } else { 1e-3 };
+            assert!(
+                out_mean.abs() <= tolerance && (out_var - 1.0).abs() <= tolerance,
+                "{precision:?} channel {channel}: normalised mean {out_mean}, variance \
+                 {out_var} (host variance {variance})"
+            );
+        }
     }
 }

@@ -19,6 +19,6 @@ pub use ops::{BatchNormPrimitive, MoeKernel, PixelStatsPrimitive, S5Ops};
 pub use pixel_stats::{PixelStats, pixel_stats, pixel_stats_reference};
 pub use recompute::{MAX_BLOCK_PARAMS, Recompute, recompute};
 pub use widened::{
-    BatchNormWidened, batch_norm_widened, batch_norm_widened_reference, layer_norm_widened,
-    layer_norm_widened_reference, softmax_widened, softmax_widened_reference,
+    BatchNormWidened, LONG_CHANNEL, batch_norm_widened, batch_norm_widened_reference,
+    layer_norm_widened, layer_norm_widened_reference, softmax_widened, softmax_widened_reference,
 };

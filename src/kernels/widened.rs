@@ -294,6 +294,136 @@ fn column_totals<B: Backend>(mut x: FloatTensor<B>) -> FloatTensor<B> {
     }
 }
 
+/// Sums along each row of `[R, D]`, [`crate::reduce::CHUNK`] values per invocation at most
+/// (lavapipe stops a longer loop), in a fixed order.
+///
+/// # Shapes
+/// x `[R, D]` → `[R]`.
+fn row_totals<B: Backend>(mut x: FloatTensor<B>) -> FloatTensor<B> {
+    let chunk = crate::reduce::CHUNK;
+    loop {
+        let [r, d] = x.shape().dims::<2>();
+        if d <= chunk {
+            return B::float_reshape(B::float_sum_dim(x, 1), Shape::new([r]));
+        }
+        let groups = d.div_ceil(chunk);
+        if groups * chunk > d {
+            let zeros = B::float_zeros(
+                Shape::new([r, groups * chunk - d]),
+                &x.device(),
+                x.dtype().into(),
+            );
+            x = B::float_cat(vec![x, zeros], 1);
+        }
+        let sums = B::float_sum_dim(B::float_reshape(x, Shape::new([r, groups, chunk])), 2);
+        x = B::float_reshape(sums, Shape::new([r, groups]));
+    }
+}
+
+/// Values per channel above which a training BatchNorm reduces its channels with
+/// [`row_totals`] rather than burn's `mean_dim` and `sum_dim`, which loop over a whole
+/// channel in few invocations: lavapipe stops an invocation after 65 535 loop iterations
+/// and silently drops the rest (measured: burn's batch mean of 2 × 400 × 407 values per
+/// channel came out 31 % low). Up to it, burn's op runs unchanged.
+pub const LONG_CHANNEL: usize = 16_384;
+
+/// `x` `[B, C, ...]` as `[C, B·...]`.
+fn channels_as_rows<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let shape = x.shape();
+    let c = shape[1];
+    let n = shape.num_elements() / c;
+    B::float_reshape(B::float_swap_dims(x, 0, 1), Shape::new([c, n]))
+}
+
+/// The shape `[1, C, 1, ...]` of a per-channel value broadcast over `x`'s shape.
+fn per_channel(shape: &Shape) -> Shape {
+    let mut dims = vec![1; shape.num_dims()];
+    dims[1] = shape[1];
+    Shape::from(dims)
+}
+
+/// burn's training BatchNorm (`batch_norm_train`: output, batch mean, biased batch
+/// variance), with the per-channel means summed by [`row_totals`] where a channel holds
+/// more than [`LONG_CHANNEL`] values.
+///
+/// # Shapes
+/// x `[B, C, ...]`, gamma and beta `[C]` → output `[B, C, ...]`, mean and variance `[C]`.
+fn batch_norm_train<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    epsilon: f64,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let shape = x.shape();
+    let (c, n) = (shape[1], shape.num_elements() / shape[1]);
+    if n <= LONG_CHANNEL {
+        let out = B::batch_norm_train(x, gamma, beta, epsilon);
+        return (out.output, out.mean, out.variance);
+    }
+    let row_mean = |rows: FloatTensor<B>| {
+        B::float_div_scalar(row_totals::<B>(rows), burn::tensor::Scalar::Float(n as f64))
+    };
+    let mean = row_mean(channels_as_rows::<B>(x.clone()));
+    let centered = B::float_sub(
+        x.clone(),
+        B::float_reshape(mean.clone(), per_channel(&shape)),
+    );
+    let variance = row_mean(channels_as_rows::<B>(B::float_mul(
+        centered.clone(),
+        centered,
+    )));
+    debug_assert_eq!(mean.shape().dims::<1>(), [c]);
+    let output = B::batch_norm(x, gamma, beta, mean.clone(), variance.clone(), epsilon);
+    (output, mean, variance)
+}
+
+/// burn's `batch_norm_train_backward` (gradients of x, gamma and beta), with the
+/// per-channel sums and means by [`row_totals`] where a channel holds more than
+/// [`LONG_CHANNEL`] values.
+fn batch_norm_train_backward<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    mean: FloatTensor<B>,
+    variance: FloatTensor<B>,
+    epsilon: f64,
+    dy: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let shape = x.shape();
+    let n = shape.num_elements() / shape[1];
+    if n <= LONG_CHANNEL {
+        let back = B::batch_norm_train_backward(x, gamma, mean, variance, epsilon, dy);
+        return (back.x_grad, back.gamma_grad, back.beta_grad);
+    }
+    let broadcast = per_channel(&shape);
+    let inv_std = B::float_reshape(
+        B::float_recip(B::float_sqrt(B::float_add_scalar(
+            variance,
+            burn::tensor::Scalar::Float(epsilon),
+        ))),
+        broadcast.clone(),
+    );
+    let normalized = B::float_mul(
+        B::float_sub(x, B::float_reshape(mean, broadcast.clone())),
+        inv_std.clone(),
+    );
+    let beta_grad = row_totals::<B>(channels_as_rows::<B>(dy.clone()));
+    let gamma_grad = row_totals::<B>(channels_as_rows::<B>(B::float_mul(
+        dy.clone(),
+        normalized.clone(),
+    )));
+    let mean_of = |sums: FloatTensor<B>| {
+        B::float_reshape(
+            B::float_div_scalar(sums, burn::tensor::Scalar::Float(n as f64)),
+            broadcast.clone(),
+        )
+    };
+    let centred_grad = B::float_sub(dy, mean_of(beta_grad.clone()));
+    let projected = B::float_mul(normalized, mean_of(gamma_grad.clone()));
+    let scale = B::float_mul(B::float_reshape(gamma, broadcast.clone()), inv_std);
+    let x_grad = B::float_mul(scale, B::float_sub(centred_grad, projected));
+    (x_grad, gamma_grad, beta_grad)
+}
+
 /// With x̂ = (x − μ)·r and g = dy ⊙ γ: dγ = Σ_rows dy ⊙ x̂, dβ = Σ_rows dy and
 /// dx = r · (g − mean(g) − x̂ · mean(g ⊙ x̂)), the means over each row; all in f32.
 #[derive(Debug)]
@@ -361,11 +491,11 @@ pub(super) fn batch_norm_forward<B: Backend>(
     let (x, precision) = in_f32::<B>(x);
     let (gamma, _) = in_f32::<B>(gamma);
     let (beta, _) = in_f32::<B>(beta);
-    let out = B::batch_norm_train(x, gamma, beta, epsilon);
+    let (output, mean, variance) = batch_norm_train::<B>(x, gamma, beta, epsilon);
     BatchNormPrimitive {
-        output: back_to::<B>(out.output, precision),
-        mean: out.mean,
-        variance: out.variance,
+        output: back_to::<B>(output, precision),
+        mean,
+        variance,
     }
 }
 
@@ -430,15 +560,16 @@ impl<B: Backend> Backward<B, 3> for BatchNormBackward {
         let (x, precision) = in_f32::<B>(x);
         let (gamma, _) = in_f32::<B>(gamma);
         let (dy, _) = in_f32::<B>(grad);
-        let back = B::batch_norm_train_backward(x, gamma, mean, variance, epsilon, dy);
+        let (x_grad, gamma_grad, beta_grad) =
+            batch_norm_train_backward::<B>(x, gamma, mean, variance, epsilon, dy);
         if let Some(node) = node_x {
-            grads.register::<B>(node.id, back_to::<B>(back.x_grad, precision));
+            grads.register::<B>(node.id, back_to::<B>(x_grad, precision));
         }
         if let Some(node) = node_gamma {
-            grads.register::<B>(node.id, back_to::<B>(back.gamma_grad, gamma_precision));
+            grads.register::<B>(node.id, back_to::<B>(gamma_grad, gamma_precision));
         }
         if let Some(node) = node_beta {
-            grads.register::<B>(node.id, back_to::<B>(back.beta_grad, gamma_precision));
+            grads.register::<B>(node.id, back_to::<B>(beta_grad, gamma_precision));
         }
     }
 }

@@ -17,7 +17,7 @@ use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::{BatchNorm, LayerNorm, Linear};
 use burn::tensor::{DType, Tensor};
 
-use crate::kernels::{batch_norm_widened, layer_norm_widened, softmax_widened};
+use crate::kernels::{LONG_CHANNEL, batch_norm_widened, layer_norm_widened, softmax_widened};
 
 /// `layer` on `x` with its weight and bias in `x`'s precision.
 ///
@@ -107,14 +107,18 @@ fn narrower_than(x: DType, layer: DType) -> bool {
 
 /// `layer` on `x`: as burn computes it, or, for f16 activations of an f32 layer, with f32
 /// batch statistics and f32 running averages, the output in f16 ([`batch_norm_widened`]).
-/// The running averages are updated as burn's training forward does (momentum, biased
-/// variance).
+/// A training forward over more than [`LONG_CHANNEL`] values per channel takes the widened
+/// op in any precision: its statistics are summed in short chunks, where burn's would loop
+/// past lavapipe's limit and drop values. The running averages are updated as burn's
+/// training forward does (momentum, biased variance).
 ///
 /// # Shapes
 /// `[B, C, ...]` → same.
 pub fn batch_norm<const D: usize>(layer: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     let training = x.device().is_autodiff() && layer.training.is_enabled();
-    if !narrower_than(x.dtype(), layer.gamma.val().dtype()) {
+    let dims = x.dims();
+    let long = training && D >= 2 && dims.iter().product::<usize>() / dims[1].max(1) > LONG_CHANNEL;
+    if !narrower_than(x.dtype(), layer.gamma.val().dtype()) && !long {
         return layer.forward(x);
     }
     if !training {
