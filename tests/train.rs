@@ -635,6 +635,24 @@ fn every_bad_config_value_is_named_before_anything_is_written() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!dir.path().join("synth").exists());
+    // Tiles larger than the default pool width: the pool images widen with them.
+    let large = dir.path().join("large");
+    let out = s5()
+        .args(["synth", "--tile-px", "512", "--train", "1", "--val", "1"])
+        .args(["--pool", "1", "--pool-ood", "0", "--out"])
+        .arg(&large)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pool: Vec<_> = std::fs::read_dir(large.join("pool/images"))
+        .unwrap()
+        .map(|e| image::image_dimensions(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(pool, [(768, 512)]);
 }
 
 /// Multi-dataset sampling: `Zip` gives every dataset its batch each step; `Ratios` and
@@ -2247,6 +2265,7 @@ fn the_shipped_training_configs_load() {
         "train-synth-5pct.ron",
         "s4p-synth.ron",
         "moe-mdf-synth.ron",
+        "predict-memory.ron",
     ] {
         let config =
             s5::train::TrainConfig::load(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));

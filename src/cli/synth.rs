@@ -43,7 +43,7 @@ pub fn run(args: SynthArgs) -> Result<()> {
         pool_in_domain: args.pool,
         pool_ood_per_kind: args.pool_ood,
         pool_images: args.pool_images,
-        ..SynthConfig::default()
+        pool_width_px: SynthConfig::pool_width_for(args.tile_px),
     };
     if let Err(e) = cfg.validate() {
         let flag = match e.field.as_str() {

@@ -81,6 +81,12 @@ impl Default for SynthConfig {
 }
 
 impl SynthConfig {
+    /// The pool images' width for tiles of `tile_px`: one and a half tiles, at least 384 px
+    /// (the width at the default 256-px tiles).
+    pub fn pool_width_for(tile_px: u32) -> u32 {
+        (tile_px.saturating_mul(3) / 2).max(384)
+    }
+
     /// How many pool images of each kind: in-domain first, then [`PoolKind::OOD`] in order.
     pub fn pool_counts(&self) -> Vec<(PoolKind, usize)> {
         let kinds = std::iter::once(PoolKind::InDomain).chain(PoolKind::OOD);
