@@ -199,7 +199,7 @@ pub fn predict_bands(
         InferMode::Whole { flip } => {
             let image = image.rows(0, h as u32)?;
             let logits = forward_any_size(model, dataset, image_tensor(&image, device), flip);
-            on_band(band_from_logits(logits, 0))
+            on_band(band_from_logits(logits, 0)?)
         }
         InferMode::Resize { long_side_px, flip } => {
             let image = image.rows(0, h as u32)?;
@@ -212,7 +212,7 @@ pub fn predict_bands(
             let small = imageops::resize(image, rw, rh, FilterType::Triangle);
             let logits = forward_any_size(model, dataset, image_tensor(&small, device), flip);
             let logits = resize(logits, [h, w], Resample::Bilinear);
-            on_band(band_from_logits(logits, 0))
+            on_band(band_from_logits(logits, 0)?)
         }
         InferMode::Slide {
             window_px,
@@ -242,13 +242,38 @@ pub fn window_starts(len: usize, window: usize, stride: usize) -> Vec<usize> {
     (0..count).map(|i| (i * stride).min(len - window)).collect()
 }
 
+/// A failed read of what the GPU computed for `what`, as an error that says how to ask for
+/// less: the usual cause is a whole large image (or a large batch of windows) needing more
+/// memory than the adapter has.
+fn gpu_failed(what: &str, error: impl std::fmt::Display) -> crate::Error {
+    // cubecl's report walks every kernel the failure skipped; its last cause is the reason.
+    let report = error.to_string();
+    let cause = report
+        .lines()
+        .map(str::trim)
+        .rfind(|l| {
+            !l.is_empty()
+                && !matches!(*l, "Caused by:" | "Asked at:" | "No backtrace available")
+                && !l.starts_with("skipped ")
+        })
+        .unwrap_or("no reason given");
+    crate::Error::Execution(format!(
+        "the GPU could not compute {what} ({cause}). A whole image at once may need more GPU \
+         memory than the adapter has: predict it in sliding windows (`s5 predict --mode \
+         slide`; in a training config `val: (mode: Slide(window_px: 512, stride_px: 384, \
+         flip: false))`) or with fewer windows per batch (`--window-batch`)"
+    ))
+}
+
 /// Argmax and max softmax probability of a `[1, K, H, W]` logit map, as one band.
-fn band_from_logits(logits: Tensor<4>, y: usize) -> Band {
+fn band_from_logits(logits: Tensor<4>, y: usize) -> crate::Result<Band> {
     let [_, _, h, w] = logits.dims();
+    let what = || format!("the prediction of a {w} × {h} px image");
     let probs = softmax(logits, 1);
     let (confidence, labels) = probs.max_dim_with_indices(1);
     let labels: Vec<u8> = labels
-        .into_data()
+        .try_into_data()
+        .map_err(|e| gpu_failed(&what(), e))?
         .convert::<i32>()
         .try_into_vec::<i32>()
         .expect("indices are integers")
@@ -256,17 +281,18 @@ fn band_from_logits(logits: Tensor<4>, y: usize) -> Band {
         .map(|l| l as u8)
         .collect();
     let confidence = confidence
-        .into_data()
+        .try_into_data()
+        .map_err(|e| gpu_failed(&what(), e))?
         .convert::<f32>()
         .try_into_vec::<f32>()
         .expect("probabilities are floats");
     debug_assert_eq!(labels.len(), h * w);
-    Band {
+    Ok(Band {
         y,
         rows: h,
         labels,
         confidence,
-    }
+    })
 }
 
 /// Row sums of logits for the rows not yet finished, `[rows][K][W]`, with the number of
@@ -399,7 +425,13 @@ fn slide(
             let input =
                 Tensor::<4>::from_data(TensorData::new(batch, [chunk.len(), 3, wh, ww]), device);
             let logits = forward_any_size(model, dataset, input, flip)
-                .into_data()
+                .try_into_data()
+                .map_err(|e| {
+                    gpu_failed(
+                        &format!("a batch of {} windows of {ww} × {wh} px", chunk.len()),
+                        e,
+                    )
+                })?
                 .convert::<f32>()
                 .try_into_vec::<f32>()
                 .expect("logits are floats");
