@@ -11,7 +11,8 @@
 //! - BatchNorm: its input (f16), the batch mean and variance of each channel (f32).
 //!
 //! Each runs in backend ops on every backend (no WGSL); on f32 inputs it computes what the
-//! composed ops compute. [`softmax_widened_reference`], [`layer_norm_widened_reference`] and
+//! composed ops compute. Training BatchNorm also runs here in f32 when a channel holds more
+//! than [`LONG_CHANNEL`] values: its sums over a channel are then chunked. [`softmax_widened_reference`], [`layer_norm_widened_reference`] and
 //! [`batch_norm_widened_reference`] are the compositions (cast to f32, burn's op, cast back)
 //! that the parity tests compare against, forward and gradients.
 
