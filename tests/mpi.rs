@@ -260,39 +260,14 @@ fn two_ranks_train_as_one_process_over_two_gpus_and_resume_after_a_killed_rank()
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let events = killed.join("events.jsonl");
-    let started = Instant::now();
-    while !s5::run::read_events(&events)
-        .map(|e| e.iter().any(|e| e.kind == EventKind::Train && e.step >= 3))
-        .unwrap_or(false)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "no step 3 within 10 minutes"
-        );
-        assert!(
-            job.try_wait().unwrap().is_none(),
-            "the job ended before step 3"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_step(&mut job, &killed, 3);
     let rank1 = rank_pid(&killed, 1).expect("rank 1's process");
     let status = Command::new("kill")
         .args(["-9", &rank1.to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let killed_at = Instant::now();
-    let status = loop {
-        if let Some(status) = job.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(60),
-            "the job still runs 60 s after rank 1 was killed"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = exit_within(&mut job, 60, "rank 1 was killed");
     assert!(!status.success(), "a job with a killed rank failed");
     let out = pretrain_on_two_ranks(&config, &killed, &["--resume"])
         .output()
@@ -313,6 +288,50 @@ fn two_ranks_train_as_one_process_over_two_gpus_and_resume_after_a_killed_rank()
         wa.iter().zip(&wk).all(|(x, y)| x.to_bits() == y.to_bits()),
         "the resumed job ends in other weights"
     );
+}
+
+/// Waits until `run`'s events log a training step `step` or later (at most 10 minutes),
+/// failing if `job` ends first.
+fn wait_for_step(job: &mut std::process::Child, run: &Path, step: u64) {
+    let events = run.join("events.jsonl");
+    let started = Instant::now();
+    while !s5::run::read_events(&events)
+        .map(|e| {
+            e.iter()
+                .any(|e| e.kind == EventKind::Train && e.step >= step)
+        })
+        .unwrap_or(false)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no step {step} within 10 minutes"
+        );
+        assert!(
+            job.try_wait().unwrap().is_none(),
+            "the job ended before step {step}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `job`'s exit status, failing if it still runs `limit_s` seconds after `after` happened
+/// (now).
+fn exit_within(
+    job: &mut std::process::Child,
+    limit_s: u64,
+    after: &str,
+) -> std::process::ExitStatus {
+    let since = Instant::now();
+    loop {
+        if let Some(status) = job.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(limit_s),
+            "the job still runs {limit_s} s after {after}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The pid of the process with `OMPI_COMM_WORLD_RANK=rank` whose command line names `run`.
@@ -397,32 +416,11 @@ fn ctrl_c_at_mpirun_finishes_the_step_on_every_rank_and_checkpoints() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let mut job = job.spawn().unwrap();
-    let events = run.join("events.jsonl");
-    let started = Instant::now();
-    while !s5::run::read_events(&events)
-        .map(|e| e.iter().any(|e| e.kind == EventKind::Train && e.step >= 2))
-        .unwrap_or(false)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "no step 2 within 10 minutes"
-        );
-        assert!(job.try_wait().unwrap().is_none(), "the job ended early");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_step(&mut job, &run, 2);
     // SAFETY: sends SIGINT to the mpirun process this test started; nothing else is touched.
     unsafe { libc::kill(job.id() as libc::pid_t, libc::SIGINT) };
-    let signalled = Instant::now();
-    let status = loop {
-        if let Some(status) = job.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(120),
-            "the job still runs 120 s after Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = exit_within(&mut job, 120, "Ctrl-C");
+    let events = run.join("events.jsonl");
     let out = job.wait_with_output().unwrap();
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),

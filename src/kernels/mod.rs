@@ -12,6 +12,7 @@ mod ops;
 mod pixel_stats;
 mod recompute;
 pub mod shader;
+mod totals;
 mod widened;
 
 pub use moe_ffn::{MoeWeights, moe_ffn, moe_ffn_reference};

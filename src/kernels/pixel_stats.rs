@@ -23,6 +23,7 @@ use super::shader::{
     PIXEL_STATS, PIXEL_STATS_F16, PIXEL_STATS_REDUCE, PIXEL_STATS_VEC4, PIXEL_STATS_VEC4_F16,
     ShaderKernel,
 };
+use super::totals::row_totals;
 
 /// Workgroups one image is split over when that is enough; each takes a grid-stride share
 /// of its pixels.
@@ -340,32 +341,6 @@ impl<B: Backend> Backward<B, 1> for ConfidenceBackward {
         let index = B::int_reshape(labels, Shape::new([b, 1, h, w]));
         let dx = B::float_scatter(1, minus_gc_p, index, gc, IndexingUpdateOp::Add);
         grads.register::<B>(parent.id, back_to::<B>(dx, precision));
-    }
-}
-
-/// Sums of each row in chunks of [`crate::reduce::CHUNK`]: one `sum_dim` over a whole
-/// 1024² image would loop past lavapipe's 65 535-iteration cap and drop pixels.
-///
-/// # Shapes
-/// x `[B, N]` → `[B, 1]`.
-fn row_totals<B: Backend>(mut x: FloatTensor<B>) -> FloatTensor<B> {
-    let chunk = crate::reduce::CHUNK;
-    loop {
-        let [b, n] = x.shape().dims::<2>();
-        if n <= chunk {
-            return B::float_sum_dim(x, 1);
-        }
-        let rows = n.div_ceil(chunk);
-        if rows * chunk > n {
-            let zeros = B::float_zeros(
-                Shape::new([b, rows * chunk - n]),
-                &x.device(),
-                x.dtype().into(),
-            );
-            x = B::float_cat(vec![x, zeros], 1);
-        }
-        let sums = B::float_sum_dim(B::float_reshape(x, Shape::new([b, rows, chunk])), 2);
-        x = B::float_reshape(sums, Shape::new([b, rows]));
     }
 }
 

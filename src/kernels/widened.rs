@@ -25,6 +25,7 @@ use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, TensorMetadata
 use burn::tensor::{DType, FloatDType, Shape, Tensor};
 
 use super::ops::{BatchNormPrimitive, S5Ops};
+use super::totals::{column_totals, row_totals};
 
 /// Softmax over `dim`, computed in f32, in `x`'s precision.
 ///
@@ -269,58 +270,6 @@ pub(super) fn layer_norm_autodiff<B: Backend + S5Ops, C: CheckpointStrategy>(
     }
 }
 
-/// Sums over all rows of `[R, D]`, [`crate::reduce::CHUNK`] rows per invocation at most
-/// (lavapipe stops a longer loop), in a fixed order.
-///
-/// # Shapes
-/// x `[R, D]` → `[D]`.
-fn column_totals<B: Backend>(mut x: FloatTensor<B>) -> FloatTensor<B> {
-    let chunk = crate::reduce::CHUNK;
-    loop {
-        let [r, d] = x.shape().dims::<2>();
-        if r <= chunk {
-            return B::float_reshape(B::float_sum_dim(x, 0), Shape::new([d]));
-        }
-        let groups = r.div_ceil(chunk);
-        if groups * chunk > r {
-            let zeros = B::float_zeros(
-                Shape::new([groups * chunk - r, d]),
-                &x.device(),
-                x.dtype().into(),
-            );
-            x = B::float_cat(vec![x, zeros], 0);
-        }
-        let sums = B::float_sum_dim(B::float_reshape(x, Shape::new([groups, chunk, d])), 1);
-        x = B::float_reshape(sums, Shape::new([groups, d]));
-    }
-}
-
-/// Sums along each row of `[R, D]`, [`crate::reduce::CHUNK`] values per invocation at most
-/// (lavapipe stops a longer loop), in a fixed order.
-///
-/// # Shapes
-/// x `[R, D]` → `[R]`.
-fn row_totals<B: Backend>(mut x: FloatTensor<B>) -> FloatTensor<B> {
-    let chunk = crate::reduce::CHUNK;
-    loop {
-        let [r, d] = x.shape().dims::<2>();
-        if d <= chunk {
-            return B::float_reshape(B::float_sum_dim(x, 1), Shape::new([r]));
-        }
-        let groups = d.div_ceil(chunk);
-        if groups * chunk > d {
-            let zeros = B::float_zeros(
-                Shape::new([r, groups * chunk - d]),
-                &x.device(),
-                x.dtype().into(),
-            );
-            x = B::float_cat(vec![x, zeros], 1);
-        }
-        let sums = B::float_sum_dim(B::float_reshape(x, Shape::new([r, groups, chunk])), 2);
-        x = B::float_reshape(sums, Shape::new([r, groups]));
-    }
-}
-
 /// Values per channel above which a training BatchNorm reduces its channels with
 /// [`row_totals`] rather than burn's `mean_dim` and `sum_dim`, which loop over a whole
 /// channel in few invocations: lavapipe stops an invocation after 65 535 loop iterations
@@ -362,7 +311,8 @@ fn batch_norm_train<B: Backend>(
         return (out.output, out.mean, out.variance);
     }
     let row_mean = |rows: FloatTensor<B>| {
-        B::float_div_scalar(row_totals::<B>(rows), burn::tensor::Scalar::Float(n as f64))
+        let totals = B::float_reshape(row_totals::<B>(rows), Shape::new([c]));
+        B::float_div_scalar(totals, burn::tensor::Scalar::Float(n as f64))
     };
     let mean = row_mean(channels_as_rows::<B>(x.clone()));
     let centered = B::float_sub(
@@ -373,7 +323,6 @@ fn batch_norm_train<B: Backend>(
         centered.clone(),
         centered,
     )));
-    debug_assert_eq!(mean.shape().dims::<1>(), [c]);
     let output = B::batch_norm(x, gamma, beta, mean.clone(), variance.clone(), epsilon);
     (output, mean, variance)
 }
@@ -407,11 +356,14 @@ fn batch_norm_train_backward<B: Backend>(
         B::float_sub(x, B::float_reshape(mean, broadcast.clone())),
         inv_std.clone(),
     );
-    let beta_grad = row_totals::<B>(channels_as_rows::<B>(dy.clone()));
-    let gamma_grad = row_totals::<B>(channels_as_rows::<B>(B::float_mul(
-        dy.clone(),
-        normalized.clone(),
-    )));
+    let per_channel_sum = |x: FloatTensor<B>| {
+        B::float_reshape(
+            row_totals::<B>(channels_as_rows::<B>(x)),
+            Shape::new([shape[1]]),
+        )
+    };
+    let beta_grad = per_channel_sum(dy.clone());
+    let gamma_grad = per_channel_sum(B::float_mul(dy.clone(), normalized.clone()));
     let mean_of = |sums: FloatTensor<B>| {
         B::float_reshape(
             B::float_div_scalar(sums, burn::tensor::Scalar::Float(n as f64)),
