@@ -76,18 +76,23 @@ fn the_allreduce_bench_runs_alone_and_a_build_without_mpi_says_so() {
     if cfg!(feature = "mpi") {
         return;
     }
-    let out = s5()
-        .args(["bench", "allreduce", "--values", "3"])
-        .env("OMPI_COMM_WORLD_RANK", "0")
-        .env("OMPI_COMM_WORLD_SIZE", "2")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = refused(
+        s5().args(["bench", "allreduce", "--values", "3"]),
+        ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+    );
     assert!(
         err.contains("one of 2 MPI ranks") && err.contains("--features mpi"),
         "{err}"
     );
+}
+
+/// Runs `command` as rank 1 of 2 by a launcher's `(rank, size)` variables, expects it to
+/// fail, and returns what it printed on stderr.
+fn refused(command: &mut std::process::Command, (rank, size): (&str, &str)) -> String {
+    let out = command.env(rank, "1").env(size, "2").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{err}");
+    err
 }
 
 /// The demo runs as one process: started as one of several MPI ranks it refuses before it
@@ -97,15 +102,10 @@ fn the_allreduce_bench_runs_alone_and_a_build_without_mpi_says_so() {
 fn the_demo_refuses_ranks_and_training_without_mpi_says_how_to_build_it() {
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("demo");
-    let out = s5()
-        .args(["demo", "--quiet", "--out"])
-        .arg(&demo)
-        .env("PMI_RANK", "1")
-        .env("PMI_SIZE", "2")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = refused(
+        s5().args(["demo", "--quiet", "--out"]).arg(&demo),
+        ("PMI_RANK", "PMI_SIZE"),
+    );
     assert!(
         err.contains("`s5 demo` runs as one process")
             && err.contains("one of 2 MPI ranks")
@@ -119,17 +119,13 @@ fn the_demo_refuses_ranks_and_training_without_mpi_says_how_to_build_it() {
     let run = dir.path().join("run");
     let config =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/configs/train-synth.ron");
-    let out = s5()
-        .args(["train", "--quiet", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&run)
-        .env("PMI_RANK", "1")
-        .env("PMI_SIZE", "2")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = refused(
+        s5().args(["train", "--quiet", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&run),
+        ("PMI_RANK", "PMI_SIZE"),
+    );
     assert!(
         err.contains("one of 2 MPI ranks") && err.contains("--features mpi"),
         "{err}"
