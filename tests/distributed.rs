@@ -155,3 +155,140 @@ fn share_numbers_survive_their_bytes() {
     assert_eq!(back[0].per_image[2].to_bits(), (-0.0f64).to_bits());
     assert_eq!(back, shares);
 }
+
+/// Each recomputed ViT block hands its gradients over as its backward pass finishes, the
+/// top block first, and `during_backward` sums them while the backward pass goes on (in a job
+/// of one the sum is the identity, so the sums are the gradients): every block parameter's sum
+/// is the backward pass's gradient bit for bit, the other parameters stay in the returned
+/// gradients untouched. Without recomputation no block hands anything over, and the blocks'
+/// sums are read from the returned gradients after the backward pass: the same bits.
+#[test]
+fn block_gradients_are_summed_as_each_block_finishes_its_backward_pass() {
+    use burn::module::{Module, ModuleVisitor, Param, ParamId};
+    use burn::optim::GradientsParams;
+    use burn::tensor::Tensor;
+    use s5::distributed::World;
+    use s5::model::{Segmentor, SegmentorConfig, VitConfig};
+
+    /// Every float parameter's id and flattened gradient (if any), in visit order.
+    fn flat(model: &Segmentor, grads: &GradientsParams) -> Vec<(ParamId, Option<Vec<f32>>)> {
+        struct Read<'a>(&'a GradientsParams, Vec<(ParamId, Option<Vec<f32>>)>);
+        impl ModuleVisitor for Read<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let grad = self.0.get::<D>(param.id).map(|g| {
+                    g.into_data()
+                        .convert::<f32>()
+                        .try_to_vec::<f32>()
+                        .expect("f32")
+                });
+                self.1.push((param.id, grad));
+            }
+        }
+        let mut read = Read(grads, Vec::new());
+        model.visit(&mut read);
+        read.1
+    }
+    /// Asserts `got` equals `want` bit for bit, saying how many values differ and by how much.
+    fn same_bits(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        assert!(
+            want.iter().all(|v| v.is_finite()),
+            "{what}: finite gradients"
+        );
+        let differ: Vec<f32> = got
+            .iter()
+            .zip(want)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .map(|(a, b)| (a - b).abs())
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "{what}: {} of {} values differ, by up to {}",
+            differ.len(),
+            want.len(),
+            differ
+                .iter()
+                .fold(0.0f32, |m, d| if d.is_nan() || *d > m { *d } else { m })
+        );
+    }
+
+    let train = crate::common::device().autodiff();
+    let mut vit = VitConfig::vit_tiny();
+    vit.depth = 3;
+    vit.feature_blocks = [0, 1, 2, 2];
+    // No random draws: the reference and the summed backward passes must compute alike.
+    vit.drop_path = 0.0;
+    let mut cfg = SegmentorConfig::new(vit, vec![5]);
+    cfg.decoder_channels = 16;
+    cfg.head_dropout = 0.0;
+    let model = Segmentor::new(&cfg, &train);
+    let mut rng = crate::common::Rng::fresh("block gradients");
+    let images = rng.tensor([2, 3, 48, 80], 1.0, &train);
+    let backward = |model: &Segmentor| {
+        let logits = model.forward(images.clone(), 0);
+        let loss = (logits.clone() * logits).mean();
+        GradientsParams::from_grads(loss.backward(), model)
+    };
+    let block_ids: Vec<ParamId> = {
+        struct Ids(Vec<ParamId>);
+        impl ModuleVisitor for Ids {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.0.push(param.id);
+            }
+        }
+        let mut ids = Ids(Vec::new());
+        for block in &model.backbone.blocks {
+            block.visit(&mut ids);
+        }
+        ids.0
+    };
+    for recomputed in [true, false] {
+        let model = model.clone().with_block_recomputation(recomputed);
+        // The first passes pick their kernels (autotune), whose bits may differ from the
+        // chosen ones': the compared passes come after.
+        for _ in 0..2 {
+            drop(backward(&model));
+        }
+        let reference = flat(&model, &backward(&model));
+        let again = flat(&model, &backward(&model));
+        for ((_, a), (_, b)) in reference.iter().zip(&again) {
+            match (a, b) {
+                (Some(a), Some(b)) => same_bits(a, b, "twice"),
+                (a, b) => assert_eq!(a.is_some(), b.is_some()),
+            }
+        }
+        let (rest, (), early) = s5::train::overlap::during_backward(World::alone(), &model, || {
+            Ok((backward(&model), ()))
+        })
+        .expect("the sums run");
+        let expected = if recomputed { cfg.backbone.depth } else { 0 };
+        assert_eq!(early.in_backward, expected, "recomputed: {recomputed}");
+        let rest = flat(&model, &rest);
+        let mut blocks_seen = 0;
+        for ((id, want), (rest_id, left)) in reference.iter().zip(&rest) {
+            assert_eq!(id, rest_id);
+            if block_ids.contains(id) {
+                blocks_seen += 1;
+                assert!(left.is_none(), "a block parameter left in the rest");
+                let want = want
+                    .as_deref()
+                    .expect("every block parameter has a gradient");
+                let summed = early.summed[id].as_deref().expect("a summed gradient");
+                same_bits(summed, want, &format!("block, recomputed: {recomputed}"));
+            } else {
+                assert!(
+                    !early.summed.contains_key(id),
+                    "only the blocks are summed early"
+                );
+                match (left, want) {
+                    (Some(left), Some(want)) => {
+                        same_bits(left, want, &format!("rest, recomputed: {recomputed}"));
+                    }
+                    (left, want) => assert_eq!(left.is_some(), want.is_some(), "rest"),
+                }
+            }
+        }
+        assert_eq!(blocks_seen, block_ids.len());
+        assert_eq!(early.summed.len(), block_ids.len());
+    }
+}

@@ -146,7 +146,7 @@ fn a_recomputed_block_drops_what_its_forward_pass_dropped() {
                 let mask = |v: [f32; 2]| Some(Tensor::<1>::from_floats(v, &train).cast(dtype));
                 let masks = [mask([0.0, 1.0]), mask([1.0, 0.0])];
                 let out = if recomputed {
-                    s5::model::recompute::block(&block, input.clone().cast(dtype), &ids, masks)
+                    s5::model::recompute::block(0, &block, input.clone().cast(dtype), &ids, masks)
                 } else {
                     block.forward_masked(input.clone().cast(dtype), &ids, &masks)
                 }

@@ -349,6 +349,69 @@ fn rank_pid(run: &Path, rank: usize) -> Option<u32> {
     })
 }
 
+/// With `activation_checkpointing: Blocks` each rank hands every ViT block's gradients to the
+/// sums over the ranks while its backward pass runs (each step's `sums_in_backward` is the
+/// model's block count, against 0 with `--sum-after-backward`), and the job trains bit for
+/// bit as the one that sums after the backward pass: the same losses and final weights.
+#[test]
+fn sums_during_the_backward_pass_train_as_sums_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = crate::train::pretrain_config(dir.path(), 3);
+    let text = std::fs::read_to_string(&plain).unwrap().replace(
+        "seed: 7,",
+        "seed: 7,\n    activation_checkpointing: Blocks,",
+    );
+    assert!(text.contains("activation_checkpointing: Blocks"), "{text}");
+    let config = dir.path().join("blocks.ron");
+    std::fs::write(&config, text).unwrap();
+    let (during, after) = (dir.path().join("during"), dir.path().join("after"));
+    for (run, extra) in [(&during, &[][..]), (&after, &["--sum-after-backward"][..])] {
+        let out = pretrain_on_two_ranks(&config, run, extra).output().unwrap();
+        crate::train::ok(&out, &format!("mpirun -n 2 s5 pretrain {extra:?}"));
+    }
+    let (model, _, _) = s5::train::load_model(&during, &crate::common::device()).unwrap();
+    let blocks = model.backbone.blocks.len();
+    assert!(blocks >= 2, "a model with blocks to overlap");
+    for (run, handed) in [(&during, blocks), (&after, 0)] {
+        let events = s5::run::read_events(&run.join("events.jsonl")).unwrap();
+        let steps: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Train)
+            .collect();
+        assert_eq!(steps.len(), 3);
+        for event in steps {
+            let count = event.extra_f64(&s5::run::keys::SUMS_IN_BACKWARD);
+            assert_eq!(
+                count,
+                Some(handed as f64),
+                "{}: step {}",
+                run.display(),
+                event.step
+            );
+            let wait_s = event
+                .extra_f64(&s5::run::keys::SUM_WAIT_S)
+                .expect("sum_wait_s");
+            assert!(wait_s.is_finite() && wait_s >= 0.0, "sum_wait_s {wait_s}");
+        }
+    }
+    let (a, b) = (losses(&during), losses(&after));
+    assert_eq!(a.len(), 3);
+    for (step, losses) in &a {
+        for (key, value) in losses {
+            assert!(value.is_finite(), "step {step} {key}: {value}");
+            assert_eq!(value.to_bits(), b[step][key].to_bits(), "step {step} {key}");
+        }
+    }
+    let (wa, wb) = (weights(&during), weights(&after));
+    assert_eq!(wa.len(), wb.len());
+    let differ = wa
+        .iter()
+        .zip(&wb)
+        .filter(|(x, y)| x.to_bits() != y.to_bits())
+        .count();
+    assert_eq!(differ, 0, "{differ} of {} weights differ", wa.len());
+}
+
 /// A rank started with another config (here another seed) stops the job before anything is
 /// written, with a message naming the rank and what differs.
 #[test]

@@ -49,11 +49,17 @@ pub enum Known {
     SkippedSteps,
     /// The confidence threshold τ a sampled mask was made with (a sample entry's stat).
     Tau,
+    /// Seconds a step of an MPI job waited, after its backward pass, for the gradients
+    /// summed over the ranks (a step's extra field): the communication not hidden.
+    SumWaitS,
+    /// Recomputed ViT blocks whose gradients a step of an MPI job handed to the sums over
+    /// the ranks while its backward pass ran (a step's extra field).
+    SumsInBackward,
 }
 
 impl Known {
     /// Every known quantity, in display order.
-    pub const ALL: [Known; 15] = [
+    pub const ALL: [Known; 17] = [
         Known::Loss,
         Known::LS,
         Known::LU,
@@ -69,6 +75,8 @@ impl Known {
         Known::LossScale,
         Known::SkippedSteps,
         Known::Tau,
+        Known::SumWaitS,
+        Known::SumsInBackward,
     ];
 
     /// The name written in the files.
@@ -89,6 +97,8 @@ impl Known {
             Known::LossScale => "loss_scale",
             Known::SkippedSteps => "skipped_steps",
             Known::Tau => "tau",
+            Known::SumWaitS => "sum_wait_s",
+            Known::SumsInBackward => "sums_in_backward",
         }
     }
 
@@ -244,6 +254,8 @@ pub const DEVICE_MEMORY_BYTES: MetricKey = Known::DeviceMemoryBytes.key();
 pub const LOSS_SCALE: MetricKey = Known::LossScale.key();
 pub const SKIPPED_STEPS: MetricKey = Known::SkippedSteps.key();
 pub const TAU: MetricKey = Known::Tau.key();
+pub const SUM_WAIT_S: MetricKey = Known::SumWaitS.key();
+pub const SUMS_IN_BACKWARD: MetricKey = Known::SumsInBackward.key();
 
 impl From<Known> for MetricKey {
     fn from(known: Known) -> Self {

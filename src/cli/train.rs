@@ -44,6 +44,11 @@ pub struct TrainArgs {
     /// Crash (abort, no cleanup) after this step: for testing crash recovery.
     #[arg(long, hide = true)]
     abort_after_step: Option<u64>,
+    /// Under MPI, sum the gradients over the ranks only after the whole backward pass, not
+    /// block by block while it runs (with `activation_checkpointing: Blocks`): the same
+    /// result, more waiting; to measure what the overlap saves.
+    #[arg(long)]
+    sum_after_backward: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -147,6 +152,7 @@ pub(super) fn run_with(
         TrainUi {
             quiet: args.quiet,
             abort_after_step: args.abort_after_step,
+            sum_after_backward: args.sum_after_backward,
         },
         world,
     )?;
@@ -184,6 +190,8 @@ pub(super) struct TrainUi {
     pub quiet: bool,
     /// Crash after this step (tests).
     pub abort_after_step: Option<u64>,
+    /// Under MPI, no gradient sums during the backward pass.
+    pub sum_after_backward: bool,
 }
 
 /// Trains into `out` on `gpus` (the first the main one), with a progress bar and Ctrl-C
@@ -220,6 +228,7 @@ pub(super) fn train_in(
             kind: Some(kind),
             report: Some(&mut report),
             world: Some(world),
+            sum_after_backward: ui.sum_after_backward,
         },
     );
     STOPPABLE.store(false, Ordering::SeqCst);

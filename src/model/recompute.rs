@@ -3,21 +3,57 @@
 //! only, and the backward pass runs the block again with gradients (the autodiff node is
 //! [`crate::kernels::recompute`]). The drop-path masks are drawn once, before the block, and
 //! used by both passes.
+//!
+//! The backward pass of a block is also the moment its parameters' gradients are final (a
+//! block's parameters serve that block alone): a caller can take them there, while the
+//! blocks below are still to come ([`with_block_gradients`]; an MPI job sums them over its
+//! ranks meanwhile).
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use burn::backend::DispatchTensor;
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Int, Tensor};
 
 use super::vit::Block;
 use crate::kernels::{Recompute, recompute};
 
-/// `block` on `x`, keeping only `x` for the backward pass.
+/// One recomputed block's parameter gradients, final once its backward pass ran.
+pub struct BlockGradients {
+    /// The block's index in the backbone.
+    pub block: usize,
+    /// Each parameter in the block's visit order: its id, its number of values and its
+    /// gradient flattened (`None`: the parameter has none, e.g. frozen).
+    pub params: Vec<(ParamId, usize, Option<Tensor<1>>)>,
+}
+
+thread_local! {
+    /// Where this thread's recomputed blocks hand their gradients ([`with_block_gradients`]).
+    static SINK: RefCell<Option<Box<dyn FnMut(BlockGradients)>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (a backward pass on this thread) with every recomputed block's gradients handed
+/// to `sink` as soon as the block's backward pass has computed them, the top block first.
+/// The gradients still reach the autodiff graph as usual.
+pub fn with_block_gradients<R>(sink: Box<dyn FnMut(BlockGradients)>, f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            SINK.with(|s| s.borrow_mut().take());
+        }
+    }
+    SINK.with(|s| *s.borrow_mut() = Some(sink));
+    let _reset = Reset;
+    f()
+}
+
+/// `block` (the backbone's block `index`) on `x`, keeping only `x` for the backward pass.
 ///
 /// # Shapes
 /// x `[B, N, D]`, token_ids `[B·N]`, masks two `[B]` → `[B, N, D]`.
 pub fn block(
+    index: usize,
     block: &Block,
     x: Tensor<3>,
     token_ids: &Tensor<1, Int>,
@@ -32,6 +68,7 @@ pub fn block(
     let mut params = Params(Vec::new());
     block.visit(&mut params);
     let plain = PlainBlock {
+        index,
         block: block.valid(),
         token_ids: token_ids.clone().inner(),
         masks: masks.map(|m| m.map(Tensor::inner)),
@@ -41,6 +78,7 @@ pub fn block(
 
 /// A block without autodiff, its inputs other than `x` fixed.
 struct PlainBlock {
+    index: usize,
     block: Block,
     token_ids: Tensor<1, Int>,
     masks: [Option<Tensor<1>>; 2],
@@ -69,15 +107,40 @@ impl Recompute for PlainBlock {
             .grad(&grads)
             .expect("a block's output depends on its input")
             .into_dispatch();
-        struct Grads<'g>(&'g burn::tensor::Gradients, Vec<Option<DispatchTensor>>);
+        let sink = SINK.with(|s| s.borrow().is_some());
+        struct Grads<'g> {
+            grads: &'g burn::tensor::Gradients,
+            dispatch: Vec<Option<DispatchTensor>>,
+            flat: Option<Vec<(ParamId, usize, Option<Tensor<1>>)>>,
+        }
         impl ModuleVisitor for Grads<'_> {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                self.1
-                    .push(param.val().grad(self.0).map(Tensor::into_dispatch));
+                let grad = param.val().grad(self.grads);
+                if let Some(flat) = &mut self.flat {
+                    let numel = param.val().shape().num_elements();
+                    let values = grad.clone().map(|g| g.reshape([numel]));
+                    flat.push((param.id, numel, values));
+                }
+                self.dispatch.push(grad.map(Tensor::into_dispatch));
             }
         }
-        let mut dparams = Grads(&grads, Vec::new());
+        let mut dparams = Grads {
+            grads: &grads,
+            dispatch: Vec::new(),
+            flat: sink.then(Vec::new),
+        };
         block.visit(&mut dparams);
-        (dx, dparams.1)
+        if let Some(params) = dparams.flat {
+            let gradients = BlockGradients {
+                block: self.index,
+                params,
+            };
+            SINK.with(|s| {
+                if let Some(sink) = s.borrow_mut().as_mut() {
+                    sink(gradients);
+                }
+            });
+        }
+        (dx, dparams.dispatch)
     }
 }

@@ -205,7 +205,7 @@ impl Vit {
         for (i, block) in self.blocks.iter().enumerate() {
             x = if self.recompute_blocks && x.is_autodiff() {
                 let masks = block.drop_masks(b, dtype, &x.device());
-                super::recompute::block(block, x, &token_ids, masks)
+                super::recompute::block(i, block, x, &token_ids, masks)
             } else {
                 block.forward(x, &token_ids)
             };

@@ -345,6 +345,7 @@ impl Demo<'_> {
                 kind: Some(kind),
                 report: Some(&mut report),
                 world: None,
+                sum_after_backward: false,
             },
         )?;
         if outcome.interrupted || self.stop.load(Ordering::SeqCst) {

@@ -13,6 +13,7 @@ pub mod fixmatch;
 pub mod loss;
 pub mod loss_scale;
 pub mod optimizer;
+pub mod overlap;
 pub mod parallel;
 pub mod rank_start;
 pub mod ranks;

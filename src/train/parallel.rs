@@ -29,6 +29,7 @@ use super::ranks::ShareNumbers;
 use crate::distributed::World;
 use crate::error::{Error, Result};
 use crate::model::Segmentor;
+use crate::run::{MetricKey, keys};
 
 /// `n` items in `k` contiguous shares, the first `n % k` one longer; never an empty share
 /// (fewer shares when `n < k`).
@@ -57,6 +58,9 @@ pub struct Replicas<'a> {
     pub first_slot: usize,
     /// Devices over every rank.
     pub slots: usize,
+    /// Whether an MPI job sums each recomputed ViT block's gradients over the ranks while
+    /// the backward pass goes on ([`super::overlap`]); the same on every rank.
+    pub overlap: bool,
 }
 
 impl<'a> Replicas<'a> {
@@ -67,6 +71,7 @@ impl<'a> Replicas<'a> {
             world: World::alone(),
             first_slot: 0,
             slots: devices.len(),
+            overlap: false,
         }
     }
 
@@ -105,6 +110,28 @@ pub struct StepGrads {
     pub grads: GradientsParams,
     pub sums: BTreeMap<String, f64>,
     pub per_image: Vec<f64>,
+    /// In an MPI job, what the sums over the ranks cost ([`RankSums::stats`]).
+    pub rank_sums: Option<RankSums>,
+}
+
+/// What summing a step's gradients over the ranks of an MPI job cost.
+#[derive(Debug, Clone, Copy)]
+pub struct RankSums {
+    /// Seconds from the end of this rank's backward pass (its submission to the GPU) until
+    /// the summed gradients were back: the communication the backward pass did not hide.
+    pub wait_s: f64,
+    /// Recomputed blocks whose gradients were handed to the sums while the backward pass ran.
+    pub in_backward: usize,
+}
+
+impl RankSums {
+    /// As a step's event fields (`sum_wait_s`, `sums_in_backward`).
+    pub fn stats(self) -> [(MetricKey, f64); 2] {
+        [
+            (keys::SUM_WAIT_S, self.wait_s),
+            (keys::SUMS_IN_BACKWARD, self.in_backward as f64),
+        ]
+    }
 }
 
 /// Runs `share(k, replica, device)` for this rank's first `local` devices (autodiff devices,
@@ -121,6 +148,40 @@ pub fn step_grads<F>(
     loss_scale: f64,
     share: F,
 ) -> Result<StepGrads>
+where
+    F: Fn(usize, &Segmentor, &Device) -> Result<ShareLoss> + Sync,
+{
+    let world = replicas.world;
+    if world.size() <= 1 {
+        let (grads, numbers) = local_grads(model, replicas, local, loss_scale, &share)?;
+        return Ok(gathered(grads, numbers, None));
+    }
+    let (grads, numbers, early) = if replicas.overlap && model.backbone.recompute_blocks {
+        super::overlap::during_backward(world, model, || {
+            local_grads(model, replicas, local, loss_scale, &share)
+        })?
+    } else {
+        let (grads, numbers) = local_grads(model, replicas, local, loss_scale, &share)?;
+        (grads, numbers, super::overlap::Early::none())
+    };
+    let main = &replicas.devices[0];
+    let grads = super::ranks::sum_grads(world, model, grads, early.summed, main)?;
+    let numbers = super::ranks::gather_shares(world, &numbers);
+    let sums = RankSums {
+        wait_s: early.backward_end.elapsed().as_secs_f64(),
+        in_backward: early.in_backward,
+    };
+    Ok(gathered(grads, numbers, Some(sums)))
+}
+
+/// This rank's shares' gradients, summed on its main device, and their numbers.
+fn local_grads<F>(
+    model: &Segmentor,
+    replicas: Replicas<'_>,
+    local: usize,
+    loss_scale: f64,
+    share: &F,
+) -> Result<(GradientsParams, Vec<ShareNumbers>)>
 where
     F: Fn(usize, &Segmentor, &Device) -> Result<ShareLoss> + Sync,
 {
@@ -189,12 +250,16 @@ where
             per_image: out.per_image,
         });
     }
-    let mut grads = accumulator.grads();
-    if replicas.world.size() > 1 {
-        grads = super::ranks::sum_grads(replicas.world, model, grads, main);
-        numbers = super::ranks::gather_shares(replicas.world, &numbers);
-    }
-    // The shares' numbers in batch order, summed as one process sums its devices'.
+    Ok((accumulator.grads(), numbers))
+}
+
+/// The step's gradients and its shares' numbers (every rank's, in batch order) summed as one
+/// process sums its devices'.
+fn gathered(
+    grads: GradientsParams,
+    numbers: Vec<ShareNumbers>,
+    rank_sums: Option<RankSums>,
+) -> StepGrads {
     let mut sums: BTreeMap<String, f64> = BTreeMap::new();
     let mut per_image = Vec::new();
     for share in numbers {
@@ -203,9 +268,10 @@ where
         }
         per_image.extend(share.per_image);
     }
-    Ok(StepGrads {
+    StepGrads {
         grads,
         sums,
         per_image,
-    })
+        rank_sums,
+    }
 }

@@ -16,7 +16,9 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::overlap::Summed;
 use crate::distributed::World;
+use crate::error::{Error, Result};
 use crate::model::Segmentor;
 
 /// One share's logged numbers: its sums (loss parts, pixel counts) and per-image values.
@@ -27,21 +29,27 @@ pub struct ShareNumbers {
 }
 
 /// The gradients `grads` (this rank's, on `device`) summed over the ranks in rank order
-/// ([`World::sum_f32`]): the same values on every rank.
+/// ([`World::sum_f32`]): the same values on every rank. The parameters in `early` were
+/// summed already ([`super::overlap`]): their sums join the result as they are.
 pub fn sum_grads(
     world: &World,
     model: &Segmentor,
     mut grads: GradientsParams,
+    early: Summed,
     device: &Device,
-) -> GradientsParams {
+) -> Result<GradientsParams> {
     // Pass 1: each parameter's size and this rank's gradient, in visit order.
     struct Take<'a> {
         grads: &'a mut GradientsParams,
+        early: &'a Summed,
         params: Vec<(ParamId, usize, bool)>,
         local: Vec<Tensor<1>>,
     }
     impl ModuleVisitor for Take<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if self.early.contains_key(&param.id) {
+                return;
+            }
             let numel = param.val().shape().num_elements();
             let grad = self.grads.remove::<D>(param.id);
             self.params.push((param.id, numel, grad.is_some()));
@@ -52,6 +60,7 @@ pub fn sum_grads(
     }
     let mut take = Take {
         grads: &mut grads,
+        early: &early,
         params: Vec::new(),
         local: Vec::new(),
     };
@@ -67,10 +76,13 @@ pub fn sum_grads(
         Vec::new()
     } else {
         Tensor::cat(local, 0)
-            .into_data()
+            .try_into_data()
+            .map_err(|e| {
+                Error::Execution(format!("reading the gradients from the GPU failed: {e:?}"))
+            })?
             .convert::<f32>()
             .try_to_vec::<f32>()
-            .expect("f32 gradients")
+            .map_err(|e| Error::Execution(format!("the gradients are not floats: {e:?}")))?
     };
     // The send buffer: every parameter with a gradient somewhere, zeros where not here.
     let mut buffer = Vec::new();
@@ -91,6 +103,7 @@ pub fn sum_grads(
     // Pass 2: the sums back as gradients of the same parameters.
     struct Put<'a> {
         grads: &'a mut GradientsParams,
+        early: &'a Summed,
         buffer: &'a [f32],
         anywhere: &'a [f32],
         index: usize,
@@ -99,12 +112,20 @@ pub fn sum_grads(
     }
     impl ModuleVisitor for Put<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let shape = param.val().shape();
+            if let Some(summed) = self.early.get(&param.id) {
+                if let Some(values) = summed {
+                    let grad =
+                        Tensor::<D>::from_data(TensorData::new(values.clone(), shape), self.device);
+                    self.grads.register::<D>(param.id, grad);
+                }
+                return;
+            }
             let present = self.anywhere[self.index] > 0.0;
             self.index += 1;
             if !present {
                 return;
             }
-            let shape = param.val().shape();
             let numel = shape.num_elements();
             let values = self.buffer[self.read..self.read + numel].to_vec();
             self.read += numel;
@@ -116,13 +137,14 @@ pub fn sum_grads(
     let inner = device.clone().inner();
     model.visit(&mut Put {
         grads: &mut summed,
+        early: &early,
         buffer: &buffer,
         anywhere: &anywhere,
         index: 0,
         read: 0,
         device: &inner,
     });
-    summed
+    Ok(summed)
 }
 
 /// Rank 0's weights (every float parameter and BatchNorm statistic, in visit order), on

@@ -87,6 +87,11 @@ pub struct TrainOptions<'a> {
     /// step's batch is split over all ranks' devices and rank 0 alone writes the run
     /// directory. `None`: a job of one.
     pub world: Option<&'static World>,
+    /// In an MPI job, sum the gradients over the ranks after the whole backward pass only
+    /// (the same sums; for measuring): by default each recomputed ViT block's gradients are
+    /// summed while the backward pass goes on ([`super::overlap`]). If any rank asks for it,
+    /// every rank does.
+    pub sum_after_backward: bool,
 }
 
 impl TrainOptions<'_> {
@@ -398,6 +403,8 @@ struct Session<'r> {
     /// This rank's first device among every rank's, and the devices over every rank.
     first_slot: usize,
     slots: usize,
+    /// Whether the gradient sums over the ranks overlap the backward pass (agreed by all).
+    overlap: bool,
     /// The main plain device (validation, samples).
     device: Device,
     start_step: u64,
@@ -471,6 +478,7 @@ impl<'r> Session<'r> {
             config.activation_checkpointing,
             recipe.splittable_images(),
         )?;
+        let overlap = !world.any(options.sum_after_backward);
         let last_checkpoint = resume
             .as_ref()
             .map(|p| p.step)
@@ -495,6 +503,7 @@ impl<'r> Session<'r> {
             world,
             first_slot,
             slots,
+            overlap,
             device: device.clone(),
             start_step,
             wall_offset_s,
@@ -578,6 +587,7 @@ impl<'r> Session<'r> {
                 world: self.world,
                 first_slot: self.first_slot,
                 slots: self.slots,
+                overlap: self.overlap,
             };
             self.recipe.step(model, replicas, loss_scale)?
         };

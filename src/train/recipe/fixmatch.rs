@@ -28,7 +28,7 @@ use crate::train::batch::{Dataset, LabeledLoader, UnlabeledBatch, labeled_tensor
 use crate::train::config::{FixMatchSetup, TrainConfig};
 use crate::train::fixmatch::{Normalizers, UnlabeledTensors, fixmatch_step, teacher_mix};
 use crate::train::loss::scalar;
-use crate::train::parallel::{Replicas, ShareLoss, step_grads};
+use crate::train::parallel::{RankSums, Replicas, ShareLoss, step_grads};
 
 /// Seeds of the unlabeled streams and of the fixed sample set, apart from the labeled ones.
 const UNLABELED_SEED: u64 = 0x0075_6e6c_6162;
@@ -361,7 +361,8 @@ impl Recipe for FixMatch {
                 device,
             ))
         })?;
-        let (losses, stats) = summarize(&out.sums, &out.per_image);
+        let (losses, mut stats) = summarize(&out.sums, &out.per_image);
+        stats.extend(out.rank_sums.into_iter().flat_map(RankSums::stats));
         Ok(StepResult {
             grads: out.grads,
             losses,

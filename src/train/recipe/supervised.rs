@@ -18,7 +18,7 @@ use crate::run::keys::{self, MetricKey};
 use crate::train::batch::{Dataset, LabeledLoader, labeled_tensors, labeled_valid_px};
 use crate::train::config::TrainConfig;
 use crate::train::loss::{cross_entropy_over, scalar};
-use crate::train::parallel::{Replicas, ShareLoss, step_grads};
+use crate::train::parallel::{RankSums, Replicas, ShareLoss, step_grads};
 use crate::train::sampling::Sampler;
 
 /// Cross-entropy on the labeled crops of every dataset.
@@ -147,6 +147,7 @@ impl Recipe for Supervised {
                 }
             }
         }
+        stats.extend(out.rank_sums.into_iter().flat_map(RankSums::stats));
         Ok(StepResult {
             grads: out.grads,
             losses,
