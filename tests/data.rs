@@ -8,7 +8,7 @@ use image::{GrayImage, Luma, Rgb, RgbImage};
 use s5::Error;
 use s5::data::augment::{AugmentConfig, CutMixBox, strong, weak};
 use s5::data::io::{read_labels, read_sample};
-use s5::data::loader::{LoaderConfig, Prefetcher, item_rng};
+use s5::data::loader::{Keep, LoaderConfig, Prefetcher, item_rng};
 use s5::data::source::{TiledSource, grid_offsets};
 use s5::data::{DatasetSpec, IGNORE, LabelEncoding, SampleRef, SplitSource};
 
@@ -497,6 +497,65 @@ fn loader_resumes_with_the_same_batches_and_skips_bad_samples() {
     assert!(err.to_string().contains("bad.png"), "{err}");
 }
 
+/// A stream that keeps part of each batch (a rank's share) decodes those positions alone,
+/// into the very items a whole stream makes there; the rest are placeholders. Set while the
+/// stream runs, it applies to the batches made from then on.
+#[test]
+fn a_stream_decodes_only_the_share_it_keeps() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let config = LoaderConfig {
+        batch: 5,
+        prefetch: 1,
+        seed: 9,
+        skip_bad: false,
+        start_step: 0,
+        epoch_len: 11,
+    };
+    let made = Arc::new(AtomicUsize::new(0));
+    let counting = {
+        let made = Arc::clone(&made);
+        move |i: usize, rng: &mut rand_chacha::ChaCha8Rng| -> s5::Result<(usize, u32)> {
+            use rand::Rng;
+            made.fetch_add(1, Ordering::SeqCst);
+            Ok((i + 1, rng.random()))
+        }
+    };
+    let whole: Vec<_> = Prefetcher::spawn(11, config, counting.clone())
+        .take(4)
+        .map(|b| b.unwrap().items)
+        .collect();
+    let keep = Keep::default();
+    keep.set(1..3);
+    made.store(0, Ordering::SeqCst);
+    let part: Vec<_> = Prefetcher::spawn_keeping(11, config, keep, counting)
+        .take(4)
+        .map(|b| b.unwrap().items)
+        .collect();
+    // Batches made ahead (prefetch 1, and the one being made) may be whole or in part: at
+    // most 2 past the 4 taken.
+    let calls = made.load(Ordering::SeqCst);
+    assert!(
+        (8..=12).contains(&calls),
+        "{calls} items made for 4 batches of 2 kept"
+    );
+    for (whole, part) in whole.iter().zip(&part) {
+        assert_eq!(part.len(), 5);
+        assert_eq!(part[1..3], whole[1..3]);
+        assert!(
+            part[..1]
+                .iter()
+                .chain(&part[3..])
+                .all(|&(i, r)| i == 0 && r == 0)
+        );
+        assert!(
+            whole.iter().all(|&(i, _)| i > 0),
+            "decoded items are never the placeholder"
+        );
+    }
+}
+
 // ---------------------------------------------------------------- bad input
 
 #[test]
@@ -619,10 +678,20 @@ fn labeled_and_unlabeled_streams_from_synthetic_data() {
         labeled_strong: true,
         ..aug.clone()
     };
-    let plain =
-        s5::data::loader::labeled_stream(urban.clone(), samples.clone(), aug.clone(), loader);
-    let strong =
-        s5::data::loader::labeled_stream(urban.clone(), samples.clone(), strong_aug, loader);
+    let plain = s5::data::loader::labeled_stream(
+        urban.clone(),
+        samples.clone(),
+        aug.clone(),
+        loader,
+        Keep::default(),
+    );
+    let strong = s5::data::loader::labeled_stream(
+        urban.clone(),
+        samples.clone(),
+        strong_aug,
+        loader,
+        Keep::default(),
+    );
     let (plain, strong) = (plain.take(2), strong.take(2));
     let mut recoloured = 0;
     for (p, s) in plain.zip(strong) {
@@ -632,8 +701,15 @@ fn labeled_and_unlabeled_streams_from_synthetic_data() {
         }
     }
     assert!(recoloured > 0, "labeled_strong changed no crop");
-    let labeled = s5::data::loader::labeled_stream(urban.clone(), samples, aug.clone(), loader);
-    let unlabeled = s5::data::loader::unlabeled_stream(pool_spec, pool, aug, loader);
+    let labeled = s5::data::loader::labeled_stream(
+        urban.clone(),
+        samples,
+        aug.clone(),
+        loader,
+        Keep::default(),
+    );
+    let unlabeled =
+        s5::data::loader::unlabeled_stream(pool_spec, pool, aug, loader, Keep::default());
     for (l, u) in labeled.zip(unlabeled).take(4) {
         let (l, u) = (l.unwrap(), u.unwrap());
         assert_eq!(l.items.len(), 4);

@@ -6,8 +6,12 @@
 //! sample `order(epoch)[p % len]` of epoch `p / len`, augmented with an RNG seeded by
 //! (seed, p). A stream restarted at step `s` ([`LoaderConfig::start_step`]) therefore
 //! continues with exactly the batches an uninterrupted run would have seen.
+//!
+//! A stream can decode part of each batch only ([`Keep`]): the ranks of an MPI job each
+//! decode their own share of the global batch.
 
 use std::collections::HashSet;
+use std::ops::Range;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -57,6 +61,23 @@ pub fn epoch_order(len: usize, epoch_len: usize, seed: u64, epoch: u64) -> Vec<u
     order
 }
 
+/// Which positions of each batch a stream decodes; the others are left as `T::default()`
+/// (another rank's share of the batch). Shared with the producer: set it once the shares are
+/// known, and batches made from then on are decoded in part; until then, whole.
+#[derive(Debug, Clone, Default)]
+pub struct Keep(Arc<Mutex<Option<Range<usize>>>>);
+
+impl Keep {
+    /// Decode the positions `range` of each batch (indices within the batch) from now on.
+    pub fn set(&self, range: Range<usize>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(range);
+    }
+
+    fn range(&self) -> Option<Range<usize>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// One batch: its step and items in stream order.
 #[derive(Debug)]
 pub struct Batch<T> {
@@ -70,7 +91,7 @@ pub struct Prefetcher<T> {
     _producer: JoinHandle<()>,
 }
 
-impl<T: Send + 'static> Prefetcher<T> {
+impl<T: Send + Default + 'static> Prefetcher<T> {
     /// Starts producing batches of `make(sample_index, rng)` over a source of `len` samples.
     /// With `skip_bad`, a failing sample is reported once and the next sample of the source
     /// is tried; otherwise the error ends the stream.
@@ -78,8 +99,18 @@ impl<T: Send + 'static> Prefetcher<T> {
     where
         F: Fn(usize, &mut ChaCha8Rng) -> Result<T> + Send + Sync + 'static,
     {
+        Self::spawn_keeping(len, config, Keep::default(), make)
+    }
+
+    /// [`Prefetcher::spawn`], decoding the positions of each batch that `keep` keeps (the
+    /// others: `T::default()`, `make` not called). What a kept position holds does not
+    /// depend on what is kept.
+    pub fn spawn_keeping<F>(len: usize, config: LoaderConfig, keep: Keep, make: F) -> Self
+    where
+        F: Fn(usize, &mut ChaCha8Rng) -> Result<T> + Send + Sync + 'static,
+    {
         let (tx, rx) = sync_channel(config.prefetch.max(1));
-        let producer = std::thread::spawn(move || produce(len, config, make, tx));
+        let producer = std::thread::spawn(move || produce(len, config, &keep, make, tx));
         Self {
             rx,
             _producer: producer,
@@ -95,9 +126,14 @@ impl<T> Iterator for Prefetcher<T> {
     }
 }
 
-fn produce<T, F>(len: usize, config: LoaderConfig, make: F, tx: SyncSender<Result<Batch<T>>>)
-where
-    T: Send,
+fn produce<T, F>(
+    len: usize,
+    config: LoaderConfig,
+    keep: &Keep,
+    make: F,
+    tx: SyncSender<Result<Batch<T>>>,
+) where
+    T: Send + Default,
     F: Fn(usize, &mut ChaCha8Rng) -> Result<T> + Sync,
 {
     let epoch_len = config.epoch_len.max(1);
@@ -120,9 +156,14 @@ where
                 (p, order[(p % epoch_len as u64) as usize])
             })
             .collect();
+        let kept = keep.range();
         let items: Result<Vec<T>> = picks
             .par_iter()
-            .map(|&(position, sample)| {
+            .enumerate()
+            .map(|(index, &(position, sample))| {
+                if kept.as_ref().is_some_and(|range| !range.contains(&index)) {
+                    return Ok(T::default());
+                }
                 let mut attempt = 0;
                 loop {
                     let mut rng = item_rng(config.seed, position);
@@ -152,7 +193,7 @@ where
 ///
 /// # Shapes
 /// image `[3, S, S]` (ImageNet-normalised), labels and valid `[S, S]`, S = crop side.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LabeledItem {
     pub image: Vec<f32>,
     pub labels: Vec<u8>,
@@ -164,7 +205,7 @@ pub struct LabeledItem {
 ///
 /// # Shapes
 /// weak, strong `[3, S, S]` (normalised); valid, truth `[S, S]`; the RGB views `S × S`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct UnlabeledItem {
     pub weak: Vec<f32>,
     pub strong: Vec<f32>,
@@ -183,9 +224,10 @@ pub fn labeled_stream(
     samples: Arc<Vec<super::SampleRef>>,
     augment: super::augment::AugmentConfig,
     config: LoaderConfig,
+    keep: Keep,
 ) -> Prefetcher<LabeledItem> {
     let len = samples.len();
-    Prefetcher::spawn(len, config, move |i, rng| {
+    Prefetcher::spawn_keeping(len, config, keep, move |i, rng| {
         let super::io::Sample { image, labels, .. } = super::io::read_sample(&spec, &samples[i])?;
         let view = super::augment::weak(&image, labels.as_ref(), &augment, rng);
         let image = if augment.labeled_strong {
@@ -207,9 +249,10 @@ pub fn unlabeled_stream(
     source: Arc<super::source::TiledSource>,
     augment: super::augment::AugmentConfig,
     config: LoaderConfig,
+    keep: Keep,
 ) -> Prefetcher<UnlabeledItem> {
     let len = source.patches.len();
-    Prefetcher::spawn(len, config, move |i, rng| {
+    Prefetcher::spawn_keeping(len, config, keep, move |i, rng| {
         unlabeled_item(&spec, &source, &augment, i, rng)
     })
 }

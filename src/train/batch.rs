@@ -6,7 +6,9 @@ use std::sync::Arc;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::TrainConfig;
-use crate::data::loader::{LabeledItem, LoaderConfig, Prefetcher, UnlabeledItem, labeled_stream};
+use crate::data::loader::{
+    Keep, LabeledItem, LoaderConfig, Prefetcher, UnlabeledItem, labeled_stream,
+};
 use crate::data::{DatasetSpec, IGNORE, SampleRef};
 use crate::error::{Error, Result};
 
@@ -89,6 +91,7 @@ pub struct LabeledLoader {
     /// Crops of the first chunk a resumed run had already taken.
     skip: usize,
     name: String,
+    keep: Keep,
 }
 
 impl LabeledLoader {
@@ -101,6 +104,7 @@ impl LabeledLoader {
             crop_px: dataset.crop_px,
             ..config.augment.clone()
         };
+        let keep = Keep::default();
         let stream = labeled_stream(
             dataset.spec.clone(),
             dataset.train.clone(),
@@ -113,13 +117,22 @@ impl LabeledLoader {
                 start_step: consumed / chunk,
                 epoch_len: dataset.train.len(),
             },
+            keep.clone(),
         );
         Self {
             stream,
             ready: std::collections::VecDeque::new(),
             skip: (consumed % chunk) as usize,
             name: dataset.spec.name.clone(),
+            keep,
         }
+    }
+
+    /// From now on, decode only the crops at `range` of each chunk (the dataset's `batch`);
+    /// the others are empty placeholders. For a caller that takes one whole chunk per step
+    /// and reads only those crops of it (a rank's share of a FixMatch step).
+    pub fn decode_only(&self, range: std::ops::Range<usize>) {
+        self.keep.set(range);
     }
 
     /// The next `n` crops.

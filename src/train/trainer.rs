@@ -479,6 +479,14 @@ impl<'r> Session<'r> {
             recipe.splittable_images(),
         )?;
         let overlap = !world.any(options.sum_after_backward);
+        let mut recipe = recipe;
+        recipe.prepare_shares_only(Replicas {
+            devices: &devices,
+            world,
+            first_slot,
+            slots,
+            overlap,
+        });
         let last_checkpoint = resume
             .as_ref()
             .map(|p| p.step)

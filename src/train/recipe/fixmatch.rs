@@ -13,7 +13,7 @@ use image::{GrayImage, RgbImage};
 use super::{Recipe, StepResult};
 use crate::data::DatasetSpec;
 use crate::data::loader::{
-    LabeledItem, LoaderConfig, Prefetcher, UnlabeledItem, item_rng, unlabeled_item,
+    Keep, LabeledItem, LoaderConfig, Prefetcher, UnlabeledItem, item_rng, unlabeled_item,
     unlabeled_stream,
 };
 use crate::data::palette::colorize;
@@ -129,6 +129,8 @@ pub struct FixMatch {
     dataset: String,
     stream: Prefetcher<UnlabeledItem>,
     partner: Prefetcher<UnlabeledItem>,
+    /// What the unlabeled streams decode of each batch (the labeled loader has its own).
+    unlabeled_keep: Keep,
     /// The fixed images pictured every `samples.every_steps` (partner: the next one).
     fixed: Vec<(String, UnlabeledItem)>,
 }
@@ -169,6 +171,7 @@ impl FixMatch {
         let source = Arc::new(source);
         let spec = Arc::new(spec);
         let len = source.patches.len();
+        let unlabeled_keep = Keep::default();
         let stream = |seed: u64| {
             unlabeled_stream(
                 spec.clone(),
@@ -182,6 +185,7 @@ impl FixMatch {
                     start_step,
                     epoch_len: len,
                 },
+                unlabeled_keep.clone(),
             )
         };
         let count = setup.samples.images.min(len);
@@ -207,6 +211,7 @@ impl FixMatch {
             dataset: labeled.name.clone(),
             stream: stream(UNLABELED_SEED),
             partner: stream(PARTNER_SEED),
+            unlabeled_keep,
             fixed,
         })
     }
@@ -333,6 +338,14 @@ impl Recipe for FixMatch {
         self.batch + 2 * self.setup.unlabeled_batch
     }
 
+    fn prepare_shares_only(&mut self, replicas: Replicas<'_>) {
+        if replicas.world.size() > 1 {
+            self.labeled.decode_only(span(&replicas.shares(self.batch)));
+            self.unlabeled_keep
+                .set(span(&replicas.shares(self.setup.unlabeled_batch)));
+        }
+    }
+
     fn step(
         &mut self,
         model: &Segmentor,
@@ -342,8 +355,12 @@ impl Recipe for FixMatch {
         let labeled = self.labeled.take(self.batch)?;
         let unlabeled = self.next_unlabeled()?;
         let (labeled, u, partner) = (&labeled.items, &unlabeled.items, &unlabeled.partner);
-        let norms = Normalizers::of(labeled, u, partner);
         let (ls, us) = (replicas.shares(labeled.len()), replicas.shares(u.len()));
+        // This rank's crops of the step (the only ones its loaders decode under MPI, see
+        // `prepare_shares_only`); the whole batch's counts are summed over the ranks.
+        let (mine_l, mine_u) = (span(&ls), span(&us));
+        let norms = Normalizers::of(&labeled[mine_l], &u[mine_u.clone()], &partner[mine_u])
+            .over_ranks(replicas.world);
         let settings = ShareSettings {
             setup: &self.setup,
             crop: self.crop,
@@ -385,6 +402,14 @@ impl Recipe for FixMatch {
 
     fn samples_keep(&self) -> usize {
         self.setup.samples.keep
+    }
+}
+
+/// The items `shares` (consecutive ranges) cover together; empty for no share.
+fn span(shares: &[std::ops::Range<usize>]) -> std::ops::Range<usize> {
+    match (shares.first(), shares.last()) {
+        (Some(first), Some(last)) => first.start..last.end,
+        _ => 0..0,
     }
 }
 

@@ -41,6 +41,11 @@ pub trait Recipe {
     /// Images a step processes, for images/s.
     fn images_per_step(&self) -> usize;
 
+    /// From now on, prepare only this rank's crops of each batch (an MPI job's ranks each
+    /// decode their shares), where the recipe can tell them before the step; by default
+    /// every rank prepares whole batches.
+    fn prepare_shares_only(&mut self, _replicas: Replicas<'_>) {}
+
     /// Draws the step's batches and computes the gradients of its loss times `loss_scale`
     /// (1 but in mixed precision), split over `replicas` (this process's autodiff devices,
     /// the main one first, and those of the job's other ranks, see [`super::parallel`]).
