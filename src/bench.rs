@@ -602,6 +602,8 @@ pub fn bench_score(
             device,
         )
     };
+    // Once outside the timing: a GPU failure is an error, not a timed no-op.
+    score()?;
     let shape = format!("batch {b} × {s}² px");
     let alone = "forward alone (logits)";
     let times = time_interleaved(device, config, &mut [op(forward), op(score)])?;

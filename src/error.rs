@@ -166,6 +166,24 @@ impl From<crate::check::ConfigError> for Error {
 }
 
 impl Error {
+    /// A failed read of what the GPU computed for `what`: the root cause (the last line of
+    /// cubecl's report, which walks every kernel the failure skipped), then `advice`.
+    pub fn gpu_failed(what: &str, report: impl std::fmt::Display, advice: &str) -> Self {
+        let report = report.to_string();
+        let cause = report
+            .lines()
+            .map(str::trim)
+            .rfind(|l| {
+                !l.is_empty()
+                    && !matches!(*l, "Caused by:" | "Asked at:" | "No backtrace available")
+                    && !l.starts_with("skipped ")
+            })
+            .unwrap_or("no reason given");
+        Error::Execution(format!(
+            "the GPU could not compute {what} ({cause}). {advice}"
+        ))
+    }
+
     /// A failed read of `path`: [`Error::MissingFile`] (with what the file is for) when it
     /// does not exist, [`Error::Io`] otherwise.
     pub fn reading(path: &std::path::Path, source: std::io::Error, context: Option<&str>) -> Self {

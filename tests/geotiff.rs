@@ -374,6 +374,7 @@ fn nodata_pixels_are_left_out_of_a_curation_score() {
             setup,
             &device,
         )
+        .unwrap()
         .records[0]
     };
     let with_nodata = score(patch(Some(nodata.clone())));

@@ -139,7 +139,12 @@ pub fn bench_fixmatch_step(
         labeled_px: (b * s * s) as f64,
         mixed_px: (b * s * s) as f64,
     };
+    // A GPU failure (a read that fails) ends the timing and is returned after it.
+    let mut failed: Option<Error> = None;
     let mut step = || {
+        if failed.is_some() {
+            return;
+        }
         let model = student.take().expect("the student is back after each step");
         let labeled = (
             Tensor::<4>::from_data(TensorData::new(images.clone(), [b, 3, s, s]), &train),
@@ -149,20 +154,28 @@ pub fn bench_fixmatch_step(
         let out = fixmatch_step(&model, labeled, &u, &partner, &setup, None, norms);
         let Some(scaler) = scaler.as_mut() else {
             let grads = GradientsParams::from_grads(out.loss.backward(), &model);
-            student = Some(optimizer.step(1e-4, model, grads).0);
+            match optimizer.step(1e-4, model, grads) {
+                Ok((updated, _)) => student = Some(updated),
+                Err(e) => failed = Some(e),
+            }
             return;
         };
         // As training does: the scaled loss backward, one read-back to check and unscale.
         let scaled = out.loss.clone().mul_scalar(scaler.scale());
         let mut grads = GradientsParams::from_grads(scaled.backward(), &model);
-        let loss = crate::train::loss::scalar(out.loss);
-        student = Some(match scaler.check(loss, &model, &mut grads) {
-            ScaledStep::Clean => optimizer
+        let checked = crate::train::loss::scalar(out.loss)
+            .and_then(|loss| scaler.check(loss, &model, &mut grads));
+        let next = match checked {
+            Ok(ScaledStep::Clean) => optimizer
                 .step(1e-4, model, grads)
-                .0
-                .with_mixed_precision(true),
-            ScaledStep::Skipped | ScaledStep::Diverged => model,
-        });
+                .map(|(updated, _)| updated.with_mixed_precision(true)),
+            Ok(ScaledStep::Skipped | ScaledStep::Diverged) => Ok(model),
+            Err(e) => Err(e),
+        };
+        match next {
+            Ok(model) => student = Some(model),
+            Err(e) => failed = Some(e),
+        }
     };
     let warmup = BenchConfig { warmup: 0, reps: 1 };
     time_interleaved(device, warmup, &mut [op(&mut step)])?;
@@ -175,6 +188,10 @@ pub fn bench_fixmatch_step(
         },
         &mut [op(&mut step)],
     )?;
+    drop(step);
+    if let Some(e) = failed {
+        return Err(e);
+    }
     let (median_ms, min_ms) = times[0];
     Ok(FixMatchTiming {
         dim: model.backbone.dim,

@@ -200,7 +200,7 @@ pub fn measure_step(device: &Device, probe: &MemoryProbe) -> Result<StepMemory> 
             (b * s * s) as f64,
         );
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optimizer.step(1e-4, model, grads).0;
+        model = optimizer.step(1e-4, model, grads)?.0;
         reserved.push(read()?.reserved_bytes);
     }
     Ok(StepMemory {

@@ -85,7 +85,7 @@ pub fn spherical_kmeans(
     for restart in 0..config.restarts.max(1) {
         let mut rng =
             ChaCha8Rng::seed_from_u64(config.seed ^ (restart as u64).wrapping_mul(0x9e37_79b9));
-        let run = lloyd(&x, points, dim, config, &mut rng, device);
+        let run = lloyd(&x, points, dim, config, &mut rng, device)?;
         if best
             .as_ref()
             .is_none_or(|b| run.mean_similarity > b.mean_similarity)
@@ -97,16 +97,31 @@ pub fn spherical_kmeans(
 }
 
 /// `X · Cᵀ` on the GPU, back as N rows of K similarities.
-fn similarities(x: &Tensor<2>, centroids: &[Vec<f32>], dim: usize, device: &Device) -> Vec<f32> {
+fn similarities(
+    x: &Tensor<2>,
+    centroids: &[Vec<f32>],
+    dim: usize,
+    device: &Device,
+) -> Result<Vec<f32>> {
     let k = centroids.len();
+    let n = x.dims()[0];
     let flat: Vec<f32> = centroids.iter().flatten().copied().collect();
     let c = Tensor::<2>::from_data(TensorData::new(flat, [k, dim]), device);
+    let what = format!("the similarities of {n} points to {k} centroids");
     x.clone()
         .matmul(c.transpose())
-        .into_data()
+        .try_into_data()
+        .map_err(|e| {
+            Error::gpu_failed(
+                &what,
+                e,
+                "The points and their similarities may need more GPU memory than the adapter \
+                 has: cluster fewer labeled images or fewer clusters",
+            )
+        })?
         .convert::<f32>()
         .try_into_vec::<f32>()
-        .expect("f32 similarities")
+        .map_err(|e| Error::Execution(format!("{what}: not floats: {e:?}")))
 }
 
 /// k-means++ seeding by `1 − cos`, then Lloyd iterations.
@@ -117,12 +132,12 @@ fn lloyd(
     config: &KMeansConfig,
     rng: &mut ChaCha8Rng,
     device: &Device,
-) -> KMeans {
+) -> Result<KMeans> {
     let n = points.len() / dim;
     let k = config.clusters;
     let row = |i: usize| points[i * dim..(i + 1) * dim].to_vec();
     let mut centroids = vec![row(rng.random_range(0..n))];
-    let mut nearest: Vec<f32> = similarities(x, &centroids, dim, device);
+    let mut nearest: Vec<f32> = similarities(x, &centroids, dim, device)?;
     while centroids.len() < k {
         let weights: Vec<f64> = nearest
             .iter()
@@ -142,7 +157,7 @@ fn lloyd(
             rng.random_range(0..n) // every point sits on a centroid already
         };
         centroids.push(row(pick));
-        let fresh = similarities(x, &centroids[centroids.len() - 1..], dim, device);
+        let fresh = similarities(x, &centroids[centroids.len() - 1..], dim, device)?;
         for (s, f) in nearest.iter_mut().zip(fresh) {
             *s = s.max(f);
         }
@@ -151,7 +166,7 @@ fn lloyd(
     let mut iterations = 0;
     let (mut assignments, mut best_sim) = (vec![0u32; n], vec![0f32; n]);
     loop {
-        let sims = similarities(x, &centroids, dim, device);
+        let sims = similarities(x, &centroids, dim, device)?;
         for (i, row) in sims.chunks(k).enumerate() {
             // The most similar centroid; ties to the lower index.
             let (m, s) =
@@ -168,13 +183,13 @@ fn lloyd(
         if mean - previous < config.tolerance || iterations >= config.max_iters {
             let mut counts = vec![0u64; k];
             assignments.iter().for_each(|&a| counts[a as usize] += 1);
-            return KMeans {
+            return Ok(KMeans {
                 centroids,
                 assignments,
                 counts,
                 mean_similarity: mean,
                 iterations,
-            };
+            });
         }
         previous = mean;
         // New centroids: the normalised sums of their members.

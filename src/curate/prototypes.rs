@@ -82,12 +82,22 @@ pub fn embed_images(
         let (_, maps) = model.forward_with_features(padded, dataset);
         let vector = embed(&maps, embedding);
         dim = vector.dims()[1];
+        let what = format!("the features of {} ({w} × {h} px)", sample.image.display());
         rows.extend(
             vector
-                .into_data()
+                .try_into_data()
+                .map_err(|e| {
+                    Error::gpu_failed(
+                        &what,
+                        e,
+                        "The prototypes embed each labeled image whole, which may need more \
+                         GPU memory than the adapter has: cut the labeled images into tiles \
+                         (e.g. 1024 px) in a split of their own for curation",
+                    )
+                })?
                 .convert::<f32>()
                 .try_into_vec::<f32>()
-                .expect("f32 features"),
+                .map_err(|e| Error::Execution(format!("{what}: not floats: {e:?}")))?,
         );
         each_image();
     }

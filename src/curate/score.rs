@@ -15,7 +15,7 @@ use super::select::tiebreak;
 use crate::data::DatasetSpec;
 use crate::data::augment::normalize;
 use crate::data::source::TiledSource;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::eval::infer::STRIDE_PX;
 use crate::kernels::pixel_stats;
 use crate::model::Segmentor;
@@ -157,7 +157,7 @@ pub fn score_range(
             }
         }
         if !batch.is_empty() {
-            let more = score_batch(model, &batch, side, &centroids, prototypes, setup, device);
+            let more = score_batch(model, &batch, side, &centroids, prototypes, setup, device)?;
             scored.records.extend(more.records);
             scored.samples.extend(more.samples);
         }
@@ -211,7 +211,7 @@ pub fn score_batch(
     prototypes: &Prototypes,
     setup: ScoreSetup,
     device: &Device,
-) -> Scored {
+) -> Result<Scored> {
     let b = batch.len();
     let plane = side * side;
     let (pixels, valid) = batch_inputs(batch, side);
@@ -220,28 +220,33 @@ pub fn score_batch(
         Tensor::<3, Bool>::from_data(TensorData::new(valid.clone(), [b, side, side]), device);
     let (logits, maps) = model.forward_with_features(images, setup.dataset);
     let stats = pixel_stats(logits, Some(mask), setup.background);
-    let floats = |t: Tensor<1>| -> Vec<f32> {
-        t.into_data()
-            .convert::<f32>()
+    let what = format!("the scores of {b} patches of {side} px");
+    let floats = |t: Tensor<1>| -> Result<Vec<f32>> {
+        let data = t.try_into_data().map_err(|e| {
+            Error::gpu_failed(
+                &what,
+                e,
+                "A batch may need more GPU memory than the adapter has: score with a smaller \
+                 `--batch` (the scores do not depend on it)",
+            )
+        })?;
+        data.convert::<f32>()
             .try_into_vec::<f32>()
-            .expect("f32")
+            .map_err(|e| Error::Execution(format!("{what}: not floats: {e:?}")))
     };
-    let entropy = floats(stats.entropy);
-    let confidence = floats(stats.confidence.reshape([b * plane]));
-    let labels: Vec<i32> = stats
-        .labels
-        .reshape([b * plane])
-        .into_data()
-        .convert::<i32>()
-        .try_into_vec::<i32>()
-        .expect("i32 labels");
+    let entropy = floats(stats.entropy)?;
+    let confidence = floats(stats.confidence.reshape([b * plane]))?;
+    let labels: Vec<i32> = floats(stats.labels.reshape([b * plane]).float())?
+        .into_iter()
+        .map(|l| l as i32)
+        .collect();
     let embedded = embed(&maps, prototypes.embedding);
     let similarity = floats(
         embedded
             .clone()
             .matmul(centroids.clone().transpose())
             .reshape([b * centroids.dims()[0]]),
-    );
+    )?;
     let m = centroids.dims()[0];
     let records: Vec<PatchRecord> = batch
         .iter()
@@ -297,10 +302,10 @@ pub fn score_batch(
     let mut samples = Vec::with_capacity(sampled.len());
     if !sampled.is_empty() {
         let dim = embedded.dims()[1];
-        let vectors = floats(embedded.reshape([b * dim]));
+        let vectors = floats(embedded.reshape([b * dim]))?;
         for k in sampled {
             samples.push((records[k], vectors[k * dim..(k + 1) * dim].to_vec()));
         }
     }
-    Scored { records, samples }
+    Ok(Scored { records, samples })
 }

@@ -50,7 +50,7 @@ pub fn evaluate_split(
             let values: Vec<i32> = labels.iter().map(|&l| i32::from(l)).collect();
             Tensor::<1, Int>::from_data(TensorData::new(values, [n]), device)
         };
-        matrix.add_tensors(to_tensor(truth.as_raw()), to_tensor(prediction.as_raw()));
+        matrix.add_tensors(to_tensor(truth.as_raw()), to_tensor(prediction.as_raw()))?;
         on_image(Scored {
             index,
             sample,

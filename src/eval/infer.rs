@@ -246,23 +246,14 @@ pub fn window_starts(len: usize, window: usize, stride: usize) -> Vec<usize> {
 /// less: the usual cause is a whole large image (or a large batch of windows) needing more
 /// memory than the adapter has.
 fn gpu_failed(what: &str, error: impl std::fmt::Display) -> crate::Error {
-    // cubecl's report walks every kernel the failure skipped; its last cause is the reason.
-    let report = error.to_string();
-    let cause = report
-        .lines()
-        .map(str::trim)
-        .rfind(|l| {
-            !l.is_empty()
-                && !matches!(*l, "Caused by:" | "Asked at:" | "No backtrace available")
-                && !l.starts_with("skipped ")
-        })
-        .unwrap_or("no reason given");
-    crate::Error::Execution(format!(
-        "the GPU could not compute {what} ({cause}). A whole image at once may need more GPU \
-         memory than the adapter has: predict it in sliding windows (`s5 predict --mode \
-         slide`; in a training config `val: (mode: Slide(window_px: 512, stride_px: 384, \
-         flip: false))`) or with fewer windows per batch (`--window-batch`)"
-    ))
+    crate::Error::gpu_failed(
+        what,
+        error,
+        "A whole image at once may need more GPU memory than the adapter has: predict it in \
+         sliding windows (`s5 predict --mode slide`; in a training config `val: (mode: \
+         Slide(window_px: 512, stride_px: 384, flip: false))`) or with fewer windows per batch \
+         (`--window-batch`)",
+    )
 }
 
 /// Argmax and max softmax probability of a `[1, K, H, W]` logit map, as one band.

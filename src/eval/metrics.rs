@@ -95,7 +95,7 @@ impl ConfusionMatrix {
     ///
     /// # Shapes
     /// gt, pred `[N]` (any integer labels; flatten images first).
-    pub fn add_tensors(&mut self, gt: Tensor<1, Int>, pred: Tensor<1, Int>) {
+    pub fn add_tensors(&mut self, gt: Tensor<1, Int>, pred: Tensor<1, Int>) -> crate::Result<()> {
         let n = gt.dims()[0];
         assert_eq!(
             pred.dims()[0],
@@ -126,15 +126,23 @@ impl ConfusionMatrix {
                 .matmul(one_hot(pred.clone()))
                 .sum_dim(0);
             let values = m
-                .into_data()
+                .try_into_data()
+                .map_err(|e| {
+                    crate::Error::gpu_failed(
+                        &format!("the confusion matrix of {len} pixels"),
+                        e,
+                        "The GPU ran out of memory or failed earlier in the evaluation",
+                    )
+                })?
                 .convert::<f32>()
                 .try_into_vec::<f32>()
-                .expect("counts converted to f32");
+                .map_err(|e| crate::Error::Execution(format!("confusion counts: {e:?}")))?;
             for (c, v) in self.counts.iter_mut().zip(values) {
                 *c += v.round() as u64;
             }
             start += len;
         }
+        Ok(())
     }
 
     /// Adds another matrix (e.g. from another GPU or worker).

@@ -181,8 +181,8 @@ impl PseudoLabelCounts {
     ];
 
     /// All six counts in one read from the GPU, named by [`PseudoLabelCounts::NAMES`].
-    pub fn read(self) -> Vec<(String, f64)> {
-        let values = Tensor::cat(
+    pub fn read(self) -> crate::error::Result<Vec<(String, f64)>> {
+        let values = super::loss::read_floats(Tensor::cat(
             vec![
                 self.valid,
                 self.confident,
@@ -192,16 +192,12 @@ impl PseudoLabelCounts {
                 self.correct_confident,
             ],
             0,
-        )
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("float counts");
-        Self::NAMES
+        ))?;
+        Ok(Self::NAMES
             .iter()
             .zip(values)
             .map(|(name, v)| (name.to_string(), f64::from(v)))
-            .collect()
+            .collect())
     }
 }
 

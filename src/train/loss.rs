@@ -4,6 +4,7 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 
+use crate::error::{Error, Result};
 use crate::reduce::total;
 
 /// `Σ weight · (−log p[label]) / max(normalizer_px, 1)`, the normaliser counted on the CPU:
@@ -29,12 +30,27 @@ pub fn cross_entropy_over(
     total(picked * weight).neg() / normalizer + 0.0
 }
 
-/// The value of a one-element tensor (one read from the GPU).
-pub fn scalar(t: Tensor<1>) -> f64 {
-    let values = t
-        .into_data()
+/// What a failed read in a training step advises.
+const STEP_ADVICE: &str = "A step may need more GPU memory than the adapter has: lower `batch` \
+    (FixMatch: `unlabeled_batch`) or `augment.crop_px`, or set `activation_checkpointing: \
+    Blocks` or `precision: Mixed` (`s5 bench memory` projects what fits). The checkpoints \
+    written so far are kept";
+
+/// The values of a training step's tensor, read from the GPU as f32; an error that says how
+/// to ask for less where the GPU failed.
+pub fn read_floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.try_into_data()
+        .map_err(|e| Error::gpu_failed("a training step", e, STEP_ADVICE))?
         .convert::<f32>()
         .try_into_vec::<f32>()
-        .expect("a float tensor");
-    f64::from(values[0])
+        .map_err(|e| Error::Execution(format!("a training step read non-floats: {e:?}")))
+}
+
+/// The value of a one-element tensor (one read from the GPU).
+pub fn scalar(t: Tensor<1>) -> Result<f64> {
+    let values = read_floats(t)?;
+    values
+        .first()
+        .map(|&v| f64::from(v))
+        .ok_or_else(|| Error::Execution("a training step read an empty tensor".into()))
 }

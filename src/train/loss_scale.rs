@@ -10,6 +10,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
 use super::config::LossScaling;
+use crate::error::Result;
 use crate::model::Segmentor;
 use crate::run::LossScaleState;
 
@@ -62,29 +63,29 @@ impl LossScaler {
         loss: f64,
         model: &Segmentor,
         grads: &mut GradientsParams,
-    ) -> ScaledStep {
-        let finite = loss.is_finite() && unscale(model, grads, 1.0 / self.state.scale);
+    ) -> Result<ScaledStep> {
+        let finite = loss.is_finite() && unscale(model, grads, 1.0 / self.state.scale)?;
         if finite {
             self.state.clean_steps += 1;
             if self.state.clean_steps >= self.setup.growth_interval {
                 self.state.scale *= 2.0;
                 self.state.clean_steps = 0;
             }
-            return ScaledStep::Clean;
+            return Ok(ScaledStep::Clean);
         }
         if self.state.scale <= self.setup.min_scale {
-            return ScaledStep::Diverged;
+            return Ok(ScaledStep::Diverged);
         }
         self.state.scale = (self.state.scale / 2.0).max(self.setup.min_scale);
         self.state.clean_steps = 0;
         self.state.skipped_steps += 1;
-        ScaledStep::Skipped
+        Ok(ScaledStep::Skipped)
     }
 }
 
 /// Multiplies every gradient by `factor`; returns whether they were all finite (one sum of
 /// squares over all of them, in a fixed reduction order, read back).
-fn unscale(model: &Segmentor, grads: &mut GradientsParams, factor: f64) -> bool {
+fn unscale(model: &Segmentor, grads: &mut GradientsParams, factor: f64) -> Result<bool> {
     struct Unscale<'a> {
         grads: &'a mut GradientsParams,
         factor: f64,
@@ -107,7 +108,7 @@ fn unscale(model: &Segmentor, grads: &mut GradientsParams, factor: f64) -> bool 
     };
     model.visit(&mut visit);
     if visit.parts.is_empty() {
-        return true;
+        return Ok(true);
     }
-    super::loss::scalar(crate::reduce::total(Tensor::cat(visit.parts, 0))).is_finite()
+    Ok(super::loss::scalar(crate::reduce::total(Tensor::cat(visit.parts, 0)))?.is_finite())
 }

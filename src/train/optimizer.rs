@@ -133,10 +133,11 @@ impl Optimizer {
         lr: f64,
         model: Segmentor,
         mut grads: GradientsParams,
-    ) -> (Segmentor, Option<f64>) {
+    ) -> Result<(Segmentor, Option<f64>)> {
         let norm = self
             .clip_grad_norm
-            .map(|max| clip_global_norm(&model, &mut grads, max));
+            .map(|max| clip_global_norm(&model, &mut grads, max))
+            .transpose()?;
         let policy: ModuleLearningRate = if self.layer_scales.is_empty() {
             lr.into()
         } else {
@@ -146,7 +147,7 @@ impl Optimizer {
             }
             scheduler.step()
         };
-        (self.inner.step(policy, model, grads), norm)
+        Ok((self.inner.step(policy, model, grads), norm))
     }
 
     /// Saves the moments and step counts (burnpack), atomically.
@@ -183,7 +184,11 @@ impl Optimizer {
 
 /// Scales every gradient by `max / norm` when the global L2 norm exceeds `max`; returns
 /// the norm before scaling. One value comes back from the GPU.
-pub fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max: f64) -> f64 {
+pub fn clip_global_norm<M: Module>(
+    model: &M,
+    grads: &mut GradientsParams,
+    max: f64,
+) -> Result<f64> {
     struct SumSquares<'a> {
         grads: &'a GradientsParams,
         parts: Vec<Tensor<1>>,
@@ -212,12 +217,12 @@ pub fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max: 
     };
     model.visit(&mut sums);
     if sums.parts.is_empty() {
-        return 0.0;
+        return Ok(0.0);
     }
-    let norm = super::loss::scalar(crate::reduce::total(Tensor::cat(sums.parts, 0)).sqrt());
+    let norm = super::loss::scalar(crate::reduce::total(Tensor::cat(sums.parts, 0)).sqrt())?;
     if norm > max {
         let factor = max / (norm + 1e-6);
         model.visit(&mut Scale { grads, factor });
     }
-    norm
+    Ok(norm)
 }

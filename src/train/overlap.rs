@@ -182,14 +182,8 @@ fn bucket(
     let values = if present.is_empty() {
         Vec::new()
     } else {
-        Tensor::cat(present, 0)
-            .try_into_data()
-            .map_err(|e| {
-                format!("block {block}: reading its gradients from the GPU failed: {e:?}")
-            })?
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .map_err(|e| format!("block {block}: its gradients are not floats: {e:?}"))?
+        super::loss::read_floats(Tensor::cat(present, 0))
+            .map_err(|e| format!("block {block}'s gradients: {e}"))?
     };
     Ok(Bucket {
         block,

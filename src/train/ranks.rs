@@ -18,7 +18,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::overlap::Summed;
 use crate::distributed::World;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::Segmentor;
 
 /// One share's logged numbers: its sums (loss parts, pixel counts) and per-image values.
@@ -75,14 +75,7 @@ pub fn sum_grads(
     let local: Vec<f32> = if local.is_empty() {
         Vec::new()
     } else {
-        Tensor::cat(local, 0)
-            .try_into_data()
-            .map_err(|e| {
-                Error::Execution(format!("reading the gradients from the GPU failed: {e:?}"))
-            })?
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .map_err(|e| Error::Execution(format!("the gradients are not floats: {e:?}")))?
+        super::loss::read_floats(Tensor::cat(local, 0))?
     };
     // The send buffer: every parameter with a gradient somewhere, zeros where not here.
     let mut buffer = Vec::new();
@@ -152,9 +145,9 @@ pub fn sum_grads(
 /// statistics matter where a rank runs the model in eval mode (FixMatch's teacher).
 /// Rank 0 alone updates the weights, so that every rank holds the same bits whatever kernels
 /// its own process would have chosen for the update.
-pub fn broadcast_weights(world: &World, model: Segmentor) -> Segmentor {
+pub fn broadcast_weights(world: &World, model: Segmentor) -> Result<Segmentor> {
     if world.size() <= 1 {
-        return model;
+        return Ok(model);
     }
     struct Flatten(Vec<Tensor<1>>, usize);
     impl ModuleVisitor for Flatten {
@@ -174,18 +167,14 @@ pub fn broadcast_weights(world: &World, model: Segmentor) -> Segmentor {
     model.visit(&mut flat);
     let Flatten(parts, total) = flat;
     let mut values = if world.is_writer() && total > 0 {
-        Tensor::cat(parts, 0)
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .expect("f32 weights")
+        super::loss::read_floats(Tensor::cat(parts, 0))?
     } else {
         drop(parts);
         vec![0.0; total]
     };
     world.broadcast_f32(&mut values);
     if world.is_writer() {
-        return model;
+        return Ok(model);
     }
     struct Load<'a> {
         values: &'a [f32],
@@ -208,10 +197,10 @@ pub fn broadcast_weights(world: &World, model: Segmentor) -> Segmentor {
             })
         }
     }
-    model.map(&mut Load {
+    Ok(model.map(&mut Load {
         values: &values,
         read: 0,
-    })
+    }))
 }
 
 /// Every rank's shares' numbers, in rank order (each rank's shares in device order): the

@@ -611,7 +611,7 @@ impl<'r> Session<'r> {
                     .as_ref()
                     .expect("the model is back after every update"),
                 &mut grads,
-            ),
+            )?,
         };
         let grad_norm = match outcome {
             ScaledStep::Diverged => return Err(self.diverged(step, loss, lr)),
@@ -628,12 +628,12 @@ impl<'r> Session<'r> {
                 // In an MPI job rank 0 updates and the others take its weights: every rank
                 // then holds the same bits, whatever kernels its process picks for AdamW.
                 let (updated, grad_norm) = if self.world.is_writer() {
-                    self.optimizer.step(lr, model, grads)
+                    self.optimizer.step(lr, model, grads)?
                 } else {
                     drop(grads);
                     (model, None)
                 };
-                let updated = super::ranks::broadcast_weights(self.world, updated);
+                let updated = super::ranks::broadcast_weights(self.world, updated)?;
                 self.model = Some(with_step_settings(updated, &self.config));
                 grad_norm
             }
@@ -693,7 +693,7 @@ impl<'r> Session<'r> {
                 .seed(step_seed(self.config.seed ^ INIT_SEED, step));
             rank_start::initialize(&model);
         }
-        let model = super::ranks::broadcast_weights(self.world, model);
+        let model = super::ranks::broadcast_weights(self.world, model)?;
         self.model = Some(with_step_settings(model, &self.config));
         Ok(())
     }

@@ -27,7 +27,7 @@ use crate::run::samples::{
 use crate::train::batch::{Dataset, LabeledLoader, UnlabeledBatch, labeled_tensors};
 use crate::train::config::{FixMatchSetup, TrainConfig};
 use crate::train::fixmatch::{Normalizers, UnlabeledTensors, fixmatch_step, teacher_mix};
-use crate::train::loss::scalar;
+use crate::train::loss::{read_floats, scalar};
 use crate::train::parallel::{RankSums, Replicas, ShareLoss, step_grads};
 
 /// Seeds of the unlabeled streams and of the fixed sample set, apart from the labeled ones.
@@ -54,7 +54,7 @@ impl ShareSettings<'_> {
         partner: &[UnlabeledItem],
         norms: Normalizers,
         device: &Device,
-    ) -> ShareLoss {
+    ) -> Result<ShareLoss> {
         let plain = device.clone().inner();
         let out = fixmatch_step(
             model,
@@ -66,17 +66,20 @@ impl ShareSettings<'_> {
             norms,
         );
         let mut sums = BTreeMap::from([
-            (keys::LOSS.to_string(), scalar(out.loss.clone())),
-            (keys::L_S.to_string(), scalar(out.supervised)),
-            (keys::L_U.to_string(), scalar(out.unsupervised)),
+            (keys::LOSS.to_string(), scalar(out.loss.clone())?),
+            (keys::L_S.to_string(), scalar(out.supervised)?),
+            (keys::L_U.to_string(), scalar(out.unsupervised)?),
         ]);
-        sums.extend(out.counts.read());
-        let per_image = floats(out.entropy).into_iter().map(f64::from).collect();
-        ShareLoss {
+        sums.extend(out.counts.read()?);
+        let per_image = read_floats(out.entropy)?
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        Ok(ShareLoss {
             loss: out.loss,
             sums,
             per_image,
-        }
+        })
     }
 }
 
@@ -252,11 +255,11 @@ impl FixMatch {
         let mixed = teacher_mix(&teacher, &u, &partner, self.background);
         let student = teacher.forward(mixed.strong.clone(), 0).argmax(1);
         let s = self.crop as u32;
-        let labels = bytes(mixed.labels);
-        let student = bytes(student.reshape([n, self.crop, self.crop]));
-        let confidence = floats(mixed.confidence);
-        let valid = floats(mixed.valid);
-        let entropy = floats(mixed.entropy.reshape([n, 1, 1]));
+        let labels = bytes(mixed.labels)?;
+        let student = bytes(student.reshape([n, self.crop, self.crop]))?;
+        let confidence = read_floats(mixed.confidence)?;
+        let valid = read_floats(mixed.valid)?;
+        let entropy = read_floats(mixed.entropy.reshape([n, 1, 1]))?;
         let tau = self.setup.threshold as f32;
         let plane = self.crop * self.crop;
         for (i, (id, item)) in self.fixed.iter().enumerate() {
@@ -369,14 +372,14 @@ impl Recipe for FixMatch {
         // The trainer splits no batch over more devices than either part has images.
         let local = ls.len().min(us.len());
         let out = step_grads(model, replicas, local, loss_scale, |i, replica, device| {
-            Ok(settings.share(
+            settings.share(
                 replica,
                 &labeled[ls[i].clone()],
                 &u[us[i].clone()],
                 &partner[us[i].clone()],
                 norms,
                 device,
-            ))
+            )
         })?;
         let (losses, mut stats) = summarize(&out.sums, &out.per_image);
         stats.extend(out.rank_sums.into_iter().flat_map(RankSums::stats));
@@ -413,19 +416,10 @@ fn span(shares: &[std::ops::Range<usize>]) -> std::ops::Range<usize> {
     }
 }
 
-fn bytes(t: Tensor<3, Int>) -> Vec<u8> {
-    t.into_data()
-        .convert::<i32>()
-        .try_into_vec::<i32>()
-        .expect("integer labels")
+/// Labels read from the GPU, as bytes.
+fn bytes(t: Tensor<3, Int>) -> Result<Vec<u8>> {
+    Ok(read_floats(t.float())?
         .into_iter()
-        .map(|v| v.clamp(0, 255) as u8)
-        .collect()
-}
-
-fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("floats")
+        .map(|v| v.clamp(0.0, 255.0) as u8)
+        .collect())
 }

@@ -134,7 +134,7 @@ impl Recipe for Supervised {
             replicas,
             ranges.len(),
             loss_scale,
-            |i, replica, device| Ok(supervised_share(replica, &parts, ranges[i].clone(), device)),
+            |i, replica, device| supervised_share(replica, &parts, ranges[i].clone(), device),
         )?;
         // The step's loss, and with several datasets each active one's part of it.
         let sum = |key: &MetricKey| out.sums.get(key.as_str()).copied();
@@ -177,7 +177,7 @@ fn supervised_share(
     parts: &[Part],
     range: std::ops::Range<usize>,
     device: &Device,
-) -> ShareLoss {
+) -> Result<ShareLoss> {
     // Each part's slice inside `range`.
     let mut offset = 0;
     let mut slices: Vec<(&Part, &[LabeledItem])> = Vec::new();
@@ -229,16 +229,16 @@ fn supervised_share(
         .map(|(p, l)| l.clone() * p.weight)
         .reduce(|a, b| a + b)
         .expect("every share has crops");
-    let mut sums = BTreeMap::from([(keys::LOSS.to_string(), scalar(loss.clone()))]);
+    let mut sums = BTreeMap::from([(keys::LOSS.to_string(), scalar(loss.clone())?)]);
     for (part, value) in terms {
         sums.insert(
             MetricKey::dataset_loss(&part.name).to_string(),
-            scalar(value),
+            scalar(value)?,
         );
     }
-    ShareLoss {
+    Ok(ShareLoss {
         loss,
         sums,
         per_image: Vec::new(),
-    }
+    })
 }
