@@ -188,7 +188,6 @@ pub fn bench_fixmatch_step(
         },
         &mut [op(&mut step)],
     )?;
-    drop(step);
     if let Some(e) = failed {
         return Err(e);
     }

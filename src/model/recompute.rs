@@ -28,15 +28,18 @@ pub struct BlockGradients {
     pub params: Vec<(ParamId, usize, Option<Tensor<1>>)>,
 }
 
+/// What receives the recomputed blocks' gradients ([`with_block_gradients`]).
+pub type BlockGradientsSink = Box<dyn FnMut(BlockGradients)>;
+
 thread_local! {
     /// Where this thread's recomputed blocks hand their gradients ([`with_block_gradients`]).
-    static SINK: RefCell<Option<Box<dyn FnMut(BlockGradients)>>> = const { RefCell::new(None) };
+    static SINK: RefCell<Option<BlockGradientsSink>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` (a backward pass on this thread) with every recomputed block's gradients handed
 /// to `sink` as soon as the block's backward pass has computed them, the top block first.
 /// The gradients still reach the autodiff graph as usual.
-pub fn with_block_gradients<R>(sink: Box<dyn FnMut(BlockGradients)>, f: impl FnOnce() -> R) -> R {
+pub fn with_block_gradients<R>(sink: BlockGradientsSink, f: impl FnOnce() -> R) -> R {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
