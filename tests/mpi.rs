@@ -349,6 +349,76 @@ fn rank_pid(run: &Path, rank: usize) -> Option<u32> {
     })
 }
 
+/// `s5 train` on two datasets (the second gated until step 2, each step's crops shared by
+/// `Ratios`) over two ranks, each decoding only its crops of each step, trains as one
+/// process over two GPUs: step 1's losses exactly, each step's loss within 1e-2 (relative),
+/// the weights within 1e-3 (relative L2), as the pretrain comparison above.
+#[test]
+fn two_ranks_train_gated_datasets_as_one_process_over_two_gpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::train::tiny_config(dir.path(), 4, 1e-3);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            "head_dropout: 0.1, drop_path: 0.1",
+            "head_dropout: 0.0, drop_path: 0.0",
+        )
+        .replace("seed: 7,", "seed: 7, sampling: Ratios([1.0, 3.0]),");
+    let text = crate::train::with_rural_second(&text, "start_step: 2");
+    assert!(
+        text.contains("Ratios") && text.contains("drop_path: 0.0"),
+        "{text}"
+    );
+    std::fs::write(&config, text).unwrap();
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let out = crate::common::s5()
+        .args(["train", "--quiet", "--gpus-on-one-adapter", "2", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&one)
+        .output()
+        .unwrap();
+    crate::train::ok(&out, "s5 train over two devices of one process");
+    let out = mpirun(2)
+        .args(["train", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&two)
+        .output()
+        .unwrap();
+    crate::train::ok(&out, "mpirun -n 2 s5 train");
+    let (single, ranks) = (losses(&one), losses(&two));
+    assert_eq!(single.len(), 4);
+    assert_eq!(
+        single.keys().collect::<Vec<_>>(),
+        ranks.keys().collect::<Vec<_>>()
+    );
+    for (key, value) in &single[&1] {
+        assert_eq!(value.to_bits(), ranks[&1][key].to_bits(), "step 1 {key}");
+    }
+    for (step, losses) in &single {
+        let (value, theirs) = (losses["loss"], ranks[step]["loss"]);
+        assert!(value.is_finite() && theirs.is_finite(), "step {step}");
+        let relative = (value - theirs).abs() / value.abs().max(1e-6);
+        assert!(
+            relative <= 1e-2,
+            "step {step}: loss {value} in one process, {theirs} on two ranks"
+        );
+    }
+    let (ws, _) = weights_and_statistics(&one);
+    let (wr, _) = weights_and_statistics(&two);
+    assert_eq!(ws.len(), wr.len());
+    let (mut diff, mut norm) = (0.0f64, 0.0f64);
+    for (x, y) in ws.iter().zip(&wr) {
+        assert!(x.is_finite() && y.is_finite());
+        diff += f64::from(x - y).powi(2);
+        norm += f64::from(*x).powi(2);
+    }
+    let relative = (diff / norm).sqrt();
+    eprintln!("two ranks against one process, two datasets: weights' relative L2 {relative:.2e}");
+    assert!(relative < 1e-3, "weights' relative L2 {relative}");
+}
+
 /// With `activation_checkpointing: Blocks` each rank hands every ViT block's gradients to the
 /// sums over the ranks while its backward pass runs (each step's `sums_in_backward` is the
 /// model's block count, against 0 with `--sum-after-backward`), and the job trains bit for

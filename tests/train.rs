@@ -689,6 +689,78 @@ fn sampling_shares_each_step_by_ratio_or_temperature() {
     assert!((p(1e9).probabilities().unwrap()[1] - 0.5).abs() < 1e-6);
 }
 
+/// Under MPI each rank decodes only its crops of each step: asked position by position in
+/// stream order (as a loader's thread asks, from a resumed step on), the ranks' crops of a
+/// dataset are the step's crops of their shares of the concatenated active datasets, every
+/// forwarded crop goes to exactly one rank, and a gated dataset's crops to none.
+#[test]
+fn each_rank_keeps_the_crops_of_its_shares_of_every_step() {
+    use s5::train::config::Sampling;
+    use s5::train::parallel::{RankSlots, shares};
+    use s5::train::sampling::{RankCrops, Sampler};
+    let (batches, start_steps) = (vec![3, 2, 4], [0u64, 5, 0]);
+    for sampling in [Sampling::Zip, Sampling::Ratios(vec![1.0, 2.0, 1.0])] {
+        let sampler = Sampler::new(&sampling, batches.clone(), &[10, 10, 10], 3);
+        for (slots, devices) in [(3usize, 1usize), (2, 1), (4, 2)] {
+            let ranks = slots / devices;
+            let first = 2u64; // the streams resume at step 2
+            let consumed = sampler.consumed(first);
+            let mut cursors: Vec<Vec<RankCrops>> = (0..ranks)
+                .map(|r| {
+                    let place = RankSlots {
+                        first_slot: r * devices,
+                        devices,
+                        slots,
+                    };
+                    (0..batches.len())
+                        .map(|d| {
+                            RankCrops::new(&sampler, d, &start_steps, place, first, consumed[d])
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut at = consumed.clone();
+            for step in first..first + 12 {
+                let counts = sampler.counts(step);
+                let active: Vec<bool> = (0..counts.len())
+                    .map(|d| step >= start_steps[d] && counts[d] > 0)
+                    .collect();
+                let total: usize = (0..counts.len())
+                    .filter(|&d| active[d])
+                    .map(|d| counts[d])
+                    .sum();
+                let cut = shares(total, slots);
+                let mut offset = 0;
+                for d in 0..counts.len() {
+                    for i in 0..counts[d] {
+                        let position = at[d] + i as u64;
+                        let keepers: Vec<usize> = (0..ranks)
+                            .filter(|&r| cursors[r][d].keeps(position))
+                            .collect();
+                        if !active[d] {
+                            assert!(keepers.is_empty(), "step {step}: a gated crop decoded");
+                            continue;
+                        }
+                        let slot = cut
+                            .iter()
+                            .position(|c| c.contains(&(offset + i)))
+                            .expect("every crop has a share");
+                        assert_eq!(
+                            keepers,
+                            [slot / devices],
+                            "step {step} dataset {d} crop {i}"
+                        );
+                    }
+                    if active[d] {
+                        offset += counts[d];
+                    }
+                    at[d] += counts[d] as u64;
+                }
+            }
+        }
+    }
+}
+
 /// The loss against its definition computed by hand: ignored pixels weigh nothing.
 #[test]
 fn masked_cross_entropy_matches_a_hand_computation() {
@@ -1848,7 +1920,7 @@ fn ctrl_c_checkpoints_and_exits_cleanly() {
 
 /// A [`tiny_config`] text with the rural domain added as the second dataset, with `fields`
 /// (e.g. `start_step: 3`) in its entry.
-fn with_rural_second(text: &str, fields: &str) -> String {
+pub(crate) fn with_rural_second(text: &str, fields: &str) -> String {
     let rural = synth().join("rural/rural.ron");
     let out = text.replace(
         "\")],",

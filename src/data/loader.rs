@@ -61,20 +61,43 @@ pub fn epoch_order(len: usize, epoch_len: usize, seed: u64, epoch: u64) -> Vec<u
     order
 }
 
-/// Which positions of each batch a stream decodes; the others are left as `T::default()`
-/// (another rank's share of the batch). Shared with the producer: set it once the shares are
-/// known, and batches made from then on are decoded in part; until then, whole.
-#[derive(Debug, Clone, Default)]
-pub struct Keep(Arc<Mutex<Option<Range<usize>>>>);
+/// Which items of its batches a stream decodes; the others are left as `T::default()`
+/// (another rank's share of the batch). Shared with the producer: set a rule once the shares
+/// are known, and batches made from then on are decoded in part; until then, whole.
+#[derive(Clone, Default)]
+pub struct Keep(Arc<Mutex<Option<KeepRule>>>);
+
+/// Whether the item at a stream position (and its index within its batch) is decoded; asked
+/// once per item, in stream order.
+pub type KeepRule = Box<dyn FnMut(u64, usize) -> bool + Send>;
+
+impl std::fmt::Debug for Keep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keep")
+    }
+}
 
 impl Keep {
-    /// Decode the positions `range` of each batch (indices within the batch) from now on.
+    /// Decode the items at `range` of each batch (indices within the batch) from now on.
     pub fn set(&self, range: Range<usize>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(range);
+        self.set_rule(Box::new(move |_, index| range.contains(&index)));
     }
 
-    fn range(&self) -> Option<Range<usize>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// Decode the items `rule` keeps from now on.
+    pub fn set_rule(&self, rule: KeepRule) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(rule);
+    }
+
+    /// Which of `positions` (a batch, in stream order) to decode.
+    fn flags(&self, positions: impl Iterator<Item = u64>) -> Vec<bool> {
+        let mut rule = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match rule.as_mut() {
+            Some(rule) => positions
+                .enumerate()
+                .map(|(index, position)| rule(position, index))
+                .collect(),
+            None => positions.map(|_| true).collect(),
+        }
     }
 }
 
@@ -156,12 +179,12 @@ fn produce<T, F>(
                 (p, order[(p % epoch_len as u64) as usize])
             })
             .collect();
-        let kept = keep.range();
+        let kept = keep.flags(picks.iter().map(|&(position, _)| position));
         let items: Result<Vec<T>> = picks
             .par_iter()
-            .enumerate()
-            .map(|(index, &(position, sample))| {
-                if kept.as_ref().is_some_and(|range| !range.contains(&index)) {
+            .zip(&kept)
+            .map(|(&(position, sample), &kept)| {
+                if !kept {
                     return Ok(T::default());
                 }
                 let mut attempt = 0;

@@ -174,6 +174,22 @@ impl World {
         }
     }
 
+    /// `values` (the same length on every rank, a few) summed over the ranks in rank order,
+    /// in f64: exact for whole numbers below 2^53 (counts).
+    pub fn sum_f64(&self, values: &mut [f64]) {
+        let Some(comm) = &self.comm else {
+            return;
+        };
+        let mine: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        values.iter_mut().for_each(|v| *v = 0.0);
+        for bytes in comm.all_gather_bytes(&mine) {
+            for (v, chunk) in values.iter_mut().zip(bytes.chunks_exact(8)) {
+                let word: [u8; 8] = chunk.try_into().unwrap_or([0; 8]);
+                *v += f64::from_le_bytes(word);
+            }
+        }
+    }
+
     /// Every rank's bytes, in rank order.
     pub fn all_gather_bytes(&self, mine: &[u8]) -> Vec<Vec<u8>> {
         match &self.comm {

@@ -128,11 +128,11 @@ impl LabeledLoader {
         }
     }
 
-    /// From now on, decode only the crops at `range` of each chunk (the dataset's `batch`);
-    /// the others are empty placeholders. For a caller that takes one whole chunk per step
-    /// and reads only those crops of it (a rank's share of a FixMatch step).
-    pub fn decode_only(&self, range: std::ops::Range<usize>) {
-        self.keep.set(range);
+    /// From now on, decode only the crops `rule` keeps (by stream position, and index within
+    /// the chunk of the dataset's `batch`); the others are empty placeholders, for a caller
+    /// that reads only the kept ones (a rank's shares of its steps).
+    pub fn decode_only(&self, rule: crate::data::loader::KeepRule) {
+        self.keep.set_rule(rule);
     }
 
     /// The next `n` crops.

@@ -111,26 +111,12 @@ impl Normalizers {
     /// Each rank's counts (of its own crops of the batch) summed over the ranks, in rank
     /// order: the whole batch's. Counts are whole numbers, exact in f64.
     pub fn over_ranks(self, world: &crate::distributed::World) -> Self {
-        if world.size() <= 1 {
-            return self;
+        let mut counts = [self.labeled_px, self.mixed_px];
+        world.sum_f64(&mut counts);
+        Self {
+            labeled_px: counts[0],
+            mixed_px: counts[1],
         }
-        let mut mine = self.labeled_px.to_le_bytes().to_vec();
-        mine.extend_from_slice(&self.mixed_px.to_le_bytes());
-        let mut total = Self {
-            labeled_px: 0.0,
-            mixed_px: 0.0,
-        };
-        for bytes in world.all_gather_bytes(&mine) {
-            let value = |at: usize| {
-                bytes
-                    .get(at..at + 8)
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map_or(0.0, f64::from_le_bytes)
-            };
-            total.labeled_px += value(0);
-            total.mixed_px += value(8);
-        }
-        total
     }
 }
 

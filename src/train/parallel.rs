@@ -89,9 +89,54 @@ impl<'a> Replicas<'a> {
             .collect()
     }
 
+    /// Where this rank's devices sit among every rank's.
+    pub fn rank_slots(&self) -> RankSlots {
+        RankSlots {
+            first_slot: self.first_slot,
+            devices: self.devices.len(),
+            slots: self.slots,
+        }
+    }
+
+    /// The items of `n` that this rank's shares cover together ([`RankSlots::span`]).
+    pub fn span(&self, n: usize) -> Range<usize> {
+        self.rank_slots().span(n)
+    }
+
     /// The global index of this rank's device `k` (its dropout seed).
     pub fn slot(&self, k: usize) -> usize {
         self.first_slot + k
+    }
+}
+
+/// Where one rank's devices sit among every rank's: enough to tell its shares of any batch
+/// (a loader's thread asks for steps to come).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RankSlots {
+    /// The index of the rank's first device among every rank's devices.
+    pub first_slot: usize,
+    /// The rank's devices.
+    pub devices: usize,
+    /// Devices over every rank.
+    pub slots: usize,
+}
+
+impl RankSlots {
+    /// The items of a batch of `n` that the rank's shares ([`Replicas::shares`]) cover
+    /// together: consecutive; empty where the rank has no share.
+    pub fn span(&self, n: usize) -> Range<usize> {
+        if n == 0 {
+            return 0..0;
+        }
+        let mine: Vec<Range<usize>> = shares(n, self.slots)
+            .into_iter()
+            .skip(self.first_slot)
+            .take(self.devices)
+            .collect();
+        match (mine.first(), mine.last()) {
+            (Some(first), Some(last)) => first.start..last.end,
+            _ => 0..0,
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::batch::Dataset;
 use super::config::Sampling;
+use super::parallel::RankSlots;
 
 /// Mixed into the run's seed for the per-step draws.
 const SAMPLER_SEED: u64 = 0x5a3d_1e55_0fda_7a00;
@@ -103,5 +104,75 @@ impl Sampler {
             }
         }
         total
+    }
+}
+
+/// Which of one dataset's crops one rank of an MPI job computes, by stream position: the
+/// crops of its shares of each step, where a step's crops are those of the datasets past
+/// their start step in dataset order, cut over every rank's devices. Asked in stream order
+/// (a loader's thread, ahead of the steps); a gated dataset's crops go to no rank.
+pub struct RankCrops {
+    sampler: Sampler,
+    dataset: usize,
+    start_steps: Vec<u64>,
+    slots: RankSlots,
+    /// The step holding the positions from `step_start` on, and its counts.
+    step: u64,
+    step_start: u64,
+    counts: Vec<usize>,
+}
+
+/// Steps a dataset may go without crops before [`RankCrops`] stops looking ahead (and
+/// decodes): only a dataset that is never drawn gets there.
+const MAX_EMPTY_STEPS: u32 = 1 << 20;
+
+impl RankCrops {
+    /// The crops of `dataset` from step `step` on, whose stream stands at `consumed` then.
+    pub fn new(
+        sampler: &Sampler,
+        dataset: usize,
+        start_steps: &[u64],
+        slots: RankSlots,
+        step: u64,
+        consumed: u64,
+    ) -> Self {
+        Self {
+            counts: sampler.counts(step),
+            sampler: sampler.clone(),
+            dataset,
+            start_steps: start_steps.to_vec(),
+            slots,
+            step,
+            step_start: consumed,
+        }
+    }
+
+    /// Whether the crop at stream `position` is one of the rank's.
+    pub fn keeps(&mut self, position: u64) -> bool {
+        if position < self.step_start {
+            return false; // handed out before this stream's first step
+        }
+        let d = self.dataset;
+        let mut empty = 0;
+        while position >= self.step_start + self.counts[d] as u64 {
+            self.step_start += self.counts[d] as u64;
+            self.step += 1;
+            self.counts = self.sampler.counts(self.step);
+            empty += u32::from(self.counts[d] == 0);
+            if empty > MAX_EMPTY_STEPS {
+                return true;
+            }
+        }
+        let active = |e: usize| self.step >= self.start_steps[e] && self.counts[e] > 0;
+        if !active(d) {
+            return false;
+        }
+        let before: usize = (0..d).filter(|&e| active(e)).map(|e| self.counts[e]).sum();
+        let total: usize = (0..self.counts.len())
+            .filter(|&e| active(e))
+            .map(|e| self.counts[e])
+            .sum();
+        let offset = before + (position - self.step_start) as usize;
+        self.slots.span(total).contains(&offset)
     }
 }

@@ -343,9 +343,11 @@ impl Recipe for FixMatch {
 
     fn prepare_shares_only(&mut self, replicas: Replicas<'_>) {
         if replicas.world.size() > 1 {
-            self.labeled.decode_only(span(&replicas.shares(self.batch)));
+            let mine = replicas.span(self.batch);
+            self.labeled
+                .decode_only(Box::new(move |_, index| mine.contains(&index)));
             self.unlabeled_keep
-                .set(span(&replicas.shares(self.setup.unlabeled_batch)));
+                .set(replicas.span(self.setup.unlabeled_batch));
         }
     }
 
@@ -361,7 +363,7 @@ impl Recipe for FixMatch {
         let (ls, us) = (replicas.shares(labeled.len()), replicas.shares(u.len()));
         // This rank's crops of the step (the only ones its loaders decode under MPI, see
         // `prepare_shares_only`); the whole batch's counts are summed over the ranks.
-        let (mine_l, mine_u) = (span(&ls), span(&us));
+        let (mine_l, mine_u) = (replicas.span(labeled.len()), replicas.span(u.len()));
         let norms = Normalizers::of(&labeled[mine_l], &u[mine_u.clone()], &partner[mine_u])
             .over_ranks(replicas.world);
         let settings = ShareSettings {
@@ -405,14 +407,6 @@ impl Recipe for FixMatch {
 
     fn samples_keep(&self) -> usize {
         self.setup.samples.keep
-    }
-}
-
-/// The items `shares` (consecutive ranges) cover together; empty for no share.
-fn span(shares: &[std::ops::Range<usize>]) -> std::ops::Range<usize> {
-    match (shares.first(), shares.last()) {
-        (Some(first), Some(last)) => first.start..last.end,
-        _ => 0..0,
     }
 }
 

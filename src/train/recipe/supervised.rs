@@ -19,7 +19,7 @@ use crate::train::batch::{Dataset, LabeledLoader, labeled_tensors, labeled_valid
 use crate::train::config::TrainConfig;
 use crate::train::loss::{cross_entropy_over, scalar};
 use crate::train::parallel::{RankSums, Replicas, ShareLoss, step_grads};
-use crate::train::sampling::Sampler;
+use crate::train::sampling::{RankCrops, Sampler};
 
 /// Cross-entropy on the labeled crops of every dataset.
 pub struct Supervised {
@@ -69,6 +69,23 @@ impl Recipe for Supervised {
         self.sampler.step_size()
     }
 
+    fn prepare_shares_only(&mut self, replicas: Replicas<'_>) {
+        if replicas.world.size() <= 1 {
+            return;
+        }
+        for (d, loader) in self.loaders.iter().enumerate() {
+            let mut crops = RankCrops::new(
+                &self.sampler,
+                d,
+                &self.start_steps,
+                replicas.rank_slots(),
+                self.step,
+                self.consumed[d],
+            );
+            loader.decode_only(Box::new(move |position, _| crops.keeps(position)));
+        }
+    }
+
     fn step(
         &mut self,
         model: &Segmentor,
@@ -102,12 +119,12 @@ impl Recipe for Supervised {
                 );
             }
         }
-        let parts: Vec<Part> = active
+        let mut parts: Vec<Part> = active
             .iter()
             .map(|&d| {
                 let items = std::mem::take(&mut drawn[d].items);
                 Part {
-                    norm: labeled_valid_px(&items),
+                    norm: 0.0,
                     items,
                     dataset: d,
                     name: self.names[d].clone(),
@@ -128,6 +145,27 @@ impl Recipe for Supervised {
         // The step's crops in dataset order, split between the devices.
         let total: usize = parts.iter().map(|p| p.items.len()).sum();
         let ranges = replicas.shares(total);
+        // Each part's valid pixels: this rank counts its own crops (the only ones its
+        // loaders decode under MPI), the ranks add their counts up.
+        let mine = replicas.span(total);
+        let mut offset = 0;
+        let mut norms: Vec<f64> = parts
+            .iter()
+            .map(|part| {
+                let (start, end) = (offset, offset + part.items.len());
+                offset = end;
+                let (lo, hi) = (start.max(mine.start), end.min(mine.end));
+                if lo < hi {
+                    labeled_valid_px(&part.items[lo - start..hi - start])
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        replicas.world.sum_f64(&mut norms);
+        for (part, norm) in parts.iter_mut().zip(norms) {
+            part.norm = norm;
+        }
         // Fewer crops than devices (gated datasets' crops are not forwarded): fewer devices.
         let out = step_grads(
             model,
