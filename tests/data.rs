@@ -498,8 +498,7 @@ fn loader_resumes_with_the_same_batches_and_skips_bad_samples() {
 }
 
 /// A stream that keeps part of each batch (a rank's share) decodes those positions alone,
-/// into the very items a whole stream makes there; the rest are placeholders. Set while the
-/// stream runs, it applies to the batches made from then on.
+/// into the very items a whole stream makes there; the rest are placeholders.
 #[test]
 fn a_stream_decodes_only_the_share_it_keeps() {
     use std::sync::Arc;
@@ -513,23 +512,23 @@ fn a_stream_decodes_only_the_share_it_keeps() {
         start_step: 0,
         epoch_len: 11,
     };
-    let made = Arc::new(AtomicUsize::new(0));
-    let counting = {
-        let made = Arc::clone(&made);
+    // Each stream counts its own calls (a stream's thread may still make a batch after the
+    // stream is dropped).
+    let counting = |made: Arc<AtomicUsize>| {
         move |i: usize, rng: &mut rand_chacha::ChaCha8Rng| -> s5::Result<(usize, u32)> {
             use rand::Rng;
             made.fetch_add(1, Ordering::SeqCst);
             Ok((i + 1, rng.random()))
         }
     };
-    let whole: Vec<_> = Prefetcher::spawn(11, config, counting.clone())
+    let whole: Vec<_> = Prefetcher::spawn(11, config, counting(Arc::default()))
         .take(4)
         .map(|b| b.unwrap().items)
         .collect();
     let keep = Keep::default();
     keep.set(1..3);
-    made.store(0, Ordering::SeqCst);
-    let part: Vec<_> = Prefetcher::spawn_keeping(11, config, keep, counting)
+    let made = Arc::new(AtomicUsize::new(0));
+    let part: Vec<_> = Prefetcher::spawn_keeping(11, config, keep, counting(Arc::clone(&made)))
         .take(4)
         .map(|b| b.unwrap().items)
         .collect();

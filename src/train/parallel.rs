@@ -79,14 +79,7 @@ impl<'a> Replicas<'a> {
     /// global shares `first_slot..first_slot + devices.len()`, fewer (or none) where `n` is
     /// smaller than the devices.
     pub fn shares(&self, n: usize) -> Vec<Range<usize>> {
-        if n == 0 {
-            return Vec::new();
-        }
-        shares(n, self.slots)
-            .into_iter()
-            .skip(self.first_slot)
-            .take(self.devices.len())
-            .collect()
+        self.rank_slots().shares(n)
     }
 
     /// Where this rank's devices sit among every rank's.
@@ -122,17 +115,22 @@ pub struct RankSlots {
 }
 
 impl RankSlots {
-    /// The items of a batch of `n` that the rank's shares ([`Replicas::shares`]) cover
-    /// together: consecutive; empty where the rank has no share.
-    pub fn span(&self, n: usize) -> Range<usize> {
+    /// The rank's shares of `n` items ([`Replicas::shares`]).
+    pub fn shares(&self, n: usize) -> Vec<Range<usize>> {
         if n == 0 {
-            return 0..0;
+            return Vec::new();
         }
-        let mine: Vec<Range<usize>> = shares(n, self.slots)
+        shares(n, self.slots)
             .into_iter()
             .skip(self.first_slot)
             .take(self.devices)
-            .collect();
+            .collect()
+    }
+
+    /// The items of a batch of `n` that the rank's shares cover together: consecutive;
+    /// empty where the rank has no share.
+    pub fn span(&self, n: usize) -> Range<usize> {
+        let mine = self.shares(n);
         match (mine.first(), mine.last()) {
             (Some(first), Some(last)) => first.start..last.end,
             _ => 0..0,
