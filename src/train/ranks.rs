@@ -3,7 +3,9 @@
 //! with the whole batch's gradients and logs what a one-process run over as many GPUs logs;
 //! then rank 0's weights, sent to every rank.
 //!
-//! Gradients travel as one f32 buffer per step, the parameters in the model's visit order.
+//! Gradients travel as one f32 buffer per step, the parameters in the model's visit order
+//! (those of recomputed ViT blocks summed during the backward pass travel apart, one buffer
+//! per block: [`super::overlap`]).
 //! A parameter can have a gradient on some ranks only (a dataset's decoder or expert whose
 //! crops went to other ranks' shares): which parameters have one anywhere is summed first
 //! (one flag each), and a rank without a gradient for such a parameter sends zeros, as
