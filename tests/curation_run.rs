@@ -255,12 +255,26 @@ fn curate_run_reuses_only_the_stages_made_with_its_settings() {
     );
     // Another feature level: embedded again, so calibrated and scored again.
     let stages = std::sync::Mutex::new(Vec::new());
-    let other = run_all(&options(2, truth), gpu(), &|p| {
-        if let s5::curate::run::Progress::Stage { stage, reused, .. } = p {
+    // Where the first scoring progress came, among the stage lines: after "score".
+    let first_scoring = std::sync::Mutex::new(None);
+    let other = run_all(&options(2, truth), gpu(), &|p| match p {
+        s5::curate::run::Progress::Stage { stage, reused, .. } => {
             stages.lock().unwrap().push((stage, reused));
         }
+        s5::curate::run::Progress::Scoring { .. } => {
+            let mut first = first_scoring.lock().unwrap();
+            if first.is_none() {
+                *first = Some(stages.lock().unwrap().len());
+            }
+        }
+        _ => {}
     })
     .unwrap();
+    assert_eq!(
+        first_scoring.into_inner().unwrap(),
+        Some(4),
+        "the score stage is announced before its progress"
+    );
     assert_eq!(other.reused, [Stage::Plan]);
     assert_eq!(other.prototypes.embedding.level, 2);
     assert_eq!(

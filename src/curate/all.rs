@@ -4,6 +4,7 @@
 //! goes on and a changed setting is never silently ignored.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::run::{
     CurationRun, PlanOptions, Progress, PrototypeOptions, SelectOptions, SelectOutcome,
@@ -128,6 +129,15 @@ pub fn run_all(options: &RunOptions, gpu: &Gpu, progress: Sink) -> Result<RunOut
     }
 
     // 4. One shard: the whole plan (a shard scored with these settings is not scored again).
+    // Whether it is scored is known inside: the stage is announced with its first progress,
+    // before the bar.
+    let announced = AtomicBool::new(false);
+    let scoring = |p: Progress| {
+        if matches!(p, Progress::Scoring { .. }) && !announced.swap(true, Ordering::SeqCst) {
+            stage(Stage::Score, true, String::new());
+        }
+        progress(p);
+    };
     let score = score_shard(
         &options.out,
         &ScoreOptions {
@@ -137,15 +147,14 @@ pub fn run_all(options: &RunOptions, gpu: &Gpu, progress: Sink) -> Result<RunOut
             f16: options.f16,
         },
         gpu,
-        progress,
+        &scoring,
     )?;
-    stage(
-        Stage::Score,
-        !score.already,
-        format!("{} records", score.summary.records),
-    );
+    let records = format!("{} records", score.summary.records);
     if score.already {
+        stage(Stage::Score, false, records);
         reused.push(Stage::Score);
+    } else if !announced.load(Ordering::SeqCst) {
+        stage(Stage::Score, true, records);
     }
 
     // 5. The selection, always made again (it reads nothing it could get wrong).
