@@ -42,6 +42,44 @@ pub struct RunOutcome {
     pub reused: Vec<Stage>,
 }
 
+/// Stage 4: the whole plan as one shard (a shard scored with these settings is not scored
+/// again). Whether it is scored is known inside: the stage line comes with its first
+/// progress, before the bar.
+fn score_stage(options: &RunOptions, gpu: &Gpu, progress: Sink) -> Result<ScoreOutcome> {
+    let say = |again: bool, detail: String| {
+        progress(Progress::Stage {
+            stage: Stage::Score,
+            reused: !again,
+            detail,
+        })
+    };
+    let announced = AtomicBool::new(false);
+    let scoring = |p: Progress| {
+        if matches!(p, Progress::Scoring { .. }) && !announced.swap(true, Ordering::SeqCst) {
+            say(true, String::new());
+        }
+        progress(p);
+    };
+    let score = score_shard(
+        &options.out,
+        &ScoreOptions {
+            model: options.prototypes.model.clone(),
+            shard: (0, 1),
+            batch: options.batch,
+            f16: options.f16,
+        },
+        gpu,
+        &scoring,
+    )?;
+    let records = format!("{} records", score.summary.records);
+    if score.already {
+        say(false, records);
+    } else if !announced.load(Ordering::SeqCst) {
+        say(true, records);
+    }
+    Ok(score)
+}
+
 /// Runs every stage into `options.out`.
 pub fn run_all(options: &RunOptions, gpu: &Gpu, progress: Sink) -> Result<RunOutcome> {
     options.plan.check()?;
@@ -128,33 +166,10 @@ pub fn run_all(options: &RunOptions, gpu: &Gpu, progress: Sink) -> Result<RunOut
         stage(Stage::Floor, false, "not used by this selection".into());
     }
 
-    // 4. One shard: the whole plan (a shard scored with these settings is not scored again).
-    // Whether it is scored is known inside: the stage is announced with its first progress,
-    // before the bar.
-    let announced = AtomicBool::new(false);
-    let scoring = |p: Progress| {
-        if matches!(p, Progress::Scoring { .. }) && !announced.swap(true, Ordering::SeqCst) {
-            stage(Stage::Score, true, String::new());
-        }
-        progress(p);
-    };
-    let score = score_shard(
-        &options.out,
-        &ScoreOptions {
-            model: options.prototypes.model.clone(),
-            shard: (0, 1),
-            batch: options.batch,
-            f16: options.f16,
-        },
-        gpu,
-        &scoring,
-    )?;
-    let records = format!("{} records", score.summary.records);
+    // 4. One shard: the whole plan.
+    let score = score_stage(options, gpu, progress)?;
     if score.already {
-        stage(Stage::Score, false, records);
         reused.push(Stage::Score);
-    } else if !announced.load(Ordering::SeqCst) {
-        stage(Stage::Score, true, records);
     }
 
     // 5. The selection, always made again (it reads nothing it could get wrong).
