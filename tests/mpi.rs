@@ -117,6 +117,72 @@ fn weights(run: &Path) -> Vec<f32> {
     weights
 }
 
+/// Two runs of `steps` logged steps with the same losses, every one finite, and the same
+/// weights and statistics, bit for bit.
+fn assert_bit_identical(a: &Path, b: &Path, steps: usize) {
+    let (la, lb) = (losses(a), losses(b));
+    assert_eq!(la.len(), steps);
+    for (step, losses) in &la {
+        for (key, value) in losses {
+            assert!(value.is_finite(), "step {step} {key}: {value}");
+            assert_eq!(
+                value.to_bits(),
+                lb[step][key].to_bits(),
+                "step {step} {key}"
+            );
+        }
+    }
+    let (wa, wb) = (weights(a), weights(b));
+    assert_eq!(wa.len(), wb.len());
+    let differ = wa
+        .iter()
+        .zip(&wb)
+        .filter(|(x, y)| x.to_bits() != y.to_bits())
+        .count();
+    assert_eq!(differ, 0, "{differ} of {} weights differ", wa.len());
+}
+
+/// A run on two ranks (`ranks`) against one process over two GPUs (`one`): the same steps,
+/// step 1's losses exactly (same weights, same summed gradients), then each step's loss
+/// within 1e-2 (relative; FixMatch's L_u alone, a sum over the pixels past τ, moves more
+/// when one pixel crosses τ), the weights within 1e-3 (relative L2). BatchNorm's running
+/// statistics differ by design: on two ranks they are rank 0's share's, in one process every
+/// device's share feeds them in turn.
+fn assert_like_one_process(one: &Path, ranks: &Path, what: &str) {
+    let (single, theirs) = (losses(one), losses(ranks));
+    assert_eq!(
+        single.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>()
+    );
+    for (key, value) in &single[&1] {
+        assert_eq!(value.to_bits(), theirs[&1][key].to_bits(), "step 1 {key}");
+    }
+    let mut worst = 0.0f64;
+    for (step, losses) in &single {
+        let (value, other) = (losses["loss"], theirs[step]["loss"]);
+        assert!(value.is_finite() && other.is_finite(), "step {step}");
+        let relative = (value - other).abs() / value.abs().max(1e-6);
+        worst = worst.max(relative);
+        assert!(
+            relative <= 1e-2,
+            "step {step}: loss {value} in one process, {other} on two ranks"
+        );
+    }
+    eprintln!("{what}: two ranks against one process over two GPUs: losses within {worst:.2e}");
+    let (ws, _) = weights_and_statistics(one);
+    let (wr, _) = weights_and_statistics(ranks);
+    assert_eq!(ws.len(), wr.len());
+    let (mut diff, mut norm) = (0.0f64, 0.0f64);
+    for (x, y) in ws.iter().zip(&wr) {
+        assert!(x.is_finite() && y.is_finite());
+        diff += f64::from(x - y).powi(2);
+        norm += f64::from(*x).powi(2);
+    }
+    let relative = (diff / norm).sqrt();
+    eprintln!("{what}: weights' relative L2 {relative:.2e}");
+    assert!(relative < 1e-3, "weights' relative L2 {relative}");
+}
+
 /// The files of a run directory, relative to it, sorted.
 fn listing(run: &Path) -> Vec<String> {
     fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
@@ -187,62 +253,8 @@ fn two_ranks_train_as_one_process_over_two_gpus_and_resume_after_a_killed_rank()
             "rank 0 alone reports: {stdout}"
         );
     }
-    // Bit-identical twice.
-    let (a, b) = (losses(&first), losses(&second));
-    assert_eq!(a.len(), 4);
-    for (step, losses) in &a {
-        for (key, value) in losses {
-            assert!(value.is_finite(), "step {step} {key}: {value}");
-            assert_eq!(value.to_bits(), b[step][key].to_bits(), "step {step} {key}");
-        }
-    }
-    let (wa, wb) = (weights(&first), weights(&second));
-    assert_eq!(wa.len(), wb.len());
-    assert!(
-        wa.iter().zip(&wb).all(|(x, y)| x.to_bits() == y.to_bits()),
-        "two 2-rank runs end in other weights"
-    );
-    // As one process over two GPUs: step 1 exactly (same weights, same summed gradients),
-    // then each step's loss within 1e-2 (relative; its L_u alone, a sum over the pixels past
-    // τ, moves more when one pixel crosses τ), the weights within 1e-3 (relative L2).
-    let single = losses(&one);
-    assert_eq!(
-        single.keys().collect::<Vec<_>>(),
-        a.keys().collect::<Vec<_>>()
-    );
-    for key in ["loss", "L_s", "L_u"] {
-        assert_eq!(
-            single[&1][key].to_bits(),
-            a[&1][key].to_bits(),
-            "step 1 {key}"
-        );
-    }
-    let mut worst = 0.0f64;
-    for (step, losses) in &single {
-        let (value, theirs) = (losses["loss"], a[step]["loss"]);
-        assert!(value.is_finite() && theirs.is_finite(), "step {step}");
-        let relative = (value - theirs).abs() / value.abs().max(1e-6);
-        worst = worst.max(relative);
-        assert!(
-            relative <= 1e-2,
-            "step {step}: loss {value} in one process, {theirs} on two ranks"
-        );
-    }
-    eprintln!("two ranks against one process over two GPUs: losses within {worst:.2e}");
-    // The weights; BatchNorm's running statistics differ by design: on two ranks they are
-    // rank 0's share's, in one process every device's share feeds them in turn.
-    let (ws, _) = weights_and_statistics(&one);
-    let (wa_only, _) = weights_and_statistics(&first);
-    assert_eq!(ws.len(), wa_only.len());
-    let (mut diff, mut norm) = (0.0f64, 0.0f64);
-    for (x, y) in ws.iter().zip(&wa_only) {
-        assert!(x.is_finite() && y.is_finite());
-        diff += f64::from(x - y).powi(2);
-        norm += f64::from(*x).powi(2);
-    }
-    let relative = (diff / norm).sqrt();
-    eprintln!("two ranks against one process over two GPUs: weights' relative L2 {relative:.2e}");
-    assert!(relative < 1e-3, "weights' relative L2 {relative}");
+    assert_bit_identical(&first, &second, 4);
+    assert_like_one_process(&one, &first, "S4P");
     // One writer: what the one-process run writes, each event once.
     assert_eq!(listing(&first), listing(&one));
     let events = s5::run::read_events(&first.join("events.jsonl")).unwrap();
@@ -273,21 +285,8 @@ fn two_ranks_train_as_one_process_over_two_gpus_and_resume_after_a_killed_rank()
         .output()
         .unwrap();
     crate::train::ok(&out, "mpirun -n 2 s5 pretrain --resume");
-    let resumed = losses(&killed);
-    for (step, losses) in &a {
-        for (key, value) in losses {
-            assert_eq!(
-                value.to_bits(),
-                resumed[step][key].to_bits(),
-                "resumed step {step} {key}"
-            );
-        }
-    }
-    let wk = weights(&killed);
-    assert!(
-        wa.iter().zip(&wk).all(|(x, y)| x.to_bits() == y.to_bits()),
-        "the resumed job ends in other weights"
-    );
+    // The uninterrupted trajectory, bit for bit.
+    assert_bit_identical(&first, &killed, 4);
 }
 
 /// Waits until `run`'s events log a training step `step` or later (at most 10 minutes),
@@ -387,36 +386,8 @@ fn two_ranks_train_gated_datasets_as_one_process_over_two_gpus() {
         .output()
         .unwrap();
     crate::train::ok(&out, "mpirun -n 2 s5 train");
-    let (single, ranks) = (losses(&one), losses(&two));
-    assert_eq!(single.len(), 4);
-    assert_eq!(
-        single.keys().collect::<Vec<_>>(),
-        ranks.keys().collect::<Vec<_>>()
-    );
-    for (key, value) in &single[&1] {
-        assert_eq!(value.to_bits(), ranks[&1][key].to_bits(), "step 1 {key}");
-    }
-    for (step, losses) in &single {
-        let (value, theirs) = (losses["loss"], ranks[step]["loss"]);
-        assert!(value.is_finite() && theirs.is_finite(), "step {step}");
-        let relative = (value - theirs).abs() / value.abs().max(1e-6);
-        assert!(
-            relative <= 1e-2,
-            "step {step}: loss {value} in one process, {theirs} on two ranks"
-        );
-    }
-    let (ws, _) = weights_and_statistics(&one);
-    let (wr, _) = weights_and_statistics(&two);
-    assert_eq!(ws.len(), wr.len());
-    let (mut diff, mut norm) = (0.0f64, 0.0f64);
-    for (x, y) in ws.iter().zip(&wr) {
-        assert!(x.is_finite() && y.is_finite());
-        diff += f64::from(x - y).powi(2);
-        norm += f64::from(*x).powi(2);
-    }
-    let relative = (diff / norm).sqrt();
-    eprintln!("two ranks against one process, two datasets: weights' relative L2 {relative:.2e}");
-    assert!(relative < 1e-3, "weights' relative L2 {relative}");
+    assert_eq!(losses(&one).len(), 4);
+    assert_like_one_process(&one, &two, "two gated datasets");
 }
 
 /// With `activation_checkpointing: Blocks` each rank hands every ViT block's gradients to the
@@ -464,22 +435,7 @@ fn sums_during_the_backward_pass_train_as_sums_after_it() {
             assert!(wait_s.is_finite() && wait_s >= 0.0, "sum_wait_s {wait_s}");
         }
     }
-    let (a, b) = (losses(&during), losses(&after));
-    assert_eq!(a.len(), 3);
-    for (step, losses) in &a {
-        for (key, value) in losses {
-            assert!(value.is_finite(), "step {step} {key}: {value}");
-            assert_eq!(value.to_bits(), b[step][key].to_bits(), "step {step} {key}");
-        }
-    }
-    let (wa, wb) = (weights(&during), weights(&after));
-    assert_eq!(wa.len(), wb.len());
-    let differ = wa
-        .iter()
-        .zip(&wb)
-        .filter(|(x, y)| x.to_bits() != y.to_bits())
-        .count();
-    assert_eq!(differ, 0, "{differ} of {} weights differ", wa.len());
+    assert_bit_identical(&during, &after, 3);
 }
 
 /// A rank started with another config (here another seed) stops the job before anything is
