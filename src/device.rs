@@ -5,13 +5,15 @@
 //! one, wgpu's automatic choice (a discrete or integrated GPU first, a software adapter such as
 //! lavapipe last). `CUBECL_WGPU_DEFAULT_DEVICE` (e.g. `DiscreteGpu(1)`, `Cpu`) picks among
 //! several adapters of one backend. [`training_gpus`] adds a burn device per further GPU for
-//! data-parallel training.
+//! data-parallel training. Where an MPI launcher starts several ranks on one node, each rank
+//! opens its own GPUs of the node ([`crate::distributed::node`]).
 
 use std::sync::{Mutex, OnceLock};
 
 use burn::backend::wgpu::{WgpuBackend, WgpuInitError};
 use burn::tensor::Device;
 
+use crate::distributed::node::{self, LocalPlace, NodeAdapter, RankGpus};
 use crate::error::{Error, Result};
 
 /// Environment variable naming the GPU backend when `--backend` is not given.
@@ -193,6 +195,50 @@ pub struct Gpu {
     /// The wgpu instance and adapter under `device`: further devices of a data-parallel run
     /// come from the same instance ([`training_gpus`]).
     handles: Option<(wgpu::Instance, wgpu::Adapter)>,
+    /// Where the process is one of several MPI ranks on its node: its place and GPUs.
+    pub placement: Option<Placement>,
+}
+
+/// The GPUs of an MPI rank that shares its node with other ranks.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub place: LocalPlace,
+    /// The node's GPUs of the chosen API, in the order ranks take them ([`node::node_gpus`]);
+    /// empty where the node has only software adapters, which its ranks share.
+    node: Vec<wgpu::Adapter>,
+    /// The positions in `node` this rank takes (`None` with `node` empty).
+    pub gpus: Option<RankGpus>,
+    /// The instance `node` was enumerated on.
+    instance: wgpu::Instance,
+}
+
+impl Placement {
+    /// One line for `s5 info`: the rank's place and the GPUs it takes.
+    pub fn describe(&self) -> String {
+        let who = format!(
+            "local rank {} of {} on this node ({})",
+            self.place.rank, self.place.size, self.place.source
+        );
+        match self.gpus {
+            None => format!("{who}: no hardware GPU here, the node's ranks share the adapter"),
+            Some(gpus) => {
+                let names: Vec<String> = (gpus.first..gpus.first + gpus.count)
+                    .map(|i| format!("{} ({})", i, self.node[i].get_info().name))
+                    .collect();
+                let shared = if gpus.shared {
+                    ", shared with other ranks of the node"
+                } else {
+                    ""
+                };
+                let noun = if gpus.count == 1 { "GPU" } else { "GPUs" };
+                format!(
+                    "{who}: {noun} {} of the node's {}{shared}",
+                    names.join(", "),
+                    self.node.len()
+                )
+            }
+        }
+    }
 }
 
 static GPU: OnceLock<Gpu> = OnceLock::new();
@@ -204,12 +250,18 @@ static INIT: Mutex<()> = Mutex::new(());
 /// a different backend is an error: a process runs on one GPU runtime. A failed attempt is
 /// not cached.
 pub fn gpu(backend: Option<GpuBackend>) -> Result<&'static Gpu> {
+    gpu_with(backend, None)
+}
+
+/// [`gpu`], where the process is one of several MPI ranks on its node and each rank takes
+/// `per_rank` GPUs (`None`: an equal share of the node's): its first GPU.
+fn gpu_with(backend: Option<GpuBackend>, per_rank: Option<usize>) -> Result<&'static Gpu> {
     let backend = GpuBackend::resolve(backend)?;
     let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let gpu = match GPU.get() {
         Some(gpu) => gpu,
         None => {
-            let gpu = init(backend)?;
+            let gpu = init(backend, per_rank)?;
             GPU.get_or_init(|| gpu)
         }
     };
@@ -234,7 +286,7 @@ pub fn moe_kernel() -> crate::kernels::MoeKernel {
     crate::kernels::MoeKernel::for_adapter(runs_on_cpu_adapter())
 }
 
-fn init(backend: Option<GpuBackend>) -> Result<Gpu> {
+fn init(backend: Option<GpuBackend>, per_rank: Option<usize>) -> Result<Gpu> {
     // Ask wgpu first: cubecl panics deep inside when there is no adapter at all. Then pin the
     // API ourselves, so the choice is the documented one and GL is only probed as a last resort.
     let api = match backend {
@@ -248,6 +300,13 @@ fn init(backend: Option<GpuBackend>) -> Result<Gpu> {
             hint: NO_ADAPTER_HINT,
         });
     };
+    let placement = match node::local_place(&|name| std::env::var(name).ok())? {
+        Some(place) => Some(place_rank(api, place, per_rank)?),
+        None => None,
+    };
+    if let Some(placement) = placement.as_ref().filter(|p| p.gpus.is_some()) {
+        return open_placed(backend, placement.clone());
+    }
     let options = Device::wgpu_options().graphics_api(api.burn_backend());
     let (device, setup) = options
         .init_with_setup()
@@ -257,7 +316,51 @@ fn init(backend: Option<GpuBackend>) -> Result<Gpu> {
         adapter: AdapterSummary::of(&setup.adapter),
         backend,
         handles: Some((setup.instance, setup.adapter)),
+        placement,
     })
+}
+
+/// The node's GPUs of `api` and those of them this rank takes.
+fn place_rank(api: GpuBackend, place: LocalPlace, per_rank: Option<usize>) -> Result<Placement> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = api.wgpu_backends();
+    let instance = wgpu::Instance::new(desc);
+    let all = pollster::block_on(instance.enumerate_adapters(api.wgpu_backends()));
+    let infos: Vec<wgpu::AdapterInfo> = all.iter().map(wgpu::Adapter::get_info).collect();
+    let software_counts = std::env::var_os(node::PLACE_ON_SOFTWARE_VAR).is_some();
+    let facts: Vec<NodeAdapter> = infos
+        .iter()
+        .map(|info| NodeAdapter {
+            discrete: info.device_type == wgpu::DeviceType::DiscreteGpu,
+            software: info.device_type == wgpu::DeviceType::Cpu && !software_counts,
+            bus_id: &info.device_pci_bus_id,
+        })
+        .collect();
+    let node: Vec<wgpu::Adapter> = node::node_gpus(&facts)
+        .into_iter()
+        .map(|i| all[i].clone())
+        .collect();
+    let gpus = match node.len() {
+        0 => None,
+        n => Some(node::rank_gpus(n, place, per_rank)?),
+    };
+    Ok(Placement {
+        place,
+        node,
+        gpus,
+        instance,
+    })
+}
+
+/// The first GPU of a placed rank, on an instance of its own.
+fn open_placed(backend: Option<GpuBackend>, placement: Placement) -> Result<Gpu> {
+    let first = placement.gpus.map_or(0, |g| g.first);
+    let adapter = placement.node[first].clone();
+    let instance = placement.instance.clone();
+    let mut gpu = open_device(&instance, &adapter, backend)?;
+    gpu.handles = Some((instance, adapter));
+    gpu.placement = Some(placement);
+    Ok(gpu)
 }
 
 /// Which GPUs a training run spreads its batch over (data parallelism, see
@@ -297,44 +400,20 @@ static EXTRA: Mutex<Vec<((String, usize), Gpu)>> = Mutex::new(Vec::new());
 /// The GPUs of a training run: the process's GPU ([`gpu`]) first, then the others `choice`
 /// names, each with its own burn device.
 pub fn training_gpus(backend: Option<GpuBackend>, choice: GpuChoice) -> Result<Vec<Gpu>> {
-    let main = gpu(backend)?;
+    let per_rank = match choice {
+        GpuChoice::Auto => None,
+        GpuChoice::Count(n) => Some(n),
+        GpuChoice::SameAdapter(_) => Some(1),
+    };
+    let main = gpu_with(backend, per_rank)?;
     let Some((instance, adapter)) = &main.handles else {
         return Ok(vec![main.clone()]);
     };
-    let info = adapter.get_info();
-    let others: Vec<wgpu::Adapter> = match choice {
-        GpuChoice::Auto | GpuChoice::Count(_) => {
-            let mut others: Vec<wgpu::Adapter> =
-                pollster::block_on(instance.enumerate_adapters(info.backend.into()))
-                    .into_iter()
-                    .filter(|a| {
-                        let other = a.get_info();
-                        other != info && other.device_type != wgpu::DeviceType::Cpu
-                    })
-                    .collect();
-            // Identical GPUs first.
-            others.sort_by_key(|a| a.get_info().name != info.name);
-            match choice {
-                GpuChoice::Count(n) => {
-                    if others.len() + 1 < n {
-                        let mut found = vec![format!("{} (chosen)", info.name)];
-                        found.extend(others.iter().map(|a| a.get_info().name));
-                        return Err(Error::NotEnoughGpus {
-                            asked: n,
-                            api: format!("{:?}", info.backend).to_lowercase(),
-                            found: found.join(", "),
-                        });
-                    }
-                    others.truncate(n - 1);
-                    others
-                }
-                _ => others
-                    .into_iter()
-                    .filter(|a| a.get_info().name == info.name)
-                    .collect(),
-            }
-        }
-        GpuChoice::SameAdapter(n) => vec![adapter.clone(); n.saturating_sub(1)],
+    let placed = main.placement.as_ref().filter(|p| p.gpus.is_some());
+    let others: Vec<wgpu::Adapter> = match (choice, placed) {
+        (GpuChoice::SameAdapter(n), _) => vec![adapter.clone(); n.saturating_sub(1)],
+        (_, Some(placement)) => placement.others(per_rank)?,
+        (_, None) => others_of_api(instance, adapter, choice)?,
     };
     let mut gpus = vec![main.clone()];
     let mut extra = EXTRA
@@ -363,6 +442,63 @@ pub fn training_gpus(backend: Option<GpuBackend>, choice: GpuChoice) -> Result<V
         gpus.push(gpu);
     }
     Ok(gpus)
+}
+
+/// The GPUs besides `adapter` that `choice` (`Auto` or `Count`) names, in the order they
+/// join: others of its API, identical ones first, software adapters never.
+fn others_of_api(
+    instance: &wgpu::Instance,
+    adapter: &wgpu::Adapter,
+    choice: GpuChoice,
+) -> Result<Vec<wgpu::Adapter>> {
+    let info = adapter.get_info();
+    let mut others: Vec<wgpu::Adapter> =
+        pollster::block_on(instance.enumerate_adapters(info.backend.into()))
+            .into_iter()
+            .filter(|a| {
+                let other = a.get_info();
+                other != info && other.device_type != wgpu::DeviceType::Cpu
+            })
+            .collect();
+    // Identical GPUs first.
+    others.sort_by_key(|a| a.get_info().name != info.name);
+    match choice {
+        GpuChoice::Count(n) => {
+            if others.len() + 1 < n {
+                let mut found = vec![format!("{} (chosen)", info.name)];
+                found.extend(others.iter().map(|a| a.get_info().name));
+                return Err(Error::NotEnoughGpus {
+                    asked: n,
+                    api: format!("{:?}", info.backend).to_lowercase(),
+                    found: found.join(", "),
+                });
+            }
+            others.truncate(n - 1);
+            Ok(others)
+        }
+        _ => Ok(others
+            .into_iter()
+            .filter(|a| a.get_info().name == info.name)
+            .collect()),
+    }
+}
+
+impl Placement {
+    /// The rank's GPUs after its first, when each rank takes `per_rank`; an error where its
+    /// first GPU, opened before, is not the first of those.
+    fn others(&self, per_rank: Option<usize>) -> Result<Vec<wgpu::Adapter>> {
+        let pick = node::rank_gpus(self.node.len(), self.place, per_rank)?;
+        let opened = self.gpus.map_or(0, |g| g.first);
+        if pick.first != opened {
+            return Err(Error::Config {
+                reason: format!(
+                    "this rank opened GPU {opened} of its node before it knew how many GPUs                      each rank takes; asked for {} GPUs per rank it would start at GPU {}.                      Ask for the GPUs (--gpus) in the first command of the process",
+                    pick.count, pick.first
+                ),
+            });
+        }
+        Ok(self.node[pick.first + 1..pick.first + pick.count].to_vec())
+    }
 }
 
 /// A burn device of its own on `adapter`, requested as burn requests its first one (every
@@ -400,5 +536,6 @@ fn open_device(
         adapter: AdapterSummary::of(adapter),
         backend,
         handles: None,
+        placement: None,
     })
 }

@@ -23,10 +23,11 @@ pub fn s5() -> Command {
         let hermetic = [
             "S5_",
             "CUBECL_",
-            "SLURM_ARRAY_",
+            "SLURM_",
             "JOB_COMPLETION_INDEX",
             "OMPI_COMM_WORLD_",
             "PMI_",
+            "MPI_LOCAL",
         ];
         if hermetic.iter().any(|prefix| name_text.starts_with(prefix)) {
             command.env_remove(&name);

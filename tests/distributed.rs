@@ -1,6 +1,9 @@
 //! Work across processes without MPI: the fixed-order sum's pieces, a job of one, and the
 //! clear error of a build without the `mpi` feature started by an MPI launcher.
 
+use s5::distributed::node::{
+    LocalPlace, NodeAdapter, local_place, node_gpus, rank_gpus, tasks_on_node,
+};
 use s5::distributed::{chunks, launched_size, sum_in_rank_order};
 
 use crate::common::{json_of, s5};
@@ -50,6 +53,238 @@ fn a_launcher_is_known_by_its_variables() {
             "{message}"
         );
     }
+}
+
+/// A rank's place on its node comes from OpenMPI's, Hydra's or Slurm's variables; one rank
+/// per node, or an adapter pinned by hand, places nothing; a value that is not a place is an
+/// error naming its variable.
+#[test]
+fn a_ranks_place_on_its_node_is_read_from_its_launcher() {
+    let env = |vars: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    let place = |vars| local_place(&env(vars)).expect("a valid place");
+    let at = |p: Option<LocalPlace>| p.map(|p| (p.rank, p.size, p.source));
+    assert_eq!(at(place(&[])), None);
+    assert_eq!(
+        at(place(&[
+            ("OMPI_COMM_WORLD_LOCAL_RANK", "3"),
+            ("OMPI_COMM_WORLD_LOCAL_SIZE", "4")
+        ])),
+        Some((3, 4, "OMPI_COMM_WORLD_LOCAL_RANK"))
+    );
+    assert_eq!(
+        at(place(&[("MPI_LOCALRANKID", "1"), ("MPI_LOCALNRANKS", "2")])),
+        Some((1, 2, "MPI_LOCALRANKID"))
+    );
+    // Slurm: the step's tasks on this node (the third of `4(x2),3`).
+    assert_eq!(
+        at(place(&[
+            ("SLURM_LOCALID", "2"),
+            ("SLURM_STEP_TASKS_PER_NODE", "4(x2),3"),
+            ("SLURM_NODEID", "2")
+        ])),
+        Some((2, 3, "SLURM_LOCALID"))
+    );
+    // A batch script's own process (no step) and one rank per node place nothing.
+    assert_eq!(at(place(&[("SLURM_LOCALID", "0")])), None);
+    assert_eq!(
+        at(place(&[
+            ("OMPI_COMM_WORLD_LOCAL_RANK", "0"),
+            ("OMPI_COMM_WORLD_LOCAL_SIZE", "1")
+        ])),
+        None
+    );
+    // An adapter picked by hand wins.
+    assert_eq!(
+        at(place(&[
+            ("MPI_LOCALRANKID", "1"),
+            ("MPI_LOCALNRANKS", "2"),
+            ("CUBECL_WGPU_DEFAULT_DEVICE", "DiscreteGpu(0)")
+        ])),
+        None
+    );
+    for (tasks, node, count) in [
+        ("8", 0, Some(8)),
+        ("2(x3),1", 2, Some(2)),
+        ("2(x3),1", 3, Some(1)),
+    ] {
+        assert_eq!(tasks_on_node(tasks, node).ok(), count, "{tasks} at {node}");
+    }
+    for (bad, names) in [
+        (
+            &[
+                ("OMPI_COMM_WORLD_LOCAL_RANK", "2"),
+                ("OMPI_COMM_WORLD_LOCAL_SIZE", "2"),
+            ][..],
+            "OMPI_COMM_WORLD_LOCAL_RANK = 2",
+        ),
+        (&[("MPI_LOCALRANKID", "1")][..], "MPI_LOCALNRANKS is not"),
+        (
+            &[("MPI_LOCALRANKID", "one"), ("MPI_LOCALNRANKS", "2")][..],
+            "MPI_LOCALRANKID = `one`",
+        ),
+        (
+            &[("SLURM_LOCALID", "0"), ("SLURM_STEP_TASKS_PER_NODE", "4(x")][..],
+            "SLURM_STEP_TASKS_PER_NODE",
+        ),
+        (
+            &[
+                ("SLURM_LOCALID", "0"),
+                ("SLURM_STEP_TASKS_PER_NODE", "4"),
+                ("SLURM_NODEID", "1"),
+            ][..],
+            "SLURM_NODEID is 1",
+        ),
+    ] {
+        let message = local_place(&env(bad)).expect_err(names).to_string();
+        assert!(
+            message.contains(names) && message.contains("CUBECL_WGPU_DEFAULT_DEVICE"),
+            "{message}"
+        );
+    }
+}
+
+/// The ranks of a node take disjoint groups of its GPUs while there are enough, an equal
+/// share each by default; with more ranks than GPUs they share them one each; a rank asking
+/// for more GPUs than the node has for every rank is refused with the numbers.
+#[test]
+fn the_ranks_of_a_node_take_disjoint_gpus() {
+    // Discrete GPUs in PCI bus order; the integrated GPU and the software adapter are left out.
+    let node = [
+        NodeAdapter {
+            discrete: true,
+            software: false,
+            bus_id: "0000:c1:00.0",
+        },
+        NodeAdapter {
+            discrete: false,
+            software: true,
+            bus_id: "",
+        },
+        NodeAdapter {
+            discrete: true,
+            software: false,
+            bus_id: "0000:41:00.0",
+        },
+        NodeAdapter {
+            discrete: false,
+            software: false,
+            bus_id: "0000:00:02.0",
+        },
+    ];
+    assert_eq!(node_gpus(&node), [2, 0]);
+    assert_eq!(node_gpus(&node[1..2]), Vec::<usize>::new());
+    assert_eq!(node_gpus(&node[1..]), [1]);
+    assert_eq!(
+        node_gpus(&[node[1], node[3]]),
+        [1],
+        "no discrete GPU: the integrated one"
+    );
+    for gpus in 1..=8 {
+        for size in 2..=8 {
+            for per_rank in [None, Some(1), Some(2), Some(3)] {
+                let picks: Vec<_> = (0..size)
+                    .map(|rank| {
+                        rank_gpus(
+                            gpus,
+                            LocalPlace {
+                                rank,
+                                size,
+                                source: "test",
+                            },
+                            per_rank,
+                        )
+                    })
+                    .collect();
+                let k = per_rank.unwrap_or((gpus / size).max(1));
+                if size * k > gpus && k > 1 {
+                    for pick in &picks {
+                        let message = pick.as_ref().expect_err("too few GPUs").to_string();
+                        assert!(
+                            message
+                                .contains(&format!("need {} GPUs; the node has {gpus}", size * k)),
+                            "{message}"
+                        );
+                    }
+                    continue;
+                }
+                let picks: Vec<_> = picks.into_iter().map(|p| p.expect("a placement")).collect();
+                let mut taken = vec![0; gpus];
+                for pick in &picks {
+                    assert_eq!(pick.count, k, "{gpus} GPUs, {size} ranks, {per_rank:?}");
+                    assert_eq!(pick.shared, size > gpus);
+                    // Out of the node's GPUs panics here.
+                    for taken in &mut taken[pick.first..pick.first + pick.count] {
+                        *taken += 1;
+                    }
+                }
+                let most = taken.iter().max().copied().unwrap_or(0);
+                assert_eq!(
+                    most,
+                    size.div_ceil(gpus).max(1),
+                    "{gpus} GPUs, {size} ranks: {taken:?}"
+                );
+                if per_rank.is_none() && size <= gpus {
+                    assert!(
+                        gpus - taken.iter().sum::<usize>() < size,
+                        "an equal share: {taken:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `s5 info` under a launcher says which GPUs this rank takes; here (a software adapter) the
+/// node's ranks share it. A launcher's value that is not a place stops it, naming the variable.
+#[test]
+fn info_says_which_gpus_a_rank_of_a_node_takes() {
+    let out = s5()
+        .arg("info")
+        .env("OMPI_COMM_WORLD_LOCAL_RANK", "1")
+        .env("OMPI_COMM_WORLD_LOCAL_SIZE", "2")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.contains("this MPI rank"))
+        .unwrap_or_else(|| panic!("no placement line in:\n{text}"));
+    assert!(line.contains("local rank 1 of 2"), "{line}");
+    let selected = json_of(s5().args(["info", "--json"]));
+    let hardware = selected["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["backend"] == selected["selected"]["backend"] && a["device_type"] != "Cpu");
+    if hardware {
+        // Rank 1 of 2 takes the node's second GPU, or shares its only one.
+        assert!(line.contains("of the node's"), "{line}");
+    } else {
+        assert!(line.contains("share the adapter"), "{line}");
+    }
+    let out = s5()
+        .arg("info")
+        .env("MPI_LOCALRANKID", "2")
+        .env("MPI_LOCALNRANKS", "2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("MPI_LOCALRANKID = 2 is not a place among 2 ranks"),
+        "{err}"
+    );
 }
 
 /// `s5 bench allreduce` alone is a job of one: the sum is the buffer itself, exact. A build

@@ -438,6 +438,37 @@ fn sums_during_the_backward_pass_train_as_sums_after_it() {
     assert_bit_identical(&during, &after, 3);
 }
 
+/// Ranks that open their node's GPUs themselves (each its share, by its local rank: here the
+/// software adapter counted as the node's one GPU, which the two ranks then share) train bit
+/// for bit as ranks that let wgpu choose; `s5 info` under `mpirun` says where each rank is.
+#[test]
+fn ranks_placed_on_their_nodes_gpus_train_as_unplaced_ranks() {
+    let place = s5::distributed::node::PLACE_ON_SOFTWARE_VAR;
+    let out = mpirun(2).arg("info").env(place, "1").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for rank in 0..2 {
+        let line =
+            format!("local rank {rank} of 2 on this node (OMPI_COMM_WORLD_LOCAL_RANK): GPU 0 (");
+        assert_eq!(stdout.matches(&line).count(), 1, "{line} in:\n{stdout}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = pretrain_without_dropout(dir.path(), 3);
+    let (placed, unplaced) = (dir.path().join("placed"), dir.path().join("unplaced"));
+    let mut command = pretrain_on_two_ranks(&config, &placed, &[]);
+    let out = command.env(place, "1").output().unwrap();
+    crate::train::ok(&out, "mpirun -n 2 s5 pretrain, ranks placed");
+    let out = pretrain_on_two_ranks(&config, &unplaced, &[])
+        .output()
+        .unwrap();
+    crate::train::ok(&out, "mpirun -n 2 s5 pretrain");
+    assert_bit_identical(&placed, &unplaced, 3);
+}
+
 /// A rank started with another config (here another seed) stops the job before anything is
 /// written, with a message naming the rank and what differs.
 #[test]

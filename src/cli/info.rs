@@ -16,7 +16,12 @@ pub fn run(backend: Option<GpuBackend>, args: InfoArgs) -> Result<()> {
     // Fails with the "how to get an adapter" message (exit code 2) when there is none.
     let chosen = device::gpu(backend)?;
     if args.json {
-        let doc = serde_json::json!({ "adapters": all, "selected": chosen.adapter });
+        let placement = chosen.placement.as_ref().map(|p| p.describe());
+        let doc = serde_json::json!({
+            "adapters": all,
+            "selected": chosen.adapter,
+            "placement": placement,
+        });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
@@ -32,6 +37,9 @@ pub fn run(backend: Option<GpuBackend>, args: InfoArgs) -> Result<()> {
     });
     println!("\ns5 will use ({pinned}):");
     print_adapter(&chosen.adapter);
+    if let Some(placement) = &chosen.placement {
+        println!("  this MPI rank:            {}", placement.describe());
+    }
     Ok(())
 }
 

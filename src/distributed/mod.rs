@@ -6,6 +6,7 @@
 //! A process outside an MPI launcher, or built without the `mpi` feature, is the one rank of
 //! a job of one: every collective is then the identity, and no MPI library is needed.
 
+pub mod node;
 mod reduce;
 #[cfg(feature = "mpi")]
 mod transport;
