@@ -15,6 +15,7 @@ pub mod fixmatch;
 pub mod memory;
 pub mod memory_report;
 pub mod predict;
+pub mod scaling;
 pub mod select;
 pub mod select_report;
 pub mod step;

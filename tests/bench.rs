@@ -173,3 +173,67 @@ fn child_failures_name_the_job_and_the_reason() {
     let text = serde_json::to_string(&job).unwrap();
     assert_eq!(serde_json::from_str::<Job>(&text).unwrap(), job);
 }
+
+/// The projection's communication time is the ring all-reduce's 2 (N − 1) / N of the f32
+/// gradients plus one broadcast of the weights, per rank, over the link; the efficiency
+/// falls with the GPUs and rises with the link, and hiding the blocks' sums only raises it.
+#[test]
+fn the_scaling_projection_follows_the_ring_model() {
+    use s5::bench::scaling::{PROJECTED_GPUS, PROJECTED_LINKS_GBPS, project, sum_seconds};
+    let model = s5::model::SegmentorConfig::vit_b();
+    let values = s5::model::count_params(&model).total();
+    let step_s = 0.8;
+    let projection = project(&model, step_s, 24, true);
+    assert_eq!(projection.gradient_values, values);
+    assert_eq!(
+        projection.rows.len(),
+        PROJECTED_GPUS.len() * PROJECTED_LINKS_GBPS.len()
+    );
+    // The ViT-B blocks: 12 × (2 LayerNorms, qkv, projection, the FFN's two layers).
+    let (d, f) = (768usize, 3072usize);
+    let block = 4 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d);
+    assert_eq!(projection.block_values, 12 * block);
+    let share = projection.block_values as f64 / values as f64;
+    assert!(
+        (0.75..0.9).contains(&share),
+        "ViT-B's blocks hold {share} of its gradients"
+    );
+    for row in &projection.rows {
+        let n = row.gpus as f64;
+        let bytes_per_s = row.link_gbps * 1e9 / 8.0;
+        let gradient_bytes = 4.0 * values as f64;
+        let want = (2.0 * (n - 1.0) / n + 1.0) * gradient_bytes / bytes_per_s;
+        assert!(
+            row.comm_s.is_finite() && (row.comm_s - want).abs() <= 1e-9 * want,
+            "{row:?}: {want}"
+        );
+        assert_eq!(row.efficiency, step_s / (step_s + row.comm_s));
+        assert!(row.efficiency > 0.0 && row.efficiency < 1.0, "{row:?}");
+        assert!(
+            row.efficiency_overlapped > row.efficiency && row.efficiency_overlapped < 1.0,
+            "{row:?}"
+        );
+    }
+    // 8 GPUs over 100 Gb/s: 1.75 × 0.41 GB summed and 0.41 GB broadcast per rank, 0.09 s.
+    let cell = |gpus, link| {
+        projection
+            .rows
+            .iter()
+            .find(|r| r.gpus == gpus && r.link_gbps == link)
+            .expect("a projected cell")
+    };
+    assert!(
+        (cell(8, 100.0).comm_s - 0.0908).abs() < 5e-4,
+        "{:?}",
+        cell(8, 100.0)
+    );
+    for link in PROJECTED_LINKS_GBPS {
+        assert!(cell(8, link).efficiency > cell(32, link).efficiency);
+        assert!(cell(32, link).efficiency > cell(128, link).efficiency);
+    }
+    for gpus in PROJECTED_GPUS {
+        assert!(cell(gpus, 25.0).efficiency < cell(gpus, 100.0).efficiency);
+        assert!(cell(gpus, 100.0).efficiency < cell(gpus, 200.0).efficiency);
+    }
+    assert_eq!(sum_seconds(values, 1, 100.0), 0.0, "one rank sends nothing");
+}

@@ -321,6 +321,35 @@ fn bench_all_reports_every_section_in_one_json() {
     };
     assert_eq!(precisions, expected, "shader-f16: {}", adapter.shader_f16);
     check_data_bench(&doc["data"]);
+    // The projection is made from the faster of the measured steps.
+    let scaling = &doc["scaling"];
+    let medians: Vec<(f64, bool)> = [&doc["fixmatch_step"], &doc["fixmatch_step_mixed"]]
+        .into_iter()
+        .filter_map(|s| Some((s["median_ms"].as_f64()?, s["mixed"].as_bool()?)))
+        .collect();
+    let fastest = medians
+        .iter()
+        .copied()
+        .fold(None, |best: Option<(f64, bool)>, m| match best {
+            Some(b) if b.0 <= m.0 => Some(b),
+            _ => Some(m),
+        })
+        .expect("a step time");
+    assert_eq!(
+        scaling["step_s"].as_f64(),
+        Some(fastest.0 / 1e3),
+        "{scaling}"
+    );
+    assert_eq!(scaling["mixed"], fastest.1, "{scaling}");
+    assert_eq!(
+        scaling["crops_per_gpu"],
+        2 * step["batch"].as_u64().unwrap()
+    );
+    assert_eq!(
+        scaling["rows"].as_array().map(Vec::len),
+        Some(9),
+        "{scaling}"
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::child::Children;
 use super::fixmatch::{FixMatchTiming, bench_fixmatch_step, choose_batch, fmt_precision_ratio};
 use super::predict::{PredictTiming, bench_predict};
+use super::scaling::{ScalingProjection, project};
 use super::step::synth_model;
 use super::{BenchConfig, KernelShapes, StepShapes, Timing, bench_kernels, format_table};
 use crate::data::throughput::{DataBench, augment_throughput};
@@ -70,6 +71,8 @@ pub struct AllReport {
     pub fixmatch_step_mixed: Option<FixMatchTiming>,
     pub predict: Vec<PredictTiming>,
     pub data: DataBench,
+    /// The faster FixMatch step projected to 8, 32 and 128 GPUs over MPI.
+    pub scaling: ScalingProjection,
     pub seconds: f64,
 }
 
@@ -169,6 +172,16 @@ pub fn bench_all(
     } else {
         None
     };
+    let fastest = fixmatch_step_mixed
+        .as_ref()
+        .filter(|mixed| mixed.median_ms < fixmatch_step.median_ms)
+        .unwrap_or(&fixmatch_step);
+    let scaling = project(
+        &model,
+        fastest.median_ms / 1e3,
+        2 * fastest.batch,
+        fastest.mixed,
+    );
     on_event(AllEvent::Kernels);
     let kernel_shapes = if scaled_down {
         KernelShapes::scaled_down()
@@ -190,6 +203,7 @@ pub fn bench_all(
         fixmatch_step_mixed,
         predict,
         data,
+        scaling,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -252,6 +266,7 @@ impl fmt::Display for AllReport {
         }
         writeln!(f)?;
         write!(f, "{}", self.data)?;
+        write!(f, "\n{}", self.scaling)?;
         writeln!(f, "\nall in {:.0} s", self.seconds)
     }
 }

@@ -28,6 +28,12 @@ fn linear(i: usize, o: usize) -> usize {
     i * o + o
 }
 
+/// Parameters of one dense ViT block (two LayerNorms, attention, FFN).
+pub fn block_params(v: &super::config::VitConfig) -> usize {
+    let (d, f) = (v.dim, v.hidden_dim());
+    2 * d + linear(d, 3 * d) + linear(d, d) + 2 * d + linear(d, f) + linear(f, d)
+}
+
 /// Counts without building: must equal `Module::num_params` of the built model.
 pub fn count_params(cfg: &SegmentorConfig) -> ParamCount {
     let v = &cfg.backbone;
@@ -41,7 +47,7 @@ pub fn count_params(cfg: &SegmentorConfig) -> ParamCount {
             expert_dim,
         } => (linear(f, d - expert_dim), datasets * linear(f, expert_dim)),
     };
-    let block = 2 * d + linear(d, 3 * d) + linear(d, d) + 2 * d + linear(d, f) + fc2_shared;
+    let block = block_params(v) - linear(f, d) + fc2_shared;
     let backbone = patch + d + tokens * d + v.depth * block;
     // Neck: 4x = deconv, LayerNorm, GELU, deconv; 2x = deconv; 1x, 0.5x parameter-free.
     let deconv = d * d * 4 + d;

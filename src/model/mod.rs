@@ -22,5 +22,5 @@ pub mod upernet;
 pub mod vit;
 
 pub use config::{Activation, FfnKind, PaperModel, SegmentorConfig, VitConfig, paper_models};
-pub use count::{ParamCount, count_params};
+pub use count::{ParamCount, block_params, count_params};
 pub use segmentor::Segmentor;
