@@ -352,7 +352,7 @@ fn place_rank(api: GpuBackend, place: LocalPlace, per_rank: Option<usize>) -> Re
     })
 }
 
-/// The first GPU of a placed rank, on an instance of its own.
+/// The first GPU of a placed rank, on the instance its node's GPUs were enumerated on.
 fn open_placed(backend: Option<GpuBackend>, placement: Placement) -> Result<Gpu> {
     let first = placement.gpus.map_or(0, |g| g.first);
     let adapter = placement.node[first].clone();

@@ -120,17 +120,21 @@ impl fmt::Display for ScalingProjection {
         writeln!(
             f,
             "projected weak scaling of the {} step ({:.3} s for {} crops per GPU; {:.1} M \
-             gradient values, {:.0} % in the ViT blocks): efficiency without overlap / with \
-             the blocks' sums hidden in the backward pass (seconds of communication per step)",
+             gradient values, {:.0} % in the ViT blocks):",
             if self.mixed { "mixed-precision" } else { "f32" },
             self.step_s,
             self.crops_per_gpu,
             self.gradient_values as f64 / 1e6,
             100.0 * self.block_values as f64 / self.gradient_values.max(1) as f64
         )?;
+        writeln!(
+            f,
+            "efficiency without overlap / with the blocks' sums hidden in the backward pass \
+             (communication per step)"
+        )?;
         write!(f, "{:>6}", "GPUs")?;
         for link in PROJECTED_LINKS_GBPS {
-            write!(f, "  {:>20}", format!("{link} Gb/s"))?;
+            write!(f, "  {:>24}", format!("{link} Gb/s"))?;
         }
         writeln!(f)?;
         for chunk in self.rows.chunks(PROJECTED_LINKS_GBPS.len()) {
@@ -138,10 +142,12 @@ impl fmt::Display for ScalingProjection {
             for row in chunk {
                 write!(
                     f,
-                    "  {:>20}",
+                    "  {:>24}",
                     format!(
-                        "{:.2} / {:.2} ({:.2} s)",
-                        row.efficiency, row.efficiency_overlapped, row.comm_s
+                        "{:.3} / {:.3} ({:.1} ms)",
+                        row.efficiency,
+                        row.efficiency_overlapped,
+                        1e3 * row.comm_s
                     )
                 )?;
             }
