@@ -287,6 +287,39 @@ fn info_says_which_gpus_a_rank_of_a_node_takes() {
     );
 }
 
+/// `--gpus k` is what each rank of a node takes: 2 ranks asking for 2 GPUs each on a node of
+/// one (the software adapter counted as a GPU) are refused with the numbers, before the run
+/// directory exists; with one each they share it and train.
+#[test]
+fn gpus_per_rank_must_fit_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::train::pretrain_config(dir.path(), 1);
+    let run = dir.path().join("run");
+    let pretrain = |gpus: &str| {
+        s5().args(["pretrain", "--quiet", "--gpus", gpus, "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&run)
+            .env(s5::distributed::node::PLACE_ON_SOFTWARE_VAR, "1")
+            .env("OMPI_COMM_WORLD_LOCAL_RANK", "1")
+            .env("OMPI_COMM_WORLD_LOCAL_SIZE", "2")
+            .output()
+            .unwrap()
+    };
+    let out = pretrain("2");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("2 ranks on this node") && err.contains("need 4 GPUs; the node has 1"),
+        "{err}"
+    );
+    assert!(!run.exists(), "a refused run writes nothing");
+    crate::train::ok(
+        &pretrain("1"),
+        "s5 pretrain as local rank 1 of 2, sharing the GPU",
+    );
+}
+
 /// `s5 bench allreduce` alone is a job of one: the sum is the buffer itself, exact. A build
 /// without the `mpi` feature that a launcher started as one of several ranks says how to
 /// build one with it.

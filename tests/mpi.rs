@@ -279,7 +279,7 @@ fn two_ranks_train_as_one_process_over_two_gpus_and_resume_after_a_killed_rank()
         .status()
         .unwrap();
     assert!(status.success());
-    let status = exit_within(&mut job, 60, "rank 1 was killed");
+    let status = exit_within(&mut job, &killed, 60, "rank 1 was killed");
     assert!(!status.success(), "a job with a killed rank failed");
     let out = pretrain_on_two_ranks(&config, &killed, &["--resume"])
         .output()
@@ -314,9 +314,10 @@ fn wait_for_step(job: &mut std::process::Child, run: &Path, step: u64) {
 }
 
 /// `job`'s exit status, failing if it still runs `limit_s` seconds after `after` happened
-/// (now).
+/// (now): then it says where each rank of `run` was, and kills them and `mpirun`.
 fn exit_within(
     job: &mut std::process::Child,
+    run: &Path,
     limit_s: u64,
     after: &str,
 ) -> std::process::ExitStatus {
@@ -325,10 +326,36 @@ fn exit_within(
         if let Some(status) = job.try_wait().unwrap() {
             return status;
         }
-        assert!(
-            since.elapsed() < Duration::from_secs(limit_s),
-            "the job still runs {limit_s} s after {after}"
-        );
+        if since.elapsed() >= Duration::from_secs(limit_s) {
+            // Say where each rank is, then end the job: left running, it would slow every
+            // later test.
+            let mut state = String::new();
+            for rank in 0..2 {
+                match rank_pid(run, rank) {
+                    Some(pid) => {
+                        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                            .unwrap_or_default();
+                        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+                            .unwrap_or_default();
+                        state += &format!("rank {rank}: pid {pid}, stat {stat}, wchan {wchan}\n");
+                        Command::new("kill")
+                            .args(["-9", &pid.to_string()])
+                            .status()
+                            .ok();
+                    }
+                    None => state += &format!("rank {rank}: exited\n"),
+                }
+            }
+            let last: Vec<String> = s5::run::read_events(&run.join("events.jsonl"))
+                .unwrap_or_default()
+                .iter()
+                .rev()
+                .take(3)
+                .map(|e| format!("{:?} at step {}", e.kind, e.step))
+                .collect();
+            job.kill().ok();
+            panic!("the job still runs {limit_s} s after {after}\n{state}last events: {last:?}");
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -539,7 +566,7 @@ fn ctrl_c_at_mpirun_finishes_the_step_on_every_rank_and_checkpoints() {
     wait_for_step(&mut job, &run, 2);
     // SAFETY: sends SIGINT to the mpirun process this test started; nothing else is touched.
     unsafe { libc::kill(job.id() as libc::pid_t, libc::SIGINT) };
-    let status = exit_within(&mut job, 120, "Ctrl-C");
+    let status = exit_within(&mut job, &run, 120, "Ctrl-C");
     let events = run.join("events.jsonl");
     let out = job.wait_with_output().unwrap();
     let (stdout, stderr) = (
