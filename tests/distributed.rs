@@ -27,15 +27,17 @@ fn chunks_cover_the_buffer_and_sums_run_in_rank_order() {
     assert!(sum_in_rank_order(&[], 0).is_empty());
 }
 
+/// An environment that holds `vars` and nothing else.
+fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |name: &str| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
 #[test]
 fn a_launcher_is_known_by_its_variables() {
-    let env = |vars: &'static [(&'static str, &'static str)]| {
-        move |name: &str| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }
-    };
     let size = |vars| launched_size(&env(vars)).expect("a valid world size");
     assert_eq!(size(&[]), None);
     assert_eq!(size(&[("OMPI_COMM_WORLD_SIZE", "4")]), Some(4));
@@ -60,13 +62,6 @@ fn a_launcher_is_known_by_its_variables() {
 /// error naming its variable.
 #[test]
 fn a_ranks_place_on_its_node_is_read_from_its_launcher() {
-    let env = |vars: &'static [(&'static str, &'static str)]| {
-        move |name: &str| {
-            vars.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.to_string())
-        }
-    };
     let place = |vars| local_place(&env(vars)).expect("a valid place");
     let at = |p: Option<LocalPlace>| p.map(|p| (p.rank, p.size, p.source));
     assert_eq!(at(place(&[])), None);
@@ -250,12 +245,8 @@ fn info_says_which_gpus_a_rank_of_a_node_takes() {
         .env("OMPI_COMM_WORLD_LOCAL_SIZE", "2")
         .output()
         .unwrap();
+    crate::train::ok(&out, "s5 info as local rank 1 of 2");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let line = text
         .lines()
         .find(|l| l.contains("this MPI rank"))
@@ -273,14 +264,11 @@ fn info_says_which_gpus_a_rank_of_a_node_takes() {
     } else {
         assert!(line.contains("share the adapter"), "{line}");
     }
-    let out = s5()
-        .arg("info")
-        .env("MPI_LOCALRANKID", "2")
-        .env("MPI_LOCALNRANKS", "2")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = failed(
+        s5().arg("info")
+            .env("MPI_LOCALRANKID", "2")
+            .env("MPI_LOCALNRANKS", "2"),
+    );
     assert!(
         err.contains("MPI_LOCALRANKID = 2 is not a place among 2 ranks"),
         "{err}"
@@ -296,26 +284,25 @@ fn gpus_per_rank_must_fit_the_node() {
     let config = crate::train::pretrain_config(dir.path(), 1);
     let run = dir.path().join("run");
     let pretrain = |gpus: &str| {
-        s5().args(["pretrain", "--quiet", "--gpus", gpus, "--config"])
+        let mut command = s5();
+        command
+            .args(["pretrain", "--quiet", "--gpus", gpus, "--config"])
             .arg(&config)
             .arg("--out")
             .arg(&run)
             .env(s5::distributed::node::PLACE_ON_SOFTWARE_VAR, "1")
             .env("OMPI_COMM_WORLD_LOCAL_RANK", "1")
-            .env("OMPI_COMM_WORLD_LOCAL_SIZE", "2")
-            .output()
-            .unwrap()
+            .env("OMPI_COMM_WORLD_LOCAL_SIZE", "2");
+        command
     };
-    let out = pretrain("2");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = failed(&mut pretrain("2"));
     assert!(
         err.contains("2 ranks on this node") && err.contains("need 4 GPUs; the node has 1"),
         "{err}"
     );
     assert!(!run.exists(), "a refused run writes nothing");
     crate::train::ok(
-        &pretrain("1"),
+        &pretrain("1").output().unwrap(),
         "s5 pretrain as local rank 1 of 2, sharing the GPU",
     );
 }
@@ -357,7 +344,12 @@ fn the_allreduce_bench_runs_alone_and_a_build_without_mpi_says_so() {
 /// Runs `command` as rank 1 of 2 by a launcher's `(rank, size)` variables, expects it to
 /// fail, and returns what it printed on stderr.
 fn refused(command: &mut std::process::Command, (rank, size): (&str, &str)) -> String {
-    let out = command.env(rank, "1").env(size, "2").output().unwrap();
+    failed(command.env(rank, "1").env(size, "2"))
+}
+
+/// Runs `command`, expects it to fail, and returns what it printed on stderr.
+fn failed(command: &mut std::process::Command) -> String {
+    let out = command.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "{err}");
     err

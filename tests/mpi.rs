@@ -472,12 +472,8 @@ fn sums_during_the_backward_pass_train_as_sums_after_it() {
 fn ranks_placed_on_their_nodes_gpus_train_as_unplaced_ranks() {
     let place = s5::distributed::node::PLACE_ON_SOFTWARE_VAR;
     let out = mpirun(2).arg("info").env(place, "1").output().unwrap();
+    crate::train::ok(&out, "mpirun -n 2 s5 info, ranks placed");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     for rank in 0..2 {
         let line =
             format!("local rank {rank} of 2 on this node (OMPI_COMM_WORLD_LOCAL_RANK): GPU 0 (");
