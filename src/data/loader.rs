@@ -71,6 +71,11 @@ pub struct Keep(Arc<Mutex<Option<KeepRule>>>);
 /// once per item, in stream order.
 pub type KeepRule = Box<dyn FnMut(u64, usize) -> bool + Send>;
 
+/// The rule that keeps the items at `range` of each batch (indices within the batch).
+pub fn keep_indices(range: Range<usize>) -> KeepRule {
+    Box::new(move |_, index| range.contains(&index))
+}
+
 impl std::fmt::Debug for Keep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Keep")
@@ -80,7 +85,7 @@ impl std::fmt::Debug for Keep {
 impl Keep {
     /// Decode the items at `range` of each batch (indices within the batch) from now on.
     pub fn set(&self, range: Range<usize>) {
-        self.set_rule(Box::new(move |_, index| range.contains(&index)));
+        self.set_rule(keep_indices(range));
     }
 
     /// Decode the items `rule` keeps from now on.

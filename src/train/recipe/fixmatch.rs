@@ -13,8 +13,8 @@ use image::{GrayImage, RgbImage};
 use super::{Recipe, StepResult};
 use crate::data::DatasetSpec;
 use crate::data::loader::{
-    Keep, LabeledItem, LoaderConfig, Prefetcher, UnlabeledItem, item_rng, unlabeled_item,
-    unlabeled_stream,
+    Keep, LabeledItem, LoaderConfig, Prefetcher, UnlabeledItem, item_rng, keep_indices,
+    unlabeled_item, unlabeled_stream,
 };
 use crate::data::palette::colorize;
 use crate::data::source::TiledSource;
@@ -343,9 +343,8 @@ impl Recipe for FixMatch {
 
     fn prepare_shares_only(&mut self, replicas: Replicas<'_>) {
         if replicas.world.size() > 1 {
-            let mine = replicas.span(self.batch);
             self.labeled
-                .decode_only(Box::new(move |_, index| mine.contains(&index)));
+                .decode_only(keep_indices(replicas.span(self.batch)));
             self.unlabeled_keep
                 .set(replicas.span(self.setup.unlabeled_batch));
         }
