@@ -441,8 +441,7 @@ fn the_similarity_floor_is_a_low_quantile_of_each_clusters_labeled_patches() {
         similarities[r.cluster as usize].push(r.similarity);
     }
     let floor = floor_from_similarities(&similarities, 0.1, 64);
-    for m in 0..3 {
-        let mine = &similarities[m];
+    for (m, mine) in similarities.iter().enumerate().take(3) {
         let below = mine.iter().filter(|&&s| s < floor.per_cluster[m]).count();
         assert_eq!(floor.labeled_patches[m], mine.len() as u64);
         // At most a tenth strictly below, and the floor is one of them.

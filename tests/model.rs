@@ -373,13 +373,14 @@ fn an_authors_s4p_checkpoint_loads_backbone_neck_and_decoders() {
         let shape = t.dims().to_vec();
         (to_vec(t.reshape([-1])), shape)
     }
-    let linear =
-        |put: &mut dyn FnMut(&str, Vec<f32>, Vec<usize>), k: &str, l: &burn::nn::Linear| {
-            let (w, s) = flat(l.weight.val().transpose());
-            put(&format!("{k}.weight"), w, s);
-            let (b, s) = flat(l.bias.as_ref().unwrap().val());
-            put(&format!("{k}.bias"), b, s);
-        };
+    /// Stores one tensor under its key: values and shape.
+    type Put<'a> = dyn FnMut(&str, Vec<f32>, Vec<usize>) + 'a;
+    let linear = |put: &mut Put, k: &str, l: &burn::nn::Linear| {
+        let (w, s) = flat(l.weight.val().transpose());
+        put(&format!("{k}.weight"), w, s);
+        let (b, s) = flat(l.bias.as_ref().unwrap().val());
+        put(&format!("{k}.bias"), b, s);
+    };
     let vit = &source.backbone;
     let (w, s) = flat(vit.patch_embed.weight.val());
     put("backbone.patch_embed.projection.weight", w, s);

@@ -1802,15 +1802,12 @@ fn pretrain_logs_fixmatch_and_samples_appear_whole_while_it_runs() {
             let v = e.extra[key].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&v), "{key} = {v}");
         }
-        // The confident accuracy is defined only where some pixel passed τ.
-        match e.extra.get("pseudo_label_acc_confident") {
-            Some(v) => {
-                let v = v.as_f64().unwrap();
-                assert!((0.0..=1.0).contains(&v), "pseudo_label_acc_confident = {v}");
-                confident_steps += 1;
-            }
-            // (Absent, never 0, where none did: `fixmatch.rs` checks the rule.)
-            None => {}
+        // The confident accuracy is defined only where some pixel passed τ (absent, never 0,
+        // where none did: `fixmatch.rs` checks the rule).
+        if let Some(v) = e.extra.get("pseudo_label_acc_confident") {
+            let v = v.as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "pseudo_label_acc_confident = {v}");
+            confident_steps += 1;
         }
         assert!(e.images_per_s.unwrap() > 0.0);
     }

@@ -64,7 +64,8 @@ pub struct Window {
 }
 
 enum Pixels {
-    Chunks(Chunks),
+    /// Read chunk by chunk (boxed: a TIFF decoder is far larger than a `Vec`).
+    Chunks(Box<Chunks>),
     /// Interleaved samples of the whole image (`samples` per pixel).
     Decoded8(Vec<u8>),
     Decoded16(Vec<u16>),
@@ -125,14 +126,14 @@ impl Raster {
                             ChunkType::Tile => width.div_ceil(chunk_w),
                         };
                         let per_plane = across * height.div_ceil(chunk_h);
-                        pixels = Pixels::Chunks(Chunks {
+                        pixels = Pixels::Chunks(Box::new(Chunks {
                             decoder,
                             planar,
                             chunk_w,
                             chunk_h,
                             across,
                             per_plane,
-                        });
+                        }));
                     }
                     Layout::Unsupported(reason) => return Err(fail(reason)),
                     Layout::Other => {

@@ -132,13 +132,14 @@ impl PngRows {
 
 /// Where a band's outputs go: PNGs, or GeoTIFFs for a georeferenced input.
 enum Outputs {
+    /// Writers boxed: each is hundreds of bytes, of different sizes per format.
     Png {
-        index: PngRows,
-        confidence: PngRows,
+        index: Box<PngRows>,
+        confidence: Box<PngRows>,
     },
     Tiff {
-        index: TiledWriter<u8>,
-        confidence: TiledWriter<f32>,
+        index: Box<TiledWriter<u8>>,
+        confidence: Box<TiledWriter<f32>>,
     },
 }
 
@@ -208,7 +209,7 @@ pub fn predict_file(
         let mut palette = card.palette.clone();
         palette.resize(256, [0, 0, 0]);
         Outputs::Tiff {
-            index: TiledWriter::create(
+            index: Box::new(TiledWriter::create(
                 &index_path,
                 w,
                 h,
@@ -218,8 +219,8 @@ pub fn predict_file(
                     nodata: nodata.map(|(i, _)| f64::from(i)),
                 },
                 geo.clone(),
-            )?,
-            confidence: TiledWriter::create(
+            )?),
+            confidence: Box::new(TiledWriter::create(
                 &confidence_path,
                 w,
                 h,
@@ -229,12 +230,22 @@ pub fn predict_file(
                     nodata: nodata.map(|(_, c)| f64::from(c)),
                 },
                 geo,
-            )?,
+            )?),
         }
     } else {
         Outputs::Png {
-            index: PngRows::create(&index_path, w, h, png::ColorType::Grayscale)?,
-            confidence: PngRows::create(&confidence_path, w, h, png::ColorType::Grayscale)?,
+            index: Box::new(PngRows::create(
+                &index_path,
+                w,
+                h,
+                png::ColorType::Grayscale,
+            )?),
+            confidence: Box::new(PngRows::create(
+                &confidence_path,
+                w,
+                h,
+                png::ColorType::Grayscale,
+            )?),
         }
     };
     let mut color = PngRows::create(&color_path, w, h, png::ColorType::Rgb)?;

@@ -54,12 +54,10 @@ impl Canvas {
         }
     }
 
+    /// The rectangle `(x0, y0, x1, y1)` (px, x1 and y1 excluded).
     pub(super) fn rect(
         &mut self,
-        x0: f32,
-        y0: f32,
-        x1: f32,
-        y1: f32,
+        (x0, y0, x1, y1): (f32, f32, f32, f32),
         colour: [f32; 3],
         texture: (f32, f32),
         label: Option<u8>,
@@ -78,11 +76,10 @@ impl Canvas {
         );
     }
 
-    /// A blob: a disc of radius `r` whose edge wobbles with noise.
+    /// A blob: a disc of radius `r` (px) around `(cx, cy)` whose edge wobbles with noise.
     pub(super) fn blob(
         &mut self,
-        cx: f32,
-        cy: f32,
+        (cx, cy): (f32, f32),
         r: f32,
         wobble: f32,
         colour: [f32; 3],

@@ -45,10 +45,7 @@ pub(super) fn pool_scene<R: Rng>(
         PoolKind::Sea => {
             let mut c = Canvas::new(w, h, IMPERVIOUS, rng);
             c.rect(
-                0.0,
-                0.0,
-                w as f32,
-                h as f32,
+                (0.0, 0.0, w as f32, h as f32),
                 jitter(rng, [25.0, 60.0, 95.0], 0.15),
                 (60.0, 0.12),
                 None,
@@ -58,7 +55,7 @@ pub(super) fn pool_scene<R: Rng>(
         PoolKind::SensorNoise => {
             let mut c = Canvas::new(w, h, IMPERVIOUS, rng);
             let base = rng.random_range(60.0..160.0);
-            c.rect(0.0, 0.0, w as f32, h as f32, [base; 3], (1.0, 0.0), None);
+            c.rect((0.0, 0.0, w as f32, h as f32), [base; 3], (1.0, 0.0), None);
             // Striping of a failing detector line.
             for y in 0..h {
                 if hash(0, y as i32, c.seed) < 0.3 {

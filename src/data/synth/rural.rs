@@ -13,10 +13,7 @@ pub(super) fn rural_scene<R: Rng>(w: u32, h: u32, rng: &mut R) -> (RgbImage, Gra
     let mut c = Canvas::new(w, h, R_BACKGROUND, rng);
     let (wf, hf) = (w as f32, h as f32);
     c.rect(
-        0.0,
-        0.0,
-        wf,
-        hf,
+        (0.0, 0.0, wf, hf),
         jitter(rng, [150.0, 140.0, 105.0], 0.1),
         (30.0, 0.2),
         Some(R_BACKGROUND),
@@ -43,10 +40,7 @@ pub(super) fn rural_scene<R: Rng>(w: u32, h: u32, rng: &mut R) -> (RgbImage, Gra
                     cell * rng.random_range(0.7..1.0),
                 );
                 c.rect(
-                    x,
-                    y,
-                    x + fw,
-                    y + fh,
+                    (x, y, x + fw, y + fh),
                     colour,
                     (3.0, 0.12),
                     Some(R_AGRICULTURE),
@@ -60,8 +54,7 @@ pub(super) fn rural_scene<R: Rng>(w: u32, h: u32, rng: &mut R) -> (RgbImage, Gra
     for _ in 0..rng.random_range(1..4) {
         let (x, y) = (rng.random_range(0.0..wf), rng.random_range(0.0..hf));
         c.blob(
-            x,
-            y,
+            (x, y),
             rng.random_range(20.0..50.0),
             0.35,
             jitter(rng, [35.0, 70.0, 35.0], 0.15),
@@ -73,8 +66,7 @@ pub(super) fn rural_scene<R: Rng>(w: u32, h: u32, rng: &mut R) -> (RgbImage, Gra
     for _ in 0..rng.random_range(0..3) {
         let (x, y) = (rng.random_range(0.0..wf), rng.random_range(0.0..hf));
         c.blob(
-            x,
-            y,
+            (x, y),
             rng.random_range(10.0..30.0),
             0.4,
             jitter(rng, [200.0, 185.0, 160.0], 0.08),
@@ -87,8 +79,7 @@ pub(super) fn rural_scene<R: Rng>(w: u32, h: u32, rng: &mut R) -> (RgbImage, Gra
     if rng.random_bool(0.5) {
         let (x, y) = (rng.random_range(0.0..wf), rng.random_range(0.0..hf));
         c.blob(
-            x,
-            y,
+            (x, y),
             rng.random_range(15.0..40.0),
             0.3,
             water,
@@ -130,10 +121,7 @@ pub(super) fn rural_scene<R: Rng>(w: u32, h: u32, rng: &mut R) -> (RgbImage, Gra
         }
         c.shade(x + 2.0, y + 2.0, x + bw + 2.0, y + bh + 2.0, 0.6);
         c.rect(
-            x,
-            y,
-            x + bw,
-            y + bh,
+            (x, y, x + bw, y + bh),
             jitter(rng, [185.0, 90.0, 70.0], 0.2),
             (4.0, 0.1),
             Some(R_BUILDING),
@@ -142,7 +130,12 @@ pub(super) fn rural_scene<R: Rng>(w: u32, h: u32, rng: &mut R) -> (RgbImage, Gra
     // No-data border (LoveDA raw 0), black in the image.
     if rng.random_bool(0.25) {
         let edge = rng.random_range(10.0..40.0);
-        c.rect(wf - edge, 0.0, wf, hf, [0.0; 3], (1.0, 0.0), Some(R_NODATA));
+        c.rect(
+            (wf - edge, 0.0, wf, hf),
+            [0.0; 3],
+            (1.0, 0.0),
+            Some(R_NODATA),
+        );
     }
     c.finish(5.0, rng)
 }

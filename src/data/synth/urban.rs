@@ -26,16 +26,13 @@ pub(super) fn urban_scene_with_roofs<R: Rng>(w: u32, h: u32, rng: &mut R) -> (Rg
     let mut c = Canvas::new(w, h, LOW_VEG, rng);
     let (wf, hf) = (w as f32, h as f32);
     let grass = jitter(rng, [96.0, 128.0, 70.0], 0.12);
-    c.rect(0.0, 0.0, wf, hf, grass, (40.0, 0.25), Some(LOW_VEG));
+    c.rect((0.0, 0.0, wf, hf), grass, (40.0, 0.25), Some(LOW_VEG));
     // Paved yards.
     for _ in 0..rng.random_range(0..3) {
         let (x, y) = (rng.random_range(0.0..wf), rng.random_range(0.0..hf));
         let (rw, rh) = (rng.random_range(20.0..70.0), rng.random_range(20.0..70.0));
         c.rect(
-            x,
-            y,
-            x + rw,
-            y + rh,
+            (x, y, x + rw, y + rh),
             jitter(rng, [150.0, 148.0, 140.0], 0.1),
             (12.0, 0.1),
             Some(IMPERVIOUS),
@@ -51,20 +48,14 @@ pub(super) fn urban_scene_with_roofs<R: Rng>(w: u32, h: u32, rng: &mut R) -> (Rg
             roads.push((vertical, at, width));
             if vertical {
                 c.rect(
-                    at - width / 2.0,
-                    0.0,
-                    at + width / 2.0,
-                    hf,
+                    (at - width / 2.0, 0.0, at + width / 2.0, hf),
                     asphalt,
                     (25.0, 0.08),
                     Some(IMPERVIOUS),
                 );
             } else {
                 c.rect(
-                    0.0,
-                    at - width / 2.0,
-                    wf,
-                    at + width / 2.0,
+                    (0.0, at - width / 2.0, wf, at + width / 2.0),
                     asphalt,
                     (25.0, 0.08),
                     Some(IMPERVIOUS),
@@ -104,14 +95,11 @@ pub(super) fn urban_scene_with_roofs<R: Rng>(w: u32, h: u32, rng: &mut R) -> (Rg
         } else {
             BUILDING
         };
-        c.rect(x, y, x + bw, y + bh, roof, (8.0, 0.12), Some(label));
+        c.rect((x, y, x + bw, y + bh), roof, (8.0, 0.12), Some(label));
         // A ridge line for pitched roofs.
         if rng.random_bool(0.5) {
             c.rect(
-                x,
-                y + bh / 2.0 - 1.0,
-                x + bw,
-                y + bh / 2.0 + 1.0,
+                (x, y + bh / 2.0 - 1.0, x + bw, y + bh / 2.0 + 1.0),
                 roof.map(|v| v * 0.75),
                 (8.0, 0.05),
                 None,
@@ -132,8 +120,7 @@ pub(super) fn urban_scene_with_roofs<R: Rng>(w: u32, h: u32, rng: &mut R) -> (Rg
             let r = rng.random_range(6.0..14.0);
             c.shade(x - r + 4.0, y - r + 4.0, x + r + 4.0, y + r + 4.0, 0.7);
             c.blob(
-                x,
-                y,
+                (x, y),
                 r,
                 0.25,
                 jitter(rng, [45.0, 85.0, 40.0], 0.15),
@@ -164,7 +151,7 @@ pub(super) fn urban_scene_with_roofs<R: Rng>(w: u32, h: u32, rng: &mut R) -> (Rg
             } else {
                 (along, lane - cw / 2.0, along + cl, lane + cw / 2.0)
             };
-            c.rect(x0, y0, x1, y1, colour, (4.0, 0.05), Some(CAR));
+            c.rect((x0, y0, x1, y1), colour, (4.0, 0.05), Some(CAR));
         }
     }
     // Clutter: bare soil, containers, rubble.
@@ -172,8 +159,7 @@ pub(super) fn urban_scene_with_roofs<R: Rng>(w: u32, h: u32, rng: &mut R) -> (Rg
         let (x, y) = (rng.random_range(0.0..wf), rng.random_range(0.0..hf));
         if c.label_at(x, y) == Some(LOW_VEG) {
             c.blob(
-                x,
-                y,
+                (x, y),
                 rng.random_range(4.0..12.0),
                 0.4,
                 jitter(rng, [140.0, 105.0, 75.0], 0.15),
