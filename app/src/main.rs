@@ -85,6 +85,7 @@ fn parse_size(text: &str) -> Result<(f32, f32), String> {
 }
 
 fn main() -> ExitCode {
+    quiet_device_select();
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -92,6 +93,25 @@ fn main() -> ExitCode {
             eprintln!("s5-viewer: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Mesa's Vulkan device-select layer probes Wayland while wgpu lists adapters and, without a
+/// usable `XDG_RUNTIME_DIR` (headless screenshots on servers and CI, Xvfb), prints "error:
+/// XDG_RUNTIME_DIR is invalid or not set" although nothing is wrong. In exactly that case the
+/// layer is turned off for this process (`NODEVICE_SELECT=1`), unless the user set
+/// `NODEVICE_SELECT` either way: the rule `s5` applies to itself. The viewer's renderer picks
+/// its adapter by wgpu's preference, not by the layer's order.
+fn quiet_device_select() {
+    if !cfg!(target_os = "linux") || std::env::var_os("NODEVICE_SELECT").is_some() {
+        return;
+    }
+    let runtime_dir_ok = std::env::var_os("XDG_RUNTIME_DIR")
+        .is_some_and(|dir| !dir.is_empty() && std::path::Path::new(&dir).is_dir());
+    if !runtime_dir_ok {
+        // SAFETY: called first thing in `main`, before any thread exists, so nothing reads
+        // the environment concurrently.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
     }
 }
 

@@ -475,6 +475,36 @@ fn a_real_window_under_xvfb_screenshots_itself() {
     );
 }
 
+/// The binary's headless screenshot, as a user runs it on a server (no `XDG_RUNTIME_DIR`, no
+/// display): the picture, one report line, and nothing on stderr (Mesa's device-select layer
+/// printed "error: XDG_RUNTIME_DIR is invalid or not set" there until the viewer turned it
+/// off, as `s5` does).
+#[test]
+fn a_headless_screenshot_from_the_binary_prints_its_report_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("runs.png");
+    let result = std::process::Command::new(env!("CARGO_BIN_EXE_s5-viewer"))
+        .arg(fixture("s4p"))
+        .args(["--view", "runs", "--size", "900x300", "--screenshot"])
+        .arg(&out)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("NODEVICE_SELECT")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("DISPLAY")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr),
+    );
+    assert!(result.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.is_empty(), "stderr: {stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("runs view, frame time"), "{stdout}");
+    let shot = image::open(&out).unwrap();
+    assert_eq!((shot.width(), shot.height()), (900, 300));
+}
+
 #[test]
 fn ema_is_bias_corrected_and_the_tail_reads_whole_lines() {
     let smooth = s5_viewer::smooth::ema(&[2.0, 2.0, 2.0, f64::NAN, 4.0], 0.9);
