@@ -327,37 +327,43 @@ fn exit_within(
             return status;
         }
         if since.elapsed() >= Duration::from_secs(limit_s) {
-            // Say where each rank is, then end the job: left running, it would slow every
-            // later test.
-            let mut state = String::new();
-            for rank in 0..2 {
-                match rank_pid(run, rank) {
-                    Some(pid) => {
-                        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                            .unwrap_or_default();
-                        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan"))
-                            .unwrap_or_default();
-                        state += &format!("rank {rank}: pid {pid}, stat {stat}, wchan {wchan}\n");
-                        Command::new("kill")
-                            .args(["-9", &pid.to_string()])
-                            .status()
-                            .ok();
-                    }
-                    None => state += &format!("rank {rank}: exited\n"),
-                }
-            }
-            let last: Vec<String> = s5::run::read_events(&run.join("events.jsonl"))
-                .unwrap_or_default()
-                .iter()
-                .rev()
-                .take(3)
-                .map(|e| format!("{:?} at step {}", e.kind, e.step))
-                .collect();
+            // End the job: left running, it would slow every later test.
+            let state = kill_ranks(run);
             job.kill().ok();
-            panic!("the job still runs {limit_s} s after {after}\n{state}last events: {last:?}");
+            panic!("the job still runs {limit_s} s after {after}\n{state}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Kills the ranks of `run` still alive and says where each was (`/proc` state and wait
+/// channel) and what the run logged last.
+fn kill_ranks(run: &Path) -> String {
+    let mut state = String::new();
+    for rank in 0..2 {
+        let Some(pid) = rank_pid(run, rank) else {
+            state += &format!("rank {rank}: exited\n");
+            continue;
+        };
+        let proc = |file: &str| std::fs::read_to_string(format!("/proc/{pid}/{file}"));
+        let (stat, wchan) = (
+            proc("stat").unwrap_or_default(),
+            proc("wchan").unwrap_or_default(),
+        );
+        state += &format!("rank {rank}: pid {pid}, stat {stat}, wchan {wchan}\n");
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .ok();
+    }
+    let last: Vec<String> = s5::run::read_events(&run.join("events.jsonl"))
+        .unwrap_or_default()
+        .iter()
+        .rev()
+        .take(3)
+        .map(|e| format!("{:?} at step {}", e.kind, e.step))
+        .collect();
+    state + &format!("last events: {last:?}")
 }
 
 /// The pid of the process with `OMPI_COMM_WORLD_RANK=rank` whose command line names `run`.
